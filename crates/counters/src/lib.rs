@@ -1,0 +1,2 @@
+//! counters (under construction).
+#![forbid(unsafe_code)]

@@ -1,0 +1,2 @@
+//! Go-style defer for Rust (under construction).
+#![cfg_attr(not(feature = "std"), no_std)]

@@ -1,0 +1,2 @@
+//! rightsize (under construction).
+#![forbid(unsafe_code)]

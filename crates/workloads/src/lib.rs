@@ -1,0 +1,2 @@
+//! workloads (under construction).
+#![forbid(unsafe_code)]

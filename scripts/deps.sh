@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs the system packages that frugal's tests and experiments use, if missing.
+# Idempotent and quiet when everything is already there. Needs root (or sudo) to install.
+set -euo pipefail
+
+# One package a line: what needs it.
+PACKAGES=(
+  valgrind        # memcheck over the defer crate's tests; cachegrind/callgrind for `frugal stat --sim`
+  linux-perf      # `perf stat`, the reference our software counts are compared with
+  python3         # scripts/valgrind-tests.sh reads cargo's JSON messages
+)
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+done
+if ((${#missing[@]} == 0)); then
+  exit 0
+fi
+echo "scripts/deps.sh: installing ${missing[*]}" >&2
+SUDO=""
+if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
