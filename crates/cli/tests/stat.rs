@@ -1,0 +1,216 @@
+//! `frugal stat` end to end: exit statuses, messages, unsupported events, simulation.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+fn frugal() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_frugal"))
+}
+
+fn run(cmd: &mut Command) -> (i32, String, String) {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = cmd.output().expect("running frugal");
+    (
+        status.code().expect("frugal exits normally"),
+        String::from_utf8_lossy(&stdout).into_owned(),
+        String::from_utf8_lossy(&stderr).into_owned(),
+    )
+}
+
+/// The counters crate's deterministic C workload, compiled once.
+fn busy() -> &'static PathBuf {
+    static BUSY: OnceLock<PathBuf> = OnceLock::new();
+    BUSY.get_or_init(|| {
+        let exe = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("frugal-stat-busy");
+        let src =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../counters/tests/fixtures/busy.c");
+        let status = Command::new("cc")
+            .args(["-O1", "-o"])
+            .arg(&exe)
+            .arg(&src)
+            .status()
+            .expect("a C compiler `cc` is needed to build the test workload");
+        assert!(status.success(), "compiling {} failed", src.display());
+        exe
+    })
+}
+
+fn pmu_present() -> bool {
+    // Ask perf itself, independently of our code: `perf stat -e cycles` says "<not supported>"
+    // when the kernel gives ENOENT.
+    let out = Command::new("perf")
+        .args(["stat", "-x,", "-e", "cycles", "--", "true"])
+        .output()
+        .expect("`perf` is needed (scripts/deps.sh installs linux-perf)");
+    !String::from_utf8_lossy(&out.stderr).contains("<not supported>")
+}
+
+#[test]
+fn child_exit_status_is_propagated() {
+    let (code, _, _) = run(frugal().args(["stat", "--", "sh", "-c", "exit 3"]));
+    assert_eq!(code, 3);
+    let (code, _, _) = run(frugal().args(["stat", "-r", "2", "--", "true"]));
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn unknown_command_is_127_with_a_clear_message() {
+    let (code, _, stderr) = run(frugal().args(["stat", "--", "frugal-no-such-command-xyz"]));
+    assert_eq!(code, 127, "{stderr}");
+    assert!(
+        stderr.contains("frugal-no-such-command-xyz: command not found"),
+        "{stderr}"
+    );
+    let not_executable = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml");
+    let (code, _, stderr) = run(frugal().arg("stat").arg("--").arg(&not_executable));
+    assert_eq!(code, 126, "{stderr}");
+}
+
+#[test]
+fn unknown_event_lists_the_known_ones() {
+    let (code, _, stderr) = run(frugal().args(["stat", "-e", "cycles,bogus-misses", "--", "true"]));
+    assert_ne!(code, 0);
+    assert!(stderr.contains("unknown event `bogus-misses`"), "{stderr}");
+    assert!(
+        stderr.contains("L1-dcache-load-misses") && stderr.contains("task-clock"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn hardware_events_are_unsupported_here_never_zero() {
+    let (code, table, _) = {
+        let (c, out, err) = run(frugal().args(["stat", "-e", "task-clock,cycles", "--", "true"]));
+        (c, err, out)
+    };
+    assert_eq!(code, 0);
+    let (_, json, _) =
+        run(frugal().args(["stat", "--json", "-e", "task-clock,cycles", "--", "true"]));
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let cycles = &json["events"][1];
+    assert_eq!(cycles["event"], "cycles");
+    let cycles_line = table.lines().find(|l| l.contains("cycles")).unwrap();
+    if pmu_present() {
+        assert_eq!(cycles["status"]["state"], "counting");
+        assert!(cycles["count"]["mean"].as_f64().unwrap() > 0.0);
+        assert!(!cycles_line.contains("<not supported>"), "{table}");
+    } else {
+        assert_eq!(cycles["status"]["state"], "unsupported");
+        assert!(
+            cycles["count"].is_null(),
+            "unsupported must not be a number: {cycles}"
+        );
+        assert!(cycles_line.contains("<not supported>"), "{table}");
+        assert!(
+            table.contains("frugal stat --sim"),
+            "the table points at --sim: {table}"
+        );
+        assert_eq!(json["hardware_unsupported"], true);
+    }
+    // Software events count regardless.
+    assert_eq!(json["events"][0]["key"], "task_clock_ns");
+    assert!(json["events"][0]["count"]["mean"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn json_and_csv_carry_units_in_field_names() {
+    let (code, json, _) = run(frugal().args(["stat", "--json", "-r", "3", "--", "true"]));
+    assert_eq!(code, 0);
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(json["wall_time_ns"]["samples"].as_array().unwrap().len(), 3);
+    assert!(json["events"][0]["running_pct"].as_f64().unwrap() > 99.0);
+    assert!(json["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m["key"] == "cpus_utilized"));
+
+    let (code, csv, _) = run(frugal().args(["stat", "--csv", "-e", "page-faults", "--", "true"]));
+    assert_eq!(code, 0);
+    let mut lines = csv.lines();
+    let header = lines.next().unwrap();
+    assert!(
+        header.contains("count") && header.contains("running_pct"),
+        "{header}"
+    );
+    let faults = lines.next().unwrap();
+    assert!(
+        faults.starts_with("page-faults,page_faults,,counting,false,"),
+        "{faults}"
+    );
+    assert!(csv.contains("wall-time,wall_time_ns,ns,"), "{csv}");
+}
+
+/// valgrind's own `I refs:` figure for the same command.
+fn valgrind_irefs(json: &serde_json::Value, args: &[&str]) -> u64 {
+    let geometry = &json["cache_geometry"];
+    let spec = |level: &str| {
+        let l = &geometry[level];
+        format!("{},{},{}", l["size_bytes"], l["ways"], l["line_bytes"])
+    };
+    let out = Command::new("valgrind")
+        .args(["--tool=cachegrind", "--cache-sim=yes", "--branch-sim=yes"])
+        .arg(format!("--I1={}", spec("i1")))
+        .arg(format!("--D1={}", spec("d1")))
+        .arg(format!("--LL={}", spec("ll")))
+        .arg("--cachegrind-out-file=/dev/null")
+        .arg(busy())
+        .args(args)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr
+        .lines()
+        .filter_map(|l| l.split_once("== ").map(|(_, rest)| rest.trim_start()))
+        .find(|rest| rest.starts_with("I ") && rest.contains("refs:"))
+        .unwrap_or_else(|| panic!("no `I refs:` line: {stderr}"));
+    line.split("refs:")
+        .nth(1)
+        .unwrap()
+        .replace([',', ' '], "")
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn sim_matches_valgrind_exactly_and_repeats() {
+    let args = ["100000", "8", "5"];
+    let sim = || {
+        let (code, out, _) = run(frugal()
+            .args(["stat", "--sim", "--json", "--"])
+            .arg(busy())
+            .args(args));
+        assert_eq!(code, 5, "the simulated command's exit status is propagated");
+        serde_json::from_str::<serde_json::Value>(&out).unwrap()
+    };
+    let a = sim();
+    let b = sim();
+    assert_eq!(a["simulated"], true);
+    assert_eq!(a["counts"], b["counts"], "two simulated runs agree");
+    let ours = a["counts"]["instructions"].as_u64().unwrap();
+    assert_eq!(ours, valgrind_irefs(&a, &args));
+    assert!(a["counts"]["estimated_cycles"].as_u64().unwrap() >= ours);
+
+    let (code, _, table) = run(frugal()
+        .args(["stat", "--sim", "--"])
+        .arg(busy())
+        .args(args));
+    assert_eq!(code, 5);
+    assert!(
+        table.contains("SIMULATED") && table.contains("(simulated)"),
+        "{table}"
+    );
+}
+
+#[test]
+fn sim_without_valgrind_says_how_to_install() {
+    let (code, _, stderr) = run(frugal()
+        .env("FRUGAL_VALGRIND", "/nonexistent/valgrind")
+        .args(["stat", "--sim", "--", "true"]));
+    assert_ne!(code, 0);
+    assert!(stderr.contains("apt-get install valgrind"), "{stderr}");
+}

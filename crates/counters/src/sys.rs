@@ -1,0 +1,45 @@
+//! The only module with `unsafe`: thin wrappers over the libc calls perf-event2 does not cover.
+//!
+//! Each wrapper passes a zero-initialised, correctly sized `libc::rusage` that lives for the
+//! whole call; the kernel only writes into it.
+
+use std::io;
+use std::mem::MaybeUninit;
+
+/// Context switches (voluntary + involuntary) of the calling thread so far.
+pub(crate) fn thread_context_switches() -> io::Result<u64> {
+    rusage(libc::RUSAGE_THREAD)
+}
+
+/// Context switches (voluntary + involuntary) of all waited-for children so far.
+pub(crate) fn children_context_switches() -> io::Result<u64> {
+    rusage(libc::RUSAGE_CHILDREN)
+}
+
+fn rusage(who: libc::c_int) -> io::Result<u64> {
+    let mut usage = MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: `usage` is a valid, writable `rusage` for the duration of the call, and `who` is
+    // one of the RUSAGE_* constants; getrusage writes only into the struct it is given.
+    let rc = unsafe { libc::getrusage(who, usage.as_mut_ptr()) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: getrusage returned 0, so it filled the struct (and it was zeroed before anyway:
+    // every field of `rusage` is an integer, for which all-zero bytes are valid).
+    let usage = unsafe { usage.assume_init() };
+    Ok((usage.ru_nvcsw + usage.ru_nivcsw) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn context_switches_read() {
+        let before = super::thread_context_switches().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let after = super::thread_context_switches().unwrap();
+        assert!(
+            after > before,
+            "sleeping must switch out: {before} -> {after}"
+        );
+    }
+}
