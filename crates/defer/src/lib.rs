@@ -1,2 +1,274 @@
-//! Go-style defer for Rust (under construction).
+//! Go-style `defer` for Rust: zero-cost block guards and a function-scoped defer chain that
+//! does not allocate in steady state and survives panics.
+//!
+//! Go's `defer` registers a call anywhere in a function — in a loop, in a branch — and runs
+//! all registered calls in reverse order when the function returns or panics. Rust's
+//! destructors (and the `scopeguard` crate) cover the block-scoped case for free; this crate
+//! adds the function-scoped case, with Go's panic semantics minus the double-panic abort.
+//!
+//! # Step 1: a block guard
+//!
+//! [`defer!`] runs a block when the enclosing block ends, on normal exit or unwinding. It
+//! compiles to exactly the code you would write by hand at every exit.
+//!
+//! ```
+//! use std::cell::RefCell;
+//! let log = RefCell::new(Vec::new());
+//! {
+//!     frugal_defer::defer! { log.borrow_mut().push("cleanup"); }
+//!     log.borrow_mut().push("work");
+//! }
+//! assert_eq!(*log.borrow(), ["work", "cleanup"]);
+//! ```
+//!
+//! # Step 2: a guard that owns a value
+//!
+//! [`guard`] owns a value, dereferences to it, and hands it to the closure at the end. The
+//! strategies decide when the closure runs: [`guard`] always, [`guard_on_unwind`] only on a
+//! panic (rollback), [`guard_on_success`] only without one (commit). [`Guard::into_inner`]
+//! defuses the guard and returns the value.
+//!
+//! ```
+//! use frugal_defer::{guard, guard_on_unwind, Guard};
+//!
+//! let mut conn = guard(Vec::<&str>::new(), |c| assert_eq!(c, ["BEGIN", "COMMIT"]));
+//! conn.push("BEGIN");
+//! conn.push("COMMIT");
+//! drop(conn); // the closure checks the log
+//!
+//! let tx = guard_on_unwind("tx", |_| unreachable!("no panic, no rollback"));
+//! assert_eq!(Guard::into_inner(tx), "tx");
+//! ```
+//!
+//! # Step 3: a function-scoped chain
+//!
+//! [`scope`] opens a chain; [`Scope::defer`] registers calls anywhere in it, including in
+//! loops and in helper functions that take `&Scope<'_, '_>`; they all run newest first when
+//! the scope ends. Captures are evaluated at registration (`move` closures), as Go evaluates a
+//! deferred call's arguments at the `defer` statement.
+//!
+//! ```
+//! use std::cell::RefCell;
+//!
+//! let log = RefCell::new(Vec::new());
+//! frugal_defer::scope(|s| {
+//!     let log = &log; // borrowed from outside the scope: may be captured
+//!     for i in 0..3 {
+//!         if i != 1 {
+//!             s.defer(move || log.borrow_mut().push(format!("close {i}")));
+//!         }
+//!     }
+//!     log.borrow_mut().push("body".to_string());
+//! });
+//! assert_eq!(*log.borrow(), ["body", "close 2", "close 0"]);
+//! ```
+//!
+//! A helper that registers a deferred call ties the borrowed data to the scope's `'env`:
+//!
+//! ```
+//! use std::cell::RefCell;
+//! use frugal_defer::Scope;
+//!
+//! fn acquire<'env>(s: &Scope<'_, 'env>, log: &'env RefCell<Vec<&'static str>>) {
+//!     log.borrow_mut().push("acquire");
+//!     s.defer(move || log.borrow_mut().push("release"));
+//! }
+//!
+//! let log = RefCell::new(Vec::new());
+//! frugal_defer::scope(|s| {
+//!     acquire(s, &log);
+//!     acquire(s, &log);
+//! });
+//! assert_eq!(*log.borrow(), ["acquire", "acquire", "release", "release"]);
+//! ```
+//!
+//! # Step 4: handles
+//!
+//! [`Scope::defer`] returns a [`DeferHandle`]: [`cancel`](DeferHandle::cancel) it (the call
+//! never runs, its captures are dropped now) or [`run_now`](DeferHandle::run_now) it (it runs
+//! now, not again at exit). Both consume the handle: exactly once either way.
+//!
+//! ```
+//! use std::cell::Cell;
+//! let (a, b) = (Cell::new(0), Cell::new(0));
+//! frugal_defer::scope(|s| {
+//!     let (a, b) = (&a, &b);
+//!     s.defer(move || a.set(a.get() + 1)).cancel();
+//!     s.defer(move || b.set(b.get() + 1)).run_now();
+//!     assert_eq!(b.get(), 1);
+//! });
+//! assert_eq!((a.get(), b.get()), (0, 1));
+//! ```
+//!
+//! # Step 5: errors and results
+//!
+//! [`try_scope`] takes a body returning `Result<T, E>` and adds
+//! [`errdefer`](TryScope::errdefer) (runs only on `Err` or panic, sees `Some(&e)`),
+//! [`on_success`](TryScope::on_success) and [`finally`](TryScope::finally) (may rewrite the
+//! result, like a Go deferred closure assigning a named result).
+//!
+//! ```
+//! use std::cell::RefCell;
+//! let log = RefCell::new(Vec::new());
+//! let r: Result<u8, &str> = frugal_defer::try_scope(|s| {
+//!     let log = &log;
+//!     s.errdefer(move |e| log.borrow_mut().push(format!("undo after {e:?}")));
+//!     s.on_success(move || log.borrow_mut().push("commit".into()));
+//!     Err("no space")
+//! });
+//! assert_eq!(r, Err("no space"));
+//! assert_eq!(*log.borrow(), [r#"undo after Some("no space")"#]);
+//! ```
+//!
+//! # Step 6: panics
+//!
+//! Every registered call runs exactly once whatever panics — the body or other deferred
+//! calls; there is never a double-panic abort: deferred calls run under `catch_unwind`, not
+//! in a destructor during unwinding. (One `catch_unwind` covers the body and the whole run;
+//! after a panic the run resumes, under a fresh one, with the next call — the same effect as
+//! one `catch_unwind` per call, at the cost of one per panic.) After all ran, [`scope`] resumes the *first* panic; later ones are kept
+//! ("collateral", [`take_collateral`]). [`recover`] returns them as `Err(`[`Recovered`]`)`
+//! instead, and [`Scope::on_panic`] lets a deferred call look at the panic in flight.
+//!
+//! ```
+//! use std::cell::Cell;
+//! let ran = Cell::new(0);
+//! let r = frugal_defer::recover(|s| {
+//!     let ran = &ran;
+//!     s.defer(move || ran.set(ran.get() + 1));
+//!     s.defer(|| panic!("cleanup failed"));
+//!     s.defer(move || ran.set(ran.get() + 1));
+//!     panic!("request failed");
+//! });
+//! let rec = r.unwrap_err();
+//! assert_eq!(ran.get(), 2); // both other calls ran
+//! assert_eq!(rec.message(), Some("request failed"));
+//! assert_eq!(rec.collateral().len(), 1);
+//! ```
+//!
+//! The exact rules:
+//! 1. Deferred calls run newest first, each exactly once (unless cancelled, or run early via
+//!    its handle, or conditional and its condition is false; a call that does not run has its
+//!    captures dropped exactly once instead).
+//! 2. A panic in the body or in a deferred call is caught; the remaining calls still run.
+//! 3. The first panic (body first, then deferred calls in run order) is "the" panic: [`scope`]
+//!    and [`try_scope`] resume it with `resume_unwind` after the last call ran (the panic hook
+//!    is not called a second time); the others are collateral, retrievable on that thread with
+//!    [`take_collateral`]. [`recover`] returns both in [`Recovered`].
+//! 4. Conditional calls look at the state when they run: [`Scope::on_panic`] runs if a panic
+//!    is in flight (body or an earlier-run deferred call) and sees the first one;
+//!    [`errdefer`](TryScope::errdefer) runs if the result is `Err` or a panic is in flight;
+//!    [`on_success`](TryScope::on_success) runs if the result is `Ok` and no panic is in
+//!    flight; [`finally`](TryScope::finally) runs whenever the body returned.
+//! 5. A panic in [`DeferHandle::run_now`] or [`DeferHandle::cancel`] (a panicking destructor)
+//!    propagates into the body like any panic; the call still counts as done.
+//! 6. Block guards ([`defer!`], [`guard`]) are ordinary destructors: a guard that panics while
+//!    another panic unwinds aborts the process, as in all Rust. Use the chain when cleanup may
+//!    panic.
+//! 7. With `panic = "abort"` a panic aborts the process at once; no deferred call runs (as
+//!    for every destructor).
+//!
+//! # Step 7: cancellation
+//!
+//! [`Scope::defer_until_cancelled`] binds a call to a [`CancelToken`]: it runs exactly once,
+//! at the earlier of `token.cancel()` and scope exit (article 4.4: release a resource when
+//! the client goes away, not when the handler finally returns). See [`CancelToken`] for why
+//! this is a small token of our own rather than tokio-util's `CancellationToken`.
+//!
+//! # Storage
+//!
+//! A record is the closure's captures, rounded up to 8 bytes, followed by an 8-byte vtable
+//! pointer; records are bump-allocated, newest on top, in the frame of the function that
+//! opens the scope: [`DEFAULT_CAPACITY`] bytes (32 one-word closures), or `BYTES` with
+//! [`scope_with_capacity`]. Records need no links: the scope's exit walks the area downwards.
+//!
+//! What does not fit goes to a thread-local pool of blocks in size classes (64 B to 4 KiB,
+//! 64-aligned, up to 256 free blocks per class), reset and returned to their free list as
+//! soon as the run passes them:
+//! - too many records: the chain continues in a 2 KiB pool *segment* (then another), with
+//!   the same bump allocation, so the overflow path costs about what the inline one does;
+//! - too large (a record over 512 bytes) or aligned to more than 8: the closure gets its own
+//!   block of the smallest fitting class, and a 16-byte stub record points to it;
+//! - larger than 4 KiB or aligned to more than 64: its own heap block (the only case that
+//!   allocates every time).
+//!
+//! Running the same scope again therefore allocates nothing ([`stats`] shows the pool hits;
+//! a test counts allocations with a counting global allocator).
+//!
+//! # Cost, and how this compares
+//!
+//! Go has three kinds of defer (Go 1.14+; the project's SPEC §1 has the facts):
+//! - **open-coded** (at most 8 defers, none in a loop): no record at all, a bit in a byte
+//!   plus the closure in a stack slot, calls emitted at every exit; about +4 ns per call on
+//!   the project's VM. Our block guards are the Rust counterpart and cost nothing extra: the
+//!   compiler emits the cleanup at every exit exactly as written by hand (the benchmark's
+//!   `defer!` and manual cases compile to the same function).
+//! - **stack record** (a `_defer` record in the frame, linked into the goroutine's list,
+//!   run by `deferreturn`): our inline records play this role — registering is a bounds
+//!   check and two or three stores, running is a load and an indirect call per record.
+//! - **heap record from a per-P pool** (defers in loops): about 60 ns and one allocation per
+//!   defer measured with Go 1.19. Our overflow path bump-allocates in reused pool segments:
+//!   no allocation in steady state, and close to the inline cost.
+//!
+//! `scopeguard` gives block guards only (the same machine code as ours); a panic in its
+//! closure while unwinding aborts the process, and there is no function-scoped chain. A
+//! `Vec<Box<dyn FnOnce()>>` chain costs an allocation per defer (plus the vector's growth)
+//! and, unless written carefully, aborts or skips calls when one panics.
+//!
+//! Measure it: `cargo bench -p frugal-defer` (wall clock, allocations per operation, JSON
+//! in `target/frugal-defer-bench.json`) and `cargo bench -p frugal-defer -- --callgrind`
+//! (instructions per operation under `valgrind --tool=callgrind`, per case). Instructions
+//! measured that way (Rust 1.95, x86-64; the deferred call is an out-of-line function):
+//!
+//! | case | instructions per operation | per defer, beyond the call itself |
+//! |---|---:|---:|
+//! | manual cleanup, 1 call | 11 | — |
+//! | `defer!` / scopeguard, 1 call | 11 (identical code) | 0 |
+//! | chain inline, 1 defer | 88 | 77 (mostly scope set-up and exit) |
+//! | chain inline, 8 defers straight-line | 201 | 19.4 |
+//! | chain inline, 64 defers straight-line | 1382 | 16.5 |
+//! | chain inline, 64 defers in a loop | 1750 | 19.1 |
+//! | chain overflow (pool segments), 64 in a loop | 1862 | 20.8 |
+//! | `Vec<Box<dyn FnOnce()>>`, 64 in a loop | 27754 | 425 |
+//!
+//! The marginal cost of one more chain defer is 16 (straight-line) to 18 (loop, inline or
+//! overflow) instructions beyond the call: registering is a bounds check, the captures, the
+//! `exit` pointer, the cursor and a counter; running is a compare, an indirect call, and the
+//! unlink. A scope costs about 25–70 instructions to open and close (two `catch_unwind`
+//! frames are not needed: one covers the body and the run).
+//!
+//! # Features
+//!
+//! - `std` (default): the chain, panics, pool, statistics, cancellation. Without it the crate
+//!   is `no_std` and offers [`defer!`] and the [`Always`] guard.
 #![cfg_attr(not(feature = "std"), no_std)]
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
+
+mod guard;
+#[allow(unsafe_code)]
+mod raw;
+
+#[cfg(feature = "std")]
+mod cancel;
+#[cfg(feature = "std")]
+mod panics;
+#[cfg(feature = "std")]
+mod stats;
+
+pub use guard::{guard, Always, Strategy};
+#[cfg(feature = "std")]
+pub use guard::{guard_on_success, guard_on_unwind, OnSuccess, OnUnwind};
+pub use raw::Guard;
+
+#[cfg(feature = "std")]
+pub use cancel::CancelToken;
+#[cfg(feature = "std")]
+pub use panics::{panic_message, take_collateral, PanicPayload, Recovered};
+#[cfg(feature = "std")]
+pub use raw::{
+    recover, scope, scope_with_capacity, try_scope, try_scope_with_capacity, DeferHandle, Scope,
+    TryScope, DEFAULT_CAPACITY,
+};
+#[cfg(feature = "std")]
+pub use stats::{reset_stats, stats, Stats};

@@ -1,0 +1,636 @@
+//! Benchmark of cleanup strategies: manual cleanup, `defer!`, scopeguard, the defer chain
+//! (inline, straight-line and in a loop, 1/8/64 defers; overflow path) and
+//! `Vec<Box<dyn FnOnce()>>`.
+//!
+//! `cargo bench -p frugal-defer` prints a table (median ns per operation over repeated
+//! samples, with min..max spread; ns per defer; heap allocations per operation, counted by a
+//! counting global allocator) and writes JSON to `$FRUGAL_DEFER_BENCH_JSON` (default
+//! `target/frugal-defer-bench.json`).
+//!
+//! `cargo bench -p frugal-defer -- --callgrind` instead runs every case under
+//! `valgrind --tool=callgrind --toggle-collect=<the case's function>` and prints instructions
+//! per operation and per defer beyond the deferred calls themselves (the manual case with the
+//! same number of calls is the baseline). `-- --filter SUBSTR` selects cases.
+//!
+//! Every operation is one `#[inline(never)]` function `op_<case>`; the deferred work is an
+//! `#[inline(never)]` function `cleanup`, identical in every case, and inputs go through
+//! `std::hint::black_box` so that nothing is computed at compile time.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::fmt::Write as _;
+use std::hint::black_box;
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use frugal_defer::scope_with_capacity;
+
+// ------------------------------------------------------------------ allocation counting
+
+struct Counting;
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: forwards every call to `System` unchanged; the counter does not touch the memory.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded with the caller's guarantees.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+// ------------------------------------------------------------------ the operations
+
+/// The deferred work: identical in every case.
+#[inline(never)]
+fn cleanup(c: &Cell<u64>, i: u64) {
+    c.set(c.get().wrapping_add(i));
+}
+
+/// The body's work.
+#[inline(never)]
+fn work(c: &Cell<u64>) {
+    c.set(c.get() ^ 0x5a);
+}
+
+macro_rules! rep8 {
+    ($($t:tt)*) => {{ $($t)* $($t)* $($t)* $($t)* $($t)* $($t)* $($t)* $($t)* }};
+}
+
+#[inline(never)]
+fn op_manual_1(c: &Cell<u64>, _n: u64) {
+    work(c);
+    cleanup(c, 1);
+}
+
+#[inline(never)]
+fn op_defer_macro_1(c: &Cell<u64>, _n: u64) {
+    frugal_defer::defer! { cleanup(c, 1); }
+    work(c);
+}
+
+#[inline(never)]
+fn op_scopeguard_1(c: &Cell<u64>, _n: u64) {
+    scopeguard::defer! { cleanup(c, 1); }
+    work(c);
+}
+
+#[inline(never)]
+fn op_manual_8(c: &Cell<u64>, _n: u64) {
+    work(c);
+    rep8! { cleanup(c, 1); }
+}
+
+#[inline(never)]
+fn op_manual_64(c: &Cell<u64>, _n: u64) {
+    work(c);
+    rep8! { rep8! { cleanup(c, 1); } }
+}
+
+#[inline(never)]
+fn op_manual_loop(c: &Cell<u64>, n: u64) {
+    work(c);
+    for i in 0..n {
+        cleanup(c, i);
+    }
+}
+
+#[inline(never)]
+fn op_chain_1(c: &Cell<u64>, _n: u64) {
+    scope_with_capacity::<4096, _, _>(|s| {
+        s.defer(move || cleanup(c, 1));
+        work(c);
+    })
+}
+
+#[inline(never)]
+fn op_chain_8(c: &Cell<u64>, _n: u64) {
+    scope_with_capacity::<4096, _, _>(|s| {
+        rep8! { s.defer(move || cleanup(c, 1)); }
+        work(c);
+    })
+}
+
+#[inline(never)]
+fn op_chain_64(c: &Cell<u64>, _n: u64) {
+    scope_with_capacity::<4096, _, _>(|s| {
+        rep8! { rep8! { s.defer(move || cleanup(c, 1)); } }
+        work(c);
+    })
+}
+
+#[inline(never)]
+fn op_chain_loop(c: &Cell<u64>, n: u64) {
+    scope_with_capacity::<4096, _, _>(|s| {
+        for i in 0..n {
+            s.defer(move || cleanup(c, i));
+        }
+        work(c);
+    })
+}
+
+#[inline(never)]
+fn op_chain_overflow_loop(c: &Cell<u64>, n: u64) {
+    // No inline area: every record goes to the thread-local pool.
+    scope_with_capacity::<0, _, _>(|s| {
+        for i in 0..n {
+            s.defer(move || cleanup(c, i));
+        }
+        work(c);
+    })
+}
+
+#[inline(never)]
+fn op_vec_box_loop(c: &Cell<u64>, n: u64) {
+    let mut chain: Vec<Box<dyn FnOnce() + '_>> = Vec::new();
+    for i in 0..n {
+        chain.push(Box::new(move || cleanup(c, i)));
+    }
+    work(c);
+    while let Some(f) = chain.pop() {
+        f();
+    }
+}
+
+type Op = fn(&Cell<u64>, u64);
+
+struct Case {
+    name: String,
+    group: &'static str,
+    op: Op,
+    symbol: &'static str,
+    defers: u64,
+    /// The manual case with the same number of cleanup calls (for "beyond the call" figures).
+    baseline: Option<String>,
+}
+
+fn cases() -> Vec<Case> {
+    let mut v = Vec::new();
+    let mut add = |name: &str, group, op: Op, symbol, defers, baseline: Option<&str>| {
+        v.push(Case {
+            name: name.to_string(),
+            group,
+            op,
+            symbol,
+            defers,
+            baseline: baseline.map(str::to_string),
+        })
+    };
+    add("manual/1", "manual", op_manual_1, "op_manual_1", 1, None);
+    add(
+        "defer!/1",
+        "defer!",
+        op_defer_macro_1,
+        "op_defer_macro_1",
+        1,
+        Some("manual/1"),
+    );
+    add(
+        "scopeguard/1",
+        "scopeguard",
+        op_scopeguard_1,
+        "op_scopeguard_1",
+        1,
+        Some("manual/1"),
+    );
+    add("manual/8", "manual", op_manual_8, "op_manual_8", 8, None);
+    add(
+        "manual/64",
+        "manual",
+        op_manual_64,
+        "op_manual_64",
+        64,
+        None,
+    );
+    for n in [1u64, 8, 64] {
+        let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+        let _ = leak;
+        add(
+            &format!("manual-loop/{n}"),
+            "manual",
+            op_manual_loop,
+            "op_manual_loop",
+            n,
+            None,
+        );
+    }
+    add(
+        "chain-inline/1",
+        "chain inline",
+        op_chain_1,
+        "op_chain_1",
+        1,
+        Some("manual/1"),
+    );
+    add(
+        "chain-inline/8",
+        "chain inline",
+        op_chain_8,
+        "op_chain_8",
+        8,
+        Some("manual/8"),
+    );
+    add(
+        "chain-inline/64",
+        "chain inline",
+        op_chain_64,
+        "op_chain_64",
+        64,
+        Some("manual/64"),
+    );
+    for n in [1u64, 8, 64] {
+        let base = format!("manual-loop/{n}");
+        add(
+            &format!("chain-inline-loop/{n}"),
+            "chain inline",
+            op_chain_loop,
+            "op_chain_loop",
+            n,
+            Some(&base),
+        );
+    }
+    for n in [1u64, 8, 64] {
+        let base = format!("manual-loop/{n}");
+        add(
+            &format!("chain-overflow-loop/{n}"),
+            "chain overflow",
+            op_chain_overflow_loop,
+            "op_chain_overflow_loop",
+            n,
+            Some(&base),
+        );
+    }
+    for n in [1u64, 8, 64] {
+        let base = format!("manual-loop/{n}");
+        add(
+            &format!("vec-box-loop/{n}"),
+            "Vec<Box<dyn FnOnce>>",
+            op_vec_box_loop,
+            "op_vec_box_loop",
+            n,
+            Some(&base),
+        );
+    }
+    v
+}
+
+// ------------------------------------------------------------------ timing
+
+struct Measured {
+    median_ns: f64,
+    min_ns: f64,
+    max_ns: f64,
+    samples_ns: Vec<f64>,
+    allocs_per_op: f64,
+    iters_per_sample: u64,
+}
+
+fn run_batch(op: Op, c: &Cell<u64>, n: u64, iters: u64) {
+    for _ in 0..iters {
+        op(black_box(c), black_box(n));
+    }
+}
+
+fn measure(case: &Case, samples: usize, target_sample_ns: f64) -> Measured {
+    let c = Cell::new(0u64);
+    // Warm up (fills the pool, faults in the stack) and calibrate.
+    run_batch(case.op, &c, case.defers, 1000);
+    let mut iters = 1000u64;
+    loop {
+        let t = Instant::now();
+        run_batch(case.op, &c, case.defers, iters);
+        let ns = t.elapsed().as_nanos() as f64;
+        if ns >= target_sample_ns / 4.0 || iters >= 1 << 30 {
+            iters = ((iters as f64) * target_sample_ns / ns.max(1.0))
+                .ceil()
+                .max(100.0) as u64;
+            break;
+        }
+        iters *= 4;
+    }
+    let mut samples_ns = Vec::with_capacity(samples);
+    let mut allocs = 0u64;
+    for _ in 0..samples {
+        let a0 = ALLOCS.load(Ordering::Relaxed);
+        let t = Instant::now();
+        run_batch(case.op, &c, case.defers, iters);
+        let ns = t.elapsed().as_nanos() as f64;
+        allocs += ALLOCS.load(Ordering::Relaxed) - a0;
+        samples_ns.push(ns / iters as f64);
+    }
+    black_box(c.get());
+    let mut sorted = samples_ns.clone();
+    sorted.sort_by(f64::total_cmp);
+    Measured {
+        median_ns: sorted[sorted.len() / 2],
+        min_ns: sorted[0],
+        max_ns: sorted[sorted.len() - 1],
+        samples_ns,
+        allocs_per_op: allocs as f64 / (iters as f64 * samples as f64),
+        iters_per_sample: iters,
+    }
+}
+
+// ------------------------------------------------------------------ callgrind
+
+const CALLGRIND_ITERS: u64 = 10_000;
+
+/// Child mode: run one case `CALLGRIND_ITERS` times (after a warm-up), for callgrind.
+fn callgrind_child(name: &str) {
+    let all = cases();
+    let case = all
+        .iter()
+        .find(|c| c.name == name)
+        .expect("the parent passes a known case name");
+    let c = Cell::new(0u64);
+    // Warm-up outside the collected function? No: the op function is the toggle; warm-up calls
+    // are collected too, so they are counted as part of the iterations below.
+    run_batch(case.op, &c, case.defers, CALLGRIND_ITERS);
+    black_box(c.get());
+}
+
+/// Instructions per operation of `case`, measured by callgrind (None if valgrind is missing).
+fn callgrind_ir(case: &Case) -> Result<f64, String> {
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let out =
+        std::env::temp_dir().join(format!("frugal-defer-callgrind-{}.out", std::process::id()));
+    let status = Command::new("valgrind")
+        .arg("--tool=callgrind")
+        .arg(format!("--callgrind-out-file={}", out.display()))
+        .arg(format!("--toggle-collect=*::{}", case.symbol))
+        .arg("--collect-atstart=no")
+        .arg(&exe)
+        .arg("--callgrind-child")
+        .arg(&case.name)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .map_err(|e| format!("cannot run valgrind ({e}): install it (scripts/deps.sh)"))?;
+    if !status.success() {
+        return Err(format!("valgrind exited with {status}"));
+    }
+    let text = std::fs::read_to_string(&out).map_err(|e| e.to_string())?;
+    let _ = std::fs::remove_file(&out);
+    let total = text
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("totals:")
+                .or_else(|| l.strip_prefix("summary:"))
+        })
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .ok_or("no totals in the callgrind output")?;
+    if total == 0.0 {
+        // The function was never entered under its own name: LLVM's MergeFunctions pass
+        // (on by default in rustc) replaced it with an identical function and removed the
+        // symbol. That is itself the proof of identical machine code; say so.
+        let nm = Command::new("nm")
+            .arg(&exe)
+            .output()
+            .map_err(|e| format!("cannot run nm: {e}"))?;
+        let symbols = String::from_utf8_lossy(&nm.stdout);
+        if !symbols.contains(case.symbol) {
+            return Err(format!(
+                "`{}` has no symbol: LLVM merged it into an identical function (same machine code)",
+                case.symbol
+            ));
+        }
+    }
+    Ok(total / CALLGRIND_ITERS as f64)
+}
+
+// ------------------------------------------------------------------ main
+
+fn json_escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(i) = args.iter().position(|a| a == "--callgrind-child") {
+        callgrind_child(&args[i + 1]);
+        return;
+    }
+    let filter = args
+        .iter()
+        .position(|a| a == "--filter")
+        .map(|i| args[i + 1].clone());
+    let callgrind = args.iter().any(|a| a == "--callgrind");
+    // A filter keeps the selected cases and the manual baselines they are compared with.
+    let every = cases();
+    let selected = |c: &Case| filter.as_ref().is_none_or(|f| c.name.contains(f.as_str()));
+    let needed: Vec<String> = every
+        .iter()
+        .filter(|c| selected(c))
+        .filter_map(|c| c.baseline.clone())
+        .collect();
+    let all: Vec<Case> = every
+        .into_iter()
+        .filter(|c| selected(c) || needed.contains(&c.name))
+        .collect();
+
+    if callgrind {
+        println!("instructions per operation (callgrind, {CALLGRIND_ITERS} operations per case, toggle-collect on op_<case>)");
+        println!(
+            "{:<24} {:>12} {:>10} {:>22}",
+            "case", "Ir/op", "Ir/defer", "Ir/defer beyond call"
+        );
+        let mut irs: Vec<(String, f64)> = Vec::new();
+        let mut json = String::from("{\n  \"tool\": \"callgrind\",\n  \"cases\": [\n");
+        for case in &all {
+            let ir = match callgrind_ir(case) {
+                Ok(ir) => ir,
+                Err(e) => {
+                    println!("{:<24} could not measure: {e}", case.name);
+                    let _ = writeln!(
+                        json,
+                        "    {{\"case\": \"{}\", \"defers\": {}, \"ir_per_op\": null, \"note\": \"{}\"}},",
+                        json_escape(&case.name),
+                        case.defers,
+                        json_escape(&e)
+                    );
+                    continue;
+                }
+            };
+            let base = case
+                .baseline
+                .as_ref()
+                .and_then(|b| irs.iter().find(|(n, _)| n == b))
+                .map(|(_, ir)| *ir);
+            let beyond = base.map(|b| (ir - b) / case.defers as f64);
+            println!(
+                "{:<24} {:>12.1} {:>10.1} {:>22}",
+                case.name,
+                ir,
+                ir / case.defers as f64,
+                beyond.map_or("-".to_string(), |b| format!("{b:.1}"))
+            );
+            let _ = writeln!(
+                json,
+                "    {{\"case\": \"{}\", \"defers\": {}, \"ir_per_op\": {:.2}, \"ir_per_defer_beyond_call\": {}}},",
+                json_escape(&case.name),
+                case.defers,
+                ir,
+                beyond.map_or("null".to_string(), |b| format!("{b:.2}"))
+            );
+            irs.push((case.name.clone(), ir));
+        }
+        if json.ends_with(",\n") {
+            json.truncate(json.len() - 2);
+            json.push('\n');
+        }
+        json.push_str("  ],\n  \"marginal_ir_per_defer_beyond_call\": {");
+        // The marginal cost of one more defer, without the per-scope set-up and exit: the
+        // slope between 8 and 64 defers, minus the manual slope (the calls themselves).
+        println!("\nmarginal instructions per defer beyond the call: (Ir(64) - Ir(8)) / 56 minus the manual slope");
+        let ir_of = |n: &str| irs.iter().find(|(c, _)| c == n).map(|(_, ir)| *ir);
+        let mut first = true;
+        for (label, group, manual) in [
+            ("chain inline, straight-line", "chain-inline", "manual"),
+            ("chain inline, loop", "chain-inline-loop", "manual-loop"),
+            ("chain overflow, loop", "chain-overflow-loop", "manual-loop"),
+            ("Vec<Box<dyn FnOnce>>, loop", "vec-box-loop", "manual-loop"),
+        ] {
+            let (Some(a8), Some(a64), Some(m8), Some(m64)) = (
+                ir_of(&format!("{group}/8")),
+                ir_of(&format!("{group}/64")),
+                ir_of(&format!("{manual}/8")),
+                ir_of(&format!("{manual}/64")),
+            ) else {
+                continue;
+            };
+            let marginal = (a64 - a8) / 56.0 - (m64 - m8) / 56.0;
+            let scope_fixed = a8 - m8 - 8.0 * marginal;
+            if scope_fixed >= 0.0 {
+                println!("{label:<30} {marginal:>6.1} per defer, {scope_fixed:>6.1} per scope");
+            } else {
+                // Allocation costs that grow with the count (vector doubling) do not fit a line.
+                println!("{label:<30} {marginal:>6.1} per defer (not linear in the count)");
+            }
+            let _ = write!(
+                json,
+                "{}\n    \"{}\": {{\"per_defer\": {:.2}, \"per_scope\": {:.2}}}",
+                if first { "" } else { "," },
+                json_escape(group),
+                marginal,
+                scope_fixed
+            );
+            first = false;
+        }
+        json.push_str("\n  }\n}\n");
+        write_json(&json, "callgrind");
+        return;
+    }
+
+    let samples: usize = std::env::var("FRUGAL_DEFER_BENCH_SAMPLES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(101);
+    // Many short samples: on a shared machine some of them run undisturbed, and the minimum
+    // and the median together show how noisy the run was.
+    let target_sample_ns = 2e6;
+    println!(
+        "frugal-defer benchmark: {samples} samples of ~2 ms per case; ns/op median and [min..max]"
+    );
+    println!("beyond manual = (ns/op - ns/op of the manual case with the same calls) / defers");
+    println!(
+        "{:<24} {:>9} {:>20} {:>9} {:>13} {:>13} {:>10}",
+        "case", "ns/op", "[min..max]", "ns/defer", "beyond (med)", "beyond (min)", "allocs/op"
+    );
+    let mut done: Vec<(String, f64, f64)> = Vec::new();
+    let mut json =
+        String::from("{\n  \"tool\": \"wall-clock\",\n  \"unit\": \"ns/op\",\n  \"cases\": [\n");
+    let mut noisy = false;
+    for case in &all {
+        let m = measure(case, samples, target_sample_ns);
+        let base = case
+            .baseline
+            .as_ref()
+            .and_then(|b| done.iter().find(|(n, _, _)| n == b))
+            .map(|(_, med, min)| (*med, *min));
+        let per = case.defers as f64;
+        let beyond_med = base.map(|(b, _)| (m.median_ns - b) / per);
+        let beyond_min = base.map(|(_, b)| (m.min_ns - b) / per);
+        noisy |= m.median_ns > 1.5 * m.min_ns;
+        let opt = |v: Option<f64>| v.map_or("-".to_string(), |b| format!("{b:.2}"));
+        println!(
+            "{:<24} {:>9.2} {:>20} {:>9.2} {:>13} {:>13} {:>10.3}",
+            case.name,
+            m.median_ns,
+            format!("[{:.2}..{:.2}]", m.min_ns, m.max_ns),
+            m.median_ns / per,
+            opt(beyond_med),
+            opt(beyond_min),
+            m.allocs_per_op
+        );
+        let samples_json: Vec<String> = m.samples_ns.iter().map(|s| format!("{s:.3}")).collect();
+        let jopt = |v: Option<f64>| v.map_or("null".to_string(), |b| format!("{b:.3}"));
+        let _ = writeln!(
+            json,
+            "    {{\"case\": \"{}\", \"group\": \"{}\", \"defers\": {}, \"median_ns\": {:.3}, \"min_ns\": {:.3}, \"max_ns\": {:.3}, \"ns_per_defer\": {:.3}, \"ns_per_defer_beyond_manual_median\": {}, \"ns_per_defer_beyond_manual_min\": {}, \"allocs_per_op\": {:.4}, \"iters_per_sample\": {}, \"samples_ns\": [{}]}},",
+            json_escape(&case.name),
+            json_escape(case.group),
+            case.defers,
+            m.median_ns,
+            m.min_ns,
+            m.max_ns,
+            m.median_ns / per,
+            jopt(beyond_med),
+            jopt(beyond_min),
+            m.allocs_per_op,
+            m.iters_per_sample,
+            samples_json.join(", ")
+        );
+        done.push((case.name.clone(), m.median_ns, m.min_ns));
+    }
+    if noisy {
+        println!(
+            "warning: medians are more than 1.5x the minimum for some cases: the machine is busy \
+             (other processes, frequency changes). Rerun on an idle machine, or pin the bench \
+             with `taskset -c N`, and compare the min columns meanwhile."
+        );
+    }
+    if json.ends_with(",\n") {
+        json.truncate(json.len() - 2);
+        json.push('\n');
+    }
+    json.push_str("  ]\n}\n");
+    write_json(&json, "bench");
+}
+
+fn write_json(json: &str, kind: &str) {
+    let default = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target")
+        .join(if kind == "callgrind" {
+            "frugal-defer-callgrind.json"
+        } else {
+            "frugal-defer-bench.json"
+        });
+    let var = if kind == "callgrind" {
+        "FRUGAL_DEFER_CALLGRIND_JSON"
+    } else {
+        "FRUGAL_DEFER_BENCH_JSON"
+    };
+    let path = std::env::var_os(var)
+        .map(std::path::PathBuf::from)
+        .unwrap_or(default);
+    match std::fs::write(&path, json) {
+        Ok(()) => println!("wrote {}", path.display()),
+        Err(e) => eprintln!(
+            "could not write {} ({e}); set {var} to a writable path",
+            path.display()
+        ),
+    }
+}
