@@ -1,12 +1,62 @@
-//! `frugal serve` (being built).
+//! `frugal serve`: the HTTP service whose per-request cleanup strategy is selectable.
 
+use std::io::Write as _;
+use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use frugal_workloads::http::{serve, ServeConfig, Strategy};
 
 /// Arguments of `frugal serve`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Address to bind (port 0 picks a free port; the bound one is printed).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    addr: SocketAddr,
+    /// How each request releases its buffer and its lease: manual, guard, chain, chain-cancel.
+    #[arg(long, default_value = "manual")]
+    strategy: Strategy,
+    /// CPU burned per request, in microseconds (busy work).
+    #[arg(long, default_value_t = ServeConfig::default().work_us)]
+    work_us: u64,
+    /// Response body size in bytes.
+    #[arg(long, default_value_t = ServeConfig::default().response_bytes)]
+    response_bytes: usize,
+    /// Tokio worker threads [default: the CPUs this process may run on].
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Size of the bounded lease pool (think database connections).
+    #[arg(long, default_value_t = ServeConfig::default().lease_pool_size)]
+    lease_pool: usize,
+    /// Request deadline: a lease not obtained by then is answered 503.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    deadline: Duration,
+    /// Time a client has to send a request head (slow-client guard).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    header_timeout: Duration,
+}
 
 /// Runs `frugal serve`.
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`frugal serve` is not available in this build yet")
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let mut config = ServeConfig::with_strategy(args.strategy);
+    config.addr = args.addr;
+    config.work_us = args.work_us;
+    config.response_bytes = args.response_bytes;
+    config.workers = args.workers;
+    config.lease_pool_size = args.lease_pool.max(1);
+    config.deadline = args.deadline;
+    config.header_timeout = args.header_timeout;
+    let mut print_error = None;
+    serve(config, |addr| {
+        let mut out = std::io::stdout().lock();
+        if let Err(e) = writeln!(out, "listening on http://{addr}").and_then(|()| out.flush()) {
+            print_error = Some(e);
+        }
+    })
+    .context("frugal serve failed")?;
+    if let Some(e) = print_error {
+        return Err(e).context("cannot print the listening address");
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,488 @@
+//! Reliability of `frugal serve` and `frugal load`, through the binary: servers bind
+//! 127.0.0.1:0, every run is bounded in time and requests, nothing asserts a wall-clock
+//! threshold (waits are generous upper bounds that only fail a hung server).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const FRUGAL: &str = env!("CARGO_BIN_EXE_frugal");
+
+/// Upper bound for anything to happen; only a broken server reaches it.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+/// A `frugal serve` child, killed on drop, its stderr collected.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+    stderr: Arc<Mutex<String>>,
+}
+
+impl Server {
+    fn start(args: &[&str]) -> Server {
+        Server::start_with(Command::new(FRUGAL), args)
+    }
+
+    fn start_with(mut cmd: Command, args: &[&str]) -> Server {
+        let mut child = cmd
+            .arg("serve")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the frugal binary starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("piped"))
+            .read_line(&mut line)
+            .expect("the server prints its address");
+        let addr = line
+            .trim()
+            .strip_prefix("listening on http://")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .parse()
+            .expect("an IP:PORT");
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let sink = Arc::clone(&stderr);
+        let pipe = child.stderr.take().expect("piped");
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                let mut s = sink.lock().expect("not poisoned");
+                s.push_str(&line);
+                s.push('\n');
+            }
+        });
+        Server {
+            child,
+            addr,
+            stderr,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/", self.addr)
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().expect("not poisoned").clone()
+    }
+
+    /// Sends SIGTERM (through the shell's `kill` builtin) and waits for the exit status.
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let status = Command::new("sh")
+            .args(["-c", "kill -TERM \"$0\"", &pid])
+            .status();
+        assert!(status.expect("sh runs").success());
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("waitable") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the server did not exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn metrics(&self) -> String {
+        let (status, body) = get(self.addr, "/metrics");
+        assert_eq!(status, 200);
+        body
+    }
+
+    /// Polls `/metrics` until `done` holds for it; panics after [`PATIENCE`].
+    fn wait_metrics(&self, what: &str, done: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let text = self.metrics();
+            if done(&text) {
+                return text;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what} never happened; metrics:\n{text}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn connect(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).expect("the server accepts");
+    s.set_read_timeout(Some(PATIENCE)).expect("settable");
+    s
+}
+
+/// One request on a fresh connection, `Connection: close`; returns status and body.
+fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut s = connect(addr);
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    )
+    .expect("writable");
+    read_response(&mut s)
+}
+
+fn read_response(s: &mut TcpStream) -> (u16, String) {
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)
+        .expect("the server answers and closes within the patience");
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_owned();
+    (status, body)
+}
+
+/// The value of an unlabelled (or fully labelled) sample in a Prometheus text.
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
+}
+
+fn idle(text: &str) -> bool {
+    metric(text, "frugal_http_requests_in_flight") == 0.0
+        && metric(text, "frugal_pool_leases_in_use") == 0.0
+        && metric(text, "frugal_pool_buffers_in_use") == 0.0
+}
+
+#[test]
+fn serves_work_and_metrics() {
+    let server = Server::start(&["--response-bytes", "1000", "--work-us", "0"]);
+    let (status, body) = get(server.addr, "/");
+    assert_eq!((status, body.len()), (200, 1000));
+    let text = server.metrics();
+    assert!(metric(&text, "process_cpu_seconds_total") >= 0.0);
+    for name in [
+        "process_resident_memory_bytes",
+        "frugal_pool_leases_size",
+        "frugal_defers_run_total",
+        "frugal_http_request_duration_seconds_count",
+    ] {
+        assert!(metric(&text, name) >= 1.0, "{name}");
+    }
+    assert_eq!(
+        metric(&text, "frugal_http_requests_total{outcome=\"ok\"}"),
+        1.0
+    );
+    assert!(idle(&text));
+}
+
+#[test]
+fn malformed_requests_get_400_and_the_server_goes_on() {
+    let server = Server::start(&[]);
+    for garbage in [
+        &b"NOT HTTP AT ALL\r\n\r\n"[..],
+        b"GET / HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n",
+        b"GET / HTTP/9.9\r\n\r\n",
+        b"\x00\x01\x02\xff\r\n\r\n",
+    ] {
+        let mut s = connect(server.addr);
+        s.write_all(garbage).expect("writable");
+        let (status, _) = read_response(&mut s);
+        assert!((400..=505).contains(&status), "{garbage:?} -> {status}");
+    }
+    assert_eq!(get(server.addr, "/").0, 200);
+}
+
+/// Clients that go away mid-request, while working and while waiting for the lease: every
+/// strategy gives everything back (the gauges return to idle) and counts the cancellation.
+#[test]
+fn vanishing_clients_release_everything() {
+    for strategy in ["manual", "guard", "chain", "chain-cancel"] {
+        let server = Server::start(&[
+            "--strategy",
+            strategy,
+            "--lease-pool",
+            "1",
+            "--work-us",
+            "1000000",
+            "--workers",
+            "2",
+        ]);
+        // `working` takes the only lease and works 1 s; `waiting` queues for the lease (and
+        // must still be waiting when it goes away: the 1 s only need to outlast our steps).
+        let mut working = connect(server.addr);
+        working
+            .write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            .expect("writable");
+        server.wait_metrics("the first request holding the lease", |t| {
+            metric(t, "frugal_pool_leases_in_use") == 1.0
+        });
+        let mut waiting = connect(server.addr);
+        waiting
+            .write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            .expect("writable");
+        server.wait_metrics("the second request waiting", |t| {
+            metric(t, "frugal_http_requests_in_flight") == 2.0
+        });
+        drop(waiting);
+        server.wait_metrics("the waiting request cancelled", |t| {
+            metric(t, "frugal_http_requests_total{outcome=\"cancelled\"}") == 1.0
+        });
+        drop(working);
+        if strategy == "chain-cancel" {
+            // Cleanup bound to the cancellation: the lease is back while the work still runs.
+            let text = server.wait_metrics("the lease released on cancellation", |t| {
+                metric(t, "frugal_pool_leases_in_use") == 0.0
+            });
+            assert_eq!(
+                metric(&text, "frugal_http_requests_in_flight"),
+                1.0,
+                "{text}"
+            );
+        }
+        let text = server.wait_metrics("idle pools", idle);
+        assert_eq!(
+            metric(&text, "frugal_pool_buffers_released_total"),
+            metric(&text, "frugal_pool_buffers_allocated_total"),
+            "{strategy}"
+        );
+    }
+}
+
+#[test]
+fn slow_clients_are_served_and_stalled_ones_cut_off() {
+    let server = Server::start(&["--header-timeout", "2s", "--work-us", "0"]);
+    // A stalled head: the server closes it after the header timeout.
+    let mut stalled = connect(server.addr);
+    stalled
+        .write_all(b"GET / HTTP/1.1\r\nHo")
+        .expect("writable");
+    // A slow but steady client, a byte at a time, is served.
+    let mut slow = connect(server.addr);
+    for &b in b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n" {
+        slow.write_all(&[b]).expect("writable");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(read_response(&mut slow).0, 200);
+    // Others are served meanwhile.
+    assert_eq!(get(server.addr, "/").0, 200);
+    let mut rest = Vec::new();
+    // EOF (or a 408 then EOF) — not our read timeout, which would be an error here.
+    stalled
+        .read_to_end(&mut rest)
+        .expect("the server closes the stalled connection");
+    assert!(
+        rest.is_empty() || rest.starts_with(b"HTTP/1.1 408"),
+        "{rest:?}"
+    );
+}
+
+#[test]
+fn file_descriptor_exhaustion_is_backpressure_not_a_crash() {
+    // The server gets 64 descriptors; we open 100 connections.
+    let mut cmd = Command::new("sh");
+    cmd.args(["-c", "ulimit -n 64 && exec \"$0\" \"$@\"", FRUGAL]);
+    let server = Server::start_with(cmd, &["--work-us", "0"]);
+    let clients: Vec<TcpStream> = (0..100).map(|_| connect(server.addr)).collect();
+    let deadline = Instant::now() + PATIENCE;
+    while !server.stderr().contains("backpressure") {
+        assert!(
+            Instant::now() < deadline,
+            "no log line; stderr:\n{}",
+            server.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(clients);
+    // Once the clients are gone the server serves again (the queued ones are drained first).
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let mut s = connect(server.addr);
+        s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+            .expect("writable");
+        let (status, _) = read_response(&mut s);
+        if status == 200 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server does not serve after fd exhaustion"
+        );
+    }
+    let text = server.metrics();
+    assert!(metric(&text, "frugal_http_accept_fd_exhausted_total") >= 1.0);
+}
+
+#[test]
+fn sigterm_finishes_in_flight_requests_and_exits_0() {
+    let server = Server::start(&["--work-us", "1000000", "--workers", "2"]);
+    let mut in_flight = connect(server.addr);
+    in_flight
+        .write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .expect("w");
+    server.wait_metrics("the request in flight", |t| {
+        metric(t, "frugal_http_requests_in_flight") == 1.0
+    });
+    let reader = std::thread::spawn(move || read_response(&mut in_flight).0);
+    let status = server.terminate();
+    assert!(status.success(), "{status}");
+    assert_eq!(reader.join().expect("no panic"), 200);
+}
+
+fn load_json(args: &[&str]) -> serde_json::Value {
+    let dir = std::env::temp_dir().join(format!("frugal-http-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join(format!("{}.json", args.join("_").replace(['/', ':'], "-")));
+    let out = Command::new(FRUGAL)
+        .arg("load")
+        .args(args)
+        .args(["--json", path.to_str().expect("utf-8 path"), "--quiet"])
+        .output()
+        .expect("frugal load runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&path).expect("the json was written");
+    serde_json::from_str(&text).expect("valid json")
+}
+
+fn check_latency(v: &serde_json::Value) {
+    let p = |k: &str| v[k].as_u64().unwrap_or_else(|| panic!("{k} in {v}"));
+    assert!(p("p50") > 0);
+    assert!(p("p50") <= p("p90") && p("p90") <= p("p99"));
+    assert!(p("p99") <= p("p999") && p("p999") <= p("max"));
+    assert!(v["mean"].as_f64().is_some());
+}
+
+#[test]
+fn load_runs_end_to_end_in_both_modes() {
+    let server = Server::start(&["--work-us", "0"]);
+    let url = server.url();
+    let closed = load_json(&[&url, "-c", "50", "-d", "1s", "--warmup", "200ms"]);
+    assert_eq!(closed["mode"], "closed-loop");
+    assert_eq!(closed["connections"], 50);
+    assert_eq!(closed["connections_open"], 50);
+    assert!(closed["requests_ok"].as_u64().expect("a count") > 0);
+    assert!(closed["achieved_rps"].as_f64().expect("a rate") > 0.0);
+    assert!(closed["target_rps"].is_null() && closed["latency_corrected_ns"].is_null());
+    check_latency(&closed["latency_ns"]);
+    for kind in ["connect", "timeout", "status", "reset", "other"] {
+        assert_eq!(closed["errors"][kind], 0, "{kind}");
+    }
+
+    let paced = load_json(&[
+        &url, "-c", "50", "-d", "1s", "--warmup", "200ms", "--rate", "500",
+    ]);
+    assert_eq!(paced["mode"], "constant-rate");
+    assert_eq!(paced["target_rps"], 500.0);
+    check_latency(&paced["latency_ns"]);
+    check_latency(&paced["latency_corrected_ns"]);
+    // The schedule puts 500 requests in the 1 s window; each ends as a success or an error.
+    let ok = paced["requests_ok"].as_u64().expect("a count");
+    let errors: u64 = ["connect", "timeout", "status", "reset", "other"]
+        .iter()
+        .map(|k| paced["errors"][k].as_u64().expect("a count"))
+        .sum();
+    assert!((490..=510).contains(&(ok + errors)), "{paced}");
+    // Corrected latency is measured from an earlier instant than the send.
+    assert!(paced["latency_corrected_ns"]["max"].as_u64() >= paced["latency_ns"]["max"].as_u64());
+
+    // The server's counters agree that something was served.
+    let text = server.metrics();
+    assert!(metric(&text, "frugal_http_requests_total{outcome=\"ok\"}") >= ok as f64);
+}
+
+#[test]
+fn load_against_nothing_fails_clearly() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("loopback")
+        .port();
+    let out = Command::new(FRUGAL)
+        .args([
+            "load",
+            &format!("http://127.0.0.1:{port}/"),
+            "-c",
+            "3",
+            "-d",
+            "200ms",
+            "-q",
+        ])
+        .output()
+        .expect("frugal load runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("could not open any"), "{err}");
+}
+
+#[test]
+fn bench_http_runs_a_tiny_comparison() {
+    let dir = std::env::temp_dir().join(format!("frugal-bench-http-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let json = dir.join("bench.json");
+    let out = Command::new(FRUGAL)
+        .args([
+            "bench", "http", "-c", "20", "-d", "300ms", "--warmup", "100ms",
+        ])
+        .args([
+            "--strategies",
+            "manual,chain-cancel",
+            "--work-us",
+            "0",
+            "--json",
+        ])
+        .arg(&json)
+        .output()
+        .expect("frugal bench http runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("chain-cancel") && stdout.contains("constant-rate"),
+        "{stdout}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).expect("written")).expect("json");
+    let rows = report["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), 4);
+    for row in rows {
+        assert!(row["achieved_rps"].as_f64().expect("rate") > 0.0, "{row}");
+        assert!(
+            row["server_rss_bytes"].as_u64().expect("bytes") > 0,
+            "{row}"
+        );
+        assert!(row["server_cpu_s"].as_f64().is_some(), "{row}");
+    }
+}
+
+#[test]
+fn load_says_when_the_fd_limit_is_too_low() {
+    // `ulimit -n` in sh sets the hard limit too, so frugal cannot raise it.
+    let out = Command::new("sh")
+        .args([
+            "-c",
+            "ulimit -n 100 && exec \"$0\" load http://127.0.0.1:9/ -c 500 -q",
+            FRUGAL,
+        ])
+        .output()
+        .expect("sh runs");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("RLIMIT_NOFILE") && err.contains("lower -c"),
+        "{err}"
+    );
+}

@@ -1,0 +1,69 @@
+//! The error type of the HTTP service and load generator.
+
+use std::io;
+
+/// What went wrong when serving or generating load.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The listening socket could not be bound.
+    #[error(
+        "cannot bind {addr}: {source}; pick another address or port (port 0 picks a free one)"
+    )]
+    Bind {
+        /// The address asked for.
+        addr: std::net::SocketAddr,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// The URL given to the load generator is not one it can use.
+    #[error("invalid url {url:?}: {reason}; use http://HOST:PORT/PATH")]
+    Url {
+        /// The URL as given.
+        url: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+    /// The open-file limit is too low for the number of connections asked for.
+    #[error(
+        "{connections} connections need about {needed} file descriptors but RLIMIT_NOFILE allows \
+         {limit} (hard limit {hard}); lower -c or raise the hard limit (ulimit -Hn, as root)"
+    )]
+    FdLimit {
+        /// Connections asked for.
+        connections: u64,
+        /// Descriptors needed.
+        needed: u64,
+        /// The soft limit in force after trying to raise it.
+        limit: u64,
+        /// The hard limit.
+        hard: u64,
+    },
+    /// No connection to the target could be opened, so no load was generated.
+    #[error("could not open any of {connections} connections to {addr}: {source}; is the server running?")]
+    NoConnection {
+        /// Connections tried.
+        connections: u64,
+        /// The target.
+        addr: std::net::SocketAddr,
+        /// The first connect error seen.
+        #[source]
+        source: io::Error,
+    },
+    /// Any other I/O error (runtime creation, signal handlers, ...).
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: &'static str,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl Error {
+    pub(crate) fn io(context: &'static str) -> impl FnOnce(io::Error) -> Error {
+        move |source| Error::Io { context, source }
+    }
+}

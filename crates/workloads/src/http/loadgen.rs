@@ -1,0 +1,728 @@
+//! The load generator: N keep-alive connections, closed-loop or constant-rate.
+//!
+//! Like wrk, it runs one single-threaded event loop per OS thread, each owning a share of the
+//! connections, so the hot path takes no lock. All connections are opened before the clock
+//! starts. In constant-rate mode each connection follows its own schedule (rate / connections,
+//! staggered so the sends are spread evenly), the latency is also measured from the *intended*
+//! send time (coordinated-omission correction, as wrk2 does), and sends are timed by a
+//! high-resolution [`Pacer`] rather than tokio's 1 ms timer.
+
+use std::cell::RefCell;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::rc::Rc;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Barrier, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+use super::client::{Conn, Failure};
+use super::pacer::Pacer;
+use super::Error;
+
+/// An `http://HOST:PORT/PATH` URL, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Url {
+    /// Host as written (sent in the `Host` header).
+    pub host: String,
+    /// Port (80 when absent).
+    pub port: u16,
+    /// Path and query, starting with `/`.
+    pub path: String,
+    /// The first address the host resolved to.
+    pub addr: SocketAddr,
+}
+
+impl FromStr for Url {
+    type Err = Error;
+
+    fn from_str(url: &str) -> Result<Self, Error> {
+        let bad = |reason: &str| Error::Url {
+            url: url.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let rest = url
+            .strip_prefix("http://")
+            .ok_or_else(|| bad("only http:// is supported"))?;
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (
+                h,
+                p.parse::<u16>()
+                    .map_err(|_| bad("the port is not a number"))?,
+            ),
+            _ => (authority, 80),
+        };
+        if host.is_empty() {
+            return Err(bad("the host is empty"));
+        }
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let addr = (bare, port)
+            .to_socket_addrs()
+            .map_err(|e| bad(&format!("cannot resolve the host: {e}")))?
+            .next()
+            .ok_or_else(|| bad("the host resolves to no address"))?;
+        Ok(Url {
+            host: host.to_owned(),
+            port,
+            path: path.to_owned(),
+            addr,
+        })
+    }
+}
+
+impl std::fmt::Display for Url {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "http://{}:{}{}", self.host, self.port, self.path)
+    }
+}
+
+/// Settings of a load run.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct LoadConfig {
+    /// The target.
+    pub url: Url,
+    /// Connections, all opened before the clock starts.
+    pub connections: u64,
+    /// Measured duration (after the warm-up).
+    pub duration: Duration,
+    /// Warm-up, run at full load but not measured.
+    pub warmup: Duration,
+    /// Requests per second for the constant-rate mode; `None` = closed-loop.
+    pub rate: Option<f64>,
+    /// Per-request (and per-connect) timeout.
+    pub timeout: Duration,
+    /// Event-loop threads; `None` = `std::thread::available_parallelism()`.
+    pub threads: Option<usize>,
+}
+
+impl LoadConfig {
+    /// Defaults: 100 connections, 10 s measured after 1 s of warm-up, closed-loop, 10 s timeout.
+    pub fn new(url: Url) -> Self {
+        LoadConfig {
+            url,
+            connections: 100,
+            duration: Duration::from_secs(10),
+            warmup: Duration::from_secs(1),
+            rate: None,
+            timeout: Duration::from_secs(10),
+            threads: None,
+        }
+    }
+}
+
+/// Live counters of a run, for a progress line drawn by another thread.
+#[derive(Debug, Default)]
+pub struct Progress {
+    connected: AtomicU64,
+    requests: AtomicU64,
+    errors: AtomicU64,
+    started: OnceLock<Instant>,
+    finished: AtomicBool,
+}
+
+impl Progress {
+    /// Connections opened so far.
+    pub fn connected(&self) -> u64 {
+        self.connected.load(Relaxed)
+    }
+    /// Successful responses so far, warm-up included.
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Relaxed)
+    }
+    /// Failed requests so far, warm-up included.
+    pub fn errors(&self) -> u64 {
+        self.errors.load(Relaxed)
+    }
+    /// When the clock started (warm-up first), once every connection is open.
+    pub fn started(&self) -> Option<Instant> {
+        self.started.get().copied()
+    }
+    /// `true` once the run is over (or could not start).
+    pub fn finished(&self) -> bool {
+        self.finished.load(Relaxed)
+    }
+}
+
+/// Failed requests by kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ErrorCounts {
+    /// Connections that could not be opened (initially or when reconnecting).
+    pub connect: u64,
+    /// No complete response within the timeout.
+    pub timeout: u64,
+    /// A response with a status of 400 or more.
+    pub status: u64,
+    /// The connection was reset or closed mid-exchange.
+    pub reset: u64,
+    /// Anything else (unparsable response, other I/O errors).
+    pub other: u64,
+}
+
+impl ErrorCounts {
+    /// All errors.
+    pub fn total(&self) -> u64 {
+        self.connect + self.timeout + self.status + self.reset + self.other
+    }
+
+    fn add(&mut self, other: &ErrorCounts) {
+        self.connect += other.connect;
+        self.timeout += other.timeout;
+        self.status += other.status;
+        self.reset += other.reset;
+        self.other += other.other;
+    }
+}
+
+/// Percentiles of a latency distribution, in nanoseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct LatencySummary {
+    /// Median.
+    pub p50: u64,
+    /// 90th percentile.
+    pub p90: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// 99.9th percentile.
+    pub p999: u64,
+    /// Largest value.
+    pub max: u64,
+    /// Mean.
+    pub mean: f64,
+}
+
+impl LatencySummary {
+    fn of(h: &Histogram<u64>) -> Self {
+        if h.is_empty() {
+            return LatencySummary::default();
+        }
+        LatencySummary {
+            p50: h.value_at_quantile(0.5),
+            p90: h.value_at_quantile(0.9),
+            p99: h.value_at_quantile(0.99),
+            p999: h.value_at_quantile(0.999),
+            max: h.max(),
+            mean: h.mean(),
+        }
+    }
+}
+
+/// The result of a load run (the JSON of `frugal load --json`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LoadReport {
+    /// The target.
+    pub url: String,
+    /// `"closed-loop"` or `"constant-rate"`.
+    pub mode: &'static str,
+    /// Connections asked for.
+    pub connections: u64,
+    /// Connections that were open when the clock started.
+    pub connections_open: u64,
+    /// Event-loop threads used.
+    pub threads: usize,
+    /// Measured seconds.
+    pub duration_s: f64,
+    /// Warm-up seconds (not measured).
+    pub warmup_s: f64,
+    /// Asked rate (constant-rate mode).
+    pub target_rps: Option<f64>,
+    /// Successful responses per second over the measured window.
+    pub achieved_rps: f64,
+    /// Successful responses in the measured window.
+    pub requests_ok: u64,
+    /// Failed requests in the measured window, by kind.
+    pub errors: ErrorCounts,
+    /// Latency from the actual send to the end of the response.
+    pub latency_ns: LatencySummary,
+    /// Latency from the intended send time (constant-rate mode only): what a user arriving on
+    /// schedule would see, queueing behind a slow response included.
+    pub latency_corrected_ns: Option<LatencySummary>,
+    /// How late the pacer sent when the connection was idle on time (constant-rate mode only):
+    /// the floor of the corrected latency that is the generator's, not the server's.
+    pub pacer_lateness_ns: Option<LatencySummary>,
+    /// Requests scheduled inside the window but not sent by its end plus the timeout (counted as
+    /// timeouts too).
+    pub requests_unsent: u64,
+    /// The open-file limit in force.
+    pub nofile_limit: u64,
+}
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit and checks that `needed` descriptors fit.
+/// Returns the soft limit now in force.
+pub fn raise_nofile_limit(needed: u64) -> Result<u64, Error> {
+    let io = Error::io("cannot read or raise RLIMIT_NOFILE");
+    let (_, hard) = rlimit::Resource::NOFILE.get().map_err(io)?;
+    let soft =
+        rlimit::increase_nofile_limit(hard).map_err(Error::io("cannot raise RLIMIT_NOFILE"))?;
+    if soft < needed {
+        return Err(Error::FdLimit {
+            connections: needed.saturating_sub(FD_SLACK),
+            needed,
+            limit: soft,
+            hard,
+        });
+    }
+    Ok(soft)
+}
+
+/// Descriptors needed beyond one per connection (stdio, epoll, eventfds, the pacer...).
+const FD_SLACK: u64 = 64;
+
+/// Largest latency recorded (an hour): larger values saturate.
+const MAX_NS: u64 = 3_600_000_000_000;
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_NS, 3).expect("bounds 1..1h with 3 digits are valid")
+}
+
+struct Stats {
+    uncorrected: Histogram<u64>,
+    corrected: Histogram<u64>,
+    lateness: Histogram<u64>,
+    ok: u64,
+    errors: ErrorCounts,
+    unsent: u64,
+}
+
+impl Stats {
+    fn new() -> Self {
+        Stats {
+            uncorrected: histogram(),
+            corrected: histogram(),
+            lateness: histogram(),
+            ok: 0,
+            errors: ErrorCounts::default(),
+            unsent: 0,
+        }
+    }
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX).max(1)
+}
+
+/// Everything the threads share.
+struct Ctx {
+    addr: SocketAddr,
+    request: Vec<u8>,
+    config: LoadConfig,
+    barrier: Barrier,
+    start: OnceLock<Instant>,
+    connected: AtomicU64,
+    first_connect_error: Mutex<Option<std::io::Error>>,
+    progress: Arc<Progress>,
+    pacer: Option<Pacer>,
+    stop: AtomicBool,
+}
+
+/// Runs the load described by `config` and returns its report.
+///
+/// Raises `RLIMIT_NOFILE` first ([`raise_nofile_limit`]). Fails when no connection at all could
+/// be opened; request errors during the run are counted in the report, not returned.
+pub fn load(config: &LoadConfig, progress: Option<Arc<Progress>>) -> Result<LoadReport, Error> {
+    let progress = progress.unwrap_or_default();
+    let result = run_load(config, Arc::clone(&progress));
+    progress.finished.store(true, Relaxed);
+    result
+}
+
+fn run_load(config: &LoadConfig, progress: Arc<Progress>) -> Result<LoadReport, Error> {
+    let connections = config.connections.max(1);
+    let nofile_limit = raise_nofile_limit(connections + FD_SLACK)?;
+    let threads = config
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .clamp(1, usize::try_from(connections).unwrap_or(usize::MAX));
+    let url = &config.url;
+    let request = format!(
+        "GET {} HTTP/1.1\r\nHost: {}:{}\r\nUser-Agent: frugal-load\r\n\r\n",
+        url.path, url.host, url.port
+    )
+    .into_bytes();
+    let pacer = match config.rate {
+        Some(_) => Some(Pacer::start().map_err(Error::io("cannot start the pacer thread"))?),
+        None => None,
+    };
+    let ctx = Arc::new(Ctx {
+        addr: url.addr,
+        request,
+        config: LoadConfig {
+            connections,
+            ..config.clone()
+        },
+        barrier: Barrier::new(threads + 1),
+        start: OnceLock::new(),
+        connected: AtomicU64::new(0),
+        first_connect_error: Mutex::new(None),
+        progress,
+        pacer,
+        stop: AtomicBool::new(false),
+    });
+    let mut handles = Vec::with_capacity(threads);
+    for t in 0..threads {
+        // Interleave the connection indices so each thread's share of the schedule is even.
+        let ids: Vec<u64> = (t as u64..connections).step_by(threads).collect();
+        let ctx = Arc::clone(&ctx);
+        let handle = std::thread::Builder::new()
+            .name(format!("frugal-load-{t}"))
+            .spawn(move || thread_main(&ctx, ids))
+            .map_err(Error::io("cannot start a load thread"))?;
+        handles.push(handle);
+    }
+    // Every thread has opened its connections.
+    ctx.barrier.wait();
+    let connected = ctx.connected.load(Relaxed);
+    if connected == 0 {
+        ctx.stop.store(true, Relaxed);
+    } else {
+        let start = Instant::now() + Duration::from_millis(2);
+        let _ = ctx.start.set(start);
+        let _ = ctx.progress.started.set(start);
+    }
+    ctx.barrier.wait();
+    let mut total = Stats::new();
+    for handle in handles {
+        let stats = handle.join().expect("load threads do not panic");
+        total.ok += stats.ok;
+        total.errors.add(&stats.errors);
+        total.unsent += stats.unsent;
+        total
+            .uncorrected
+            .add(&stats.uncorrected)
+            .expect("same bounds");
+        total.corrected.add(&stats.corrected).expect("same bounds");
+        total.lateness.add(&stats.lateness).expect("same bounds");
+    }
+    if connected == 0 {
+        let source = ctx
+            .first_connect_error
+            .lock()
+            .expect("never poisoned")
+            .take()
+            .unwrap_or_else(|| std::io::Error::other("no connection"));
+        return Err(Error::NoConnection {
+            connections,
+            addr: ctx.addr,
+            source,
+        });
+    }
+    let duration_s = config.duration.as_secs_f64();
+    let constant = config.rate.is_some();
+    Ok(LoadReport {
+        url: url.to_string(),
+        mode: if constant {
+            "constant-rate"
+        } else {
+            "closed-loop"
+        },
+        connections,
+        connections_open: connected,
+        threads,
+        duration_s,
+        warmup_s: config.warmup.as_secs_f64(),
+        target_rps: config.rate,
+        achieved_rps: if duration_s > 0.0 {
+            total.ok as f64 / duration_s
+        } else {
+            0.0
+        },
+        requests_ok: total.ok,
+        errors: total.errors,
+        latency_ns: LatencySummary::of(&total.uncorrected),
+        latency_corrected_ns: constant.then(|| LatencySummary::of(&total.corrected)),
+        pacer_lateness_ns: constant.then(|| LatencySummary::of(&total.lateness)),
+        requests_unsent: total.unsent,
+        nofile_limit,
+    })
+}
+
+fn thread_main(ctx: &Arc<Ctx>, ids: Vec<u64>) -> Stats {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
+    let Ok(runtime) = runtime else {
+        // Keep the barrier protocol: the other threads and the caller wait for us.
+        ctx.barrier.wait();
+        ctx.barrier.wait();
+        return Stats::new();
+    };
+    let local = tokio::task::LocalSet::new();
+    let conns = local.block_on(&runtime, connect_all(ctx, &ids));
+    ctx.barrier.wait();
+    ctx.barrier.wait();
+    let stats = Rc::new(RefCell::new(Stats::new()));
+    if ctx.stop.load(Relaxed) {
+        return Rc::try_unwrap(stats)
+            .map(RefCell::into_inner)
+            .unwrap_or_else(|_| Stats::new());
+    }
+    let start = *ctx.start.get().expect("set before the second barrier");
+    local.block_on(&runtime, async {
+        let mut tasks = Vec::with_capacity(conns.len());
+        for (id, conn) in ids.into_iter().zip(conns) {
+            let ctx = Arc::clone(ctx);
+            let stats = Rc::clone(&stats);
+            tasks.push(tokio::task::spawn_local(async move {
+                match ctx.config.rate {
+                    None => closed_loop(&ctx, conn, start, &stats).await,
+                    Some(rate) => constant_rate(&ctx, conn, id, rate, start, &stats).await,
+                }
+            }));
+        }
+        for task in tasks {
+            let _ = task.await;
+        }
+    });
+    Rc::try_unwrap(stats)
+        .map(RefCell::into_inner)
+        .unwrap_or_else(|_| Stats::new())
+}
+
+/// Opens this thread's connections, a bounded number at a time (a storm of SYNs overflows the
+/// server's listen backlog and costs 1 s retransmissions).
+async fn connect_all(ctx: &Arc<Ctx>, ids: &[u64]) -> Vec<Option<Conn>> {
+    let limit = Rc::new(tokio::sync::Semaphore::new(256));
+    let mut tasks = Vec::with_capacity(ids.len());
+    for _ in ids {
+        let ctx = Arc::clone(ctx);
+        let limit = Rc::clone(&limit);
+        tasks.push(tokio::task::spawn_local(async move {
+            let _permit = limit
+                .acquire()
+                .await
+                .expect("the semaphore is never closed");
+            let mut last_err = None;
+            for _attempt in 0..3 {
+                match tokio::time::timeout(ctx.config.timeout, Conn::connect(ctx.addr)).await {
+                    Ok(Ok(conn)) => {
+                        ctx.connected.fetch_add(1, Relaxed);
+                        ctx.progress.connected.fetch_add(1, Relaxed);
+                        return Some(conn);
+                    }
+                    Ok(Err(e)) => last_err = Some(e),
+                    Err(_) => last_err = Some(std::io::ErrorKind::TimedOut.into()),
+                }
+            }
+            let mut first = ctx.first_connect_error.lock().expect("never poisoned");
+            if first.is_none() {
+                *first = last_err;
+            }
+            None
+        }));
+    }
+    let mut conns = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        conns.push(task.await.unwrap_or(None));
+    }
+    conns
+}
+
+/// Counts an error in `stats` when `in_window`, and in the progress counters always.
+fn count_error(
+    ctx: &Ctx,
+    stats: &RefCell<Stats>,
+    in_window: bool,
+    kind: fn(&mut ErrorCounts) -> &mut u64,
+) {
+    ctx.progress.errors.fetch_add(1, Relaxed);
+    if in_window {
+        *kind(&mut stats.borrow_mut().errors) += 1;
+    }
+}
+
+/// Outcome of one request attempt.
+enum Attempt {
+    /// A complete response: its status and whether the connection must close.
+    Done(u16, bool),
+    /// Failed; the connection is dropped.
+    Failed(fn(&mut ErrorCounts) -> &mut u64),
+    /// The measured window ended mid-request (closed-loop only).
+    WindowEnded,
+}
+
+async fn attempt(ctx: &Ctx, conn: &mut Conn, give_up: Instant, end: Option<Instant>) -> Attempt {
+    let fut = conn.exchange(&ctx.request);
+    match tokio::time::timeout_at(give_up.into(), fut).await {
+        Ok(Ok(reply)) => Attempt::Done(reply.status, reply.close),
+        Ok(Err(Failure::Reset)) => Attempt::Failed(|e| &mut e.reset),
+        Ok(Err(Failure::Other)) => Attempt::Failed(|e| &mut e.other),
+        Err(_) if end.is_some_and(|end| Instant::now() >= end) => Attempt::WindowEnded,
+        Err(_) => Attempt::Failed(|e| &mut e.timeout),
+    }
+}
+
+/// Reconnects, counting a failure; `None` when it failed.
+async fn reconnect(ctx: &Ctx, stats: &RefCell<Stats>, in_window: bool) -> Option<Conn> {
+    match tokio::time::timeout(ctx.config.timeout, Conn::connect(ctx.addr)).await {
+        Ok(Ok(conn)) => Some(conn),
+        _ => {
+            count_error(ctx, stats, in_window, |e| &mut e.connect);
+            // Do not spin on a refusing server.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            None
+        }
+    }
+}
+
+fn record_ok(ctx: &Ctx, stats: &RefCell<Stats>, status: u16, in_window: bool) -> bool {
+    if status >= 400 {
+        count_error(ctx, stats, in_window, |e| &mut e.status);
+        return false;
+    }
+    ctx.progress.requests.fetch_add(1, Relaxed);
+    in_window
+}
+
+async fn closed_loop(ctx: &Ctx, mut conn: Option<Conn>, start: Instant, stats: &RefCell<Stats>) {
+    let window = start + ctx.config.warmup;
+    let end = window + ctx.config.duration;
+    if Instant::now() < start {
+        tokio::time::sleep_until(start.into()).await;
+    }
+    loop {
+        let now = Instant::now();
+        if now >= end {
+            return;
+        }
+        let Some(c) = conn.as_mut() else {
+            conn = reconnect(ctx, stats, now >= window).await;
+            continue;
+        };
+        let sent = Instant::now();
+        let give_up = (sent + ctx.config.timeout).min(end);
+        let result = attempt(ctx, c, give_up, Some(end)).await;
+        let done = Instant::now();
+        // wrk's rule: a response counts when it completes inside the window.
+        let in_window = done >= window && done < end;
+        match result {
+            Attempt::Done(status, close) => {
+                if record_ok(ctx, stats, status, in_window) {
+                    let mut s = stats.borrow_mut();
+                    s.ok += 1;
+                    s.uncorrected.saturating_record(nanos(done - sent));
+                }
+                if close {
+                    conn = None;
+                }
+            }
+            Attempt::Failed(kind) => {
+                count_error(ctx, stats, in_window, kind);
+                conn = None;
+            }
+            Attempt::WindowEnded => return,
+        }
+    }
+}
+
+async fn constant_rate(
+    ctx: &Ctx,
+    mut conn: Option<Conn>,
+    id: u64,
+    rate: f64,
+    start: Instant,
+    stats: &RefCell<Stats>,
+) {
+    let window = start + ctx.config.warmup;
+    let end = window + ctx.config.duration;
+    let hard_stop = end + ctx.config.timeout;
+    let pacer = ctx
+        .pacer
+        .as_ref()
+        .expect("constant-rate mode starts the pacer");
+    let interval_s = ctx.config.connections as f64 / rate;
+    let first = start + Duration::from_secs_f64(id as f64 / rate);
+    let mut k: u64 = 0;
+    loop {
+        let intended = first + Duration::from_secs_f64(k as f64 * interval_s);
+        if intended >= end {
+            return;
+        }
+        k += 1;
+        let in_window = intended >= window;
+        let now = Instant::now();
+        if now >= hard_stop {
+            // Scheduled inside the window, never sent: the server fell far behind.
+            let left = (k - 1..).map(|i| first + Duration::from_secs_f64(i as f64 * interval_s));
+            let unsent = left
+                .take_while(|&t| t < end)
+                .filter(|&t| t >= window)
+                .count() as u64;
+            let mut s = stats.borrow_mut();
+            s.unsent += unsent;
+            s.errors.timeout += unsent;
+            return;
+        }
+        let on_time = now < intended;
+        if on_time {
+            pacer.sleep_until(intended).await;
+        }
+        if conn.is_none() {
+            // A failed reconnect costs this slot, counted as a connect error.
+            conn = reconnect(ctx, stats, in_window).await;
+        }
+        let Some(c) = conn.as_mut() else {
+            continue;
+        };
+        let sent = Instant::now();
+        let result = attempt(ctx, c, sent + ctx.config.timeout, None).await;
+        let done = Instant::now();
+        match result {
+            Attempt::Done(status, close) => {
+                if record_ok(ctx, stats, status, in_window) {
+                    let mut s = stats.borrow_mut();
+                    s.ok += 1;
+                    s.uncorrected.saturating_record(nanos(done - sent));
+                    s.corrected.saturating_record(nanos(done - intended));
+                    if on_time {
+                        s.lateness.saturating_record(nanos(sent - intended));
+                    }
+                }
+                if close {
+                    conn = None;
+                }
+            }
+            Attempt::Failed(kind) => {
+                count_error(ctx, stats, in_window, kind);
+                conn = None;
+            }
+            Attempt::WindowEnded => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_urls() {
+        let u: Url = "http://127.0.0.1:8080/x?y=1".parse().expect("valid url");
+        assert_eq!((u.port, u.path.as_str()), (8080, "/x?y=1"));
+        assert_eq!(u.addr, "127.0.0.1:8080".parse().expect("valid addr"));
+        let u: Url = "http://127.0.0.1".parse().expect("valid url");
+        assert_eq!((u.port, u.path.as_str()), (80, "/"));
+        assert!("https://127.0.0.1/".parse::<Url>().is_err());
+        assert!("http://127.0.0.1:x/".parse::<Url>().is_err());
+        assert!("http:///".parse::<Url>().is_err());
+    }
+
+    #[test]
+    fn refused_everywhere_is_an_error() {
+        // Bind then drop a listener: its port refuses connections for a while.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("loopback binds")
+            .port();
+        let mut config = LoadConfig::new(format!("http://127.0.0.1:{port}/").parse().expect("url"));
+        config.connections = 4;
+        config.duration = Duration::from_millis(100);
+        config.timeout = Duration::from_secs(1);
+        let err = load(&config, None).expect_err("nothing listens");
+        assert!(matches!(err, Error::NoConnection { .. }), "{err}");
+    }
+}

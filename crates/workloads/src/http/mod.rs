@@ -1,0 +1,44 @@
+//! Service at scale (article 4.1): an HTTP/1.1 service whose per-request cleanup strategy is
+//! selectable, and a load generator that holds 10,000 connections.
+//!
+//! - [`serve`] runs the service: each request takes a buffer from a pool, waits (within its
+//!   deadline) for a lease from a bounded pool — think database connection —, burns a
+//!   configurable amount of CPU, answers with a configurable body size and releases everything
+//!   through the chosen [`Strategy`]. `/metrics` answers in the Prometheus text format.
+//! - [`load()`] drives any HTTP/1.1 server with N keep-alive connections, all opened before the
+//!   clock starts, either closed-loop (maximum throughput) or at a constant rate with
+//!   coordinated-omission correction, and returns a serializable [`LoadReport`].
+//! - [`bench()`] starts the service once per strategy as a separate process and drives it with
+//!   [`load()`], closed-loop and at a constant rate, reading the server's CPU time and memory.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use frugal_workloads::http::{load, LoadConfig};
+//!
+//! let mut config = LoadConfig::new("http://127.0.0.1:8080/".parse()?);
+//! config.connections = 100;
+//! config.duration = Duration::from_secs(5);
+//! config.rate = Some(10_000.0); // constant rate; `None` is closed-loop
+//! let report = load(&config, None)?;
+//! println!("p99 = {} ns", report.latency_corrected_ns.unwrap().p99);
+//! # Ok::<(), frugal_workloads::http::Error>(())
+//! ```
+
+mod bench;
+mod client;
+mod error;
+mod loadgen;
+mod metrics;
+mod pacer;
+pub mod procfs;
+mod resources;
+mod server;
+mod strategy;
+
+pub use bench::{bench, BenchConfig, BenchReport, BenchRow};
+pub use error::Error;
+pub use loadgen::{
+    load, raise_nofile_limit, ErrorCounts, LatencySummary, LoadConfig, LoadReport, Progress, Url,
+};
+pub use server::{serve, ServeConfig};
+pub use strategy::Strategy;

@@ -1,0 +1,362 @@
+//! The HTTP/1.1 service: tokio + hyper, one task per connection, graceful shutdown.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use frugal_defer::CancelToken;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::metrics::{Metrics, Outcome};
+use super::resources::{BufferPool, Lease, LeasePool};
+use super::{strategy, Error, Strategy};
+
+/// Settings of the service. `Default` gives the values `frugal serve` uses without flags.
+#[derive(Debug, Clone, serde::Serialize)]
+#[non_exhaustive]
+pub struct ServeConfig {
+    /// Address to bind; port 0 picks a free port.
+    pub addr: SocketAddr,
+    /// How requests release their resources.
+    pub strategy: Strategy,
+    /// CPU burned per request, in microseconds (busy work, not sleep; 1 ms or more runs under
+    /// `tokio::task::block_in_place` so that it does not stall the worker's other tasks).
+    pub work_us: u64,
+    /// Response body size in bytes.
+    pub response_bytes: usize,
+    /// Tokio worker threads; `None` = `std::thread::available_parallelism()`.
+    pub workers: Option<usize>,
+    /// Size of the bounded lease pool.
+    pub lease_pool_size: usize,
+    /// Idle buffers kept by the buffer pool.
+    pub buffer_pool_size: usize,
+    /// Deadline of a request: a lease not obtained by then is answered 503.
+    pub deadline: Duration,
+    /// A client must send a request head within this time of starting it (slow-client guard).
+    pub header_timeout: Duration,
+    /// On SIGINT/SIGTERM, how long in-flight requests get to finish.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            strategy: Strategy::Manual,
+            work_us: 10,
+            response_bytes: 128,
+            workers: None,
+            lease_pool_size: 128,
+            buffer_pool_size: 1024,
+            deadline: Duration::from_secs(2),
+            header_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+impl ServeConfig {
+    /// A default configuration with this strategy.
+    pub fn with_strategy(strategy: Strategy) -> Self {
+        ServeConfig {
+            strategy,
+            ..ServeConfig::default()
+        }
+    }
+}
+
+/// What every connection shares.
+#[derive(Debug)]
+pub(crate) struct State {
+    pub(crate) config: ServeConfig,
+    pub(crate) buffers: BufferPool,
+    pub(crate) leases: LeasePool,
+    pub(crate) metrics: Metrics,
+}
+
+impl State {
+    pub(crate) fn take_buffer(&self) -> Vec<u8> {
+        self.buffers.take()
+    }
+
+    pub(crate) fn release_buffer(&self, buf: Vec<u8>) {
+        self.metrics.defers_run.fetch_add(1, Relaxed);
+        self.buffers.put(buf);
+    }
+
+    pub(crate) fn release_lease(&self, lease: Lease) {
+        self.metrics.defers_run.fetch_add(1, Relaxed);
+        self.leases.release(lease);
+    }
+
+    /// The request's CPU work: burn `work_us`, fill the buffer, copy it into the response body.
+    pub(crate) fn work(&self, buf: &mut Vec<u8>) -> Bytes {
+        let us = self.config.work_us;
+        if us >= BLOCKING_WORK_US {
+            // Work this long would stall the worker's other tasks and, when the worker was the
+            // one polling the I/O driver, every socket: hand the worker over first.
+            tokio::task::block_in_place(|| burn_cpu(us));
+        } else {
+            burn_cpu(us);
+        }
+        const PATTERN: &[u8; 64] =
+            b"frugal: what does cleanup cost? how small can the machine be??\n\n";
+        while buf.len() < self.config.response_bytes {
+            let n = (self.config.response_bytes - buf.len()).min(PATTERN.len());
+            buf.extend_from_slice(&PATTERN[..n]);
+        }
+        Bytes::copy_from_slice(buf)
+    }
+}
+
+/// CPU work of at least this many microseconds runs under `block_in_place`.
+const BLOCKING_WORK_US: u64 = 1000;
+
+/// Busy work for `us` microseconds (an LCG the optimizer cannot remove).
+fn burn_cpu(us: u64) {
+    if us == 0 {
+        return;
+    }
+    let end = std::time::Instant::now() + Duration::from_micros(us);
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    loop {
+        for _ in 0..128 {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+        }
+        if std::time::Instant::now() >= end {
+            break;
+        }
+    }
+    std::hint::black_box(x);
+}
+
+/// Runs the service until SIGINT or SIGTERM, then shuts down gracefully.
+///
+/// Builds its own tokio runtime (`config.workers` threads), binds `config.addr`, calls
+/// `on_bound` with the bound address once it accepts connections, and returns after the graceful
+/// shutdown. When the process runs out of file descriptors, accepting pauses (backpressure: the
+/// kernel's listen backlog holds new clients) and a line says so on stderr.
+pub fn serve(config: ServeConfig, on_bound: impl FnOnce(SocketAddr)) -> Result<(), Error> {
+    let workers = config
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
+        .map_err(Error::io("cannot start the tokio runtime"))?;
+    runtime.block_on(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term =
+            signal(SignalKind::terminate()).map_err(Error::io("cannot handle SIGTERM"))?;
+        let mut int = signal(SignalKind::interrupt()).map_err(Error::io("cannot handle SIGINT"))?;
+        let shutdown = async move {
+            tokio::select! {
+                _ = term.recv() => eprintln!("frugal serve: SIGTERM, shutting down"),
+                _ = int.recv() => eprintln!("frugal serve: SIGINT, shutting down"),
+            }
+        };
+        run(config, on_bound, shutdown).await
+    })
+}
+
+/// Binds and serves until `shutdown` completes (the runtime is the caller's).
+pub(crate) async fn run(
+    config: ServeConfig,
+    on_bound: impl FnOnce(SocketAddr),
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), Error> {
+    let listener = listen(config.addr).map_err(|source| Error::Bind {
+        addr: config.addr,
+        source,
+    })?;
+    let local = listener
+        .local_addr()
+        .map_err(Error::io("cannot read the bound address"))?;
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.header_timeout)
+        .keep_alive(true);
+    let grace = config.shutdown_grace;
+    let state = Arc::new(State {
+        buffers: BufferPool::new(config.buffer_pool_size, config.response_bytes),
+        leases: LeasePool::new(config.lease_pool_size),
+        metrics: Metrics::default(),
+        config,
+    });
+    on_bound(local);
+
+    let graceful = GracefulShutdown::new();
+    let mut last_fd_log: Option<Instant> = None;
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            biased;
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => {
+                    // Small answers must not wait for Nagle's algorithm.
+                    let _ = stream.set_nodelay(true);
+                    state.metrics.connections_total.fetch_add(1, Relaxed);
+                    state.metrics.connections_open.fetch_add(1, Relaxed);
+                    let svc_state = Arc::clone(&state);
+                    let service = hyper::service::service_fn(move |req| {
+                        handle_request(Arc::clone(&svc_state), req)
+                    });
+                    let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+                    let conn_state = Arc::clone(&state);
+                    tokio::spawn(async move {
+                        // Errors here are the client's (reset, malformed request answered 400,
+                        // header timeout): the connection ends, the service goes on.
+                        let _ = conn.await;
+                        conn_state.metrics.connections_open.fetch_sub(1, Relaxed);
+                    });
+                }
+                Err(err) => {
+                    state.metrics.accept_errors.fetch_add(1, Relaxed);
+                    let fd_exhausted = matches!(err.raw_os_error(), Some(libc::EMFILE | libc::ENFILE));
+                    if fd_exhausted {
+                        state.metrics.accept_fd_exhausted.fetch_add(1, Relaxed);
+                        let now = Instant::now();
+                        if last_fd_log.is_none_or(|t| now - t >= Duration::from_secs(1)) {
+                            last_fd_log = Some(now);
+                            eprintln!(
+                                "frugal serve: accept: {err}; {} connections open, pausing accepts \
+                                 (backpressure) — raise the open-file limit (ulimit -n) to serve more",
+                                state.metrics.connections_open.load(Relaxed)
+                            );
+                        }
+                        // Give the connections time to close; the backlog holds new clients.
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                }
+            }
+        }
+    }
+    drop(listener);
+    let open = state.metrics.connections_open.load(Relaxed);
+    eprintln!("frugal serve: stopped accepting; waiting up to {grace:?} for {open} connections");
+    tokio::select! {
+        () = graceful.shutdown() => eprintln!("frugal serve: all connections closed"),
+        () = tokio::time::sleep(grace) => eprintln!("frugal serve: grace period over, closing"),
+    }
+    Ok(())
+}
+
+/// Binds with a listen backlog large enough for a burst of thousands of connects (tokio's
+/// default is 1024; the kernel caps it at `net.core.somaxconn`).
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(8192)
+}
+
+/// Cancels a request's tokens when dropped while armed (hyper dropped the request future).
+struct RequestCancel {
+    token: CancellationToken,
+    bound: Option<CancelToken>,
+    armed: bool,
+}
+
+impl Drop for RequestCancel {
+    fn drop(&mut self) {
+        if self.armed {
+            self.token.cancel();
+            if let Some(bound) = &self.bound {
+                bound.cancel();
+            }
+        }
+    }
+}
+
+type Resp = Response<Full<Bytes>>;
+
+fn text(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Resp {
+    let mut resp = Response::new(Full::new(body.into()));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp
+}
+
+async fn handle_request(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, Infallible> {
+    match req.uri().path() {
+        "/metrics" => {
+            state.metrics.record_other();
+            let body = state
+                .metrics
+                .render(state.config.strategy, &state.buffers, &state.leases);
+            Ok(text(
+                StatusCode::OK,
+                "text/plain; version=0.0.4; charset=utf-8",
+                body,
+            ))
+        }
+        "/healthz" => {
+            state.metrics.record_other();
+            Ok(text(StatusCode::OK, "text/plain", "ok\n"))
+        }
+        _ => Ok(work_request(state).await),
+    }
+}
+
+/// Runs the request's work in its own task, with cancellation tokens that fire when hyper
+/// drops this future (the client went away): like Go's request context, the handler sees the
+/// cancellation at once — a wait for a lease ends, and cleanup bound to the cancellation
+/// (`chain-cancel`) runs on the spot, while the work may still be running on the other task.
+async fn work_request(state: Arc<State>) -> Resp {
+    let started = Instant::now();
+    let deadline = started + state.config.deadline;
+    let cancel = RequestCancel {
+        token: CancellationToken::new(),
+        bound: (state.config.strategy == Strategy::ChainCancel).then(CancelToken::new),
+        armed: true,
+    };
+    state.metrics.in_flight.fetch_add(1, Relaxed);
+    let task_state = Arc::clone(&state);
+    let (token, bound) = (cancel.token.clone(), cancel.bound.clone());
+    let task = tokio::spawn(async move {
+        let answer = strategy::handle(Arc::clone(&task_state), token, bound, deadline).await;
+        task_state.metrics.record(answer.0, started.elapsed());
+        task_state.metrics.in_flight.fetch_sub(1, Relaxed);
+        answer
+    });
+    let answer = task.await;
+    // The request finished: nothing left to cancel.
+    let mut cancel = cancel;
+    cancel.armed = false;
+    match answer {
+        Ok((Outcome::Ok, Some(body))) => text(StatusCode::OK, "application/octet-stream", body),
+        Ok((Outcome::LeaseTimeout, _)) => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            "no lease within the request deadline\n",
+        ),
+        _ => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            "request cancelled\n",
+        ),
+    }
+}
