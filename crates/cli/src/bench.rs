@@ -2,11 +2,29 @@
 
 use std::process::ExitCode;
 
+#[path = "bench_defer.rs"]
+mod bench_defer;
+#[path = "bench_http.rs"]
+mod bench_http;
+#[path = "bench_tasks.rs"]
+mod bench_tasks;
+
 /// The experiments.
 #[derive(Debug, clap::Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// What a deferred cleanup costs: strategies x scenarios, Go beside Rust, the claims ledger.
+    Defer(bench_defer::Args),
+    /// Memory per concurrent task: tokio tasks, OS threads, goroutines (article chapter 1).
+    Tasks(bench_tasks::Args),
+    /// The HTTP service per cleanup strategy under load: throughput, tail latency, CPU, memory.
+    Http(bench_http::Args),
+}
 
 /// Runs one experiment.
 pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
-    match cmd {}
+    match cmd {
+        Command::Defer(args) => bench_defer::run(args),
+        Command::Tasks(args) => bench_tasks::run(args),
+        Command::Http(args) => bench_http::run(args),
+    }
 }

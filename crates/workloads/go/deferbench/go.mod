@@ -1,0 +1,3 @@
+module frugal.invalid/deferbench
+
+go 1.19

@@ -1,0 +1,3 @@
+module frugal.invalid/tasks
+
+go 1.19
