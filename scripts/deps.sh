@@ -8,6 +8,7 @@ PACKAGES=(
   valgrind        # memcheck over the defer crate's tests; cachegrind/callgrind for `frugal stat --sim`
   linux-perf      # `perf stat`, the reference our software counts are compared with
   python3         # scripts/valgrind-tests.sh reads cargo's JSON messages
+  prometheus      # frugal-rightsize's integration test: /usr/bin/prometheus and /usr/bin/promtool
 )
 
 missing=()

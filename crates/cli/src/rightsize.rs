@@ -1,12 +1,386 @@
-//! `frugal rightsize` (being built).
+//! `frugal rightsize`: utilization data → a cheaper instance type, with risk, savings and a replay.
+//!
+//! Thin: read the inputs (files, Prometheus or the embedded synthetic sample), call
+//! `frugal_rightsize::analyze`, optionally replay with `--verify`, render.
 
+use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
+
+use ::frugal_rightsize as rs;
+use anyhow::{bail, Context};
+
+/// Output formats.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum OutFormat {
+    /// Aligned table with notes.
+    Table,
+    /// The full report as JSON.
+    Json,
+    /// One row per workload.
+    Csv,
+    /// A self-contained HTML page with a utilization plot per workload.
+    Html,
+}
+
+/// Which rule picks the recommendation.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum PolicyArg {
+    /// Percentile of 5-minute maxima + headroom, memory, SLA screen, every cheaper type.
+    Default,
+    /// The article's rule: mean CPU < 35% -> one vCPU step down -> SLA >= 99.5%.
+    Article,
+}
+
+/// Prometheus query presets.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum PresetArg {
+    /// process_cpu_seconds_total / process_resident_memory_bytes by job.
+    Process,
+    /// cAdvisor container metrics by namespace/container.
+    Container,
+    /// node_exporter metrics by instance.
+    Node,
+}
 
 /// Arguments of `frugal rightsize`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+#[command(after_long_help = AFTER_HELP)]
+pub struct Args {
+    /// CSV or JSON files with columns timestamp,workload,instance_type,cpu_cores,memory_bytes and
+    /// optionally instances,requests_per_second,latency_p99_ms. Without files and without
+    /// --prometheus, the embedded synthetic sample is analysed (as with --demo).
+    #[arg(value_name = "FILE")]
+    pub files: Vec<PathBuf>,
+    /// Everything else, boxed: the options are many, and the subcommand enum stays small.
+    #[command(flatten)]
+    pub options: Box<Options>,
+}
+
+/// The options of `frugal rightsize`.
+#[derive(Debug, clap::Args)]
+pub struct Options {
+    /// Analyse the embedded synthetic sample (5 workloads x 14 days, labelled synthetic).
+    #[arg(long, conflicts_with = "prometheus")]
+    pub demo: bool,
+    /// Write the synthetic sample as CSV to FILE and exit (a starting point for your own data).
+    #[arg(long, value_name = "FILE")]
+    pub write_sample: Option<PathBuf>,
+    /// Read from a Prometheus server, e.g. http://127.0.0.1:9090.
+    #[arg(long, value_name = "URL")]
+    pub prometheus: Option<String>,
+    /// Prometheus query preset.
+    #[arg(long, value_enum, default_value = "process")]
+    pub preset: PresetArg,
+    /// Override the CPU query (cores per instance).
+    #[arg(long, value_name = "PROMQL")]
+    pub query_cpu: Option<String>,
+    /// Override the memory query (bytes per instance).
+    #[arg(long, value_name = "PROMQL")]
+    pub query_memory: Option<String>,
+    /// Override the instance-count query.
+    #[arg(long, value_name = "PROMQL")]
+    pub query_instances: Option<String>,
+    /// Request rate per instance (enables the SLA screen together with --query-latency).
+    #[arg(long, value_name = "PROMQL")]
+    pub query_rps: Option<String>,
+    /// p99 latency in milliseconds.
+    #[arg(long, value_name = "PROMQL")]
+    pub query_latency: Option<String>,
+    /// Label(s) naming a workload (repeat; overrides the preset's).
+    #[arg(long, value_name = "LABEL")]
+    pub workload_label: Vec<String>,
+    /// Instance type of series without an instance-type label.
+    #[arg(long, value_name = "TYPE")]
+    pub instance_type: Option<String>,
+    /// Label carrying the instance type.
+    #[arg(long, value_name = "LABEL", default_value = "instance_type")]
+    pub instance_type_label: String,
+    /// How far back to read from Prometheus (ending now, or at --end).
+    #[arg(long, value_name = "DURATION", default_value = "14d", value_parser = humantime::parse_duration)]
+    pub since: Duration,
+    /// Range start (RFC 3339 or Unix seconds); overrides --since.
+    #[arg(long, value_name = "TIME")]
+    pub start: Option<String>,
+    /// Range end (RFC 3339 or Unix seconds); default now.
+    #[arg(long, value_name = "TIME")]
+    pub end: Option<String>,
+    /// Prometheus query resolution.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub step: Duration,
+    /// Give up on one Prometheus request after this long.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub prometheus_timeout: Duration,
+    /// Catalog override file (JSON; see below). Extends the embedded AWS catalog unless it says
+    /// "replace": true.
+    #[arg(long, value_name = "FILE")]
+    pub catalog: Option<PathBuf>,
+    /// Performance factor of a family's vCPU relative to a reference vCPU, e.g. m7g=1.15 (repeat).
+    #[arg(long, value_name = "FAMILY=X")]
+    pub perf_factor: Vec<String>,
+    /// Which rule picks the recommendation; both are always evaluated and compared.
+    #[arg(long, value_enum, default_value = "default")]
+    pub policy: PolicyArg,
+    /// Percentile of the 5-minute CPU maxima to size for.
+    #[arg(long, value_name = "P", default_value_t = 99.5)]
+    pub percentile: f64,
+    /// CPU headroom over that percentile (0.2 = 20%).
+    #[arg(long, value_name = "FRACTION", default_value_t = 0.20)]
+    pub headroom: f64,
+    /// Memory headroom over the peak (0.15 = 15%).
+    #[arg(long, value_name = "FRACTION", default_value_t = 0.15)]
+    pub memory_headroom: f64,
+    /// Fraction of requests that must meet the latency target.
+    #[arg(long, value_name = "FRACTION", default_value_t = 0.995)]
+    pub sla: f64,
+    /// Latency target in ms (default: twice each workload's median observed p99).
+    #[arg(long, value_name = "MS")]
+    pub latency_target_ms: Option<f64>,
+    /// Minimum hours of data per workload.
+    #[arg(long, value_name = "HOURS", default_value_t = 30.0)]
+    pub min_hours: f64,
+    /// Minimum 5-minute windows of data per workload.
+    #[arg(long, value_name = "N", default_value_t = 100)]
+    pub min_windows: usize,
+    /// Also consider types of another CPU architecture (x86_64 <-> arm64; needs a rebuild).
+    #[arg(long)]
+    pub allow_arch_change: bool,
+    /// Replay each recommendation: `frugal serve` confined to the current and the recommended CPU
+    /// counts (scaled to this machine), under `frugal load` at a constant rate.
+    #[arg(long)]
+    pub verify: bool,
+    /// Only verify these workloads (repeat).
+    #[arg(long, value_name = "NAME", requires = "verify")]
+    pub verify_workload: Vec<String>,
+    /// Measured duration of each replay run.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub verify_duration: Duration,
+    /// Warm-up before each replay run (not measured).
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub verify_warmup: Duration,
+    /// Output format.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: OutFormat,
+    /// Write the output to FILE instead of standard output.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+const AFTER_HELP: &str = "\
+Catalog file (--catalog), JSON:
+  {\"replace\": false, \"source\": \"...\", \"price_date\": \"2025-01-01\",
+   \"families\": {\"m7g\": {\"arch\": \"arm64\", \"perf_factor\": 1.15}},
+   \"instances\": [{\"name\": \"m7g.large\", \"vcpus\": 2, \"memory_gib\": 8, \"usd_per_hour\": 0.0816}]}
+
+Prometheus presets (override any query with --query-*):
+  process:   avg by (job) (rate(process_cpu_seconds_total[2m])), max by (job) (process_resident_memory_bytes)
+  container: cAdvisor container_cpu_usage_seconds_total / container_memory_working_set_bytes by namespace, container
+  node:      node_exporter node_cpu_seconds_total (non-idle) / MemTotal - MemAvailable by instance
+
+Examples:
+  frugal rightsize                       # the embedded synthetic sample
+  frugal rightsize usage.csv --format html -o report.html
+  frugal rightsize --prometheus http://127.0.0.1:9090 --instance-type m7i.xlarge --since 14d
+  frugal rightsize --demo --policy article
+  frugal rightsize --demo --verify --verify-workload checkout-api";
 
 /// Runs `frugal rightsize`.
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`frugal rightsize` is not available in this build yet")
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let files = args.files;
+    let args = *args.options;
+    if let Some(path) = &args.write_sample {
+        let file = std::fs::File::create(path)
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        let mut out = std::io::BufWriter::new(file);
+        rs::demo::write_sample_csv(&mut out)
+            .and_then(|()| out.flush())
+            .with_context(|| format!("cannot write {}", path.display()))?;
+        eprintln!("wrote the synthetic sample to {}", path.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    let mut catalog = rs::Catalog::embedded();
+    if let Some(path) = &args.catalog {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read catalog {}", path.display()))?;
+        catalog.apply_override(&path.display().to_string(), &text)?;
+    }
+    for pf in &args.perf_factor {
+        let (family, value) = pf
+            .split_once('=')
+            .with_context(|| format!("--perf-factor {pf}: expected FAMILY=X, e.g. m7g=1.15"))?;
+        let value: f64 = value
+            .parse()
+            .with_context(|| format!("--perf-factor {pf}: {value} is not a number"))?;
+        catalog.set_perf_factor(family, value)?;
+    }
+
+    let config = rs::Config {
+        policy: match args.policy {
+            PolicyArg::Default => rs::Policy::Default,
+            PolicyArg::Article => rs::Policy::Article,
+        },
+        cpu_percentile: args.percentile,
+        cpu_headroom: args.headroom,
+        memory_headroom: args.memory_headroom,
+        min_hours: args.min_hours,
+        min_windows: args.min_windows,
+        sla_fraction: args.sla,
+        latency_target_ms: args.latency_target_ms,
+        allow_arch_change: args.allow_arch_change,
+        ..rs::Config::default()
+    };
+    config.validate()?;
+
+    if !files.is_empty() && (args.demo || args.prometheus.is_some()) {
+        bail!("give either FILEs, --prometheus or --demo, not several");
+    }
+    let mut set = rs::SeriesSet::new();
+    let mut inputs = Vec::new();
+    let mut synthetic = false;
+    if let Some(url) = &args.prometheus {
+        let opts = prometheus_options(&args, url)?;
+        let mut queries = match args.preset {
+            PresetArg::Process => rs::prometheus::Preset::Process,
+            PresetArg::Container => rs::prometheus::Preset::Container,
+            PresetArg::Node => rs::prometheus::Preset::Node,
+        }
+        .queries();
+        override_queries(&args, &mut queries);
+        rs::prometheus::fetch(&opts, &queries, &mut set)?;
+        inputs.push(format!(
+            "{url} ({}s to {}s, step {}s)",
+            opts.start_s, opts.end_s, opts.step_s
+        ));
+    } else if files.is_empty() || args.demo {
+        set = rs::demo::sample();
+        synthetic = true;
+        inputs.push(rs::demo::SOURCE.to_owned());
+        if !args.demo {
+            eprintln!("frugal rightsize: no FILE and no --prometheus: analysing the embedded SYNTHETIC sample (--demo)");
+        }
+    } else {
+        for path in &files {
+            rs::read_file(path, &mut set)?;
+            inputs.push(path.display().to_string());
+        }
+    }
+
+    let mut report = rs::analyze(&set.into_series(), &catalog, &config);
+    report.inputs = inputs;
+    report.synthetic = synthetic;
+
+    if args.verify {
+        verify_all(&args, &mut report)?;
+    }
+
+    let format = match args.format {
+        OutFormat::Table => rs::Format::Table,
+        OutFormat::Json => rs::Format::Json,
+        OutFormat::Csv => rs::Format::Csv,
+        OutFormat::Html => rs::Format::Html,
+    };
+    let text = rs::render(&report, format);
+    match &args.output {
+        Some(path) => std::fs::write(path, text)
+            .with_context(|| format!("cannot write {}", path.display()))?,
+        None => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(text.as_bytes())
+                .context("writing the report")?;
+            out.flush().context("writing the report")?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn prometheus_options(args: &Options, url: &str) -> anyhow::Result<rs::prometheus::PromOptions> {
+    let time = |s: &str, what: &str| -> anyhow::Result<i64> {
+        rs::parse_time(s)
+            .map(|ms| ms / 1000)
+            .map_err(|e| anyhow::anyhow!("--{what}: {e}"))
+    };
+    let end_s = match &args.end {
+        Some(e) => time(e, "end")?,
+        None => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .context("the system clock is before 1970")?
+            .as_secs() as i64,
+    };
+    let start_s = match &args.start {
+        Some(s) => time(s, "start")?,
+        None => end_s - args.since.as_secs() as i64,
+    };
+    if start_s >= end_s {
+        bail!("the Prometheus range is empty: --start must be before --end");
+    }
+    let step_s = args.step.as_secs() as i64;
+    if step_s < 1 {
+        bail!("--step must be at least 1s");
+    }
+    Ok(rs::prometheus::PromOptions {
+        url: url.to_owned(),
+        start_s,
+        end_s,
+        step_s,
+        timeout: args.prometheus_timeout,
+        instance_type: args.instance_type.clone(),
+        instance_type_label: args.instance_type_label.clone(),
+    })
+}
+
+fn override_queries(args: &Options, q: &mut rs::prometheus::Queries) {
+    if let Some(v) = &args.query_cpu {
+        q.cpu = v.clone();
+    }
+    if let Some(v) = &args.query_memory {
+        q.memory = v.clone();
+    }
+    if let Some(v) = &args.query_instances {
+        q.instances = Some(v.clone());
+    }
+    if let Some(v) = &args.query_rps {
+        q.rps = Some(v.clone());
+    }
+    if let Some(v) = &args.query_latency {
+        q.latency = Some(v.clone());
+    }
+    if !args.workload_label.is_empty() {
+        q.workload_labels = args.workload_label.clone();
+    }
+}
+
+fn verify_all(args: &Options, report: &mut rs::Report) -> anyhow::Result<()> {
+    let program = std::env::current_exe().context("cannot find the frugal executable")?;
+    let scratch = std::env::temp_dir().join(format!("frugal-verify-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch)
+        .with_context(|| format!("cannot create {}", scratch.display()))?;
+    let opts = rs::VerifyOptions {
+        program,
+        duration: args.verify_duration,
+        warmup: args.verify_warmup,
+        calibrate: args.verify_duration.min(Duration::from_secs(4)),
+        connections: 32,
+        sla_fraction: args.sla,
+        latency_target_ms: args.latency_target_ms,
+        scratch: scratch.clone(),
+    };
+    let result = (|| -> anyhow::Result<()> {
+        for rec in &mut report.recommendations {
+            if rec.recommended.is_none() {
+                continue;
+            }
+            if !args.verify_workload.is_empty() && !args.verify_workload.contains(&rec.workload) {
+                continue;
+            }
+            eprintln!("frugal rightsize: verifying {} ...", rec.workload);
+            let v = rs::verify(rec, &opts)?;
+            eprintln!("  {}", v.summary());
+            rec.verification = Some(v);
+        }
+        Ok(())
+    })();
+    let _ = std::fs::remove_dir_all(&scratch);
+    result
 }

@@ -1,0 +1,707 @@
+//! `--verify`: replay a recommendation on this machine.
+//!
+//! The real service (`frugal serve`) runs twice, confined with `sched_setaffinity` to as many CPUs
+//! as the current type and as the candidate have — scaled to this machine while keeping their
+//! ratio (2 CPUs → 1 CPU for a halving on a 2-core machine) — and each time `frugal load` drives it
+//! in constant-rate mode.
+//!
+//! The rate. An observed request rate from another machine means nothing here, so the replay
+//! reproduces the observed *utilization* instead: a short closed-loop run measures what the
+//! current-size replay server can serve (its capacity `X`), and the constant rate is
+//! `X × u`, where `u` is the current type's observed P99.5 CPU utilization (capped at 95%). Both
+//! sizes then get the same rate. The per-request CPU work (`--work-us`) is the CPU-seconds per
+//! request inferred from the data, or 500 µs without request data.
+//!
+//! The SLA. With latency data the target is the workload's latency target minus the fitted
+//! non-CPU delay (the replay has no I/O); without, `--latency-target-ms` or 20 × the per-request
+//! work. The fraction of
+//! requests within the target is interpolated from the load generator's percentiles
+//! (p50/p90/p99/p99.9/max, coordinated-omission corrected when available). The candidate passes
+//! when that fraction reaches the SLA fraction (99.5%), errors stay under 0.5% and the achieved
+//! rate is within 5% of the target.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::model::Recommendation;
+use crate::sys;
+
+/// How to run the replay.
+#[derive(Clone, Debug)]
+pub struct VerifyOptions {
+    /// The `frugal` executable (normally `std::env::current_exe()`).
+    pub program: PathBuf,
+    /// Measured duration of each constant-rate run.
+    pub duration: Duration,
+    /// Warm-up before each run.
+    pub warmup: Duration,
+    /// Duration of the closed-loop capacity run.
+    pub calibrate: Duration,
+    /// Connections of the load generator.
+    pub connections: u32,
+    /// Fraction of requests that must meet the target.
+    pub sla_fraction: f64,
+    /// Latency target for workloads without latency data, ms (default 20 × the per-request work).
+    pub latency_target_ms: Option<f64>,
+    /// Directory for the load generator's JSON files.
+    pub scratch: PathBuf,
+}
+
+/// One measured run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Measured {
+    /// CPUs the server was given: whole CPUs by affinity, a fraction by a cgroup CPU quota.
+    pub cpus: f64,
+    /// Target rate, requests/s.
+    pub target_rps: f64,
+    /// Achieved rate.
+    pub achieved_rps: f64,
+    /// Successful requests.
+    pub requests_ok: u64,
+    /// Failed requests (all kinds).
+    pub errors: u64,
+    /// Latency percentiles, ms (corrected for coordinated omission when the load generator did).
+    pub p50_ms: f64,
+    /// p99, ms.
+    pub p99_ms: f64,
+    /// p99.9, ms.
+    pub p999_ms: f64,
+    /// Whether the percentiles are coordinated-omission corrected.
+    pub corrected: bool,
+    /// Estimated fraction of requests within the target.
+    pub sla_fraction: f64,
+    /// Meets the SLA (fraction, errors, rate).
+    pub pass: bool,
+}
+
+/// The outcome of a replay.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "verdict", content = "why")]
+pub enum Verdict {
+    /// The candidate meets the SLA in the replay.
+    Pass,
+    /// It does not.
+    Fail,
+    /// The replay could not run; why.
+    NotRun(String),
+}
+
+/// The replay of one recommendation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Verification {
+    /// Current type.
+    pub current_type: String,
+    /// Candidate type.
+    pub candidate_type: String,
+    /// CPUs this machine offers.
+    pub machine_cpus: usize,
+    /// How the rate was chosen.
+    pub rate_basis: String,
+    /// Per-request CPU work given to `frugal serve --work-us`.
+    pub work_us: u64,
+    /// Latency target used in the replay, ms.
+    pub latency_target_ms: f64,
+    /// How the CPU count was enforced: affinity only, or affinity plus a cgroup quota.
+    pub cgroup: String,
+    /// 1-minute load average of this machine after the replay (from `/proc/loadavg`).
+    pub load_average: Option<f64>,
+    /// The current size.
+    pub current: Option<Measured>,
+    /// The candidate.
+    pub candidate: Option<Measured>,
+    /// Pass, fail, or not run.
+    pub verdict: Verdict,
+}
+
+impl Verification {
+    /// `pass`, `FAIL` or `not run`.
+    pub fn verdict_label(&self) -> &'static str {
+        match self.verdict {
+            Verdict::Pass => "pass",
+            Verdict::Fail => "FAIL",
+            Verdict::NotRun(_) => "not run",
+        }
+    }
+
+    /// One line for reports.
+    pub fn summary(&self) -> String {
+        let m = |m: &Option<Measured>| {
+            m.as_ref().map_or("-".to_owned(), |m| {
+                format!(
+                    "{:.2} CPU: p99 {:.2} ms, {:.2}% within {:.2} ms, {:.0}/{:.0} req/s, {} errors",
+                    m.cpus,
+                    m.p99_ms,
+                    m.sla_fraction * 100.0,
+                    self.latency_target_ms,
+                    m.achieved_rps,
+                    m.target_rps,
+                    m.errors
+                )
+            })
+        };
+        match &self.verdict {
+            Verdict::NotRun(why) => format!("not run: {why}"),
+            v => format!(
+                "{} ({} -> {}): current {}; candidate {}; rate: {}; {}{}{}",
+                if *v == Verdict::Pass { "pass" } else { "FAIL" },
+                self.current_type,
+                self.candidate_type,
+                m(&self.current),
+                m(&self.candidate),
+                self.rate_basis,
+                self.cgroup,
+                match self.load_average {
+                    Some(l) if l > 1.0 + self.machine_cpus as f64 => format!(
+                        "; load average {l:.1} on {} CPUs: other processes competed with the \
+                         replay, rerun on a quiet machine",
+                        self.machine_cpus
+                    ),
+                    _ => String::new(),
+                },
+                if self.current.as_ref().is_some_and(|c| !c.pass) {
+                    "; the current size misses the SLA in the replay too: the target is tight \
+                     for this machine (set --latency-target-ms)"
+                } else {
+                    ""
+                }
+            ),
+        }
+    }
+}
+
+/// Chooses CPU counts here that keep the ratio `cand / cur`: the largest `k_cur <= machine` with
+/// `k_cur * cand / cur` a whole number in `1..=machine`.
+pub fn scale_cpus(cur: u32, cand: u32, machine: usize) -> Option<(usize, usize)> {
+    let (cur, cand) = (cur as usize, cand as usize);
+    (1..=machine.min(cur.max(1))).rev().find_map(|k| {
+        let prod = k * cand;
+        (prod % cur == 0 && prod / cur >= 1 && prod / cur <= machine).then_some((k, prod / cur))
+    })
+}
+
+/// The cgroup CPU controller this machine mounts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Cgroup {
+    /// cgroup v1 `cpu` hierarchy at this path.
+    V1(PathBuf),
+    /// cgroup v2 unified hierarchy at this path.
+    V2(PathBuf),
+    /// None found.
+    None,
+}
+
+/// Detects the cgroup CPU controller (v1 `cpu` hierarchy, else v2 with `cpu` in its controllers).
+pub fn detect_cgroup() -> Cgroup {
+    for v1 in ["/sys/fs/cgroup/cpu", "/sys/fs/cgroup/cpu,cpuacct"] {
+        if Path::new(v1).join("cpu.cfs_quota_us").exists() {
+            return Cgroup::V1(PathBuf::from(v1));
+        }
+    }
+    let v2 = Path::new("/sys/fs/cgroup");
+    match std::fs::read_to_string(v2.join("cgroup.controllers")) {
+        Ok(c) if c.split_whitespace().any(|x| x == "cpu") => Cgroup::V2(v2.to_owned()),
+        _ => Cgroup::None,
+    }
+}
+
+/// A one-line description of the cgroup support, for reports.
+pub fn cgroup_info() -> String {
+    match detect_cgroup() {
+        Cgroup::V1(p) => format!("cgroup v1 cpu controller at {}", p.display()),
+        Cgroup::V2(p) => format!("cgroup v2 at {}", p.display()),
+        Cgroup::None => "no cgroup cpu controller".to_owned(),
+    }
+}
+
+/// A cgroup with a CPU quota, removed on drop (after its processes have exited).
+struct CpuQuota {
+    dir: PathBuf,
+}
+
+impl CpuQuota {
+    /// Creates a cgroup limited to `cpus` CPUs of bandwidth.
+    ///
+    /// The period is 10 ms, not the kernel's default 100 ms: with a long period a half-CPU server is
+    /// frozen for 50 ms at a time, a latency no real (slower) vCPU has.
+    fn new(cpus: f64) -> std::result::Result<CpuQuota, String> {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        // Relaxed: the counter only makes directory names unique.
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("frugal-verify-{}-{n}", std::process::id());
+        let period = 10_000u64;
+        let quota = ((cpus * period as f64).round() as u64).max(1_000);
+        let (dir, writes): (PathBuf, Vec<(&str, String)>) = match detect_cgroup() {
+            Cgroup::V1(base) => (
+                base.join(&name),
+                vec![
+                    ("cpu.cfs_period_us", period.to_string()),
+                    ("cpu.cfs_quota_us", quota.to_string()),
+                ],
+            ),
+            Cgroup::V2(base) => {
+                let _ = std::fs::write(base.join("cgroup.subtree_control"), "+cpu");
+                (
+                    base.join(&name),
+                    vec![("cpu.max", format!("{quota} {period}"))],
+                )
+            }
+            Cgroup::None => return Err("no cgroup cpu controller is mounted".to_owned()),
+        };
+        std::fs::create_dir(&dir)
+            .map_err(|e| format!("cannot create {}: {e} (needs root)", dir.display()))?;
+        let q = CpuQuota { dir };
+        for (file, value) in writes {
+            std::fs::write(q.dir.join(file), &value)
+                .map_err(|e| format!("cannot write {value} to {file}: {e}"))?;
+        }
+        Ok(q)
+    }
+
+    /// Moves a process (all its threads) into the cgroup.
+    fn add(&self, pid: u32) -> std::result::Result<(), String> {
+        std::fs::write(self.dir.join("cgroup.procs"), pid.to_string())
+            .map_err(|e| format!("cannot move pid {pid} into {}: {e}", self.dir.display()))
+    }
+}
+
+impl Drop for CpuQuota {
+    fn drop(&mut self) {
+        // The server was stopped before; the kernel may need a moment to empty the group.
+        for _ in 0..50 {
+            if std::fs::remove_dir(&self.dir).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// CPUs for the two replays: `(current, candidate)`. Whole CPUs keeping the ratio when possible
+/// ([`scale_cpus`]); else the current size gets `min(vcpus, machine)` CPUs and the candidate the
+/// same fraction of them, which needs a cgroup quota when it is not whole. Errors say why the
+/// replay cannot run here.
+pub fn plan_cpus(cur: u32, cand: u32, machine: usize) -> std::result::Result<(usize, f64), String> {
+    if let Some((k, c)) = scale_cpus(cur, cand, machine) {
+        return Ok((k, c as f64));
+    }
+    let k = machine.min(cur.max(1) as usize);
+    let c = k as f64 * f64::from(cand) / f64::from(cur.max(1));
+    if c > machine as f64 {
+        return Err(format!(
+            "the candidate needs more CPUs than this machine has: {cand} vCPUs against {cur} \
+             means {c:.2} CPUs here, and this machine offers {machine}"
+        ));
+    }
+    Ok((k, c))
+}
+
+/// Fraction of requests within `target` from percentile points, interpolating linearly in latency.
+pub fn fraction_within(points: &[(f64, f64)], target: f64) -> f64 {
+    // points: (latency, cumulative fraction), ascending.
+    let mut prev = (0.0, 0.0);
+    for &(lat, frac) in points {
+        if target < lat {
+            let span = lat - prev.0;
+            let t = if span > 0.0 {
+                (target - prev.0) / span
+            } else {
+                0.0
+            };
+            return prev.1 + (frac - prev.1) * t.clamp(0.0, 1.0);
+        }
+        prev = (lat, frac);
+    }
+    1.0
+}
+
+/// A running `frugal serve`, stopped (SIGTERM, then kill) on drop.
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        sys::terminate(self.child.id());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_server(
+    opts: &VerifyOptions,
+    cpus: &[usize],
+    quota: Option<&CpuQuota>,
+    work_us: u64,
+) -> Result<Server> {
+    let mut cmd = Command::new(&opts.program);
+    cmd.args([
+        "serve",
+        "--addr",
+        "127.0.0.1:0",
+        "--work-us",
+        &work_us.to_string(),
+    ])
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::inherit());
+    sys::pin_child(&mut cmd, cpus);
+    let mut child = cmd.spawn().map_err(|e| {
+        Error::verify_io(format!("cannot start {} serve", opts.program.display()), e)
+    })?;
+    let stdout = child.stdout.take().expect("invariant: stdout was piped");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        if let Some(Ok(first)) = lines.next() {
+            let _ = tx.send(first);
+        }
+        for _ in lines {} // keep draining so the server never blocks on a full pipe
+    });
+    let mut server = Server {
+        child,
+        url: String::new(),
+    };
+    if let Some(q) = quota {
+        // All threads of the server move; it has not served anything yet.
+        q.add(server.child.id()).map_err(Error::verify)?;
+    }
+    let line = rx.recv_timeout(Duration::from_secs(15)).map_err(|_| {
+        Error::verify("`frugal serve` did not print `listening on http://...` within 15 s; run `frugal serve --help` to check it works")
+    })?;
+    server.url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .filter(|u| u.starts_with("http://"))
+        .ok_or_else(|| {
+            Error::verify(format!(
+                "unexpected first line from `frugal serve`: {line:?}"
+            ))
+        })?
+        .to_owned();
+    Ok(server)
+}
+
+#[derive(Deserialize)]
+struct LoadLatency {
+    p50: u64,
+    p90: u64,
+    p99: u64,
+    p999: u64,
+    max: u64,
+}
+
+#[derive(Deserialize)]
+struct LoadErrors {
+    connect: u64,
+    timeout: u64,
+    status: u64,
+    reset: u64,
+    other: u64,
+}
+
+#[derive(Deserialize)]
+struct LoadReport {
+    achieved_rps: f64,
+    requests_ok: u64,
+    errors: LoadErrors,
+    latency_ns: LoadLatency,
+    latency_corrected_ns: Option<LoadLatency>,
+}
+
+fn run_load(
+    opts: &VerifyOptions,
+    url: &str,
+    cpus: &[usize],
+    rate: Option<f64>,
+    duration: Duration,
+    name: &str,
+) -> Result<LoadReport> {
+    let json = opts.scratch.join(format!("{name}.json"));
+    let mut cmd = Command::new(&opts.program);
+    cmd.arg("load")
+        .arg(url)
+        .args(["-c", &opts.connections.to_string()])
+        .args(["-d", &format!("{}ms", duration.as_millis().max(100))])
+        .args(["--warmup", &format!("{}ms", opts.warmup.as_millis())])
+        .arg("--json")
+        .arg(&json)
+        .arg("--quiet")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    if let Some(r) = rate {
+        cmd.args(["--rate", &format!("{r:.0}")]);
+    }
+    if !cpus.is_empty() {
+        sys::pin_child(&mut cmd, cpus);
+    }
+    let mut child = cmd.spawn().map_err(|e| {
+        Error::verify_io(format!("cannot start {} load", opts.program.display()), e)
+    })?;
+    let deadline = Instant::now() + duration + opts.warmup + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child
+            .try_wait()
+            .map_err(|e| Error::verify_io("waiting for `frugal load`", e))?
+        {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(Error::verify(
+                "`frugal load` did not finish within its duration + 60 s",
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    if !status.success() {
+        let mut err = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            use std::io::Read;
+            let _ = e.read_to_string(&mut err);
+        }
+        return Err(Error::verify(format!(
+            "`frugal load` failed ({status}): {}",
+            err.trim()
+        )));
+    }
+    let text = std::fs::read_to_string(&json)
+        .map_err(|e| Error::verify_io(format!("cannot read {}", json.display()), e))?;
+    serde_json::from_str(&text).map_err(|e| {
+        Error::verify(format!(
+            "`frugal load --json` wrote JSON this version cannot read: {e}"
+        ))
+    })
+}
+
+fn measure(report: &LoadReport, cpus: f64, target_rps: f64, target_ms: f64, sla: f64) -> Measured {
+    let (lat, corrected) = match &report.latency_corrected_ns {
+        Some(c) => (c, true),
+        None => (&report.latency_ns, false),
+    };
+    let ms = |ns: u64| ns as f64 / 1e6;
+    let points = [
+        (ms(lat.p50), 0.5),
+        (ms(lat.p90), 0.9),
+        (ms(lat.p99), 0.99),
+        (ms(lat.p999), 0.999),
+        (ms(lat.max), 1.0),
+    ];
+    let e = &report.errors;
+    let errors = e.connect + e.timeout + e.status + e.reset + e.other;
+    let total = report.requests_ok + errors;
+    let fraction =
+        fraction_within(&points, target_ms) * report.requests_ok as f64 / total.max(1) as f64;
+    let pass = fraction >= sla
+        && (errors as f64) <= 0.005 * total.max(1) as f64
+        && report.achieved_rps >= 0.95 * target_rps;
+    Measured {
+        cpus,
+        target_rps,
+        achieved_rps: report.achieved_rps,
+        requests_ok: report.requests_ok,
+        errors,
+        p50_ms: ms(lat.p50),
+        p99_ms: ms(lat.p99),
+        p999_ms: ms(lat.p999),
+        corrected,
+        sla_fraction: fraction,
+        pass,
+    }
+}
+
+/// Replays `rec` (its current type against its recommended type) on this machine.
+///
+/// Never fails for reasons of this machine's size: those come back as [`Verdict::NotRun`] with a
+/// plain explanation. Errors are for a broken `frugal serve`/`frugal load`.
+pub fn verify(rec: &Recommendation, opts: &VerifyOptions) -> Result<Verification> {
+    let cpus_here = sys::allowed_cpus();
+    let machine = cpus_here.len();
+    let current = rec.current.as_ref();
+    let candidate = rec.recommended.as_ref();
+    let svc = rec.usage.as_ref().and_then(|u| u.service.as_ref());
+    let work_us = svc.map_or(500, |s| {
+        (s.cpu_seconds_per_request * 1e6)
+            .round()
+            .clamp(20.0, 20_000.0) as u64
+    });
+    let target_ms = match svc {
+        Some(s) => (s.target_ms - s.fixed_delay_ms).max(work_us as f64 / 1000.0 * 2.0),
+        None => opts
+            .latency_target_ms
+            .unwrap_or(20.0 * work_us as f64 / 1000.0),
+    };
+    let mut v = Verification {
+        current_type: rec.instance_type.clone(),
+        candidate_type: candidate.map_or(rec.instance_type.clone(), |c| c.instance_type.clone()),
+        machine_cpus: machine,
+        rate_basis: String::new(),
+        work_us,
+        latency_target_ms: target_ms,
+        cgroup: cgroup_info(),
+        load_average: None,
+        current: None,
+        candidate: None,
+        verdict: Verdict::NotRun(String::new()),
+    };
+    let (Some(current), Some(candidate)) = (current, candidate) else {
+        v.verdict = Verdict::NotRun("no change recommended, nothing to verify".to_owned());
+        return Ok(v);
+    };
+    let (k_cur, cand_cpus) = match plan_cpus(current.vcpus, candidate.vcpus, machine) {
+        Ok(p) => p,
+        Err(why) => {
+            v.verdict = Verdict::NotRun(why);
+            return Ok(v);
+        }
+    };
+    let k_cand = cand_cpus.ceil() as usize;
+    let quota = if cand_cpus.fract() > 1e-9 {
+        match CpuQuota::new(cand_cpus) {
+            Ok(q) => {
+                v.cgroup = format!(
+                    "{}: candidate pinned to {k_cand} CPU(s) with a quota of {cand_cpus:.2} CPU",
+                    cgroup_info()
+                );
+                Some(q)
+            }
+            Err(why) => {
+                v.verdict = Verdict::NotRun(format!(
+                    "{} has {} vCPUs and {} has {}: that is {cand_cpus:.2} CPUs here, which needs a \
+                     cgroup CPU quota, and none could be set: {why}",
+                    current.instance_type,
+                    current.vcpus,
+                    candidate.instance_type,
+                    candidate.vcpus
+                ));
+                return Ok(v);
+            }
+        }
+    } else {
+        v.cgroup = format!("{}; whole CPUs by affinity, no quota needed", cgroup_info());
+        None
+    };
+    // Load generator on the CPUs the server does not use, when there are any.
+    let load_cpus = |k: usize| -> Vec<usize> {
+        let rest: Vec<usize> = cpus_here[k..].to_vec();
+        if rest.is_empty() {
+            Vec::new()
+        } else {
+            rest
+        }
+    };
+    let u = current.cpu_utilization.min(0.95);
+    let capacity = {
+        let server = start_server(opts, &cpus_here[..k_cur], None, work_us)?;
+        let r = run_load(
+            opts,
+            &server.url,
+            &load_cpus(k_cur),
+            None,
+            opts.calibrate,
+            "calibrate",
+        )?;
+        r.achieved_rps
+    };
+    if capacity <= 0.0 {
+        v.verdict = Verdict::NotRun("the capacity run served no requests".to_owned());
+        return Ok(v);
+    }
+    let rate = (capacity * u).max(1.0);
+    v.rate_basis = format!(
+        "{:.0}% (observed P99.5 utilization of {}, capped at 95%) x {:.0} req/s closed-loop capacity \
+         of the {k_cur}-CPU replay = {rate:.0} req/s",
+        u * 100.0,
+        current.instance_type,
+        capacity
+    );
+    let runs = [
+        (k_cur, k_cur as f64, None, "current"),
+        (k_cand, cand_cpus, quota.as_ref(), "candidate"),
+    ];
+    for (k, cpus, quota, name) in runs {
+        let server = start_server(opts, &cpus_here[..k], quota, work_us)?;
+        let r = run_load(
+            opts,
+            &server.url,
+            &load_cpus(k),
+            Some(rate),
+            opts.duration,
+            name,
+        )?;
+        drop(server);
+        let m = measure(&r, cpus, rate, target_ms, opts.sla_fraction);
+        if name == "current" {
+            v.current = Some(m);
+        } else {
+            v.candidate = Some(m);
+        }
+    }
+    v.load_average = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next()?.parse().ok());
+    v.verdict = if v.candidate.as_ref().is_some_and(|m| m.pass) {
+        Verdict::Pass
+    } else {
+        Verdict::Fail
+    };
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fractional_plans_need_a_quota() {
+        assert_eq!(plan_cpus(4, 2, 2), Ok((2, 1.0)));
+        assert_eq!(plan_cpus(8, 2, 2), Ok((2, 0.5)));
+        assert!(plan_cpus(2, 8, 2)
+            .unwrap_err()
+            .contains("more CPUs than this machine has"));
+    }
+
+    #[test]
+    fn cpu_scaling_keeps_the_ratio() {
+        assert_eq!(scale_cpus(4, 2, 2), Some((2, 1)));
+        assert_eq!(scale_cpus(2, 1, 2), Some((2, 1)));
+        assert_eq!(scale_cpus(8, 4, 2), Some((2, 1)));
+        assert_eq!(
+            scale_cpus(8, 2, 2),
+            None,
+            "a quarter of 2 CPUs is not a whole CPU"
+        );
+        assert_eq!(scale_cpus(8, 2, 4), Some((4, 1)));
+        assert_eq!(scale_cpus(2, 4, 2), Some((1, 2)));
+        assert_eq!(scale_cpus(4, 4, 2), Some((2, 2)));
+    }
+
+    #[test]
+    fn fraction_interpolates() {
+        let pts = [
+            (1.0, 0.5),
+            (2.0, 0.9),
+            (4.0, 0.99),
+            (8.0, 0.999),
+            (20.0, 1.0),
+        ];
+        assert_eq!(fraction_within(&pts, 30.0), 1.0);
+        assert!((fraction_within(&pts, 6.0) - 0.9945).abs() < 1e-9);
+        assert!((fraction_within(&pts, 0.5) - 0.25).abs() < 1e-9);
+    }
+}
