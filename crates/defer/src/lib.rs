@@ -177,10 +177,13 @@
 //!
 //! # Storage
 //!
-//! A record is the closure's captures, rounded up to 8 bytes, followed by an 8-byte vtable
-//! pointer; records are bump-allocated, newest on top, in the frame of the function that
-//! opens the scope: [`DEFAULT_CAPACITY`] bytes (32 one-word closures), or `BYTES` with
+//! A record is the closure's captures, rounded up to 8 bytes, followed by two words: the
+//! function that runs it and the record's size; records are bump-allocated, newest on top,
+//! in the frame of the function that opens the scope: [`DEFAULT_CAPACITY`] bytes (21
+//! one-word closures), or `BYTES` with
 //! [`scope_with_capacity`]. Records need no links: the scope's exit walks the area downwards.
+//! The chain's address never reaches a function that is not inlined, so once the scope and
+//! its body are inlined, its cursor and counters live in registers.
 //!
 //! What does not fit goes to a thread-local pool of blocks in size classes (64 B to 4 KiB,
 //! 64-aligned, up to 256 free blocks per class), reset and returned to their free list as
@@ -205,7 +208,9 @@
 //!   `defer!` and manual cases compile to the same function).
 //! - **stack record** (a `_defer` record in the frame, linked into the goroutine's list,
 //!   run by `deferreturn`): our inline records play this role — registering is a bounds
-//!   check and two or three stores, running is a load and an indirect call per record.
+//!   check and three or four stores, running is two loads and an indirect call per record
+//!   (about 14 instructions per defer beyond the call itself in straight-line code, 17 in a
+//!   loop, measured with `cargo bench -p frugal-defer -- --callgrind`).
 //! - **heap record from a per-P pool** (defers in loops): about 60 ns and one allocation per
 //!   defer measured with Go 1.19. Our overflow path bump-allocates in reused pool segments:
 //!   no allocation in steady state, and close to the inline cost.

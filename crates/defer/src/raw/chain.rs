@@ -1,12 +1,15 @@
 //! The type-erased defer chain: a LIFO stack of records, bump-allocated in segments — the
 //! caller's inline buffer first, then blocks from the thread-local pool.
 //!
-//! A record is `[closure F, padded to a multiple of 8][exit: unsafe fn]`. Its *slot* is the
-//! address of the `exit` word; the closure ends there. The other operations on a record
-//! (run now, cancel) are in a [`VTable`] that only the record's handle carries, so running
-//! the chain costs one indirect call per record and no vtable load. The newest record of the current
-//! segment is the one whose slot is `cursor - 8`, so records need no links: running the chain
-//! walks `cursor` down. A closure too large for a segment, or aligned to more than 8, is
+//! A record is `[closure F, padded to a multiple of 8][run: unsafe fn][size: usize]`. Its
+//! *slot* is the address of the `run` word; the closure ends there, and `size` is the whole
+//! record's size. The other operations on a record (run now, cancel) are in a [`VTable`]
+//! that only the record's handle carries. The newest record of the current segment is the
+//! one that ends at `cursor`, so records need no links: running the chain walks a local copy
+//! of `cursor` down by each record's `size` (one load: the walk's critical path is short),
+//! and calls its `run` with the record's start — the run functions never touch the chain, so
+//! the run loop keeps the cursor in a register.
+//! A closure too large for a segment, or aligned to more than 8, is
 //! stored in its own pool (or heap) block and represented in the segment by a *stub* record
 //! whose "closure" is the block pointer.
 //!
@@ -17,13 +20,15 @@
 //! Invariants of a [`Chain`]:
 //! 1. `start <= cursor <= limit`, all 8-aligned, in the current segment; `[start, cursor)` is
 //!    a sequence of pending records, oldest first. The same holds for every saved segment.
-//! 2. A record's `exit` matches the closure type and storage it was written with. While the
-//!    closure is *live* (initialized, not moved out) `exit` runs it; once it was run or
-//!    dropped through a handle, `exit` is the *spent* function of that type and storage, which
-//!    never touches the closure again.
-//! 3. `exit` is called exactly once per record; it first moves `cursor` below the record
-//!    (unlinking it) and only then runs the closure, so a panic leaves the chain consistent
-//!    and the run resumes with the next record.
+//! 2. A record's `run` matches the closure type and storage it was written with, and its
+//!    `size` is the record's size. While the closure is *live* (initialized, not moved out)
+//!    `run` runs it; once it was run or dropped through a handle, `run` is the *spent*
+//!    function of that type and storage, which never touches the closure again.
+//! 3. `run` is called exactly once per record; the run loop first moves its cursor below
+//!    the record (unlinking it) and only then calls it. If the call unwinds, a drop guard
+//!    stores that cursor into the chain, so the chain stays consistent and the next run
+//!    resumes with the next record. While the run loop is active, the chain's `cursor` field
+//!    is stale; nothing reads it then (no registration or handle can happen during a run).
 //! 4. The inline buffer outlives the chain; pool segments and stub blocks are owned by the
 //!    chain until released, exactly once, when the run passes them.
 
@@ -35,12 +40,14 @@ use std::ptr::{self, NonNull};
 
 use super::pool;
 
-/// What ends every record: unlinks the record (`cursor` = record start), then runs the
-/// closure if live (releasing a stub's block).
-type Exit = unsafe fn(*mut u8, &Chain);
+/// The `run` word of a record: runs the closure of the record starting at the argument if
+/// live (releasing a stub's block); the record was already unlinked.
+type Run = unsafe fn(*mut u8);
 
-/// Size of the `exit` word that ends every record.
-const VT: usize = size_of::<Exit>();
+/// Size of one word of a record's tail (`run`, then `size`).
+const VT: usize = size_of::<Run>();
+/// The record's tail: `run` and `size`.
+const TAIL: usize = 2 * VT;
 /// Records are 8-aligned; closures aligned to more go to their own block (stub record).
 pub(super) const INLINE_ALIGN: usize = 8;
 /// The pool class used for segments (2 KiB).
@@ -60,7 +67,7 @@ const SEG_HDR: usize = size_of::<SegHdr>();
 
 const _: () = assert!(VT == size_of::<usize>());
 const _: () = assert!(VT <= INLINE_ALIGN && INLINE_ALIGN % VT == 0);
-const _: () = assert!(align_of::<Exit>() <= INLINE_ALIGN);
+const _: () = assert!(align_of::<Run>() <= INLINE_ALIGN && size_of::<usize>() == VT);
 const _: () = assert!(SEG_HDR % INLINE_ALIGN == 0);
 const _: () = assert!(align_of::<SegHdr>() <= pool::BLOCK_ALIGN);
 const _: () = assert!(pool::CLASSES[SEG_CLASS] >= SEG_HDR + MAX_SEGMENT_RECORD);
@@ -74,7 +81,7 @@ pub(super) struct VTable {
     /// Drops the closure without running it; the record stays (handle `cancel`).
     drop: unsafe fn(*mut u8),
     /// The `exit` to install once the closure was run or dropped.
-    spent: Exit,
+    spent: Run,
 }
 
 /// A registered record: its slot and its handle operations.
@@ -88,6 +95,36 @@ impl Record {
     /// The record's address (for `Debug`).
     pub(super) fn addr(&self) -> *const u8 {
         self.slot.as_ptr()
+    }
+
+    /// Drops the closure of the record without running it (the record stays, spent).
+    ///
+    /// # Safety
+    /// The record is a pending record of a chain whose closure is live (a handle that was
+    /// not consumed, and the chain has not been run yet).
+    #[inline]
+    pub(super) unsafe fn cancel(self) {
+        let slot = self.slot.as_ptr();
+        // Mark spent first: even if the destructor panics, the closure is never dropped again.
+        // SAFETY: the record is pending (caller contract): its `exit` word belongs to the
+        // chain, is 8-aligned, and nobody else holds a reference to it.
+        unsafe { slot.cast::<Run>().write(self.vt.spent) };
+        // SAFETY: the closure is live (caller contract), of the type and storage `vt` was made
+        // for, and now marked spent: dropped exactly once.
+        unsafe { (self.vt.drop)(slot) };
+    }
+
+    /// Runs the closure of the record now (the record stays, spent).
+    ///
+    /// # Safety
+    /// As for [`Record::cancel`].
+    #[inline]
+    pub(super) unsafe fn run_now(self) {
+        let slot = self.slot.as_ptr();
+        // SAFETY: as in `cancel`.
+        unsafe { slot.cast::<Run>().write(self.vt.spent) };
+        // SAFETY: the closure is live (caller contract) and now marked spent: run exactly once.
+        unsafe { (self.vt.call)(slot) };
     }
 }
 
@@ -112,7 +149,7 @@ impl<F> Shape<F> {
     /// In-segment footprint of the closure, rounded up to 8 so records stay 8-aligned.
     const SIZE8: usize = (Self::SIZE + 7) & !7;
     /// Whole record in a segment.
-    const RECORD: usize = Self::SIZE8 + VT;
+    const RECORD: usize = Self::SIZE8 + TAIL;
     /// Stored directly in a segment (else: own block + stub record).
     const IN_SEGMENT: bool = Self::ALIGN <= INLINE_ALIGN && Self::RECORD <= MAX_SEGMENT_RECORD;
     /// Pool class of the closure's own block, if any.
@@ -141,21 +178,17 @@ fn stub_ptr(slot: *mut u8) -> *mut NonNull<u8> {
 // ---- in-segment records ------------------------------------------------------------------
 
 /// # Safety
-/// `slot` is the newest pending record of `chain`'s current segment, with a live `F`.
-unsafe fn exit_inline<F: FnOnce()>(slot: *mut u8, chain: &Chain) {
-    let f = data::<F>(slot);
-    chain.cursor.set(f.cast());
-    // SAFETY: a live, initialized `F` ends at `slot` (invariant 2); the record was unlinked
-    // just above, so this is the only read and the closure is moved out exactly once.
-    let f = unsafe { f.read() };
+/// `start` is the start of an unlinked in-segment record with a live `F`.
+unsafe fn exit_inline<F: FnOnce()>(start: *mut u8) {
+    // SAFETY: a live, initialized `F` starts at `start` (invariant 2); the record was
+    // unlinked by the run loop, so this is the only read and the closure is moved out once.
+    let f = unsafe { start.cast::<F>().read() };
     f();
 }
 
 /// # Safety
-/// `slot` is the newest pending record of `chain`'s current segment, already spent.
-unsafe fn exit_inline_spent<F>(slot: *mut u8, chain: &Chain) {
-    chain.cursor.set(data::<F>(slot).cast());
-}
+/// `start` is the start of an unlinked in-segment record, already spent: nothing to do.
+unsafe fn exit_inline_spent(_start: *mut u8) {}
 
 /// # Safety
 /// `slot` is a pending in-segment record of a live `F`; afterwards the closure counts as moved.
@@ -195,12 +228,12 @@ unsafe fn release_block<F>(block: NonNull<u8>) {
 }
 
 /// # Safety
-/// `slot` is the newest pending stub record of `chain`'s current segment, with a live `F`.
-unsafe fn exit_stub<F: FnOnce()>(slot: *mut u8, chain: &Chain) {
-    chain.cursor.set(stub_ptr(slot).cast());
-    // SAFETY: pending stub record (unlinked just above; its bytes stay valid until overwritten
-    // by a later registration, which cannot happen while the chain runs).
-    let block = unsafe { stub_block(slot) };
+/// `start` is the start of an unlinked stub record with a live `F`.
+unsafe fn exit_stub<F: FnOnce()>(start: *mut u8) {
+    // SAFETY: an unlinked stub record (its bytes stay valid until overwritten by a later
+    // registration, which cannot happen while the chain runs) stores its block pointer at
+    // its start.
+    let block = unsafe { start.cast::<NonNull<u8>>().read() };
     // SAFETY: the block holds a live `F` at its start (invariant 2); moved out once.
     let f = unsafe { block.cast::<F>().read() };
     // SAFETY: the closure was moved out; nothing else refers to the block.
@@ -209,11 +242,10 @@ unsafe fn exit_stub<F: FnOnce()>(slot: *mut u8, chain: &Chain) {
 }
 
 /// # Safety
-/// `slot` is the newest pending stub record of `chain`'s current segment, already spent.
-unsafe fn exit_stub_spent<F>(slot: *mut u8, chain: &Chain) {
-    chain.cursor.set(stub_ptr(slot).cast());
+/// `start` is the start of an unlinked stub record, already spent.
+unsafe fn exit_stub_spent<F>(start: *mut u8) {
     // SAFETY: as in `exit_stub`.
-    let block = unsafe { stub_block(slot) };
+    let block = unsafe { start.cast::<NonNull<u8>>().read() };
     // SAFETY: the closure was run or dropped through its handle; the block is released once.
     unsafe { release_block::<F>(block) };
 }
@@ -243,7 +275,7 @@ impl<F: FnOnce()> Thunks<F> {
     const INLINE: VTable = VTable {
         call: call_inline::<F>,
         drop: drop_inline::<F>,
-        spent: exit_inline_spent::<F>,
+        spent: exit_inline_spent,
     };
     const STUB: VTable = VTable {
         call: call_stub::<F>,
@@ -252,47 +284,128 @@ impl<F: FnOnce()> Thunks<F> {
     };
 }
 
+/// Size of a stub record: `[block pointer][run][size]`.
+const STUB_RECORD: usize = VT + TAIL;
+
 /// The chain. Not `Send`/`Sync` (raw pointers, `Cell`s): it belongs to one frame of one thread.
+///
+/// No function that is not inlined ever gets the chain's address: the slow paths take and
+/// return its [`State`] by value, the run loop works on a local cursor, and handles carry
+/// only their record. So when a scope and its body are inlined into one function, LLVM keeps
+/// `cursor`, `limit` and the counters in registers (or folds them to constants).
 pub(super) struct Chain {
     cursor: Cell<*mut u8>,
     limit: Cell<*mut u8>,
-    start: Cell<*mut u8>,
     /// Start of the inline buffer: the bottom segment.
     base: *mut u8,
     registered: Cell<u64>,
+    /// The fields only slow paths touch, in a separate local (see [`Cold`]).
+    cold: NonNull<Cold>,
+}
+
+/// The chain's fields that only the slow paths (new segment, stub record, end of a segment
+/// in the run) touch. They live in a separate local of the function that opens the scope:
+/// were they in the [`Chain`], LLVM would keep them in registers through a loop of
+/// registrations along with `cursor`, `limit` and `registered`, and run out of registers.
+pub(super) struct Cold {
+    /// Start of the current segment.
+    start: Cell<*mut u8>,
     /// Records in the inline buffer, fixed when the first pool segment starts (else `MAX`).
     inline_records: Cell<u64>,
     stub_pooled: Cell<u64>,
     stub_heap: Cell<u64>,
 }
 
-impl Chain {
-    /// A chain whose first segment is `buf`.
-    ///
-    /// # Safety
-    /// `buf` stays alive and unused by anything else until the chain is dropped, and the
-    /// chain is run ([`Chain::run_all`] until it returns normally) before that.
+impl Cold {
+    /// Fields for a new chain ([`Chain::new`] sets `start`).
     #[inline(always)]
-    pub(super) unsafe fn new<const N: usize>(buf: *mut InlineBuf<N>) -> Chain {
-        let base = buf.cast::<u8>();
-        Chain {
-            cursor: Cell::new(base),
-            limit: Cell::new(base.wrapping_add(N & !(INLINE_ALIGN - 1))),
-            start: Cell::new(base),
-            base,
-            registered: Cell::new(0),
+    pub(super) const fn new() -> Cold {
+        Cold {
+            start: Cell::new(ptr::null_mut()),
             inline_records: Cell::new(u64::MAX),
             stub_pooled: Cell::new(0),
             stub_heap: Cell::new(0),
         }
     }
+}
+
+impl Chain {
+    /// A chain whose first segment is `buf`, with its slow-path fields in `cold`.
+    ///
+    /// # Safety
+    /// `buf` and `cold` stay alive and unused by anything else until the chain is dropped,
+    /// and the chain is run ([`Chain::run_all`] until it returns normally) before that.
+    #[inline(always)]
+    pub(super) unsafe fn new<const N: usize>(buf: *mut InlineBuf<N>, cold: &Cold) -> Chain {
+        let base = buf.cast::<u8>();
+        cold.start.set(base);
+        cold.inline_records.set(u64::MAX);
+        cold.stub_pooled.set(0);
+        cold.stub_heap.set(0);
+        Chain {
+            cursor: Cell::new(base),
+            limit: Cell::new(base.wrapping_add(N & !(INLINE_ALIGN - 1))),
+            base,
+            registered: Cell::new(0),
+            cold: NonNull::from(cold),
+        }
+    }
+
+    /// The slow-path fields.
+    #[inline(always)]
+    fn cold(&self) -> &Cold {
+        // SAFETY: `cold` outlives the chain (contract of `Chain::new`) and is only accessed
+        // through shared references to its `Cell`s.
+        unsafe { self.cold.as_ref() }
+    }
+
+    /// The chain's hot fields as plain values (for the slow paths).
+    #[inline(always)]
+    fn state(&self) -> State {
+        State {
+            cursor: self.cursor.get(),
+            limit: self.limit.get(),
+            base: self.base,
+            cold: self.cold,
+        }
+    }
+
+    /// Stores what a slow path changed.
+    #[inline(always)]
+    fn set_state(&self, s: State) {
+        debug_assert!(s.base == self.base && s.cold == self.cold);
+        self.cursor.set(s.cursor);
+        self.limit.set(s.limit);
+    }
+
+    /// A copy of this chain, to be run by a function that is not inlined (the cold panic
+    /// path) without taking this chain's address; [`Chain::reattach`] takes its state back.
+    /// This chain must not be used until then.
+    #[inline(always)]
+    pub(super) fn detach(&self) -> Chain {
+        Chain {
+            cursor: Cell::new(self.cursor.get()),
+            limit: Cell::new(self.limit.get()),
+            base: self.base,
+            registered: Cell::new(self.registered.get()),
+            cold: self.cold,
+        }
+    }
+
+    /// Takes back the state of a copy made by [`Chain::detach`].
+    #[inline(always)]
+    pub(super) fn reattach(&self, copy: Chain) {
+        self.set_state(copy.state());
+    }
 
     /// Counts of this chain so far: (registered, pooled, heap).
+    #[inline]
     pub(super) fn counts(&self) -> (u64, u64, u64) {
         let registered = self.registered.get();
-        let heap = self.stub_heap.get();
-        let inline = match self.inline_records.get() {
-            u64::MAX => registered - self.stub_pooled.get() - heap,
+        let cold = self.cold();
+        let heap = cold.stub_heap.get();
+        let inline = match cold.inline_records.get() {
+            u64::MAX => registered - cold.stub_pooled.get() - heap,
             n => n,
         };
         (registered, registered - inline - heap, heap)
@@ -306,177 +419,221 @@ impl Chain {
     pub(super) fn push<F: FnOnce()>(&self, f: F) -> Record {
         self.registered.set(self.registered.get() + 1);
         if Shape::<F>::ALIGN <= INLINE_ALIGN {
-            let end = self.cursor.get().wrapping_add(Shape::<F>::RECORD);
+            let cur = self.cursor.get();
+            let end = cur.wrapping_add(Shape::<F>::RECORD);
             if end as usize <= self.limit.get() as usize {
-                return self.write_record(f);
+                self.cursor.set(end);
+                // SAFETY: `[cur, end)` is free memory of the current segment (checked against
+                // `limit` just above; invariant 1), now claimed by moving `cursor` to `end`.
+                return unsafe { write_record(cur, f) };
             }
         }
-        self.push_slow(f)
-    }
-
-    /// Writes an in-segment record for `f` at `cursor`; the caller checked that it fits.
-    #[inline(always)]
-    fn write_record<F: FnOnce()>(&self, f: F) -> Record {
-        let end = self.cursor.get().wrapping_add(Shape::<F>::RECORD);
-        debug_assert!(end as usize <= self.limit.get() as usize);
-        let slot = end.wrapping_sub(VT);
-        // SAFETY: `[cursor, end)` lies in the current segment above every pending record
-        // (invariant 1; the caller checked it against `limit`) and `cursor` is 8-aligned,
-        // enough for `F`: the closure is written once into free memory.
-        unsafe { data::<F>(slot).write(f) };
-        // SAFETY: same free range; `slot` is 8-aligned (record sizes are multiples of 8).
-        unsafe { slot.cast::<Exit>().write(exit_inline::<F>) };
-        self.cursor.set(end);
-        // SAFETY: `slot` is derived from a non-null segment pointer plus an offset.
-        let slot = unsafe { NonNull::new_unchecked(slot) };
-        Record {
-            slot,
-            vt: &Thunks::<F>::INLINE,
-        }
-    }
-
-    /// Registers `f` when it does not fit the current segment, or needs its own block.
-    #[inline(never)]
-    fn push_slow<F: FnOnce()>(&self, f: F) -> Record {
-        if Shape::<F>::IN_SEGMENT {
-            self.new_segment();
-            // Fits now (asserted at compile time: a segment holds any in-segment record).
-            return self.write_record(f);
-        }
-        // Own block: pool class if one fits, else the heap.
-        let block = match Shape::<F>::CLASS {
-            Some(class) => pool::acquire(class),
-            None => {
-                let layout = Shape::<F>::HEAP_LAYOUT;
-                // SAFETY: `layout` has a non-zero size (at least 1 byte).
-                let raw = unsafe { alloc(layout) };
-                NonNull::new(raw).unwrap_or_else(|| handle_alloc_error(layout))
-            }
-        };
-        // SAFETY: the block is owned by us, at least `size_of::<F>()` bytes and aligned to
-        // `F` (pool blocks are 64-aligned and `class_of` checks the alignment; heap blocks use
-        // `F`'s layout).
-        unsafe { block.cast::<F>().write(f) };
-        // The stub record: [block pointer][vt].
-        let stub = 2 * VT;
-        if self.cursor.get().wrapping_add(stub) as usize > self.limit.get() as usize {
-            self.new_segment();
-        }
-        let cur = self.cursor.get();
-        let slot = cur.wrapping_add(VT);
-        // SAFETY: `[cur, cur + 16)` is free segment memory (checked above, or a fresh
-        // segment), 8-aligned.
-        unsafe { stub_ptr(slot).write(block) };
-        // SAFETY: same free range.
-        unsafe { slot.cast::<Exit>().write(exit_stub::<F>) };
-        self.cursor.set(cur.wrapping_add(stub));
-        let counter = if Shape::<F>::CLASS.is_some() {
-            &self.stub_pooled
-        } else {
-            &self.stub_heap
-        };
-        counter.set(counter.get() + 1);
-        // SAFETY: `slot` is a segment pointer plus an offset: non-null.
-        let slot = unsafe { NonNull::new_unchecked(slot) };
-        Record {
-            slot,
-            vt: &Thunks::<F>::STUB,
-        }
-    }
-
-    /// Starts a new pool segment on top of the current one.
-    fn new_segment(&self) {
-        if self.start.get() == self.base {
-            // Leaving the inline buffer, for good: registration never returns to it. Every
-            // record so far but the current one (counted, not yet written) is in it.
-            let stubs = self.stub_pooled.get() + self.stub_heap.get();
-            self.inline_records.set(self.registered.get() - 1 - stubs);
-        }
-        let block = pool::acquire(SEG_CLASS).as_ptr();
-        let hdr = SegHdr {
-            prev_start: self.start.get(),
-            prev_cursor: self.cursor.get(),
-            prev_limit: self.limit.get(),
-        };
-        // SAFETY: the block is owned by us, 64-aligned and `CLASSES[SEG_CLASS]` bytes long.
-        unsafe { block.cast::<SegHdr>().write(hdr) };
-        let start = block.wrapping_add(SEG_HDR);
-        self.start.set(start);
-        self.cursor.set(start);
-        self.limit.set(block.wrapping_add(pool::CLASSES[SEG_CLASS]));
-    }
-
-    /// At the bottom of the current segment: restores the previous one and releases this
-    /// one's block. Returns `false` at the bottom of the inline buffer (the run is over).
-    #[cold]
-    fn pop_segment(&self) -> bool {
-        let start = self.start.get();
-        if start == self.base {
-            return false;
-        }
-        let block = start.wrapping_sub(SEG_HDR);
-        // SAFETY: a pool segment starts with the header written by `new_segment`.
-        let hdr = unsafe { block.cast::<SegHdr>().read() };
-        self.start.set(hdr.prev_start);
-        self.cursor.set(hdr.prev_cursor);
-        self.limit.set(hdr.prev_limit);
-        let block = NonNull::new(block).expect("segment blocks are non-null");
-        // SAFETY: the segment is empty (its records all exited) and no longer current: its
-        // block from `pool::acquire(SEG_CLASS)` is released exactly once.
-        unsafe { pool::release(SEG_CLASS, block) };
-        true
+        let (state, record) = push_slow(self.state(), self.registered.get(), f);
+        self.set_state(state);
+        record
     }
 
     /// Exits every pending record, newest first. If a deferred call panics, the panic
     /// propagates; the chain stays consistent, and calling `run_all` again resumes with the
     /// next record.
-    #[inline]
+    #[inline(always)]
     pub(super) fn run_all(&self) {
+        /// Stores the run loop's cursor back into the chain when the loop ends or unwinds.
+        struct Unlinked<'a> {
+            chain: &'a Chain,
+            cursor: *mut u8,
+        }
+        impl Drop for Unlinked<'_> {
+            #[inline(always)]
+            fn drop(&mut self) {
+                self.chain.cursor.set(self.cursor);
+            }
+        }
+        let base = self.base;
+        let mut run = Unlinked {
+            chain: self,
+            cursor: self.cursor.get(),
+        };
         loop {
-            let cur = self.cursor.get();
-            if cur == self.start.get() {
-                if cur != self.base && self.pop_segment() {
-                    continue;
+            // Cached for the segment: nothing can register or pop a segment while a
+            // deferred call runs (the scope cannot be reached from one).
+            let start = self.cold().start.get();
+            if run.cursor != start {
+                loop {
+                    // SAFETY: `cursor > start`, so the newest pending record ends at `cursor`
+                    // (invariant 1) and its `size` word is initialized.
+                    let size = unsafe { run.cursor.wrapping_sub(VT).cast::<usize>().read() };
+                    // SAFETY: likewise its `run` word, right below.
+                    let exit = unsafe { run.cursor.wrapping_sub(TAIL).cast::<Run>().read() };
+                    // Unlink first (invariant 3).
+                    run.cursor = run.cursor.wrapping_sub(size);
+                    // SAFETY: `run.cursor` is the start of the record just unlinked; `exit`
+                    // matches its closure type and storage (invariant 2), called once for it.
+                    unsafe { exit(run.cursor) };
+                    if run.cursor == start {
+                        break;
+                    }
                 }
+            }
+            if start == base {
                 return;
             }
-            let slot = cur.wrapping_sub(VT);
-            // SAFETY: `cur > start`, so the newest pending record ends at `cur` (invariant 1)
-            // and its `exit` word is initialized.
-            let exit = unsafe { slot.cast::<Exit>().read() };
-            // SAFETY: `slot` is the newest pending record; `exit` matches its closure type and
-            // storage (invariant 2) and unlinks it before running it (invariant 3).
-            unsafe { exit(slot, self) };
+            // SAFETY: `start` is the current segment's start, a pool segment (not `base`),
+            // and every record in it has exited.
+            let (prev_start, prev_cursor, prev_limit) = unsafe { pop_segment(start) };
+            self.cold().start.set(prev_start);
+            self.limit.set(prev_limit);
+            run.cursor = prev_cursor;
         }
     }
+}
 
-    /// Drops the closure of `record` without running it (the record stays, spent).
-    ///
-    /// # Safety
-    /// `record` is a pending record of this chain whose closure is live (a handle that was
-    /// not consumed, and the chain has not been run yet).
-    pub(super) unsafe fn cancel(&self, record: Record) {
-        let slot = record.slot.as_ptr();
-        // Mark spent first: even if the destructor panics, the closure is never dropped again.
-        // SAFETY: the record is pending (caller contract): its `exit` word belongs to the
-        // chain, is 8-aligned, and nobody else holds a reference to it.
-        unsafe { slot.cast::<Exit>().write(record.vt.spent) };
-        // SAFETY: the closure is live (caller contract), of the type and storage `vt` was made
-        // for, and now marked spent: dropped exactly once.
-        unsafe { (record.vt.drop)(slot) };
-    }
+/// The chain's fields as plain values, passed to and returned from the slow paths by value.
+#[derive(Clone, Copy)]
+struct State {
+    cursor: *mut u8,
+    limit: *mut u8,
+    base: *mut u8,
+    cold: NonNull<Cold>,
+}
 
-    /// Runs the closure of `record` now (the record stays, spent).
-    ///
-    /// # Safety
-    /// As for [`Chain::cancel`].
-    pub(super) unsafe fn run_now(&self, record: Record) {
-        let slot = record.slot.as_ptr();
-        // SAFETY: as in `cancel`.
-        unsafe { slot.cast::<Exit>().write(record.vt.spent) };
-        // SAFETY: the closure is live (caller contract) and now marked spent: run exactly once.
-        unsafe { (record.vt.call)(slot) };
+impl State {
+    /// The slow-path fields.
+    fn cold(&self) -> &Cold {
+        // SAFETY: as in `Chain::cold`: the state was taken from a live chain.
+        unsafe { self.cold.as_ref() }
     }
+}
+
+/// Writes an in-segment record for `f` at `cur`.
+///
+/// # Safety
+/// `[cur, cur + Shape::<F>::RECORD)` is free, 8-aligned memory of the chain's current segment,
+/// below its `limit`, and the chain's cursor was (or will be) moved past it.
+#[inline(always)]
+unsafe fn write_record<F: FnOnce()>(cur: *mut u8, f: F) -> Record {
+    let slot = cur.wrapping_add(Shape::<F>::SIZE8);
+    // SAFETY: `cur` starts free memory of the record's size (caller contract) and is
+    // 8-aligned, enough for `F` (only called when `align_of::<F>() <= 8`): the closure is
+    // written once into free memory.
+    unsafe { cur.cast::<F>().write(f) };
+    // SAFETY: same free range; `slot` is 8-aligned (record sizes are multiples of 8).
+    unsafe { slot.cast::<Run>().write(exit_inline::<F>) };
+    // SAFETY: same free range, the word after `run`.
+    unsafe {
+        slot.wrapping_add(VT)
+            .cast::<usize>()
+            .write(Shape::<F>::RECORD)
+    };
+    // SAFETY: `slot` is derived from a non-null segment pointer plus an offset.
+    let slot = unsafe { NonNull::new_unchecked(slot) };
+    Record {
+        slot,
+        vt: &Thunks::<F>::INLINE,
+    }
+}
+
+/// Registers `f` when it does not fit the current segment, or needs its own block.
+/// `registered` counts the chain's records, `f` included; it is passed in but not returned,
+/// so that after inlining LLVM can still compute it at compile time (straight-line code) or
+/// from the trip count of a loop.
+#[inline(never)]
+fn push_slow<F: FnOnce()>(mut s: State, registered: u64, f: F) -> (State, Record) {
+    if Shape::<F>::IN_SEGMENT {
+        new_segment(&mut s, registered);
+        // Fits now (asserted at compile time: a segment holds any in-segment record).
+        let cur = s.cursor;
+        s.cursor = cur.wrapping_add(Shape::<F>::RECORD);
+        debug_assert!(s.cursor as usize <= s.limit as usize);
+        // SAFETY: a fresh segment has room for any in-segment record (compile-time assert
+        // above), and the cursor was moved past it.
+        let record = unsafe { write_record(cur, f) };
+        return (s, record);
+    }
+    // Own block: pool class if one fits, else the heap.
+    let block = match Shape::<F>::CLASS {
+        Some(class) => pool::acquire(class),
+        None => {
+            let layout = Shape::<F>::HEAP_LAYOUT;
+            // SAFETY: `layout` has a non-zero size (at least 1 byte).
+            let raw = unsafe { alloc(layout) };
+            NonNull::new(raw).unwrap_or_else(|| handle_alloc_error(layout))
+        }
+    };
+    // SAFETY: the block is owned by us, at least `size_of::<F>()` bytes and aligned to
+    // `F` (pool blocks are 64-aligned and `class_of` checks the alignment; heap blocks use
+    // `F`'s layout).
+    unsafe { block.cast::<F>().write(f) };
+    // The stub record: [block pointer][exit].
+    if s.cursor.wrapping_add(STUB_RECORD) as usize > s.limit as usize {
+        new_segment(&mut s, registered);
+    }
+    let cur = s.cursor;
+    let slot = cur.wrapping_add(VT);
+    // SAFETY: `[cur, cur + STUB_RECORD)` is free segment memory (checked above, or a fresh
+    // segment), 8-aligned.
+    unsafe { stub_ptr(slot).write(block) };
+    // SAFETY: same free range.
+    unsafe { slot.cast::<Run>().write(exit_stub::<F>) };
+    // SAFETY: same free range, the word after `run`.
+    unsafe { slot.wrapping_add(VT).cast::<usize>().write(STUB_RECORD) };
+    s.cursor = cur.wrapping_add(STUB_RECORD);
+    let cold = s.cold();
+    let counter = if Shape::<F>::CLASS.is_some() {
+        &cold.stub_pooled
+    } else {
+        &cold.stub_heap
+    };
+    counter.set(counter.get() + 1);
+    // SAFETY: `slot` is a segment pointer plus an offset: non-null.
+    let slot = unsafe { NonNull::new_unchecked(slot) };
+    let record = Record {
+        slot,
+        vt: &Thunks::<F>::STUB,
+    };
+    (s, record)
+}
+
+/// Starts a new pool segment on top of the current one.
+fn new_segment(s: &mut State, registered: u64) {
+    let cold = s.cold();
+    if cold.start.get() == s.base {
+        // Leaving the inline buffer, for good: registration never returns to it. Every
+        // record so far but the current one (counted, not yet written) is in it.
+        let stubs = cold.stub_pooled.get() + cold.stub_heap.get();
+        cold.inline_records.set(registered - 1 - stubs);
+    }
+    let block = pool::acquire(SEG_CLASS).as_ptr();
+    let hdr = SegHdr {
+        prev_start: cold.start.get(),
+        prev_cursor: s.cursor,
+        prev_limit: s.limit,
+    };
+    // SAFETY: the block is owned by us, 64-aligned and `CLASSES[SEG_CLASS]` bytes long.
+    unsafe { block.cast::<SegHdr>().write(hdr) };
+    let start = block.wrapping_add(SEG_HDR);
+    cold.start.set(start);
+    s.cursor = start;
+    s.limit = block.wrapping_add(pool::CLASSES[SEG_CLASS]);
+}
+
+/// At the bottom of pool segment `start`: releases its block and returns the previous
+/// segment's `(start, cursor, limit)`.
+///
+/// # Safety
+/// `start` is the start of the chain's current segment, a pool segment, and all its records
+/// have exited.
+#[cold]
+#[inline(never)]
+unsafe fn pop_segment(start: *mut u8) -> (*mut u8, *mut u8, *mut u8) {
+    let block = start.wrapping_sub(SEG_HDR);
+    // SAFETY: a pool segment starts with the header written by `new_segment`.
+    let hdr = unsafe { block.cast::<SegHdr>().read() };
+    let block = NonNull::new(block).expect("segment blocks are non-null");
+    // SAFETY: the segment is empty (its records all exited, caller contract) and no longer
+    // current: its block from `pool::acquire(SEG_CLASS)` is released exactly once.
+    unsafe { pool::release(SEG_CLASS, block) };
+    (hdr.prev_start, hdr.prev_cursor, hdr.prev_limit)
 }
 
 #[cfg(test)]
@@ -486,19 +643,20 @@ mod tests {
 
     fn with_chain<const N: usize>(f: impl FnOnce(&Chain)) {
         let mut buf = InlineBuf::<N>::new();
-        // SAFETY: `buf` outlives the chain, and `f` is followed by a complete run.
-        let chain = unsafe { Chain::new(&mut buf) };
+        let cold = Cold::new();
+        // SAFETY: `buf` and `cold` outlive the chain, and `f` is followed by a complete run.
+        let chain = unsafe { Chain::new(&mut buf, &cold) };
         f(&chain);
         chain.run_all();
     }
 
     #[test]
     fn record_sizes() {
-        assert_eq!(Shape::<()>::RECORD, 8);
-        assert_eq!(Shape::<u8>::RECORD, 16);
-        assert_eq!(Shape::<[u64; 3]>::RECORD, 32);
-        const { assert!(Shape::<[u8; 504]>::IN_SEGMENT) };
-        const { assert!(!Shape::<[u8; 505]>::IN_SEGMENT) };
+        assert_eq!(Shape::<()>::RECORD, 16);
+        assert_eq!(Shape::<u8>::RECORD, 24);
+        assert_eq!(Shape::<[u64; 3]>::RECORD, 40);
+        const { assert!(Shape::<[u8; 496]>::IN_SEGMENT) };
+        const { assert!(!Shape::<[u8; 497]>::IN_SEGMENT) };
         const { assert!(!Shape::<u128>::IN_SEGMENT || align_of::<u128>() <= 8) };
     }
 
@@ -515,7 +673,7 @@ mod tests {
                     chain.push(move || l.borrow_mut().push(i));
                 }
             }
-            // 40 bytes hold one 24-byte record (two words of captures plus `exit`); the rest
+            // 40 bytes hold one 32-byte record (two words of captures, `run`, `size`); the rest
             // overflow: 89 into pool segments, 10 too large for one into their own blocks.
             let (registered, pooled, heap) = chain.counts();
             assert_eq!((registered, heap), (100, 0));
@@ -535,11 +693,11 @@ mod tests {
             let huge = [0u8; 5000];
             let c = chain.push(move || l.borrow_mut().push(["heap"][huge[0] as usize]));
             // SAFETY: each record is pending and live, and each is handled once.
-            unsafe { chain.run_now(b) };
+            unsafe { b.run_now() };
             // SAFETY: as above.
-            unsafe { chain.cancel(c) };
+            unsafe { c.cancel() };
             // SAFETY: as above.
-            unsafe { chain.run_now(a) };
+            unsafe { a.run_now() };
             assert_eq!(chain.counts(), (3, 1, 1));
         });
         assert_eq!(*log.borrow(), ["stub", "inline"]);

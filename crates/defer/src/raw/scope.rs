@@ -20,14 +20,14 @@ use std::mem::ManuallyDrop;
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr::NonNull;
 
-use super::chain::{Chain, InlineBuf, Record};
+use super::chain::{Chain, Cold, InlineBuf, Record};
 use crate::cancel::CancelToken;
 use crate::panics::{self, PanicPayload, Recovered};
 use crate::stats;
 
-/// Default size of a scope's inline area in bytes: 512, i.e. 32 deferred closures that capture
-/// one word each (a record is the captures, rounded up to 8 bytes, plus an 8-byte vtable
-/// pointer).
+/// Default size of a scope's inline area in bytes: 512, i.e. 21 deferred closures that capture
+/// one word each (a record is the captures, rounded up to 8 bytes, plus two words: the
+/// function that runs it and the record's size).
 pub const DEFAULT_CAPACITY: usize = 512;
 
 /// A function-scoped defer chain, lent to the body of [`scope`](crate::scope()),
@@ -78,16 +78,21 @@ pub const DEFAULT_CAPACITY: usize = 512;
 /// ```
 pub struct Scope<'scope, 'env: 'scope> {
     chain: Chain,
-    /// The first panic of this scope (body or deferred call), once caught.
-    /// Boxed so that a scope without panics pays one null check to drop it.
-    ///
-    /// `ManuallyDrop`: `take_panics` always empties it right after the run, so dropping the
-    /// scope needs no drop glue (a panic payload would leak, not be freed twice, if that
-    /// ever changed).
-    panics: ManuallyDrop<RefCell<Option<Box<Panics>>>>,
+    /// The panics caught in this scope, in a separate local of the function that opened it:
+    /// the cold panic path may then take its address without taking the scope's (which would
+    /// keep LLVM from holding the chain's cursor in a register).
+    panics: &'scope PanicsCell,
     scope: PhantomData<&'scope mut &'scope ()>,
     env: PhantomData<&'env mut &'env ()>,
 }
+
+/// The first panic of a scope (body or deferred call), once caught.
+/// Boxed so that a scope without panics pays one null check to drop it.
+///
+/// Held in `ManuallyDrop` by the opening function: `take_panics` always empties it right
+/// after the run, so it needs no drop glue (a panic payload would leak, not be freed twice,
+/// if that ever changed).
+type PanicsCell = RefCell<Option<Box<Panics>>>;
 
 /// The panics caught in a scope: the first, and the later ones (collateral) in order.
 struct Panics {
@@ -110,7 +115,10 @@ struct Panics {
 /// ```
 pub struct DeferHandle<'a> {
     record: Record,
-    chain: &'a Chain,
+    /// Ties the handle to the scope's body. Not the chain's address: handle operations need
+    /// only the record, and keeping the chain's address private lets LLVM keep its cursor in
+    /// a register.
+    chain: PhantomData<&'a Chain>,
 }
 
 impl DeferHandle<'_> {
@@ -130,7 +138,7 @@ impl DeferHandle<'_> {
         // SAFETY: a handle exists only for a pending record with a live closure of `chain`:
         // handles are created by `push`, consumed here or in `run_now`, and cannot outlive the
         // body, while the chain runs only after the body (module soundness argument).
-        unsafe { self.chain.cancel(self.record) }
+        unsafe { self.record.cancel() }
     }
 
     /// Runs the deferred call now instead of at scope exit. A panic in the call propagates
@@ -150,7 +158,7 @@ impl DeferHandle<'_> {
     /// ```
     pub fn run_now(self) {
         // SAFETY: as in `cancel`.
-        unsafe { self.chain.run_now(self.record) }
+        unsafe { self.record.run_now() }
     }
 }
 
@@ -175,7 +183,7 @@ impl<'scope, 'env> Scope<'scope, 'env> {
     {
         DeferHandle {
             record: self.chain.push(f),
-            chain: &self.chain,
+            chain: PhantomData,
         }
     }
 
@@ -197,7 +205,7 @@ impl<'scope, 'env> Scope<'scope, 'env> {
     where
         F: FnOnce(&(dyn Any + Send)) + 'env,
     {
-        let panics = NonNull::from(&self.panics);
+        let panics = NonNull::from(self.panics);
         let record = self.chain.push(move || {
             // SAFETY: the wrapper runs (or is dropped) during `Scope::run`, while the `Scope` that
             // owns `panics` is alive (module soundness argument); only shared borrows are taken.
@@ -209,7 +217,7 @@ impl<'scope, 'env> Scope<'scope, 'env> {
         });
         DeferHandle {
             record,
-            chain: &self.chain,
+            chain: PhantomData,
         }
     }
 
@@ -241,31 +249,55 @@ impl<'scope, 'env> Scope<'scope, 'env> {
         self.defer(move || binding.fire())
     }
 
-    /// Creates a scope over `buf` (the chain's inline area).
-    fn new<const N: usize>(buf: &'scope mut InlineBuf<N>) -> Self {
+    /// Creates a scope over `buf` (the chain's inline area) and `panics` (empty).
+    #[inline(always)]
+    fn new<const N: usize>(
+        buf: &'scope mut InlineBuf<N>,
+        cold: &'scope Cold,
+        panics: &'scope PanicsCell,
+    ) -> Self {
         Scope {
-            // SAFETY: `buf` is borrowed mutably for `'scope`, longer than the scope lives, and
-            // `scope_impl` runs the chain (exiting every record) before the scope is dropped.
-            chain: unsafe { Chain::new(buf) },
-            panics: ManuallyDrop::new(RefCell::new(None)),
+            // SAFETY: `buf` and `cold` are borrowed for `'scope`, longer than the scope lives
+            // (`buf` mutably; `cold` is used by this chain only), and `scope_impl` runs the
+            // chain (exiting every record) before the scope is dropped.
+            chain: unsafe { Chain::new(buf, cold) },
+            panics,
             scope: PhantomData,
             env: PhantomData,
         }
     }
+}
 
-    fn record_panic(&self, payload: PanicPayload) {
-        let mut panics = self.panics.borrow_mut();
-        match panics.as_mut() {
-            None => {
-                *panics = Some(Box::new(Panics {
-                    first: payload,
-                    collateral: Vec::new(),
-                }))
-            }
-            Some(p) => p.collateral.push(payload),
-        }
+/// After the first panic of a scope: records it, then runs the rest of the chain, recording
+/// every further panic and resuming with the next record each time (the chain unlinks a
+/// record before calling it). Takes the chain by value (a detached copy) so that the scope's
+/// address stays private to the function that opened it.
+#[cold]
+#[inline(never)]
+fn finish_run(chain: Chain, panics: &PanicsCell, first: PanicPayload) -> Chain {
+    record_panic(panics, first);
+    while let Err(p) = panic::catch_unwind(AssertUnwindSafe(|| chain.run_all())) {
+        record_panic(panics, p);
     }
+    chain
+}
 
+#[cold]
+#[inline(never)]
+fn record_panic(panics: &PanicsCell, payload: PanicPayload) {
+    let mut panics = panics.borrow_mut();
+    match panics.as_mut() {
+        None => {
+            *panics = Some(Box::new(Panics {
+                first: payload,
+                collateral: Vec::new(),
+            }))
+        }
+        Some(p) => p.collateral.push(payload),
+    }
+}
+
+impl<'scope, 'env> Scope<'scope, 'env> {
     /// Runs `body` and then every deferred call exactly once, newest first, catching every
     /// panic.
     ///
@@ -279,10 +311,8 @@ impl<'scope, 'env> Scope<'scope, 'env> {
             self.chain.run_all();
         }));
         if let Err(p) = first {
-            self.record_panic(p);
-            while let Err(p) = panic::catch_unwind(AssertUnwindSafe(|| self.chain.run_all())) {
-                self.record_panic(p);
-            }
+            let rest = finish_run(self.chain.detach(), self.panics, p);
+            self.chain.reattach(rest);
         }
         let (registered, pooled, heap) = self.chain.counts();
         stats::add_scope(registered, pooled, heap);
@@ -319,7 +349,9 @@ where
     F: for<'scope> FnOnce(&'scope Scope<'scope, 'env>) -> R,
 {
     let mut buf = InlineBuf::<N>::new();
-    let scope = Scope::new(&mut buf);
+    let cold = Cold::new();
+    let panics = ManuallyDrop::new(RefCell::new(None));
+    let scope = Scope::new(&mut buf, &cold, &panics);
     let mut value = None;
     scope.run(|| value = Some(body(&scope)));
     match scope.take_panics() {
@@ -481,7 +513,7 @@ impl<'scope, 'env, T, E> TryScope<'scope, 'env, T, E> {
         });
         DeferHandle {
             record,
-            chain: &self.scope.chain,
+            chain: PhantomData,
         }
     }
 
@@ -501,7 +533,7 @@ impl<'scope, 'env, T, E> TryScope<'scope, 'env, T, E> {
         });
         DeferHandle {
             record,
-            chain: &self.scope.chain,
+            chain: PhantomData,
         }
     }
 
@@ -535,7 +567,7 @@ impl<'scope, 'env, T, E> TryScope<'scope, 'env, T, E> {
         });
         DeferHandle {
             record,
-            chain: &self.scope.chain,
+            chain: PhantomData,
         }
     }
 }
@@ -570,8 +602,10 @@ where
     F: for<'scope> FnOnce(&'scope TryScope<'scope, 'env, T, E>) -> Result<T, E>,
 {
     let mut buf = InlineBuf::<BYTES>::new();
+    let cold = Cold::new();
+    let panics = ManuallyDrop::new(RefCell::new(None));
     let ts = TryScope {
-        scope: Scope::new(&mut buf),
+        scope: Scope::new(&mut buf, &cold, &panics),
         outcome: RefCell::new(None),
     };
     ts.scope.run(|| {
