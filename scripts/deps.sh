@@ -24,3 +24,9 @@ if [[ $(id -u) -ne 0 ]]; then SUDO="sudo"; fi
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# Debian's prometheus package starts a system service on :9090 where systemd runs; the tests start
+# their own server on a free loopback port, so stop the one we just installed.
+if [[ " ${missing[*]} " == *" prometheus "* ]] && command -v systemctl >/dev/null &&
+  systemctl is-active --quiet prometheus 2>/dev/null; then
+  $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true
+fi

@@ -574,15 +574,20 @@ fn run_child_process(mut cmd: Command, label: &str) -> Result<ChildReport, Error
     }
 }
 
-/// Builds the Go goroutine program into a scratch directory; returns its path.
-fn build_go_tasks() -> Result<std::path::PathBuf, Error> {
+/// Builds the Go goroutine program into a scratch directory, removed when the returned
+/// [`tempfile::TempDir`] drops (on every path, failed builds included); returns it and the
+/// binary's path.
+fn build_go_tasks() -> Result<(tempfile::TempDir, std::path::PathBuf), Error> {
     const GO_MOD: &str = include_str!("../go/tasks/go.mod");
     const MAIN: &str = include_str!("../go/tasks/main.go");
-    let dir = std::env::temp_dir().join(format!("frugal-go-tasks-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
-        path: dir.clone(),
-        source,
-    })?;
+    let scratch = tempfile::Builder::new()
+        .prefix("frugal-go-tasks-")
+        .tempdir()
+        .map_err(|source| Error::Io {
+            path: std::env::temp_dir(),
+            source,
+        })?;
+    let dir = scratch.path().to_path_buf();
     for (name, text) in [("go.mod", GO_MOD), ("main.go", MAIN)] {
         let path = dir.join(name);
         let mut f = std::fs::File::create(&path).map_err(|source| Error::Io {
@@ -608,7 +613,7 @@ fn build_go_tasks() -> Result<std::path::PathBuf, Error> {
             message: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
         });
     }
-    Ok(bin)
+    Ok((scratch, bin))
 }
 
 /// Runs every configured kind in its own child. `progress(done, total, label)` is called before
@@ -634,14 +639,10 @@ pub fn run(
                 };
                 continue;
             }
-            let result = build_go_tasks().and_then(|bin| {
+            let result = build_go_tasks().and_then(|(_scratch, bin)| {
                 let mut cmd = Command::new(&bin);
                 cmd.arg(config.n.to_string());
-                let report = run_child_process(cmd, "go tasks program");
-                if let Some(dir) = bin.parent() {
-                    let _ = std::fs::remove_dir_all(dir);
-                }
-                report
+                run_child_process(cmd, "go tasks program")
             });
             match result {
                 Ok(child) => {
