@@ -188,15 +188,28 @@
 //! What does not fit goes to a thread-local pool of blocks in size classes (64 B to 4 KiB,
 //! 64-aligned, up to 256 free blocks per class), reset and returned to their free list as
 //! soon as the run passes them:
-//! - too many records: the chain continues in a 2 KiB pool *segment* (then another), with
-//!   the same bump allocation, so the overflow path costs about what the inline one does;
-//! - too large (a record over 512 bytes) or aligned to more than 8: the closure gets its own
-//!   block of the smallest fitting class, and a 16-byte stub record points to it;
+//! - too many records: the chain continues in a 2 KiB pool *segment* (then another; 2024
+//!   bytes of records each), with the same bump allocation, so the overflow path costs about
+//!   what the inline one does. Once the chain has left the inline area it never returns to it;
+//! - too large for a segment (a record over 512 bytes) and not fitting the inline area's free
+//!   space, or aligned to more than 8: the closure gets its own block of the smallest fitting
+//!   class, and a 24-byte stub record (block pointer, run function, size) points to it. A large
+//!   record goes inline when the inline area still has room for it, never into a segment;
 //! - larger than 4 KiB or aligned to more than 64: its own heap block (the only case that
 //!   allocates every time).
 //!
-//! Running the same scope again therefore allocates nothing ([`stats`] shows the pool hits;
-//! a test counts allocations with a counting global allocator).
+//! The statistics ([`stats`], [`Stats`]) count exactly this: each registered call is either
+//! `inline` (its record in the inline area), `pooled` (its record in a pool segment, or its
+//! closure in a pool block of its own) or `heap`, so `registered == inline + pooled + heap`;
+//! and `pool_hits + pool_misses` is the number of pool blocks taken (segments started plus
+//! closures given a pool block of their own; heap blocks are not counted there). For example,
+//! in [`scope_with_capacity::<0, _, _>`](scope_with_capacity) `n` closures of 808 bytes take
+//! `n` 1 KiB blocks plus one segment per 84 stub records. Every block goes back to the pool
+//! when the run passes it, so running the same scope again takes the same blocks from the pool
+//! (all hits) and allocates nothing, as long as the thread holds at most 256 blocks of one
+//! class at once (the free list keeps 256 per class; more are freed on release and allocated
+//! again, as misses, next time). [`stats`] shows the hits; a test counts allocations with a
+//! counting global allocator.
 //!
 //! # Cost, and how this compares
 //!

@@ -10,7 +10,20 @@ use std::cell::Cell;
 /// [`reset_stats`]). Read them with [`stats`].
 ///
 /// A scope adds its `registered`, `pooled` and `heap` counts when it ends; `pool_hits` and
-/// `pool_misses` are counted immediately. `inline` is derived: `registered - pooled - heap`.
+/// `pool_misses` are counted immediately, as blocks are taken. `inline` is derived:
+/// `registered - pooled - heap`. The accounting is exact:
+/// - every registered call is counted once, in exactly one of `inline`, `pooled` and `heap`,
+///   so `registered == inline + pooled + heap`;
+/// - `pool_hits + pool_misses` is the number of blocks taken from the pool: one per pool
+///   segment started (2 KiB, holding records once the inline area is full) and one per
+///   closure stored in a pool block of its own (a record over 512 bytes that does not fit the
+///   inline area's free space, or a closure aligned to 16–64 bytes). `heap` closures (over
+///   4 KiB or aligned to more than 64) are allocated directly and are not counted there;
+/// - a miss is a block allocated from the global allocator; every block goes back to the
+///   pool when the run passes it, so rerunning a scope gives only hits (the free list keeps
+///   up to 256 blocks per class and frees the rest).
+///
+/// See the crate docs, "Storage".
 ///
 /// ```
 /// let before = frugal_defer::stats();
@@ -20,6 +33,18 @@ use std::cell::Cell;
 /// });
 /// let d = frugal_defer::stats().since(&before);
 /// assert_eq!((d.registered, d.inline, d.pooled, d.heap), (2, 2, 0, 0));
+///
+/// // No inline area: one 2 KiB segment for the stub records, one 1 KiB block per closure.
+/// let before = frugal_defer::stats();
+/// frugal_defer::scope_with_capacity::<0, _, _>(|s| {
+///     for i in 0..3u8 {
+///         let big = [i; 800];
+///         s.defer(move || assert_eq!(big[799], i));
+///     }
+/// });
+/// let d = frugal_defer::stats().since(&before);
+/// assert_eq!((d.registered, d.inline, d.pooled, d.heap), (3, 0, 3, 0));
+/// assert_eq!(d.pool_hits + d.pool_misses, 3 + 1);
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Stats {
@@ -27,13 +52,14 @@ pub struct Stats {
     pub registered: u64,
     /// Of those, stored inline in the caller's stack frame.
     pub inline: u64,
-    /// Of those, stored in a block of the thread-local pool (overflow path).
+    /// Of those, stored in the thread-local pool: the record in a pool segment, or the
+    /// closure in a pool block of its own.
     pub pooled: u64,
     /// Of those, larger than the largest pool class (or over-aligned beyond it): own heap block.
     pub heap: u64,
-    /// Pool requests served from a free block (no allocation).
+    /// Blocks taken from the pool that were served from its free list (no allocation).
     pub pool_hits: u64,
-    /// Pool requests that had to allocate a new block from the global allocator.
+    /// Blocks taken from the pool that had to be allocated from the global allocator.
     pub pool_misses: u64,
 }
 

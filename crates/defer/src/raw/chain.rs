@@ -9,9 +9,12 @@
 //! of `cursor` down by each record's `size` (one load: the walk's critical path is short),
 //! and calls its `run` with the record's start — the run functions never touch the chain, so
 //! the run loop keeps the cursor in a register.
-//! A closure too large for a segment, or aligned to more than 8, is
-//! stored in its own pool (or heap) block and represented in the segment by a *stub* record
-//! whose "closure" is the block pointer.
+//! A closure aligned to more than 8, or whose record is over `MAX_SEGMENT_RECORD` (512) bytes and
+//! does not fit the inline buffer's free space (a large record goes inline only while the
+//! chain is still in the inline buffer, never into a pool segment), is stored in its own pool
+//! (or heap) block and represented in the segment by a 24-byte *stub* record whose "closure"
+//! is the block pointer. So every large closure registered once the chain is in pool
+//! segments takes exactly one block of its own, whatever room the current segment has left.
 //!
 //! A pool segment starts with a [`SegHdr`] remembering the previous segment's `start`,
 //! `cursor` and `limit`; when the run reaches a pool segment's `start`, the previous segment
@@ -31,6 +34,9 @@
 //!    is stale; nothing reads it then (no registration or handle can happen during a run).
 //! 4. The inline buffer outlives the chain; pool segments and stub blocks are owned by the
 //!    chain until released, exactly once, when the run passes them.
+//! 5. A pool segment holds no record over `MAX_SEGMENT_RECORD` bytes (not needed for memory
+//!    safety, but the statistics' promise: a large closure registered in pool segments takes
+//!    a block of its own).
 
 use std::alloc::{alloc, dealloc, handle_alloc_error, Layout};
 use std::cell::Cell;
@@ -52,7 +58,8 @@ const TAIL: usize = 2 * VT;
 pub(super) const INLINE_ALIGN: usize = 8;
 /// The pool class used for segments (2 KiB).
 const SEG_CLASS: usize = 5;
-/// Records up to this size go into segments; larger closures get their own block.
+/// Records up to this size go into pool segments; larger ones go inline if the inline buffer
+/// has room (while the chain is still in it), else their closure gets its own block.
 const MAX_SEGMENT_RECORD: usize = 512;
 
 /// The header at the start of a pool segment: the previous segment's state.
@@ -150,7 +157,8 @@ impl<F> Shape<F> {
     const SIZE8: usize = (Self::SIZE + 7) & !7;
     /// Whole record in a segment.
     const RECORD: usize = Self::SIZE8 + TAIL;
-    /// Stored directly in a segment (else: own block + stub record).
+    /// May be stored in a pool segment. Else: inline if aligned to at most 8 and the inline
+    /// buffer (still current) has room, or in its own block with a stub record.
     const IN_SEGMENT: bool = Self::ALIGN <= INLINE_ALIGN && Self::RECORD <= MAX_SEGMENT_RECORD;
     /// Pool class of the closure's own block, if any.
     const CLASS: Option<usize> = pool::class_of(Self::SIZE, Self::ALIGN);
@@ -418,7 +426,12 @@ impl Chain {
     #[inline(always)]
     pub(super) fn push<F: FnOnce()>(&self, f: F) -> Record {
         self.registered.set(self.registered.get() + 1);
-        if Shape::<F>::ALIGN <= INLINE_ALIGN {
+        // A record over `MAX_SEGMENT_RECORD` bytes may go in the inline buffer (the caller
+        // sized it), never in a pool segment: there, it gets its own block and a stub record.
+        // `IN_SEGMENT` is a constant, so small closures pay nothing for the second test.
+        if Shape::<F>::ALIGN <= INLINE_ALIGN
+            && (Shape::<F>::IN_SEGMENT || self.cold().start.get() == self.base)
+        {
             let cur = self.cursor.get();
             let end = cur.wrapping_add(Shape::<F>::RECORD);
             if end as usize <= self.limit.get() as usize {

@@ -174,8 +174,10 @@ impl<'scope, 'env> Scope<'scope, 'env> {
     /// Registers `f` to run when the scope ends (newest first). Whatever `f` captures is
     /// evaluated now. Returns a handle to cancel it or run it early.
     ///
-    /// Closures of up to the inline capacity live in the caller's stack frame; the rest go to
-    /// the thread-local pool (see the crate docs, "Storage").
+    /// The record (the captures rounded up to 8 bytes, plus two words) goes in the caller's
+    /// stack frame if its inline area has room; otherwise into the thread-local pool: a pool
+    /// segment, or, for a record over 512 bytes, a block of its own. A closure aligned to more
+    /// than 8 always gets a block of its own (see the crate docs, "Storage").
     #[inline(always)]
     pub fn defer<F>(&self, f: F) -> DeferHandle<'_>
     where
