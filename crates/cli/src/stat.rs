@@ -83,7 +83,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         if args.repeat != 1 {
             anyhow::bail!("--sim is deterministic, one run is enough: drop -r");
         }
-        let run = match Simulator::new().and_then(|s| s.run_command(program, rest)) {
+        let simulator = match Simulator::new() {
+            Ok(simulator) => simulator,
+            Err(err) => return start_failure(err),
+        };
+        // Before the run, so they are seen even if valgrind then fails.
+        for note in simulator.notes() {
+            eprintln!("frugal stat: {note}");
+        }
+        let run = match simulator.run_command(program, rest) {
             Ok(run) => run,
             Err(err) => return start_failure(err),
         };
@@ -528,17 +536,23 @@ fn sim_metrics(run: &SimRun) -> Vec<(&'static str, &'static str, Option<f64>)> {
     ]
 }
 
-fn level_text(level: &sim::CacheLevel) -> String {
-    let size = if level.size_bytes >= 1 << 20 {
-        format!("{} MiB", level.size_bytes >> 20)
-    } else {
-        format!("{} KiB", level.size_bytes >> 10)
+/// The cache model line of the table.
+fn geometry_text(geometry: Option<&sim::CacheGeometry>) -> String {
+    let Some(g) = geometry else {
+        return "cache model: valgrind's auto-detection (sysfs gave none; see the warning above)"
+            .to_owned();
     };
-    format!("{size} {}-way {} B lines", level.ways, level.line_bytes)
+    let adjusted = match &g.ll_reported {
+        Some(reported) => format!(" (sysfs: {reported}; adjusted for valgrind)"),
+        None => String::new(),
+    };
+    format!(
+        "cache model from sysfs: I1 {}, D1 {}, LL (L{}) {}{adjusted}",
+        g.i1, g.d1, g.ll_level, g.ll
+    )
 }
 
 fn sim_table(run: &SimRun) -> String {
-    let g = &run.geometry;
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -546,14 +560,7 @@ fn sim_table(run: &SimRun) -> String {
         quoted_command(&run.command),
         run.tool
     );
-    let _ = writeln!(
-        out,
-        " cache model from sysfs: I1 {}, D1 {}, LL (L{}) {}\n",
-        level_text(&g.i1),
-        level_text(&g.d1),
-        g.ll_level,
-        level_text(&g.ll)
-    );
+    let _ = writeln!(out, " {}\n", geometry_text(run.geometry.as_ref()));
     for (name, _, value) in sim_rows(run) {
         let _ = writeln!(
             out,
@@ -599,6 +606,7 @@ fn sim_json(run: &SimRun) -> serde_json::Value {
         "metrics": metrics,
         "cycle_formula": run.cycle_formula,
         "cache_geometry": run.geometry,
+        "notes": run.notes,
         "wall_time_under_valgrind_ns": run.wall_time_ns,
     })
 }
@@ -631,6 +639,29 @@ mod tests {
         assert_eq!(grouped(1000.0), "1,000");
         assert_eq!(grouped(1234567.4), "1,234,567");
         assert_eq!(grouped(-1234.0), "-1,234");
+    }
+
+    #[test]
+    fn adjusted_geometry_is_shown() {
+        let level = |size_bytes, ways| sim::CacheLevel {
+            size_bytes,
+            ways,
+            line_bytes: 64,
+        };
+        let reported = level(36_608 * 1024, 11);
+        let g = sim::CacheGeometry {
+            i1: level(32 * 1024, 8),
+            d1: level(48 * 1024, 12),
+            ll: reported.adjusted_for_valgrind(),
+            ll_level: 3,
+            ll_reported: Some(reported),
+        };
+        let text = geometry_text(Some(&g));
+        assert!(
+            text.contains("LL (L3) 36 MiB 18-way 64 B lines (sysfs: 35.75 MiB 11-way"),
+            "{text}"
+        );
+        assert!(geometry_text(None).contains("auto-detection"));
     }
 
     #[test]

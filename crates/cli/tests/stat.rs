@@ -39,6 +39,55 @@ fn busy() -> &'static PathBuf {
     })
 }
 
+/// The counters crate's two-thread page-touching workload, compiled once.
+fn threads() -> &'static PathBuf {
+    static THREADS: OnceLock<PathBuf> = OnceLock::new();
+    THREADS.get_or_init(|| {
+        let exe = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("frugal-stat-threads");
+        let src =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../counters/tests/fixtures/threads.c");
+        let status = Command::new("cc")
+            .args(["-O1", "-pthread", "-o"])
+            .arg(&exe)
+            .arg(&src)
+            .status()
+            .expect("a C compiler `cc` is needed to build the test workload");
+        assert!(status.success(), "compiling {} failed", src.display());
+        exe
+    })
+}
+
+/// `frugal stat --json -e page-faults -- CMD...`: the mean page-fault count.
+fn page_faults(cmd: &mut Command) -> f64 {
+    let (code, json, stderr) = run(cmd);
+    assert_eq!(code, 0, "{stderr}");
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(json["events"][0]["event"], "page-faults", "{json}");
+    json["events"][0]["count"]["mean"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no page-fault count: {json}"))
+}
+
+#[test]
+fn threads_and_forked_children_are_counted() {
+    let stat = || {
+        let mut cmd = frugal();
+        cmd.args(["stat", "--json", "-e", "page-faults", "--"]);
+        cmd
+    };
+    // Two threads each touch 3000 fresh pages; the main thread touches none of them.
+    let faults = page_faults(stat().arg(threads()).arg("3000"));
+    assert!(faults >= 6000.0, "two threads x 3000 pages: {faults}");
+    // sh forks two children that each touch 2000 pages: counters follow the forks.
+    let busy = busy().to_string_lossy().into_owned();
+    let script = format!("{busy} 1000 2000 0; {busy} 1000 2000 0");
+    let faults = page_faults(stat().args(["sh", "-c", &script]));
+    assert!(
+        faults >= 4000.0,
+        "two forked children x 2000 pages: {faults}"
+    );
+}
+
 fn pmu_present() -> bool {
     // Ask perf itself, independently of our code: `perf stat -e cycles` says "<not supported>"
     // when the kernel gives ENOENT.
@@ -152,11 +201,19 @@ fn valgrind_irefs(json: &serde_json::Value, args: &[&str]) -> u64 {
         let l = &geometry[level];
         format!("{},{},{}", l["size_bytes"], l["ways"], l["line_bytes"])
     };
+    // `null` when sysfs had no geometry and valgrind auto-detected it: pass none either.
+    let cache_args = if geometry.is_null() {
+        vec![]
+    } else {
+        vec![
+            format!("--I1={}", spec("i1")),
+            format!("--D1={}", spec("d1")),
+            format!("--LL={}", spec("ll")),
+        ]
+    };
     let out = Command::new("valgrind")
         .args(["--tool=cachegrind", "--cache-sim=yes", "--branch-sim=yes"])
-        .arg(format!("--I1={}", spec("i1")))
-        .arg(format!("--D1={}", spec("d1")))
-        .arg(format!("--LL={}", spec("ll")))
+        .args(cache_args)
         .arg("--cachegrind-out-file=/dev/null")
         .arg(busy())
         .args(args)

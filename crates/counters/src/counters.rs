@@ -158,8 +158,9 @@ enum Slot {
     None,
 }
 
-/// A set of events opened as perf groups: software events in one group, hardware events in groups
-/// of at most four, so an unsupported PMU never takes the software events down with it.
+/// A set of events opened as perf groups: task-clock alone, the other software events in one
+/// group, hardware events in groups of at most four, so an unsupported PMU never takes the
+/// software events down with it.
 pub struct CounterSet {
     events: Vec<Event>,
     status: Vec<CounterStatus>,
@@ -202,14 +203,18 @@ impl CounterSet {
                 unique.push(e);
             }
         }
-        let mut software: Vec<Event> = unique
+        // task-clock gets a group of its own. It must lead its group: the kernel refreshes a
+        // clock event on a group read only when it is the leader (siblings are brought up to
+        // date at context switches). And it belongs to the kernel's clock PMU, not to the
+        // software-event PMU of page-faults & co.: a software-event sibling of a task-clock
+        // leader does not count until the thread next switches (seen on Linux 6.18, where
+        // page faults of the first samples went missing), while in a group of its own PMU it
+        // counts at once.
+        let (clock, software): (Vec<Event>, Vec<Event>) = unique
             .iter()
             .copied()
             .filter(|e| e.kind() == EventKind::Software)
-            .collect();
-        // task-clock must lead its group: the kernel refreshes a clock event on a group read
-        // only when it is the leader (siblings are brought up to date at context switches).
-        software.sort_by_key(|&e| e != Event::TaskClock);
+            .partition(|&e| e == Event::TaskClock);
         let hardware: Vec<Event> = unique
             .iter()
             .copied()
@@ -223,8 +228,10 @@ impl CounterSet {
             set.slots.push(Slot::None);
         }
         let mut chunks: Vec<&[Event]> = Vec::new();
-        if !software.is_empty() {
-            chunks.push(&software);
+        for group in [&clock, &software] {
+            if !group.is_empty() {
+                chunks.push(group);
+            }
         }
         chunks.extend(hardware.chunks(HARDWARE_GROUP_SIZE));
         for chunk in chunks {

@@ -24,8 +24,8 @@ pub enum Error {
     /// `perf_event_open` was refused (`EACCES` / `EPERM`).
     #[error(
         "permission denied opening perf event `{event}`: {PARANOID_PATH} is {paranoid}; \
-         run as root, or allow it with `sudo sysctl -w kernel.perf_event_paranoid=1` \
-         (user-space counts) or `=-1` (everything)"
+         run as root, or allow user-space counting with \
+         `sudo sysctl -w kernel.perf_event_paranoid=2` (`=1` also counts the kernel)"
     )]
     Permission {
         /// The event that was refused.
@@ -181,7 +181,7 @@ mod tests {
             "{msg}"
         );
         assert!(
-            msg.contains("sysctl -w kernel.perf_event_paranoid=1"),
+            msg.contains("sysctl -w kernel.perf_event_paranoid=2") && msg.contains("as root"),
             "{msg}"
         );
         assert_eq!(err.shell_exit_code(), None);

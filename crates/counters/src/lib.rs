@@ -23,6 +23,9 @@
 //! # Ok::<(), frugal_counters::Error>(())
 //! ```
 
+// `unsafe` lives only in `sys` (the libc calls perf-event2 does not wrap).
+#![deny(unsafe_code)]
+
 mod counters;
 mod error;
 mod event;
@@ -30,6 +33,7 @@ mod measure;
 pub mod sim;
 mod stat;
 mod summary;
+#[allow(unsafe_code)]
 mod sys;
 
 pub use crate::counters::{CounterSet, CounterStatus, RawValue, Reading, Scope, Source, Value};

@@ -79,6 +79,70 @@ impl CacheLevel {
     fn valgrind_spec(&self) -> String {
         format!("{},{},{}", self.size_bytes, self.ways, self.line_bytes)
     }
+
+    /// Number of sets: size / (ways * line size), 0 for a degenerate geometry.
+    pub fn sets(&self) -> u64 {
+        self.ways
+            .checked_mul(self.line_bytes)
+            .and_then(|set_bytes| self.size_bytes.checked_div(set_bytes))
+            .unwrap_or(0)
+    }
+
+    /// The geometry valgrind can simulate for this cache as its last level.
+    ///
+    /// valgrind's simulator needs a power-of-two number of sets and rejects `--LL=` values
+    /// without one, but many server parts have none (35.75 MiB 11-way, 54 MiB 12-way, …). This
+    /// is what valgrind itself does to an auto-detected last-level cache (`maybe_tweak_LLc` in
+    /// `cachegrind/cg-arch.c`): round the set count down to a power of two, raise the
+    /// associativity by the same factor (rounded to nearest) and recompute the size, so the
+    /// capacity stays about the same and the line size never changes. Returns `self` unchanged
+    /// when the set count is already a power of two and divides the size exactly.
+    ///
+    /// ```
+    /// use frugal_counters::sim::CacheLevel;
+    ///
+    /// // 35.75 MiB, 11-way, 64 B lines: 53,248 sets.
+    /// let xeon = CacheLevel { size_bytes: 36_608 * 1024, ways: 11, line_bytes: 64 };
+    /// let sim = xeon.adjusted_for_valgrind();
+    /// assert_eq!((sim.size_bytes, sim.ways, sim.line_bytes), (36 << 20, 18, 64));
+    /// assert_eq!(sim.sets(), 32_768);
+    /// ```
+    pub fn adjusted_for_valgrind(&self) -> CacheLevel {
+        let sets = self.sets();
+        if sets == 0 {
+            // Degenerate (zero fields, or smaller than one set): valgrind gives up too.
+            return *self;
+        }
+        let (sets, ways) = if sets.is_power_of_two() {
+            (sets, self.ways)
+        } else {
+            let new_sets = 1u64 << sets.ilog2();
+            let factor = sets as f64 / new_sets as f64;
+            // valgrind: new_assoc = (UInt)(0.5 + factor * old_assoc).
+            let ways = (0.5 + factor * self.ways as f64) as u64;
+            (new_sets, ways)
+        };
+        CacheLevel {
+            size_bytes: self.line_bytes * ways * sets,
+            ways,
+            line_bytes: self.line_bytes,
+        }
+    }
+}
+
+/// `36 MiB 18-way 64 B lines`; fractional sizes keep their fraction (`35.75 MiB`).
+impl std::fmt::Display for CacheLevel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let b = self.size_bytes;
+        if b >= 1 << 20 {
+            write!(f, "{} MiB", b as f64 / (1u64 << 20) as f64)?;
+        } else if b >= 1 << 10 {
+            write!(f, "{} KiB", b as f64 / (1u64 << 10) as f64)?;
+        } else {
+            write!(f, "{b} B")?;
+        }
+        write!(f, " {}-way {} B lines", self.ways, self.line_bytes)
+    }
 }
 
 /// The simulated cache hierarchy: first-level instruction and data caches and the last level.
@@ -88,10 +152,15 @@ pub struct CacheGeometry {
     pub i1: CacheLevel,
     /// Level-1 data cache.
     pub d1: CacheLevel,
-    /// The last-level cache found (highest `level`).
+    /// The last-level cache found (highest `level`), as simulated: adjusted with
+    /// [`CacheLevel::adjusted_for_valgrind`] when sysfs reports a geometry valgrind cannot
+    /// simulate (then [`ll_reported`](Self::ll_reported) holds what sysfs said).
     pub ll: CacheLevel,
     /// The level of the last-level cache (e.g. 3).
     pub ll_level: u32,
+    /// The last-level cache as sysfs reported it, when [`ll`](Self::ll) had to be adjusted;
+    /// `None` when it is simulated as reported.
+    pub ll_reported: Option<CacheLevel>,
 }
 
 impl CacheGeometry {
@@ -101,7 +170,8 @@ impl CacheGeometry {
     }
 
     /// Reads a sysfs-style cache directory (`index*/{level,type,size,ways_of_associativity,
-    /// coherency_line_size}`).
+    /// coherency_line_size}`). The last level is adjusted as valgrind requires (see
+    /// [`CacheGeometry::ll_adjustment_note`]).
     pub fn from_dir(dir: &Path) -> Result<CacheGeometry, Error> {
         let err = |message: String| Error::CacheGeometry {
             path: dir.to_owned(),
@@ -150,13 +220,32 @@ impl CacheGeometry {
         }
         let i1 = i1.ok_or_else(|| err("no level-1 instruction cache listed".to_owned()))?;
         let d1 = d1.ok_or_else(|| err("no level-1 data cache listed".to_owned()))?;
-        let (ll_level, ll) = ll.ok_or_else(|| err("no data or unified cache listed".to_owned()))?;
+        let (ll_level, reported) =
+            ll.ok_or_else(|| err("no data or unified cache listed".to_owned()))?;
+        let ll = reported.adjusted_for_valgrind();
         Ok(CacheGeometry {
             i1,
             d1,
             ll,
             ll_level,
+            ll_reported: (ll != reported).then_some(reported),
         })
+    }
+
+    /// When the last level had to be adjusted for valgrind: a note saying from what to what,
+    /// for reports.
+    pub fn ll_adjustment_note(&self) -> Option<String> {
+        let reported = self.ll_reported?;
+        Some(format!(
+            "note: sysfs reports the last-level cache (L{}) as {reported} ({} sets); valgrind \
+             can only simulate a power-of-two set count, so it is simulated as {} ({} sets), \
+             the adjustment valgrind's own auto-detection makes (more ways, same line size, \
+             about the same capacity)",
+            self.ll_level,
+            reported.sets(),
+            self.ll,
+            self.ll.sets()
+        ))
     }
 
     /// `--I1=… --D1=… --LL=…` for valgrind.
@@ -355,8 +444,10 @@ pub struct SimRun {
     pub estimated_cycles: u64,
     /// The formula used for `estimated_cycles`.
     pub cycle_formula: &'static str,
-    /// The simulated cache geometry.
-    pub geometry: CacheGeometry,
+    /// The simulated cache geometry; `None` when valgrind auto-detected it (sysfs had none).
+    pub geometry: Option<CacheGeometry>,
+    /// Notes and warnings about the set-up ([`Simulator::notes`]); show them with the figures.
+    pub notes: Vec<String>,
     /// The tool: `cachegrind` or `callgrind`.
     pub tool: &'static str,
     /// The command's exit status as a shell reports it.
@@ -373,12 +464,17 @@ pub struct SimRun {
 #[derive(Debug, Clone)]
 pub struct Simulator {
     valgrind: PathBuf,
-    geometry: CacheGeometry,
+    geometry: Option<CacheGeometry>,
+    notes: Vec<String>,
 }
 
 impl Simulator {
     /// Finds valgrind ([`VALGRIND_ENV`] or `valgrind` on `PATH`) and reads the cache geometry
-    /// from sysfs.
+    /// from sysfs ([`CacheGeometry::from_sysfs`]).
+    ///
+    /// When sysfs cannot tell the geometry (no cache directory, as in some containers and
+    /// VMs), valgrind's own auto-detection is used instead and [`notes`](Self::notes) carries a
+    /// warning saying so; when the last level had to be adjusted, a note says how.
     pub fn new() -> Result<Simulator, Error> {
         let valgrind = match std::env::var_os(VALGRIND_ENV) {
             Some(path) => {
@@ -392,20 +488,57 @@ impl Simulator {
                 path: PathBuf::from("valgrind (searched PATH)"),
             })?,
         };
-        Ok(Simulator {
+        let geometry = match CacheGeometry::from_sysfs() {
+            Ok(geometry) => Some(geometry),
+            Err(e) => {
+                return Ok(Simulator {
+                    valgrind,
+                    geometry: None,
+                    notes: vec![format!(
+                        "warning: {e}; letting valgrind auto-detect the cache geometry \
+                         instead, which is wrong on some VMs: check the geometry in valgrind's \
+                         output before trusting cache-miss figures"
+                    )],
+                })
+            }
+        };
+        Ok(Simulator::with(valgrind, geometry))
+    }
+
+    /// Uses the given valgrind binary and geometry (`None`: valgrind's auto-detection).
+    pub fn with(valgrind: PathBuf, geometry: Option<CacheGeometry>) -> Simulator {
+        let notes = match &geometry {
+            Some(g) => g.ll_adjustment_note().into_iter().collect(),
+            None => vec![
+                "warning: no cache geometry given; valgrind auto-detects it, which is wrong on \
+                 some VMs"
+                    .to_owned(),
+            ],
+        };
+        Simulator {
             valgrind,
-            geometry: CacheGeometry::from_sysfs()?,
-        })
+            geometry,
+            notes,
+        }
     }
 
-    /// Uses the given valgrind binary and geometry.
-    pub fn with(valgrind: PathBuf, geometry: CacheGeometry) -> Simulator {
-        Simulator { valgrind, geometry }
+    /// The simulated geometry; `None` when valgrind auto-detects it.
+    pub fn geometry(&self) -> Option<&CacheGeometry> {
+        self.geometry.as_ref()
     }
 
-    /// The simulated geometry.
-    pub fn geometry(&self) -> &CacheGeometry {
-        &self.geometry
+    /// Notes and warnings about the simulation set-up (an adjusted last-level geometry, or
+    /// valgrind's auto-detection in use), for the user to see; copied into every [`SimRun`].
+    pub fn notes(&self) -> &[String] {
+        &self.notes
+    }
+
+    /// The `--I1=… --D1=… --LL=…` arguments passed to valgrind (none with auto-detection).
+    pub fn valgrind_cache_args(&self) -> Vec<String> {
+        self.geometry
+            .as_ref()
+            .map(CacheGeometry::valgrind_args)
+            .unwrap_or_default()
     }
 
     /// Runs `program args...` under cachegrind (stdin/stdout/stderr inherited; valgrind's own log
@@ -462,7 +595,7 @@ impl Simulator {
         cmd.arg(format!("--tool={tool}"))
             .arg("--cache-sim=yes")
             .arg("--branch-sim=yes")
-            .args(self.geometry.valgrind_args())
+            .args(self.valgrind_cache_args())
             .arg(format!(
                 "--log-file={}",
                 dir.path().join("valgrind.log").display()
@@ -524,6 +657,7 @@ impl Simulator {
             cycle_formula: CYCLE_FORMULA,
             counts,
             geometry: self.geometry,
+            notes: self.notes.clone(),
             tool,
             exit_code,
             wall_time_ns,
@@ -658,10 +792,77 @@ mod tests {
         }
         let g = CacheGeometry::from_dir(dir.path()).unwrap();
         assert_eq!(g.ll_level, 3);
+        // 36 MiB 12-way has 49,152 sets: simulated as 18-way, 32,768 sets, like valgrind does.
         assert_eq!(
             g.valgrind_args(),
-            ["--I1=32768,8,64", "--D1=49152,12,64", "--LL=37748736,12,64"]
+            ["--I1=32768,8,64", "--D1=49152,12,64", "--LL=37748736,18,64"]
         );
+        let note = g.ll_adjustment_note().unwrap();
+        assert!(
+            note.contains("36 MiB 12-way 64 B lines (49152 sets)")
+                && note.contains("as 36 MiB 18-way 64 B lines (32768 sets)"),
+            "{note}"
+        );
+    }
+
+    #[test]
+    fn missing_sysfs_dir_is_an_error_and_the_simulator_falls_back() {
+        let err = CacheGeometry::from_dir(Path::new("/nonexistent/cache")).unwrap_err();
+        assert!(matches!(err, Error::CacheGeometry { .. }), "{err:?}");
+        let sim = Simulator::with(PathBuf::from("valgrind"), None);
+        assert!(sim.valgrind_cache_args().is_empty());
+        assert!(sim.notes()[0].contains("auto-detect"), "{:?}", sim.notes());
+    }
+
+    fn level(size_bytes: u64, ways: u64) -> CacheLevel {
+        CacheLevel {
+            size_bytes,
+            ways,
+            line_bytes: 64,
+        }
+    }
+
+    #[test]
+    fn ll_adjusted_like_valgrinds_maybe_tweak_llc() {
+        const MIB: u64 = 1 << 20;
+        // (reported size, ways) -> (simulated size, ways), worked through valgrind's formula.
+        for ((size, ways), (new_size, new_ways)) in [
+            // 35.75 MiB 11-way: 53,248 sets -> 32,768; 11 * 1.625 = 17.875 -> 18 ways.
+            ((35 * MIB + 3 * MIB / 4, 11), (36 * MIB, 18)),
+            // 54 MiB 12-way: 73,728 sets -> 65,536; 12 * 1.125 = 13.5 -> 14 ways.
+            ((54 * MIB, 12), (56 * MIB, 14)),
+            // 12 MiB 16-way (the Core i7 case in valgrind's comment): 24 ways.
+            ((12 * MIB, 16), (12 * MIB, 24)),
+            // 5 MiB 48-way (the AMD case): 1706.67 sets -> 1024; 48 * 1.666 = 80 ways.
+            ((5 * MIB, 48), (5 * MIB, 80)),
+            // Already a power of two: unchanged.
+            ((32 * MIB, 16), (32 * MIB, 16)),
+            ((8 * MIB, 16), (8 * MIB, 16)),
+        ] {
+            let got = level(size, ways).adjusted_for_valgrind();
+            assert_eq!(
+                (got.size_bytes, got.ways, got.line_bytes),
+                (new_size, new_ways, 64),
+                "{size} B {ways}-way"
+            );
+            assert!(got.sets().is_power_of_two(), "{got:?}");
+            assert_eq!(got.size_bytes % (got.ways * got.line_bytes), 0);
+        }
+        // A size that does not divide between its sets is trimmed to whole sets.
+        let ragged = level(64 * 1024 + 100, 16).adjusted_for_valgrind();
+        assert_eq!((ragged.size_bytes, ragged.ways), (64 * 1024, 16));
+        // Degenerate geometries are left alone (valgrind leaves them too, then rejects them).
+        assert_eq!(level(0, 16).adjusted_for_valgrind(), level(0, 16));
+        assert_eq!(level(512, 16).adjusted_for_valgrind(), level(512, 16));
+    }
+
+    #[test]
+    fn display_keeps_fractions() {
+        assert_eq!(
+            level(36_608 * 1024, 11).to_string(),
+            "35.75 MiB 11-way 64 B lines"
+        );
+        assert_eq!(level(48 * 1024, 12).to_string(), "48 KiB 12-way 64 B lines");
     }
 
     #[test]
