@@ -29,7 +29,8 @@ pub struct Args {
     /// Strategies to compare (comma-separated) [default: all].
     #[arg(long, value_delimiter = ',')]
     strategies: Vec<Strategy>,
-    /// CPU burned per request by the server, microseconds (`frugal serve --work-us`).
+    /// CPU burned per request by the server, microseconds of thread CPU time, not wall-clock
+    /// time (`frugal serve --work-us`).
     #[arg(long)]
     work_us: Option<u64>,
     /// Response body size of the server (`frugal serve --response-bytes`).

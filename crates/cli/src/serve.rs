@@ -17,9 +17,18 @@ pub struct Args {
     /// How each request releases its buffer and its lease: manual, guard, chain, chain-cancel.
     #[arg(long, default_value = "manual")]
     strategy: Strategy,
-    /// CPU burned per request, in microseconds (busy work).
+    /// CPU burned per request, in microseconds of the handling thread's CPU time
+    /// (CLOCK_THREAD_CPUTIME_ID), not wall-clock time: preemption, time-slicing and cgroup
+    /// throttling do not count, so fewer CPUs really mean less capacity.
     #[arg(long, default_value_t = ServeConfig::default().work_us)]
     work_us: u64,
+    /// Milliseconds each request holds its lease waiting before its CPU work: simulates a slow
+    /// downstream call (e.g. a database query) made while holding the lease. The wait ends
+    /// early when the client goes away (the request is then cancelled, no work is done). Each
+    /// holding request blocks a thread. On SIGTERM/SIGINT holds end at once and their requests
+    /// answer normally. 0 = no hold. Meant for tests and demonstrations.
+    #[arg(long, default_value_t = 0)]
+    hold_ms: u64,
     /// Response body size in bytes.
     #[arg(long, default_value_t = ServeConfig::default().response_bytes)]
     response_bytes: usize,
@@ -42,6 +51,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut config = ServeConfig::with_strategy(args.strategy);
     config.addr = args.addr;
     config.work_us = args.work_us;
+    config.hold = Duration::from_millis(args.hold_ms);
     config.response_bytes = args.response_bytes;
     config.workers = args.workers;
     config.lease_pool_size = args.lease_pool.max(1);

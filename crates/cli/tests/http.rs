@@ -5,17 +5,27 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const FRUGAL: &str = env!("CARGO_BIN_EXE_frugal");
 
 /// Upper bound for anything to happen; only a broken server reaches it.
-const PATIENCE: Duration = Duration::from_secs(20);
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// A child process killed (and reaped) on drop, whatever panics after its spawn.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
 
 /// A `frugal serve` child, killed on drop, its stderr collected.
 struct Server {
-    child: Child,
+    child: KillOnDrop,
     addr: SocketAddr,
     stderr: Arc<Mutex<String>>,
 }
@@ -26,18 +36,28 @@ impl Server {
     }
 
     fn start_with(mut cmd: Command, args: &[&str]) -> Server {
-        let mut child = cmd
-            .arg("serve")
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the frugal binary starts");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("piped"))
-            .read_line(&mut line)
-            .expect("the server prints its address");
+        let mut child = KillOnDrop(
+            cmd.arg("serve")
+                .args(args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("the frugal binary starts"),
+        );
+        // Read the first line on a helper thread, bounded: a server that never prints it fails
+        // the test (and is killed by the guard) instead of hanging it.
+        let stdout = child.0.stdout.take().expect("piped");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let read = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(read.map(|_| line));
+        });
+        let line = rx
+            .recv_timeout(PATIENCE)
+            .expect("the server prints its address within the patience")
+            .expect("the server's stdout is readable");
         let addr = line
             .trim()
             .strip_prefix("listening on http://")
@@ -46,7 +66,7 @@ impl Server {
             .expect("an IP:PORT");
         let stderr = Arc::new(Mutex::new(String::new()));
         let sink = Arc::clone(&stderr);
-        let pipe = child.stderr.take().expect("piped");
+        let pipe = child.0.stderr.take().expect("piped");
         std::thread::spawn(move || {
             for line in BufReader::new(pipe).lines().map_while(Result::ok) {
                 let mut s = sink.lock().expect("not poisoned");
@@ -71,14 +91,14 @@ impl Server {
 
     /// Sends SIGTERM (through the shell's `kill` builtin) and waits for the exit status.
     fn terminate(mut self) -> std::process::ExitStatus {
-        let pid = self.child.id().to_string();
+        let pid = self.child.0.id().to_string();
         let status = Command::new("sh")
             .args(["-c", "kill -TERM \"$0\"", &pid])
             .status();
         assert!(status.expect("sh runs").success());
         let deadline = Instant::now() + PATIENCE;
         loop {
-            if let Some(status) = self.child.try_wait().expect("waitable") {
+            if let Some(status) = self.child.0.try_wait().expect("waitable") {
                 return status;
             }
             assert!(
@@ -109,13 +129,6 @@ impl Server {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -164,11 +177,12 @@ fn idle(text: &str) -> bool {
 
 #[test]
 fn serves_work_and_metrics() {
-    let server = Server::start(&["--response-bytes", "1000", "--work-us", "0"]);
+    // 50 ms of CPU work (on the server thread's CPU clock): the server's CPU time must show it.
+    let server = Server::start(&["--response-bytes", "1000", "--work-us", "50000"]);
     let (status, body) = get(server.addr, "/");
     assert_eq!((status, body.len()), (200, 1000));
     let text = server.metrics();
-    assert!(metric(&text, "process_cpu_seconds_total") >= 0.0);
+    assert!(metric(&text, "process_cpu_seconds_total") > 0.0, "{text}");
     for name in [
         "process_resident_memory_bytes",
         "frugal_pool_leases_size",
@@ -201,8 +215,11 @@ fn malformed_requests_get_400_and_the_server_goes_on() {
     assert_eq!(get(server.addr, "/").0, 200);
 }
 
-/// Clients that go away mid-request, while working and while waiting for the lease: every
-/// strategy gives everything back (the gauges return to idle) and counts the cancellation.
+/// Clients that go away mid-request, while holding the lease and while waiting for it: every
+/// strategy gives everything back (the gauges return to idle) and counts the cancellations;
+/// only `chain-cancel` releases the lease from the cancellation itself. The requests hold their
+/// lease (`--hold-ms`, a cancellable wait) far longer than any step here can take, so every
+/// state we wait for is stable until we change it: nothing depends on the machine's speed.
 #[test]
 fn vanishing_clients_release_everything() {
     for strategy in ["manual", "guard", "chain", "chain-cancel"] {
@@ -211,15 +228,19 @@ fn vanishing_clients_release_everything() {
             strategy,
             "--lease-pool",
             "1",
+            "--hold-ms",
+            "600000",
+            "--deadline",
+            "600s",
             "--work-us",
-            "1000000",
+            "0",
             "--workers",
             "2",
         ]);
-        // `working` takes the only lease and works 1 s; `waiting` queues for the lease (and
-        // must still be waiting when it goes away: the 1 s only need to outlast our steps).
-        let mut working = connect(server.addr);
-        working
+        let cancelled = |t: &str| metric(t, "frugal_http_requests_total{outcome=\"cancelled\"}");
+        // `holding` takes the only lease and holds it; `waiting` queues for the lease.
+        let mut holding = connect(server.addr);
+        holding
             .write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
             .expect("writable");
         server.wait_metrics("the first request holding the lease", |t| {
@@ -233,26 +254,31 @@ fn vanishing_clients_release_everything() {
             metric(t, "frugal_http_requests_in_flight") == 2.0
         });
         drop(waiting);
-        server.wait_metrics("the waiting request cancelled", |t| {
-            metric(t, "frugal_http_requests_total{outcome=\"cancelled\"}") == 1.0
-        });
-        drop(working);
-        if strategy == "chain-cancel" {
-            // Cleanup bound to the cancellation: the lease is back while the work still runs.
-            let text = server.wait_metrics("the lease released on cancellation", |t| {
-                metric(t, "frugal_pool_leases_in_use") == 0.0
-            });
-            assert_eq!(
-                metric(&text, "frugal_http_requests_in_flight"),
-                1.0,
-                "{text}"
-            );
-        }
-        let text = server.wait_metrics("idle pools", idle);
+        server.wait_metrics("the waiting request cancelled", |t| cancelled(t) == 1.0);
+        drop(holding);
+        let text = server.wait_metrics("the holding request cancelled", |t| cancelled(t) == 2.0);
+        let text = if idle(&text) {
+            text
+        } else {
+            server.wait_metrics("idle pools", idle)
+        };
+        assert_eq!(metric(&text, "frugal_pool_leases_released_total"), 1.0);
+        // Cleanup bound to the cancellation released the lease at the moment of cancellation;
+        // the other strategies released it when their code next ran.
+        let on_cancel = if strategy == "chain-cancel" { 1.0 } else { 0.0 };
+        assert_eq!(
+            metric(&text, "frugal_pool_leases_released_on_cancel_total"),
+            on_cancel,
+            "{strategy}: {text}"
+        );
         assert_eq!(
             metric(&text, "frugal_pool_buffers_released_total"),
             metric(&text, "frugal_pool_buffers_allocated_total"),
             "{strategy}"
+        );
+        assert_eq!(
+            metric(&text, "frugal_http_requests_total{outcome=\"ok\"}"),
+            0.0
         );
     }
 }
@@ -323,7 +349,16 @@ fn file_descriptor_exhaustion_is_backpressure_not_a_crash() {
 
 #[test]
 fn sigterm_finishes_in_flight_requests_and_exits_0() {
-    let server = Server::start(&["--work-us", "1000000", "--workers", "2"]);
+    // The request holds its lease until the shutdown ends the hold (it then answers 200): it
+    // is certainly in flight when SIGTERM arrives, however slow the machine.
+    let server = Server::start(&[
+        "--hold-ms",
+        "600000",
+        "--deadline",
+        "600s",
+        "--workers",
+        "2",
+    ]);
     let mut in_flight = connect(server.addr);
     in_flight
         .write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
@@ -338,9 +373,10 @@ fn sigterm_finishes_in_flight_requests_and_exits_0() {
 }
 
 fn load_json(args: &[&str]) -> serde_json::Value {
-    let dir = std::env::temp_dir().join(format!("frugal-http-test-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let path = dir.join(format!("{}.json", args.join("_").replace(['/', ':'], "-")));
+    let dir = tempfile::TempDir::new().expect("temp dir");
+    let path = dir
+        .path()
+        .join(format!("{}.json", args.join("_").replace(['/', ':'], "-")));
     let out = Command::new(FRUGAL)
         .arg("load")
         .args(args)
@@ -427,9 +463,8 @@ fn load_against_nothing_fails_clearly() {
 
 #[test]
 fn bench_http_runs_a_tiny_comparison() {
-    let dir = std::env::temp_dir().join(format!("frugal-bench-http-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let json = dir.join("bench.json");
+    let dir = tempfile::TempDir::new().expect("temp dir");
+    let json = dir.path().join("bench.json");
     let out = Command::new(FRUGAL)
         .args([
             "bench", "http", "-c", "20", "-d", "300ms", "--warmup", "100ms",
@@ -470,12 +505,17 @@ fn bench_http_runs_a_tiny_comparison() {
 
 #[test]
 fn load_says_when_the_fd_limit_is_too_low() {
-    // `ulimit -n` in sh sets the hard limit too, so frugal cannot raise it.
+    // `ulimit -n` in sh sets the hard limit too, so frugal cannot raise it. The target is a
+    // loopback port that was free a moment ago (nothing is sent: the limit check comes first).
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("loopback");
     let out = Command::new("sh")
         .args([
             "-c",
-            "ulimit -n 100 && exec \"$0\" load http://127.0.0.1:9/ -c 500 -q",
+            "ulimit -n 100 && exec \"$0\" load \"http://$1/\" -c 500 -q",
             FRUGAL,
+            &addr.to_string(),
         ])
         .output()
         .expect("sh runs");

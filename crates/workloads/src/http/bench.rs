@@ -96,6 +96,9 @@ pub struct BenchReport {
     pub rows: Vec<BenchRow>,
 }
 
+/// How long a started server has to print its address.
+const SERVER_START_TIMEOUT: Duration = Duration::from_secs(15);
+
 /// A running server child; killed on drop.
 struct ServerChild {
     child: Child,
@@ -121,10 +124,23 @@ fn start_server(mut command: Command, strategy: Strategy) -> Result<ServerChild,
     let stdout = child.stdout.take().expect("stdout is piped just above");
     // From here on, an early return kills the child (ServerChild's drop).
     let mut server = ServerChild { child, url: None };
-    let mut line = String::new();
-    let n = BufReader::new(stdout)
-        .read_line(&mut line)
-        .map_err(Error::io("cannot read the server's address"))?;
+    // Read on a helper thread so that a wedged server cannot hang the benchmark; on a timeout
+    // the early return kills the child, which ends the helper's read with EOF.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let n = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(n.map(|n| (n, line)));
+    });
+    let (n, line) = match rx.recv_timeout(SERVER_START_TIMEOUT) {
+        Ok(read) => read.map_err(Error::io("cannot read the server's address"))?,
+        Err(_) => {
+            return Err(Error::Io {
+                context: "the server did not print its address within 15 s; is it wedged?",
+                source: std::io::ErrorKind::TimedOut.into(),
+            })
+        }
+    };
     if n == 0 {
         return Err(Error::Io {
             context: "the server exited before printing its address",

@@ -193,7 +193,9 @@ impl Conn {
                     }
                 }
             }
-            self.skip(size + 2).await?;
+            // The chunk and its CRLF; a hostile size near usize::MAX is an error, not a wrap.
+            let with_crlf = size.checked_add(2).ok_or(Failure::Other)?;
+            self.skip(with_crlf).await?;
         }
     }
 }
@@ -308,6 +310,15 @@ mod tests {
         let r = exchange_with(b"HTTP/1.1 200 OK\r\ncontent-length: 50\r\n\r\nshort").await;
         assert_eq!(r, Err(Failure::Reset));
         let r = exchange_with(b"garbage\r\n\r\n").await;
+        assert_eq!(r, Err(Failure::Other));
+    }
+
+    #[tokio::test]
+    async fn a_hostile_chunk_size_is_an_error_not_an_overflow() {
+        let r = exchange_with(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\nabc\r\n",
+        )
+        .await;
         assert_eq!(r, Err(Failure::Other));
     }
 }

@@ -364,15 +364,28 @@ fn run_load(config: &LoadConfig, progress: Arc<Progress>) -> Result<LoadReport, 
         stop: AtomicBool::new(false),
     });
     let mut handles = Vec::with_capacity(threads);
+    // Each thread waits for a go before it joins the barrier protocol: if starting a later
+    // thread fails, the early return drops the senders and the started threads end at once
+    // instead of waiting forever at a barrier that can never fill.
+    let mut go = Vec::with_capacity(threads);
     for t in 0..threads {
         // Interleave the connection indices so each thread's share of the schedule is even.
         let ids: Vec<u64> = (t as u64..connections).step_by(threads).collect();
         let ctx = Arc::clone(&ctx);
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
         let handle = std::thread::Builder::new()
             .name(format!("frugal-load-{t}"))
-            .spawn(move || thread_main(&ctx, ids))
+            .spawn(move || match go_rx.recv() {
+                Ok(()) => thread_main(&ctx, ids),
+                Err(_) => Stats::new(),
+            })
             .map_err(Error::io("cannot start a load thread"))?;
         handles.push(handle);
+        go.push(go_tx);
+    }
+    for go_tx in go {
+        // The receiver lives until its thread got the go: this send cannot fail.
+        let _ = go_tx.send(());
     }
     // Every thread has opened its connections.
     ctx.barrier.wait();

@@ -33,9 +33,11 @@ pub(crate) struct Metrics {
     lease_timeouts: AtomicU64,
     cancelled: AtomicU64,
     other: AtomicU64,
-    buckets: [AtomicU64; BUCKETS_S.len()],
+    /// One counter per bound of [`BUCKETS_S`], then one for the latencies above the last bound:
+    /// the histogram's `+Inf` bucket and `_count` are their sum, so they can never be lower than
+    /// a finite bucket, however the relaxed loads interleave with concurrent records.
+    buckets: [AtomicU64; BUCKETS_S.len() + 1],
     latency_sum_ns: AtomicU64,
-    latency_count: AtomicU64,
     pub(crate) in_flight: AtomicI64,
     pub(crate) connections_open: AtomicI64,
     pub(crate) connections_total: AtomicU64,
@@ -43,6 +45,9 @@ pub(crate) struct Metrics {
     pub(crate) accept_fd_exhausted: AtomicU64,
     /// Cleanup actions run (releases of buffers and leases), whatever the strategy.
     pub(crate) defers_run: AtomicU64,
+    /// Leases released by a cleanup bound to the request's cancellation (`chain-cancel`) because
+    /// the request was cancelled.
+    pub(crate) leases_released_on_cancel: AtomicU64,
 }
 
 impl Metrics {
@@ -55,12 +60,13 @@ impl Metrics {
         }
         .fetch_add(1, Relaxed);
         let secs = latency.as_secs_f64();
-        if let Some(i) = BUCKETS_S.iter().position(|&b| secs <= b) {
-            self.buckets[i].fetch_add(1, Relaxed);
-        }
+        let i = BUCKETS_S
+            .iter()
+            .position(|&b| secs <= b)
+            .unwrap_or(BUCKETS_S.len());
+        self.buckets[i].fetch_add(1, Relaxed);
         self.latency_sum_ns
             .fetch_add(latency.as_nanos() as u64, Relaxed);
-        self.latency_count.fetch_add(1, Relaxed);
     }
 
     /// Records a request to a path that does no work (`/metrics`, `/healthz`).
@@ -112,7 +118,8 @@ impl Metrics {
                 )
             })
             .collect();
-        let count = self.latency_count.load(Relaxed);
+        // The overflow bucket completes the cumulative sum: `+Inf` and `_count` are the total.
+        let count = cumulative + self.buckets[BUCKETS_S.len()].load(Relaxed);
         hist.push((r#"_bucket{le="+Inf"}"#.to_owned(), count.to_string()));
         let sum = self.latency_sum_ns.load(Relaxed) as f64 / 1e9;
         let name = "frugal_http_request_duration_seconds";
@@ -188,6 +195,13 @@ impl Metrics {
             counter,
             "Leases given back to the pool.",
             leases.released().to_string(),
+        );
+        one(
+            &mut out,
+            "frugal_pool_leases_released_on_cancel_total",
+            counter,
+            "Leases given back at the moment their request was cancelled (chain-cancel).",
+            self.leases_released_on_cancel.load(Relaxed).to_string(),
         );
         one(
             &mut out,
@@ -300,9 +314,45 @@ mod tests {
         let text = m.render(Strategy::Manual, &BufferPool::new(1, 1), &LeasePool::new(4));
         assert!(text.contains("frugal_http_request_duration_seconds_bucket{le=\"0.0001\"} 1\n"));
         assert!(text.contains("frugal_http_request_duration_seconds_bucket{le=\"0.005\"} 2\n"));
+        assert!(text.contains("frugal_http_request_duration_seconds_bucket{le=\"10\"} 2\n"));
         assert!(text.contains("frugal_http_request_duration_seconds_bucket{le=\"+Inf\"} 3\n"));
+        assert!(text.contains("frugal_http_request_duration_seconds_count 3\n"));
         assert!(text.contains("frugal_http_requests_total{outcome=\"cancelled\"} 1\n"));
         assert!(text.contains("frugal_pool_leases_size 4\n"));
         assert!(text.contains("process_resident_memory_bytes "));
+    }
+
+    #[test]
+    fn histogram_stays_monotonic_under_concurrent_records() {
+        let m = Metrics::default();
+        std::thread::scope(|scope| {
+            let recorder = scope.spawn(|| {
+                for i in 0..20_000u64 {
+                    // Spread over the buckets and the overflow.
+                    m.record(Outcome::Ok, Duration::from_micros((i * 7919) % 20_000_000));
+                }
+            });
+            while !recorder.is_finished() {
+                let text = m.render(Strategy::Manual, &BufferPool::new(1, 1), &LeasePool::new(1));
+                let values: Vec<u64> = text
+                    .lines()
+                    .filter(|l| l.starts_with("frugal_http_request_duration_seconds_bucket"))
+                    .map(|l| {
+                        l.rsplit(' ')
+                            .next()
+                            .and_then(|v| v.parse().ok())
+                            .expect("a count")
+                    })
+                    .collect();
+                assert_eq!(values.len(), BUCKETS_S.len() + 1);
+                assert!(values.windows(2).all(|w| w[0] <= w[1]), "{values:?}");
+                let count = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("frugal_http_request_duration_seconds_count "))
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .expect("a count");
+                assert_eq!(Some(&count), values.last());
+            }
+        });
     }
 }

@@ -2,8 +2,10 @@
 //! selectable, and a load generator that holds 10,000 connections.
 //!
 //! - [`serve`] runs the service: each request takes a buffer from a pool, waits (within its
-//!   deadline) for a lease from a bounded pool — think database connection —, burns a
-//!   configurable amount of CPU, answers with a configurable body size and releases everything
+//!   deadline) for a lease from a bounded pool — think database connection —, optionally holds
+//!   it through a simulated slow downstream call, burns a configurable amount of CPU (measured
+//!   on the thread's CPU clock, so that fewer CPUs really mean less capacity), answers with a
+//!   configurable body size and releases everything
 //!   through the chosen [`Strategy`]. `/metrics` answers in the Prometheus text format.
 //! - [`load()`] drives any HTTP/1.1 server with N keep-alive connections, all opened before the
 //!   clock starts, either closed-loop (maximum throughput) or at a constant rate with

@@ -67,9 +67,22 @@ mod tests {
 
     #[test]
     fn reads_own_stat() {
+        // Burn 50 ms of this thread's CPU time first (measured by its CPU clock, so however
+        // loaded the machine is): the process's CPU time, in 10 ms ticks, must show it.
+        let cpu = || rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+        let start = cpu();
+        let mut x = 1u64;
+        while {
+            let now = cpu();
+            (now.tv_sec - start.tv_sec) * 1_000_000_000 + (now.tv_nsec - start.tv_nsec) < 50_000_000
+        } {
+            for _ in 0..1000 {
+                x = std::hint::black_box(x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1));
+            }
+        }
         let stat = proc_stat(None).expect("/proc is mounted on Linux");
         assert!(stat.resident_memory_bytes > 0);
-        assert!(stat.cpu_seconds >= 0.0);
+        assert!(stat.cpu_seconds > 0.0, "{}", stat.cpu_seconds);
         assert!(open_fds().expect("/proc/self/fd exists") >= 3);
     }
 }

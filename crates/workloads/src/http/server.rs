@@ -31,9 +31,22 @@ pub struct ServeConfig {
     pub addr: SocketAddr,
     /// How requests release their resources.
     pub strategy: Strategy,
-    /// CPU burned per request, in microseconds (busy work, not sleep; 1 ms or more runs under
-    /// `tokio::task::block_in_place` so that it does not stall the worker's other tasks).
+    /// CPU burned per request, in microseconds of the handling thread's own CPU time
+    /// (`CLOCK_THREAD_CPUTIME_ID`), not of the wall clock: time the thread spends preempted,
+    /// time-sliced with other requests or throttled by a cgroup CPU quota does not count, so a
+    /// server given fewer CPUs really has less capacity. Busy work, not sleep; 1 ms or more runs
+    /// under `tokio::task::block_in_place` so that it does not stall the worker's other tasks.
     pub work_us: u64,
+    /// Before its CPU work, each request holds its lease this long, waiting: a slow downstream
+    /// call (think a database query) made while holding the lease. The wait ends early when the
+    /// request is cancelled (the client went away), like a call that honours Go's request
+    /// context; the request then does no CPU work and answers nothing. Each holding request
+    /// blocks a thread (`block_in_place`), as a synchronous driver call would. Zero (the
+    /// default) skips it. On shutdown (SIGTERM/SIGINT) every hold ends at once and its request
+    /// goes on to answer normally, so that held requests finish within the grace period. Tests
+    /// use a long hold to keep requests in flight for as long as they need, whatever the
+    /// machine's speed.
+    pub hold: Duration,
     /// Response body size in bytes.
     pub response_bytes: usize,
     /// Tokio worker threads; `None` = `std::thread::available_parallelism()`.
@@ -56,6 +69,7 @@ impl Default for ServeConfig {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             strategy: Strategy::Manual,
             work_us: 10,
+            hold: Duration::ZERO,
             response_bytes: 128,
             workers: None,
             lease_pool_size: 128,
@@ -84,6 +98,8 @@ pub(crate) struct State {
     pub(crate) buffers: BufferPool,
     pub(crate) leases: LeasePool,
     pub(crate) metrics: Metrics,
+    /// Fired when the service stops accepting: holds end early (see [`ServeConfig::hold`]).
+    pub(crate) stopping: CancellationToken,
 }
 
 impl State {
@@ -101,8 +117,14 @@ impl State {
         self.leases.release(lease);
     }
 
-    /// The request's CPU work: burn `work_us`, fill the buffer, copy it into the response body.
-    pub(crate) fn work(&self, buf: &mut Vec<u8>) -> Bytes {
+    /// The request's work section, run while it holds its lease: the hold (a cancellable wait,
+    /// see [`ServeConfig::hold`]), then burn `work_us` of thread CPU time, fill the buffer and
+    /// copy it into the response body. `None` when the request was cancelled during the hold
+    /// (nothing is burned then). The work section never sees the lease.
+    pub(crate) fn work(&self, buf: &mut Vec<u8>, cancelled: &CancellationToken) -> Option<Bytes> {
+        if !self.hold(cancelled) {
+            return None;
+        }
         let us = self.config.work_us;
         if us >= BLOCKING_WORK_US {
             // Work this long would stall the worker's other tasks and, when the worker was the
@@ -117,27 +139,63 @@ impl State {
             let n = (self.config.response_bytes - buf.len()).min(PATTERN.len());
             buf.extend_from_slice(&PATTERN[..n]);
         }
-        Bytes::copy_from_slice(buf)
+        Some(Bytes::copy_from_slice(buf))
+    }
+
+    /// Waits [`ServeConfig::hold`] unless `cancelled` fires first (`false`) or the service
+    /// stops (`true`: the request goes on and answers).
+    fn hold(&self, cancelled: &CancellationToken) -> bool {
+        let hold = self.config.hold;
+        if hold.is_zero() {
+            return true;
+        }
+        // The strategies' work sections are synchronous (a cleanup scope cannot span an
+        // `.await`): wait on this thread, handing the worker role over first.
+        let runtime = tokio::runtime::Handle::current();
+        tokio::task::block_in_place(|| {
+            runtime.block_on(async {
+                tokio::select! {
+                    biased;
+                    () = cancelled.cancelled() => false,
+                    () = self.stopping.cancelled() => true,
+                    () = tokio::time::sleep(hold) => true,
+                }
+            })
+        })
     }
 }
 
 /// CPU work of at least this many microseconds runs under `block_in_place`.
 const BLOCKING_WORK_US: u64 = 1000;
 
-/// Busy work for `us` microseconds (an LCG the optimizer cannot remove).
+/// CPU time consumed so far by the calling thread (`CLOCK_THREAD_CPUTIME_ID`).
+fn thread_cpu_time() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    // The kernel gives non-negative seconds and nanoseconds below 1e9 for this clock.
+    Duration::new(
+        u64::try_from(t.tv_sec).unwrap_or(0),
+        u32::try_from(t.tv_nsec).unwrap_or(0),
+    )
+}
+
+/// Busy work until the calling thread has consumed `us` microseconds of CPU time (an LCG the
+/// optimizer cannot remove). Timed by the thread's CPU clock, not the wall clock: while the
+/// thread is preempted, shares its CPU with other busy threads or is throttled by a cgroup
+/// quota, its CPU clock stands still and the work goes on, so `us` is the CPU a request costs,
+/// whatever the load (the clock reads themselves, a system call each, count as work too).
 fn burn_cpu(us: u64) {
     if us == 0 {
         return;
     }
-    let end = std::time::Instant::now() + Duration::from_micros(us);
+    let end = thread_cpu_time() + Duration::from_micros(us);
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
     loop {
-        for _ in 0..128 {
+        for _ in 0..256 {
             x = x
                 .wrapping_mul(6_364_136_223_846_793_005)
                 .wrapping_add(1_442_695_040_888_963_407);
         }
-        if std::time::Instant::now() >= end {
+        if thread_cpu_time() >= end {
             break;
         }
     }
@@ -198,6 +256,7 @@ pub(crate) async fn run(
         buffers: BufferPool::new(config.buffer_pool_size, config.response_bytes),
         leases: LeasePool::new(config.lease_pool_size),
         metrics: Metrics::default(),
+        stopping: CancellationToken::new(),
         config,
     });
     on_bound(local);
@@ -250,6 +309,7 @@ pub(crate) async fn run(
         }
     }
     drop(listener);
+    state.stopping.cancel();
     let open = state.metrics.connections_open.load(Relaxed);
     eprintln!("frugal serve: stopped accepting; waiting up to {grace:?} for {open} connections");
     tokio::select! {
@@ -282,10 +342,12 @@ struct RequestCancel {
 impl Drop for RequestCancel {
     fn drop(&mut self) {
         if self.armed {
-            self.token.cancel();
+            // The bound cleanup first, on this thread: it must run because of the cancellation,
+            // before the work section (woken by `token`) can reach the end of its scope.
             if let Some(bound) = &self.bound {
                 bound.cancel();
             }
+            self.token.cancel();
         }
     }
 }
@@ -358,5 +420,19 @@ async fn work_request(state: Arc<State>) -> Resp {
             "text/plain",
             "request cancelled\n",
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn burn_cpu_consumes_the_threads_cpu_time() {
+        // A lower bound only: the thread's CPU clock must have advanced by the work asked for
+        // (however long that took on the wall clock).
+        let before = thread_cpu_time();
+        burn_cpu(20_000);
+        assert!(thread_cpu_time() - before >= Duration::from_millis(20));
     }
 }

@@ -2,11 +2,21 @@
 //!
 //! Every strategy runs the same request: wait for a lease (within the deadline, abandoning the
 //! wait when the request is cancelled — nothing is held while waiting), then, without awaiting
-//! anything, take a buffer, burn `work_us` of CPU filling it, copy it into the response, and
+//! anything, take a buffer, run the work section (the optional cancellable hold — a simulated
+//! downstream call —, then `work_us` of CPU filling the buffer), copy it into the response, and
 //! release the buffer and the lease. Only the way the release is written differs. The work
 //! runs in a task of its own (see `server::work_request`), so a client that goes away during
 //! the work cancels the request from the connection's task while the work goes on: only
-//! `chain-cancel` releases the lease at that moment, the others when the work ends.
+//! `chain-cancel` releases the lease at that moment, the others when the work section returns
+//! (at once if it was holding, after the CPU burn if it was burning).
+//!
+//! The lease is a token: the work section never sees it (each strategy moves it into its
+//! release, and `State::work` takes only the buffer and the cancellation token, so the
+//! compiler guarantees it). That is what makes `chain-cancel`'s early release sound here. With
+//! a real database connection, releasing on cancellation while the work may still be using the
+//! connection would be a use-after-release: the work must stop using the resource first (its
+//! calls must honour the cancellation and the release wait for them), or the pool must discard
+//! the connection instead of reusing it.
 
 use std::cell::RefCell;
 use std::str::FromStr;
@@ -96,51 +106,72 @@ pub(crate) async fn handle(
         },
     };
     let body = match (state.config.strategy, bound) {
-        (Strategy::Manual, _) => manual(&state, lease),
-        (Strategy::Guard, _) => guarded(&state, lease),
-        (Strategy::ChainCancel, Some(bound)) => chain_cancel(&state, lease, &bound),
-        (Strategy::Chain | Strategy::ChainCancel, _) => chain(&state, lease),
+        (Strategy::Manual, _) => manual(&state, lease, &token),
+        (Strategy::Guard, _) => guarded(&state, lease, &token),
+        (Strategy::ChainCancel, Some(bound)) => chain_cancel(&state, lease, &token, &bound),
+        (Strategy::Chain | Strategy::ChainCancel, _) => chain(&state, lease, &token),
     };
-    (Outcome::Ok, Some(body))
+    match body {
+        Some(body) => (Outcome::Ok, Some(body)),
+        None => (Outcome::Cancelled, None),
+    }
 }
 
 /// Explicit releases, in the order a careful programmer writes them.
-fn manual(state: &State, lease: Lease) -> Bytes {
+fn manual(state: &State, lease: Lease, token: &CancellationToken) -> Option<Bytes> {
     let mut buf = state.take_buffer();
-    let body = state.work(&mut buf);
+    let body = state.work(&mut buf, token);
     state.release_buffer(buf);
     state.release_lease(lease);
     body
 }
 
 /// Block guards: the release runs when each guard goes out of scope (panics included).
-fn guarded(state: &State, lease: Lease) -> Bytes {
+fn guarded(state: &State, lease: Lease, token: &CancellationToken) -> Option<Bytes> {
     let _lease = frugal_defer::guard(lease, |lease| state.release_lease(lease));
     let mut buf = frugal_defer::guard(state.take_buffer(), |buf| state.release_buffer(buf));
-    state.work(&mut buf)
+    state.work(&mut buf, token)
 }
 
 /// A function-scoped chain: one `defer` per resource, run newest first when the scope ends.
-fn chain(state: &State, lease: Lease) -> Bytes {
+fn chain(state: &State, lease: Lease, token: &CancellationToken) -> Option<Bytes> {
     // The deferred call owns nothing the body still uses: the buffer sits in a cell it takes
     // from at exit (Go's `defer pool.Put(buf)` with `buf` a reference).
     let buf = RefCell::new(state.take_buffer());
     frugal_defer::scope(|s| {
         let _ = s.defer(|| state.release_lease(lease));
         let _ = s.defer(|| state.release_buffer(buf.take()));
-        state.work(&mut buf.borrow_mut())
+        state.work(&mut buf.borrow_mut(), token)
     })
 }
 
 /// Like [`chain`], with the lease's release bound to the request's cancellation: a client that
-/// goes away mid-work gives the lease back at once, on the thread that saw it go.
-fn chain_cancel(state: &Arc<State>, lease: Lease, cancel: &CancelToken) -> Bytes {
+/// goes away mid-work gives the lease back at once, on the thread that saw it go, while the
+/// work section may still be running. Sound only because the lease is a token the work section
+/// never touches (it is moved into the release closure; see the module docs for what a real
+/// connection would need). A release that ran because of the cancellation is counted in
+/// `frugal_pool_leases_released_on_cancel_total`.
+fn chain_cancel(
+    state: &Arc<State>,
+    lease: Lease,
+    token: &CancellationToken,
+    cancel: &CancelToken,
+) -> Option<Bytes> {
     let buf = RefCell::new(state.take_buffer());
     let owner = Arc::clone(state);
+    let seen = cancel.clone();
     frugal_defer::scope(|s| {
-        let _ = s.defer_until_cancelled(cancel, move || owner.release_lease(lease));
+        let _ = s.defer_until_cancelled(cancel, move || {
+            if seen.is_cancelled() {
+                owner
+                    .metrics
+                    .leases_released_on_cancel
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            owner.release_lease(lease);
+        });
         let _ = s.defer(|| state.release_buffer(buf.take()));
-        state.work(&mut buf.borrow_mut())
+        state.work(&mut buf.borrow_mut(), token)
     })
 }
 
