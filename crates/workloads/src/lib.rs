@@ -1,6 +1,12 @@
-//! workloads (under construction).
+//! The experiments of frugal, each returning a typed, serializable report.
 //!
-//! # The defer experiments and their JSON reports
+//! - [`defer_bench`]: what a deferred cleanup costs, strategy by strategy (and Go's `defer` when a
+//!   Go toolchain is present), with the article's claims judged in [`claims`];
+//! - [`tasks`]: resident and virtual memory per tokio task, OS thread and goroutine;
+//! - [`http`]: an HTTP service whose per-request cleanup strategy is selectable, and a load
+//!   generator with coordinated-omission correction.
+//!
+//! # The experiments and their JSON reports
 //!
 //! | command | engine | report (serde) | schema |
 //! |---|---|---|---|
@@ -9,7 +15,7 @@
 //! | `frugal bench tasks [-n N] [--json FILE]` | [`tasks::run`] | [`tasks::TasksReport`] | [schema](tasks#json-schema) |
 //! | `frugal serve`, `frugal load URL [--json FILE]`, `frugal bench http [--quick] [--json FILE]` | [`http::serve`], [`http::load()`], [`http::bench()`] | [`http::LoadReport`], [`http::BenchReport`] | the types' field docs; no `schema_version` yet (the service's own counters: `GET /metrics`, Prometheus text) |
 //!
-//! Every report carries `schema_version`; counters are `null` when not measured, never zero,
+//! The defer and tasks reports carry `schema_version`; counters are `null` when not measured, never zero,
 //! and simulated counters say `"source": "simulated"`. The Go side of `bench defer` lives in
 //! `crates/workloads/go/` (embedded in the binary and built with the `go` on `PATH`).
 #![forbid(unsafe_code)]
