@@ -109,34 +109,47 @@ fn start_prometheus(dir: &Path, start: i64, end: i64) -> (KillOnDrop, u16) {
     );
     let config = dir.join("prometheus.yml");
     std::fs::write(&config, "global:\n  scrape_interval: 1m\n").unwrap();
-    let port = free_port();
-    let log = std::fs::File::create(dir.join("prometheus.log")).unwrap();
-    let child = Command::new(PROMETHEUS)
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!("--storage.tsdb.path={}", data.display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg("--storage.tsdb.retention.time=30d")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let guard = KillOnDrop(child);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if http_get(port, "/-/ready")
-            .is_some_and(|r| r.starts_with("HTTP/1.0 200") || r.starts_with("HTTP/1.1 200"))
-        {
-            break;
+    // The port is chosen by binding and releasing it, so another test of this binary may take it
+    // before Prometheus binds it: then Prometheus exits saying so and we retry on a new port.
+    let log_path = dir.join("prometheus.log");
+    for attempt in 1..=5 {
+        let port = free_port();
+        let log = std::fs::File::create(&log_path).unwrap();
+        let child = Command::new(PROMETHEUS)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", data.display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--storage.tsdb.retention.time=30d")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut guard = KillOnDrop(child);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = guard.0.try_wait().unwrap() {
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                assert!(
+                    log.contains("address already in use") && attempt < 5,
+                    "prometheus exited ({status}) on attempt {attempt}; log: {log}"
+                );
+                break; // port taken: next attempt
+            }
+            if http_get(port, "/-/ready")
+                .is_some_and(|r| r.starts_with("HTTP/1.0 200") || r.starts_with("HTTP/1.1 200"))
+            {
+                return (guard, port);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "prometheus did not become ready in 60 s; log: {}",
+                std::fs::read_to_string(&log_path).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(200));
         }
-        assert!(
-            Instant::now() < deadline,
-            "prometheus did not become ready in 60 s; log: {}",
-            std::fs::read_to_string(dir.join("prometheus.log")).unwrap_or_default()
-        );
-        std::thread::sleep(Duration::from_millis(200));
     }
-    (guard, port)
+    unreachable!("the last attempt returns or panics")
 }
 
 #[test]
@@ -307,8 +320,20 @@ fn slow_prometheus_times_out() {
 fn non_prometheus_answer_is_a_clear_error() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
+    // Non-blocking accept with a deadline: if frugal never connects, the thread still ends.
     let server = std::thread::spawn(move || {
-        let (mut s, _) = listener.accept().unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut s = loop {
+            match listener.accept() {
+                Ok((s, _)) => break s,
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                Err(_) => return,
+            }
+        };
+        s.set_nonblocking(false).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let mut buf = [0u8; 4096];
         let _ = s.read(&mut buf);

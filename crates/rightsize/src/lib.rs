@@ -83,6 +83,6 @@ pub use render::{render, Format};
 pub use report::{analyze, PriceInfo, Report};
 pub use series::{Sample, Series, SeriesSet, Window, GAP_MS, WINDOW_MS};
 pub use verify::{
-    cgroup_info, detect_cgroup, fraction_within, plan_cpus, scale_cpus, verify, Cgroup, Measured,
-    Verdict, Verification, VerifyOptions,
+    cgroup_info, detect_cgroup, fraction_within, plan_cpus, plan_replay, scale_cpus, verify,
+    Cgroup, Measured, Verdict, Verification, VerifyOptions,
 };

@@ -1,9 +1,18 @@
 //! `--verify`: replay a recommendation on this machine.
 //!
-//! The real service (`frugal serve`) runs twice, confined with `sched_setaffinity` to as many CPUs
-//! as the current type and as the candidate have — scaled to this machine while keeping their
-//! ratio (2 CPUs → 1 CPU for a halving on a 2-core machine) — and each time `frugal load` drives it
-//! in constant-rate mode.
+//! The real service (`frugal serve`) runs twice, confined with `sched_setaffinity` (and a cgroup
+//! CPU quota for fractional sizes) to as many CPUs as the current type and as the candidate have —
+//! scaled to this machine while keeping their ratio — and each time `frugal load` drives it in
+//! constant-rate mode.
+//!
+//! The arrangement is the same for both runs and for the capacity run: on a machine with N ≥ 2
+//! CPUs the last one is reserved for `frugal load` (pinned there) and both server sizes are scaled
+//! into the other N − 1 ([`plan_replay`]). On a 2-core machine a 4 → 2 vCPU halving is therefore
+//! 1 CPU against 0.5 CPU (a cgroup quota), the load generator on the other core in both runs. When
+//! a fractional size needs a quota and none can be set (no permission, no cgroup file system), the
+//! replay falls back to whole CPUs without the reservation, when the ratio allows, and says that
+//! the runs are then unequal: the current size shares its CPUs with the load generator while the
+//! candidate does not. On a 1-CPU machine the load generator shares the CPU in both runs.
 //!
 //! The rate. An observed request rate from another machine means nothing here, so the replay
 //! reproduces the observed *utilization* instead: a short closed-loop run measures what the
@@ -109,6 +118,13 @@ pub struct Verification {
     pub latency_target_ms: f64,
     /// How the CPU count was enforced: affinity only, or affinity plus a cgroup quota.
     pub cgroup: String,
+    /// Where the load generator and the server ran, in words (the same for both runs unless it
+    /// says otherwise).
+    pub arrangement: String,
+    /// The CPU reserved for the load generator in every run, if one was.
+    pub load_generator_cpu: Option<usize>,
+    /// Whether both runs (and the capacity run) had the same arrangement.
+    pub symmetric: bool,
     /// 1-minute load average of this machine after the replay (from `/proc/loadavg`).
     pub load_average: Option<f64>,
     /// The current size.
@@ -148,13 +164,14 @@ impl Verification {
         match &self.verdict {
             Verdict::NotRun(why) => format!("not run: {why}"),
             v => format!(
-                "{} ({} -> {}): current {}; candidate {}; rate: {}; {}{}{}",
+                "{} ({} -> {}): current {}; candidate {}; rate: {}; {}; {}{}{}",
                 if *v == Verdict::Pass { "pass" } else { "FAIL" },
                 self.current_type,
                 self.candidate_type,
                 m(&self.current),
                 m(&self.candidate),
                 self.rate_basis,
+                self.arrangement,
                 self.cgroup,
                 match self.load_average {
                     Some(l) if l > 1.0 + self.machine_cpus as f64 => format!(
@@ -301,6 +318,24 @@ pub fn plan_cpus(cur: u32, cand: u32, machine: usize) -> std::result::Result<(us
     Ok((k, c))
 }
 
+/// CPUs for the two replays on a machine of `machine` CPUs: `(current, candidate)`, as
+/// [`plan_cpus`] gives them inside the CPUs the server may use. With `reserve_load_cpu` and at
+/// least 2 CPUs, one CPU is kept for the load generator and the sizes are scaled into the other
+/// `machine - 1`; otherwise into all of them.
+pub fn plan_replay(
+    cur: u32,
+    cand: u32,
+    machine: usize,
+    reserve_load_cpu: bool,
+) -> std::result::Result<(usize, f64), String> {
+    let server = if reserve_load_cpu && machine >= 2 {
+        machine - 1
+    } else {
+        machine
+    };
+    plan_cpus(cur, cand, server)
+}
+
 /// Fraction of requests within `target` from percentile points, interpolating linearly in latency.
 pub fn fraction_within(points: &[(f64, f64)], target: f64) -> f64 {
     // points: (latency, cumulative fraction), ascending.
@@ -444,6 +479,7 @@ fn run_load(
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
     if let Some(r) = rate {
+        // The caller rounded the rate; the run and the 95% check use the same number.
         cmd.args(["--rate", &format!("{r:.0}")]);
     }
     if !cpus.is_empty() {
@@ -452,6 +488,14 @@ fn run_load(
     let mut child = cmd.spawn().map_err(|e| {
         Error::verify_io(format!("cannot start {} load", opts.program.display()), e)
     })?;
+    // Drained while it runs: a full pipe (64 KiB) would block the load generator.
+    let stderr = child.stderr.take().expect("invariant: stderr was piped");
+    let drain = std::thread::spawn(move || {
+        use std::io::Read;
+        let mut err = String::new();
+        let _ = BufReader::new(stderr).read_to_string(&mut err);
+        err
+    });
     let deadline = Instant::now() + duration + opts.warmup + Duration::from_secs(60);
     let status = loop {
         if let Some(status) = child
@@ -463,18 +507,15 @@ fn run_load(
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
+            let _ = drain.join();
             return Err(Error::verify(
                 "`frugal load` did not finish within its duration + 60 s",
             ));
         }
         std::thread::sleep(Duration::from_millis(50));
     };
+    let err = drain.join().unwrap_or_default();
     if !status.success() {
-        let mut err = String::new();
-        if let Some(mut e) = child.stderr.take() {
-            use std::io::Read;
-            let _ = e.read_to_string(&mut err);
-        }
         return Err(Error::verify(format!(
             "`frugal load` failed ({status}): {}",
             err.trim()
@@ -554,6 +595,9 @@ pub fn verify(rec: &Recommendation, opts: &VerifyOptions) -> Result<Verification
         work_us,
         latency_target_ms: target_ms,
         cgroup: cgroup_info(),
+        arrangement: String::new(),
+        load_generator_cpu: None,
+        symmetric: false,
         load_average: None,
         current: None,
         candidate: None,
@@ -563,46 +607,97 @@ pub fn verify(rec: &Recommendation, opts: &VerifyOptions) -> Result<Verification
         v.verdict = Verdict::NotRun("no change recommended, nothing to verify".to_owned());
         return Ok(v);
     };
-    let (k_cur, cand_cpus) = match plan_cpus(current.vcpus, candidate.vcpus, machine) {
+    let (cur_v, cand_v) = (current.vcpus, candidate.vcpus);
+    let needs_quota = |cpus: f64| cpus.fract() > 1e-9;
+    // Symmetric: one CPU reserved for the load generator in every run (when there are >= 2).
+    let (k_cur, cand_cpus) = match plan_replay(cur_v, cand_v, machine, true) {
         Ok(p) => p,
         Err(why) => {
             v.verdict = Verdict::NotRun(why);
             return Ok(v);
         }
     };
-    let k_cand = cand_cpus.ceil() as usize;
-    let quota = if cand_cpus.fract() > 1e-9 {
+    let reserved = (machine >= 2).then(|| cpus_here[machine - 1]);
+    let mut plan = (k_cur, cand_cpus, reserved);
+    let mut quota = None;
+    let mut fallback_note = None;
+    if needs_quota(cand_cpus) {
         match CpuQuota::new(cand_cpus) {
-            Ok(q) => {
-                v.cgroup = format!(
-                    "{}: candidate pinned to {k_cand} CPU(s) with a quota of {cand_cpus:.2} CPU",
-                    cgroup_info()
-                );
-                Some(q)
-            }
+            Ok(q) => quota = Some(q),
             Err(why) => {
-                v.verdict = Verdict::NotRun(format!(
-                    "{} has {} vCPUs and {} has {}: that is {cand_cpus:.2} CPUs here, which needs a \
-                     cgroup CPU quota, and none could be set: {why}",
-                    current.instance_type,
-                    current.vcpus,
-                    candidate.instance_type,
-                    candidate.vcpus
-                ));
-                return Ok(v);
+                // Fall back to whole CPUs over the whole machine, stating the asymmetry.
+                match plan_replay(cur_v, cand_v, machine, false) {
+                    Ok((k, c)) if !needs_quota(c) && reserved.is_some() => {
+                        plan = (k, c, None);
+                        fallback_note = Some(format!(
+                            "UNEQUAL RUNS: {cand_cpus:.2} CPU for the candidate needs a cgroup CPU \
+                             quota and none could be set ({why}), so the replay uses whole CPUs \
+                             without a CPU reserved for the load generator: the current size \
+                             ({k} CPUs) shares its CPUs with `frugal load` while the candidate \
+                             ({c:.0} CPU) does not, which favours the candidate"
+                        ));
+                    }
+                    _ => {
+                        v.verdict = Verdict::NotRun(format!(
+                            "{} has {cur_v} vCPUs and {} has {cand_v}: that is {k_cur} against \
+                             {cand_cpus:.2} CPUs here, which needs a cgroup CPU quota, and none \
+                             could be set: {why}",
+                            current.instance_type, candidate.instance_type,
+                        ));
+                        return Ok(v);
+                    }
+                }
             }
         }
-    } else {
-        v.cgroup = format!("{}; whole CPUs by affinity, no quota needed", cgroup_info());
-        None
+    }
+    let (k_cur, cand_cpus, reserved) = plan;
+    let k_cand = cand_cpus.ceil() as usize;
+    v.load_generator_cpu = reserved;
+    v.symmetric = fallback_note.is_none();
+    let cpu_list = |cpus: &[usize]| {
+        cpus.iter()
+            .map(usize::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
     };
-    // Load generator on the CPUs the server does not use, when there are any.
+    v.arrangement = match (&fallback_note, reserved) {
+        (Some(note), _) => note.clone(),
+        (None, Some(l)) => format!(
+            "same arrangement in both runs and the capacity run: `frugal load` pinned to CPU {l}, \
+             the server to CPU(s) {} ({k_cur} CPU) for the current size and CPU(s) {} \
+             ({cand_cpus:.2} CPU{}) for the candidate",
+            cpu_list(&cpus_here[..k_cur]),
+            cpu_list(&cpus_here[..k_cand]),
+            if quota.is_some() {
+                " by a cgroup quota"
+            } else {
+                ""
+            }
+        ),
+        (None, None) => format!(
+            "one CPU only: `frugal load` shares CPU {} with the server in both runs ({k_cur} CPU \
+             against {cand_cpus:.2} CPU{})",
+            cpus_here[0],
+            if quota.is_some() {
+                " by a cgroup quota"
+            } else {
+                ""
+            }
+        ),
+    };
+    v.cgroup = match &quota {
+        Some(_) => format!(
+            "{}: candidate pinned to {k_cand} CPU(s) with a quota of {cand_cpus:.2} CPU",
+            cgroup_info()
+        ),
+        None => format!("{}; whole CPUs by affinity, no quota used", cgroup_info()),
+    };
+    // The load generator: its reserved CPU; in the fallback, the CPUs the server does not use
+    // (none for the current size, which then shares); on one CPU, that CPU.
     let load_cpus = |k: usize| -> Vec<usize> {
-        let rest: Vec<usize> = cpus_here[k..].to_vec();
-        if rest.is_empty() {
-            Vec::new()
-        } else {
-            rest
+        match reserved {
+            Some(l) => vec![l],
+            None => cpus_here[k.min(machine)..].to_vec(),
         }
     };
     let u = current.cpu_utilization.min(0.95);
@@ -622,7 +717,8 @@ pub fn verify(rec: &Recommendation, opts: &VerifyOptions) -> Result<Verification
         v.verdict = Verdict::NotRun("the capacity run served no requests".to_owned());
         return Ok(v);
     }
-    let rate = (capacity * u).max(1.0);
+    // Rounded once: the load runs at this rate and the 95% check compares against it.
+    let rate = (capacity * u).round().max(1.0);
     v.rate_basis = format!(
         "{:.0}% (observed P99.5 utilization of {}, capped at 95%) x {:.0} req/s closed-loop capacity \
          of the {k_cur}-CPU replay = {rate:.0} req/s",
@@ -674,6 +770,18 @@ mod tests {
         assert!(plan_cpus(2, 8, 2)
             .unwrap_err()
             .contains("more CPUs than this machine has"));
+    }
+
+    #[test]
+    fn replay_reserves_a_cpu_for_the_load_generator() {
+        // 2 cores: the server gets 1, so a halving is 1 CPU against half a CPU.
+        assert_eq!(plan_replay(4, 2, 2, true), Ok((1, 0.5)));
+        assert_eq!(plan_replay(4, 2, 2, false), Ok((2, 1.0)));
+        assert_eq!(plan_replay(4, 2, 3, true), Ok((2, 1.0)));
+        assert_eq!(plan_replay(4, 2, 5, true), Ok((4, 2.0)));
+        // One CPU: nothing to reserve.
+        assert_eq!(plan_replay(4, 2, 1, true), Ok((1, 0.5)));
+        assert!(plan_replay(2, 4, 2, true).is_err());
     }
 
     #[test]
