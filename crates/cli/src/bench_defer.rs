@@ -2,8 +2,6 @@
 //! ledger. Also home of the binary's counting global allocator (per-thread counts), which
 //! the allocation columns read.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use frugal_workloads::claims::{self, Claim};
 use frugal_workloads::defer_bench::{
-    self, AllocSnapshot, Config, CounterSource, DeferReport, Row, Scenario, SimCommand, Strategy,
+    self, Config, CounterSource, DeferReport, Row, Scenario, SimCommand, Strategy,
 };
 use frugal_workloads::tasks::TasksReport;
 
@@ -82,7 +80,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .map(|s| Scenario::parse(s))
             .collect::<Result<_, _>>()?;
     }
-    config.alloc_probe = Some(alloc_snapshot);
+    config.alloc_probe = Some(crate::alloc_count::alloc_snapshot);
     config.go = !args.no_go;
     if !args.no_sim {
         // Go children (the simulated test binary) inherit this: callgrind aborts on the Go
@@ -335,68 +333,5 @@ fn render_claims(claims: &[Claim], tasks: Option<&TasksReport>, out: &mut String
         if !c.why.is_empty() {
             let _ = writeln!(out, "    why: {}", c.why);
         }
-    }
-}
-
-// ---------------------------------------------------------------- counting allocator
-
-/// The global allocator of the `frugal` binary: the system allocator plus per-thread counts of
-/// allocations and bytes, read by [`alloc_snapshot`]. Per-thread, so a progress-bar thread or a
-/// server's workers do not blur a benchmark's numbers; a couple of thread-local increments per
-/// allocation is the whole overhead.
-struct CountingAlloc;
-
-thread_local! {
-    static ALLOCS: Cell<u64> = const { Cell::new(0) };
-    static BYTES: Cell<u64> = const { Cell::new(0) };
-}
-
-#[global_allocator]
-static GLOBAL: CountingAlloc = CountingAlloc;
-
-#[inline]
-fn count(bytes: usize) {
-    // `try_with`: during thread teardown the slots may be gone; such allocations go uncounted.
-    let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
-    let _ = BYTES.try_with(|c| c.set(c.get() + bytes as u64));
-}
-
-/// The calling thread's allocation totals.
-fn alloc_snapshot() -> AllocSnapshot {
-    AllocSnapshot {
-        count: ALLOCS.try_with(Cell::get).unwrap_or(0),
-        bytes: BYTES.try_with(Cell::get).unwrap_or(0),
-    }
-}
-
-// SAFETY: every method forwards to `System` with the caller's arguments unchanged, so the
-// `GlobalAlloc` contract holds exactly as it does for `System`; counting touches only
-// const-initialized thread-locals without destructors, which never allocate.
-unsafe impl GlobalAlloc for CountingAlloc {
-    #[inline]
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        count(layout.size());
-        // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract for `layout`.
-        unsafe { System.alloc(layout) }
-    }
-
-    #[inline]
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        count(layout.size());
-        // SAFETY: the caller upholds `GlobalAlloc::alloc_zeroed`'s contract for `layout`.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-
-    #[inline]
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` was allocated by `System` (through us) with `layout`.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    #[inline]
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        count(new_size);
-        // SAFETY: `ptr` was allocated by `System` with `layout`; the caller upholds the rest.
-        unsafe { System.realloc(ptr, layout, new_size) }
     }
 }

@@ -4,10 +4,14 @@
 //! The binary is thin: it parses the command line, calls one of the library crates and renders the
 //! typed report as a terminal table, JSON, CSV or HTML. Each subcommand lives in its own module.
 
+#![deny(unsafe_code)]
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+#[allow(unsafe_code)] // the counting global allocator: `GlobalAlloc` is an unsafe trait
+mod alloc_count;
 mod bench;
 mod load;
 mod rightsize;
