@@ -6,6 +6,8 @@ use std::process::ExitCode;
 mod bench_defer;
 #[path = "bench_http.rs"]
 mod bench_http;
+#[path = "bench_io.rs"]
+mod bench_io;
 #[path = "bench_tasks.rs"]
 mod bench_tasks;
 
@@ -18,6 +20,8 @@ pub enum Command {
     Tasks(bench_tasks::Args),
     /// The HTTP service per cleanup strategy under load: throughput, tail latency, CPU, memory.
     Http(bench_http::Args),
+    /// Random 4 KiB reads at queue depth 64 through io_uring, fio beside it (article 2.5).
+    Io(bench_io::Args),
 }
 
 /// Runs one experiment.
@@ -26,5 +30,6 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Defer(args) => bench_defer::run(args),
         Command::Tasks(args) => bench_tasks::run(args),
         Command::Http(args) => bench_http::run(args),
+        Command::Io(args) => bench_io::run(args),
     }
 }
