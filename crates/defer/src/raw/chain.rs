@@ -7,7 +7,8 @@
 //! that only the record's handle carries. The newest record of the current segment is the
 //! one that ends at `cursor`, so records need no links: running the chain walks a local copy
 //! of `cursor` down by each record's `size` (one load: the walk's critical path is short),
-//! and calls its `run` with the record's start — the run functions never touch the chain, so
+//! calling each record's `run` with the record's end (the cursor before the step; the
+//! function knows its record's size) — the run functions never touch the chain, so
 //! the run loop keeps the cursor in a register.
 //! A closure aligned to more than 8, or whose record is over `MAX_SEGMENT_RECORD` (512) bytes and
 //! does not fit the inline buffer's free space (a large record goes inline only while the
@@ -28,7 +29,8 @@
 //!    `run` runs it; once it was run or dropped through a handle, `run` is the *spent*
 //!    function of that type and storage, which never touches the closure again.
 //! 3. `run` is called exactly once per record; the run loop first moves its cursor below
-//!    the record (unlinking it) and only then calls it. If the call unwinds, a drop guard
+//!    the record (unlinking it) and only then calls it (with the record's end, whose bytes
+//!    stay valid: nothing registers during a run). If the call unwinds, a drop guard
 //!    stores that cursor into the chain, so the chain stays consistent and the next run
 //!    resumes with the next record. While the run loop is active, the chain's `cursor` field
 //!    is stale; nothing reads it then (no registration or handle can happen during a run).
@@ -46,8 +48,10 @@ use std::ptr::{self, NonNull};
 
 use super::pool;
 
-/// The `run` word of a record: runs the closure of the record starting at the argument if
-/// live (releasing a stub's block); the record was already unlinked.
+/// The `run` word of a record: runs the closure of the record ending at the argument if
+/// live (releasing a stub's block). Taking the record's end (the run loop's cursor) rather
+/// than its start lets the run loop pass its cursor as is: each function knows its record's
+/// size at compile time.
 type Run = unsafe fn(*mut u8);
 
 /// Size of one word of a record's tail (`run`, then `size`).
@@ -186,8 +190,9 @@ fn stub_ptr(slot: *mut u8) -> *mut NonNull<u8> {
 // ---- in-segment records ------------------------------------------------------------------
 
 /// # Safety
-/// `start` is the start of an unlinked in-segment record with a live `F`.
-unsafe fn exit_inline<F: FnOnce()>(start: *mut u8) {
+/// `end` is the end of an unlinked in-segment record with a live `F`.
+unsafe fn exit_inline<F: FnOnce()>(end: *mut u8) {
+    let start = end.wrapping_sub(Shape::<F>::RECORD);
     // SAFETY: a live, initialized `F` starts at `start` (invariant 2); the record was
     // unlinked by the run loop, so this is the only read and the closure is moved out once.
     let f = unsafe { start.cast::<F>().read() };
@@ -195,8 +200,8 @@ unsafe fn exit_inline<F: FnOnce()>(start: *mut u8) {
 }
 
 /// # Safety
-/// `start` is the start of an unlinked in-segment record, already spent: nothing to do.
-unsafe fn exit_inline_spent(_start: *mut u8) {}
+/// `end` is the end of an unlinked in-segment record, already spent: nothing to do.
+unsafe fn exit_inline_spent(_end: *mut u8) {}
 
 /// # Safety
 /// `slot` is a pending in-segment record of a live `F`; afterwards the closure counts as moved.
@@ -236,12 +241,12 @@ unsafe fn release_block<F>(block: NonNull<u8>) {
 }
 
 /// # Safety
-/// `start` is the start of an unlinked stub record with a live `F`.
-unsafe fn exit_stub<F: FnOnce()>(start: *mut u8) {
+/// `end` is the end of an unlinked stub record with a live `F`.
+unsafe fn exit_stub<F: FnOnce()>(end: *mut u8) {
     // SAFETY: an unlinked stub record (its bytes stay valid until overwritten by a later
     // registration, which cannot happen while the chain runs) stores its block pointer at
     // its start.
-    let block = unsafe { start.cast::<NonNull<u8>>().read() };
+    let block = unsafe { end.wrapping_sub(STUB_RECORD).cast::<NonNull<u8>>().read() };
     // SAFETY: the block holds a live `F` at its start (invariant 2); moved out once.
     let f = unsafe { block.cast::<F>().read() };
     // SAFETY: the closure was moved out; nothing else refers to the block.
@@ -250,10 +255,10 @@ unsafe fn exit_stub<F: FnOnce()>(start: *mut u8) {
 }
 
 /// # Safety
-/// `start` is the start of an unlinked stub record, already spent.
-unsafe fn exit_stub_spent<F>(start: *mut u8) {
+/// `end` is the end of an unlinked stub record, already spent.
+unsafe fn exit_stub_spent<F>(end: *mut u8) {
     // SAFETY: as in `exit_stub`.
-    let block = unsafe { start.cast::<NonNull<u8>>().read() };
+    let block = unsafe { end.wrapping_sub(STUB_RECORD).cast::<NonNull<u8>>().read() };
     // SAFETY: the closure was run or dropped through its handle; the block is released once.
     unsafe { release_block::<F>(block) };
 }
@@ -441,7 +446,7 @@ impl Chain {
                 return unsafe { write_record(cur, f) };
             }
         }
-        let (state, record) = push_slow(self.state(), self.registered.get(), f);
+        let (state, record) = push_slow(self.state(), f);
         self.set_state(state);
         record
     }
@@ -473,16 +478,18 @@ impl Chain {
             let start = self.cold().start.get();
             if run.cursor != start {
                 loop {
-                    // SAFETY: `cursor > start`, so the newest pending record ends at `cursor`
+                    let end = run.cursor;
+                    // SAFETY: `cursor > start`, so the newest pending record ends at `end`
                     // (invariant 1) and its `size` word is initialized.
-                    let size = unsafe { run.cursor.wrapping_sub(VT).cast::<usize>().read() };
+                    let size = unsafe { end.wrapping_sub(VT).cast::<usize>().read() };
                     // SAFETY: likewise its `run` word, right below.
-                    let exit = unsafe { run.cursor.wrapping_sub(TAIL).cast::<Run>().read() };
+                    let exit = unsafe { end.wrapping_sub(TAIL).cast::<Run>().read() };
                     // Unlink first (invariant 3).
-                    run.cursor = run.cursor.wrapping_sub(size);
-                    // SAFETY: `run.cursor` is the start of the record just unlinked; `exit`
-                    // matches its closure type and storage (invariant 2), called once for it.
-                    unsafe { exit(run.cursor) };
+                    run.cursor = end.wrapping_sub(size);
+                    // SAFETY: `end` is the end of the record just unlinked; `exit` matches its
+                    // closure type and storage (invariant 2), called once for it. The record's
+                    // bytes stay valid: nothing registers during a run.
+                    unsafe { exit(end) };
                     if run.cursor == start {
                         break;
                     }
@@ -547,13 +554,13 @@ unsafe fn write_record<F: FnOnce()>(cur: *mut u8, f: F) -> Record {
 }
 
 /// Registers `f` when it does not fit the current segment, or needs its own block.
-/// `registered` counts the chain's records, `f` included; it is passed in but not returned,
-/// so that after inlining LLVM can still compute it at compile time (straight-line code) or
-/// from the trip count of a loop.
+/// It takes nothing that changes at every registration but the cursor (no count: the
+/// statistics' inline count is recounted from the inline buffer when leaving it), so that
+/// the fast path keeps no extra value alive for it in a loop of registrations.
 #[inline(never)]
-fn push_slow<F: FnOnce()>(mut s: State, registered: u64, f: F) -> (State, Record) {
+fn push_slow<F: FnOnce()>(mut s: State, f: F) -> (State, Record) {
     if Shape::<F>::IN_SEGMENT {
-        new_segment(&mut s, registered);
+        new_segment(&mut s);
         // Fits now (asserted at compile time: a segment holds any in-segment record).
         let cur = s.cursor;
         s.cursor = cur.wrapping_add(Shape::<F>::RECORD);
@@ -579,7 +586,7 @@ fn push_slow<F: FnOnce()>(mut s: State, registered: u64, f: F) -> (State, Record
     unsafe { block.cast::<F>().write(f) };
     // The stub record: [block pointer][exit].
     if s.cursor.wrapping_add(STUB_RECORD) as usize > s.limit as usize {
-        new_segment(&mut s, registered);
+        new_segment(&mut s);
     }
     let cur = s.cursor;
     let slot = cur.wrapping_add(VT);
@@ -608,13 +615,23 @@ fn push_slow<F: FnOnce()>(mut s: State, registered: u64, f: F) -> (State, Record
 }
 
 /// Starts a new pool segment on top of the current one.
-fn new_segment(s: &mut State, registered: u64) {
+fn new_segment(s: &mut State) {
     let cold = s.cold();
     if cold.start.get() == s.base {
         // Leaving the inline buffer, for good: registration never returns to it. Every
-        // record so far but the current one (counted, not yet written) is in it.
+        // record so far (all stubs included) but the current one (not yet written) is in
+        // it: count them, walking down from the cursor by their sizes.
+        let mut records = 0u64;
+        let mut cursor = s.cursor;
+        while cursor != s.base {
+            // SAFETY: `base < cursor`: a pending record of the inline buffer ends at
+            // `cursor` (invariant 1) and its `size` word is initialized.
+            let size = unsafe { cursor.wrapping_sub(VT).cast::<usize>().read() };
+            cursor = cursor.wrapping_sub(size);
+            records += 1;
+        }
         let stubs = cold.stub_pooled.get() + cold.stub_heap.get();
-        cold.inline_records.set(registered - 1 - stubs);
+        cold.inline_records.set(records - stubs);
     }
     let block = pool::acquire(SEG_CLASS).as_ptr();
     let hdr = SegHdr {
@@ -693,6 +710,26 @@ mod tests {
             assert_eq!(pooled, 100 - 1);
         });
         assert_eq!(*log.borrow(), (0..100).rev().collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn inline_count_excludes_stubs_written_inline() {
+        let log = RefCell::new(Vec::new());
+        with_chain::<128>(|chain| {
+            let l = &log;
+            // 32 + 24 + 24 + 32 bytes inline: two closures and two stubs (pooled, heap).
+            chain.push(move || l.borrow_mut().push(0));
+            let big = [1u8; 600];
+            chain.push(move || l.borrow_mut().push(big[0] as usize));
+            let huge = [2u8; 5000];
+            chain.push(move || l.borrow_mut().push(huge[0] as usize));
+            for i in 3..13usize {
+                chain.push(move || l.borrow_mut().push(i));
+            }
+            // 13 registered: 2 inline, 1 heap, the rest (1 stub, 9 closures) pooled.
+            assert_eq!(chain.counts(), (13, 10, 1));
+        });
+        assert_eq!(*log.borrow(), (0..13).rev().collect::<Vec<_>>());
     }
 
     #[test]
