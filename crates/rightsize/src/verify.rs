@@ -236,26 +236,53 @@ pub fn cgroup_info() -> String {
     }
 }
 
-/// A cgroup with a CPU quota, removed on drop (after its processes have exited).
+/// The CFS bandwidth `(quota, period)` in µs that gives exactly `cpus` CPUs.
+///
+/// The period is 10 ms, not the kernel's default 100 ms: with a long period a half-CPU server is
+/// frozen for 50 ms at a time, a latency no real (slower) vCPU has. The kernel wants a quota of
+/// at least 1 ms and a period of at most 1 s, so small fractions get a longer period
+/// (`ceil(1000 / cpus)` µs) rather than a larger quota; below 0.001 CPU no period works and the
+/// error says so.
+pub fn quota_period(cpus: f64) -> std::result::Result<(u64, u64), String> {
+    const MIN_QUOTA: f64 = 1_000.0;
+    const MAX_PERIOD: f64 = 1_000_000.0;
+    if !(cpus.is_finite() && cpus > 0.0) {
+        return Err(format!("{cpus} CPU is not a CPU quota"));
+    }
+    let period = (MIN_QUOTA / cpus).ceil().max(10_000.0);
+    if period > MAX_PERIOD {
+        return Err(format!(
+            "{cpus:.4} CPU is below the smallest cgroup CPU quota (1 ms per 1 s period = 0.001 CPU)"
+        ));
+    }
+    let quota = (cpus * period).round().max(MIN_QUOTA);
+    Ok((quota as u64, period as u64))
+}
+
+/// Prefix of the cgroups `--verify` creates; the pid of the creating process follows.
+const CGROUP_PREFIX: &str = "frugal-verify-";
+
+/// A cgroup with a CPU quota, removed on drop (its processes are killed first if any remain).
 struct CpuQuota {
     dir: PathBuf,
+    /// Enforced quota, µs per period.
+    quota_us: u64,
+    /// Enforced period, µs.
+    period_us: u64,
 }
 
 impl CpuQuota {
-    /// Creates a cgroup limited to `cpus` CPUs of bandwidth.
-    ///
-    /// The period is 10 ms, not the kernel's default 100 ms: with a long period a half-CPU server is
-    /// frozen for 50 ms at a time, a latency no real (slower) vCPU has.
+    /// Creates a cgroup limited to `cpus` CPUs of bandwidth ([`quota_period`]); removes stale
+    /// cgroups of earlier replays whose process is gone first.
     fn new(cpus: f64) -> std::result::Result<CpuQuota, String> {
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let (quota, period) = quota_period(cpus)?;
         // Relaxed: the counter only makes directory names unique.
         let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let name = format!("frugal-verify-{}-{n}", std::process::id());
-        let period = 10_000u64;
-        let quota = ((cpus * period as f64).round() as u64).max(1_000);
-        let (dir, writes): (PathBuf, Vec<(&str, String)>) = match detect_cgroup() {
+        let name = format!("{CGROUP_PREFIX}{}-{n}", std::process::id());
+        let (base, writes): (PathBuf, Vec<(&str, String)>) = match detect_cgroup() {
             Cgroup::V1(base) => (
-                base.join(&name),
+                base,
                 vec![
                     ("cpu.cfs_period_us", period.to_string()),
                     ("cpu.cfs_quota_us", quota.to_string()),
@@ -263,21 +290,29 @@ impl CpuQuota {
             ),
             Cgroup::V2(base) => {
                 let _ = std::fs::write(base.join("cgroup.subtree_control"), "+cpu");
-                (
-                    base.join(&name),
-                    vec![("cpu.max", format!("{quota} {period}"))],
-                )
+                (base, vec![("cpu.max", format!("{quota} {period}"))])
             }
             Cgroup::None => return Err("no cgroup cpu controller is mounted".to_owned()),
         };
+        remove_stale_cgroups(&base);
+        let dir = base.join(&name);
         std::fs::create_dir(&dir)
             .map_err(|e| format!("cannot create {}: {e} (needs root)", dir.display()))?;
-        let q = CpuQuota { dir };
+        let q = CpuQuota {
+            dir,
+            quota_us: quota,
+            period_us: period,
+        };
         for (file, value) in writes {
             std::fs::write(q.dir.join(file), &value)
                 .map_err(|e| format!("cannot write {value} to {file}: {e}"))?;
         }
         Ok(q)
+    }
+
+    /// The CPUs the quota enforces (quota / period).
+    fn cpus(&self) -> f64 {
+        self.quota_us as f64 / self.period_us as f64
     }
 
     /// Moves a process (all its threads) into the cgroup.
@@ -287,14 +322,59 @@ impl CpuQuota {
     }
 }
 
+/// Kills what is left in a cgroup (v2 `cgroup.kill` where it exists, and SIGKILL to every pid in
+/// `cgroup.procs`), then removes it, retrying for up to `patience`.
+fn kill_and_remove(dir: &Path, patience: Duration) -> std::io::Result<()> {
+    let deadline = Instant::now() + patience;
+    loop {
+        let result = match std::fs::remove_dir(dir) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            r => r,
+        };
+        if result.is_ok() || Instant::now() >= deadline {
+            return result;
+        }
+        if dir.join("cgroup.kill").exists() {
+            let _ = std::fs::write(dir.join("cgroup.kill"), "1");
+        }
+        let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+        for pid in procs.lines().filter_map(|l| l.trim().parse::<u32>().ok()) {
+            sys::kill_hard(pid);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Removes `frugal-verify-<pid>-*` cgroups under `base` whose creating process no longer exists
+/// (left behind by a replay that was killed without unwinding).
+fn remove_stale_cgroups(base: &Path) {
+    let Ok(entries) = std::fs::read_dir(base) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(CGROUP_PREFIX)) else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid != std::process::id() && !sys::pid_alive(pid) {
+            let _ = kill_and_remove(&entry.path(), Duration::from_secs(1));
+        }
+    }
+}
+
 impl Drop for CpuQuota {
     fn drop(&mut self) {
-        // The server was stopped before; the kernel may need a moment to empty the group.
-        for _ in 0..50 {
-            if std::fs::remove_dir(&self.dir).is_ok() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        // The server was stopped before; the kernel may need a moment to empty the group, and
+        // anything still in it is killed.
+        if let Err(e) = kill_and_remove(&self.dir, Duration::from_secs(2)) {
+            eprintln!(
+                "warning: cannot remove the cgroup {}: {e}; remove it with `rmdir {}`",
+                self.dir.display(),
+                self.dir.display()
+            );
         }
     }
 }
@@ -393,30 +473,62 @@ fn start_server(
     .stdin(Stdio::null())
     .stdout(Stdio::piped())
     .stderr(Stdio::inherit());
-    sys::pin_child(&mut cmd, cpus);
-    let mut child = cmd.spawn().map_err(|e| {
+    sys::confine_child(&mut cmd, cpus);
+    let child = cmd.spawn().map_err(|e| {
         Error::verify_io(format!("cannot start {} serve", opts.program.display()), e)
     })?;
-    let stdout = child.stdout.take().expect("invariant: stdout was piped");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut lines = BufReader::new(stdout).lines();
-        if let Some(Ok(first)) = lines.next() {
-            let _ = tx.send(first);
-        }
-        for _ in lines {} // keep draining so the server never blocks on a full pipe
-    });
+    // Guarded at once: from here every early return stops and reaps the server.
     let mut server = Server {
         child,
         url: String::new(),
     };
+    let stdout = server
+        .child
+        .stdout
+        .take()
+        .expect("invariant: stdout was piped");
+    let (tx, rx) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("serve-stdout".to_owned())
+        .spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(first)) = lines.next() {
+                let _ = tx.send(first);
+            }
+            for _ in lines {} // keep draining so the server never blocks on a full pipe
+        })
+        .map_err(|e| Error::verify_io("cannot start a thread to read `frugal serve`", e))?;
     if let Some(q) = quota {
         // All threads of the server move; it has not served anything yet.
         q.add(server.child.id()).map_err(Error::verify)?;
     }
-    let line = rx.recv_timeout(Duration::from_secs(15)).map_err(|_| {
-        Error::verify("`frugal serve` did not print `listening on http://...` within 15 s; run `frugal serve --help` to check it works")
-    })?;
+    let line = match rx.recv_timeout(Duration::from_secs(15)) {
+        Ok(line) => line,
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            return Err(Error::verify(
+                "`frugal serve` did not print `listening on http://...` within 15 s; run \
+                 `frugal serve --help` to check it works",
+            ))
+        }
+        Err(mpsc::RecvTimeoutError::Disconnected) => {
+            // Its stdout closed without a line: it exited (or is exiting) at once.
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let status = loop {
+                match server.child.try_wait() {
+                    Ok(Some(status)) => break status.to_string(),
+                    Ok(None) if Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(20))
+                    }
+                    Ok(None) => break "still running with its stdout closed".to_owned(),
+                    Err(e) => break format!("status unknown: {e}"),
+                }
+            };
+            return Err(Error::verify(format!(
+                "`frugal serve` exited before listening ({status}); its messages are on stderr \
+                 above; run `frugal serve --help` to check it works"
+            )));
+        }
+    };
     server.url = line
         .trim()
         .strip_prefix("listening on ")
@@ -457,6 +569,18 @@ struct LoadReport {
     latency_corrected_ns: Option<LoadLatency>,
 }
 
+/// Kills (SIGKILL) and reaps the child on drop, if it still holds one.
+struct ChildGuard(Option<Child>);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 fn run_load(
     opts: &VerifyOptions,
     url: &str,
@@ -482,37 +606,48 @@ fn run_load(
         // The caller rounded the rate; the run and the 95% check use the same number.
         cmd.args(["--rate", &format!("{r:.0}")]);
     }
-    if !cpus.is_empty() {
-        sys::pin_child(&mut cmd, cpus);
-    }
-    let mut child = cmd.spawn().map_err(|e| {
+    sys::confine_child(&mut cmd, cpus);
+    let child = cmd.spawn().map_err(|e| {
         Error::verify_io(format!("cannot start {} load", opts.program.display()), e)
     })?;
+    // Kills and reaps the load generator on every early return; disarmed once it was reaped.
+    let mut guard = ChildGuard(Some(child));
+    let child = guard.0.as_mut().expect("invariant: just set");
     // Drained while it runs: a full pipe (64 KiB) would block the load generator.
     let stderr = child.stderr.take().expect("invariant: stderr was piped");
-    let drain = std::thread::spawn(move || {
-        use std::io::Read;
-        let mut err = String::new();
-        let _ = BufReader::new(stderr).read_to_string(&mut err);
-        err
-    });
+    let drain = std::thread::Builder::new()
+        .name("load-stderr".to_owned())
+        .spawn(move || {
+            use std::io::Read;
+            let mut err = String::new();
+            let _ = BufReader::new(stderr).read_to_string(&mut err);
+            err
+        })
+        .map_err(|e| Error::verify_io("cannot start a thread to read `frugal load`", e))?;
+    // The drain thread is joined on every path below, after the guard killed or reaped the child.
     let deadline = Instant::now() + duration + opts.warmup + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child
-            .try_wait()
-            .map_err(|e| Error::verify_io("waiting for `frugal load`", e))?
-        {
-            break status;
+    let waited = loop {
+        match child.try_wait() {
+            Err(e) => break Err(Error::verify_io("waiting for `frugal load`", e)),
+            Ok(Some(status)) => break Ok(status),
+            Ok(None) if Instant::now() > deadline => {
+                break Err(Error::verify(
+                    "`frugal load` did not finish within its duration + 60 s",
+                ))
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(50)),
         }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
+    };
+    let status = match waited {
+        Ok(status) => {
+            guard.0 = None; // reaped: nothing to kill
+            status
+        }
+        Err(e) => {
+            drop(guard); // kill + wait, so the pipe closes and the drain thread ends
             let _ = drain.join();
-            return Err(Error::verify(
-                "`frugal load` did not finish within its duration + 60 s",
-            ));
+            return Err(e);
         }
-        std::thread::sleep(Duration::from_millis(50));
     };
     let err = drain.join().unwrap_or_default();
     if !status.success() {
@@ -570,6 +705,10 @@ fn measure(report: &LoadReport, cpus: f64, target_rps: f64, target_ms: f64, sla:
 ///
 /// Never fails for reasons of this machine's size: those come back as [`Verdict::NotRun`] with a
 /// plain explanation. Errors are for a broken `frugal serve`/`frugal load`.
+///
+/// Every child is spawned and reaped on the calling thread, and each carries a parent-death
+/// signal tied to that thread (Linux `PR_SET_PDEATHSIG` follows the spawning thread): the children
+/// are killed if this process dies without unwinding, and the calling thread outlives them.
 pub fn verify(rec: &Recommendation, opts: &VerifyOptions) -> Result<Verification> {
     let cpus_here = sys::allowed_cpus();
     let machine = cpus_here.len();
@@ -652,6 +791,8 @@ pub fn verify(rec: &Recommendation, opts: &VerifyOptions) -> Result<Verification
     }
     let (k_cur, cand_cpus, reserved) = plan;
     let k_cand = cand_cpus.ceil() as usize;
+    // What the kernel enforces (quota / period), which is what the runs measure and report.
+    let cand_cpus = quota.as_ref().map_or(cand_cpus, CpuQuota::cpus);
     v.load_generator_cpu = reserved;
     v.symmetric = fallback_note.is_none();
     let cpu_list = |cpus: &[usize]| {
@@ -686,9 +827,12 @@ pub fn verify(rec: &Recommendation, opts: &VerifyOptions) -> Result<Verification
         ),
     };
     v.cgroup = match &quota {
-        Some(_) => format!(
-            "{}: candidate pinned to {k_cand} CPU(s) with a quota of {cand_cpus:.2} CPU",
-            cgroup_info()
+        Some(q) => format!(
+            "{}: candidate pinned to {k_cand} CPU(s) with a quota of {} us per {} us period \
+             ({cand_cpus:.3} CPU)",
+            cgroup_info(),
+            q.quota_us,
+            q.period_us
         ),
         None => format!("{}; whole CPUs by affinity, no quota used", cgroup_info()),
     };
@@ -797,6 +941,49 @@ mod tests {
         assert_eq!(scale_cpus(8, 2, 4), Some((4, 1)));
         assert_eq!(scale_cpus(2, 4, 2), Some((1, 2)));
         assert_eq!(scale_cpus(4, 4, 2), Some((2, 2)));
+    }
+
+    #[test]
+    fn quota_and_period_give_exactly_the_cpus() {
+        assert_eq!(quota_period(0.5), Ok((5_000, 10_000)));
+        assert_eq!(quota_period(1.5), Ok((15_000, 10_000)));
+        // 0.03 CPU: 300 us per 10 ms is under the kernel's 1 ms minimum, so the period grows.
+        assert_eq!(quota_period(0.03), Ok((1_000, 33_334)));
+        assert_eq!(quota_period(0.001), Ok((1_000, 1_000_000)));
+        assert!(quota_period(0.0009).unwrap_err().contains("0.001 CPU"));
+        assert!(quota_period(0.0).is_err());
+        assert!(quota_period(f64::NAN).is_err());
+        for cpus in [0.001, 0.003, 0.03, 0.1, 0.25, 1.0 / 3.0, 0.5, 0.75, 2.5] {
+            let (q, p) = quota_period(cpus).unwrap();
+            assert!(q >= 1_000, "{cpus}: quota {q}");
+            assert!((10_000..=1_000_000).contains(&p), "{cpus}: period {p}");
+            // Rounding the quota to whole µs is the only error: at most half a µs per period.
+            assert!(
+                (q as f64 / p as f64 - cpus).abs() <= 0.5 / p as f64,
+                "{cpus}: {q}/{p}"
+            );
+        }
+    }
+
+    #[test]
+    fn dropping_a_quota_kills_what_is_left_and_removes_it() {
+        use std::os::unix::process::ExitStatusExt;
+        let q = match CpuQuota::new(0.5) {
+            Ok(q) => q,
+            Err(why) => {
+                // Not root or no cgroup file system: nothing to test here.
+                eprintln!("skipped: {why}");
+                return;
+            }
+        };
+        assert_eq!((q.quota_us, q.period_us), (5_000, 10_000));
+        let dir = q.dir.clone();
+        let mut child = Command::new("/bin/sleep").arg("30").spawn().unwrap();
+        q.add(child.id()).unwrap();
+        drop(q);
+        assert!(!dir.exists(), "{} is left", dir.display());
+        let status = child.wait().unwrap();
+        assert_eq!(status.signal(), Some(libc::SIGKILL), "{status}");
     }
 
     #[test]
