@@ -4,7 +4,7 @@
 //!
 //! [`run`] keeps `queue_depth` reads in flight, each at a block-aligned offset drawn from a
 //! seeded xorshift, with `O_DIRECT` by default. If the file system refuses `O_DIRECT`
-//! (`EINVAL`), the run falls back to buffered reads and says so in [`IoReport::notes`] — never
+//! (`EINVAL` when opening, or in a read's completion), the run falls back to buffered reads and says so in [`IoReport::notes`] — never
 //! silently. CPU time and context switches come from `getrusage(RUSAGE_THREAD)` of the
 //! submitting thread (work io_uring hands to kernel worker threads is not counted there).
 //! Hardware counters are not read here (this VM has no PMU); `frugal stat -- frugal bench io`
@@ -43,6 +43,16 @@ pub enum Error {
     Io {
         /// What was being done, and what to do about it.
         what: String,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// A read completed with an error (its CQE held `-errno`), or returned fewer bytes than
+    /// asked.
+    #[error("io_uring read at offset {offset} failed: {source}; check the file and the device")]
+    Read {
+        /// Byte offset of the block.
+        offset: u64,
         /// The cause.
         #[source]
         source: io::Error,
@@ -114,7 +124,9 @@ impl IoConfig {
     }
 }
 
-/// Per-read latency (submission to completion), nanoseconds.
+/// Per-read latency, nanoseconds: from just before the `io_uring_enter` that submits the read
+/// (one timestamp per submitted batch) to the time its completion is reaped (one timestamp per
+/// reaped batch), so it includes the wait for the reaping thread to wake up.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 pub struct LatencyNs {
     /// Smallest.
@@ -263,24 +275,37 @@ fn prepare_file(path: &Path, size: u64, block: u64) -> Result<(u64, bool), Error
                 "cannot create {}; pass --file in a writable directory",
                 path.display()
             );
-            let mut f = File::create(path).map_err(io_err(what.clone()))?;
-            let size = size / block * block;
-            let mut chunk = vec![0u8; 1 << 20];
-            let mut off = 0;
-            while off < size {
-                let n = (size - off).min(chunk.len() as u64) as usize;
-                fill_pattern(off, &mut chunk[..n]);
-                f.write_all(&chunk[..n]).map_err(io_err(what.clone()))?;
-                off += n as u64;
+            // Written under a temporary name and renamed when complete, so a failure never
+            // leaves a partial file that a later run would take for a pattern file.
+            let mut tmp_name = path.as_os_str().to_owned();
+            tmp_name.push(".tmp");
+            let tmp = PathBuf::from(tmp_name);
+            let written = write_pattern_file(&tmp, size / block * block);
+            if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, path)) {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(Error::Io { what, source: e });
             }
-            f.sync_all().map_err(io_err(what))?;
-            Ok((size, true))
+            Ok((size / block * block, true))
         }
         Err(e) => Err(Error::Io {
             what: format!("cannot stat {}", path.display()),
             source: e,
         }),
     }
+}
+
+/// Writes `size` bytes of the pattern to a new file at `path`, synced to disk.
+fn write_pattern_file(path: &Path, size: u64) -> io::Result<()> {
+    let mut f = File::create(path)?;
+    let mut chunk = vec![0u8; 1 << 20];
+    let mut off = 0;
+    while off < size {
+        let n = (size - off).min(chunk.len() as u64) as usize;
+        fill_pattern(off, &mut chunk[..n]);
+        f.write_all(&chunk[..n])?;
+        off += n as u64;
+    }
+    f.sync_all()
 }
 
 /// Opens for reading, with `O_DIRECT` if asked; falls back to buffered if it is refused.
@@ -376,13 +401,19 @@ fn run_with(
             config.queue_depth
         )));
     }
+    if config.max_ops == Some(0) {
+        return Err(Error::Config(
+            "max ops must be at least 1 (leave it unset to run for the duration)".to_owned(),
+        ));
+    }
     let (size, created) = prepare_file(&config.path, config.size_bytes, u64::from(bs))?;
     let mut notes = Vec::new();
     let (file, mut mode) = open_read(&config.path, config.direct, open, &mut notes)?;
     let filesystem = filesystem_of(&config.path);
     let mut outcome = measure(config, file, size);
-    if let (Err(Error::Io { source, .. }), IoMode::Direct) = (&outcome, mode) {
-        // Some file systems accept the O_DIRECT open and refuse the reads.
+    if let (Err(Error::Read { source, .. }), IoMode::Direct) = (&outcome, mode) {
+        // Some file systems accept the O_DIRECT open and refuse the reads (EINVAL in the
+        // read's completion). Other EINVALs (io_uring setup, io_uring_enter) are not that.
         if source.raw_os_error() == Some(libc::EINVAL) {
             notes.push(fallback_note(&config.path));
             let (file, m) = open_read(&config.path, false, open, &mut notes)?;
@@ -471,58 +502,92 @@ struct Measured {
     process: Option<(uring::Usage, uring::Usage)>,
 }
 
+/// Reads a slot may be re-queued after `-EAGAIN`/`-EINTR` in a row before the run fails.
+const MAX_RETRIES: u32 = 1000;
+
 fn measure(config: &IoConfig, file: File, size: u64) -> Result<Measured, Error> {
     let bs = u64::from(config.block_size_bytes);
     let blocks = size / bs;
     let mut ring = uring::Ring::new(file, config.queue_depth, bs as usize).map_err(io_err(
         "cannot set up io_uring (is io_uring disabled by kernel.io_uring_disabled?)",
     ))?;
+    let slots = ring.slots();
     let mut rng = Xorshift(config.seed | 1);
-    let mut offsets = vec![0u64; ring.slots()];
-    let mut started = vec![Instant::now(); ring.slots()];
+    let mut offsets = vec![0u64; slots];
+    let mut retries = vec![0u32; slots];
+    let mut started = vec![Instant::now(); slots];
+    // Slots queued since the last submission: stamped together just before it.
+    let mut unstamped: Vec<usize> = Vec::with_capacity(slots);
+    let mut completed: Vec<usize> = Vec::with_capacity(slots);
     let mut hist = hdrhistogram::Histogram::<u64>::new(3).expect("3 significant figures is valid");
-    let mut done = Vec::with_capacity(ring.slots());
+    let mut done = Vec::with_capacity(slots);
     let mut expected = vec![0u8; bs as usize];
     let (mut ops, mut verified, mut queued) = (0u64, 0u64, 0u64);
     let max_ops = config.max_ops.unwrap_or(u64::MAX);
-    let read_err = io_err("io_uring read failed");
+    let queue_err = || io_err("cannot queue an io_uring read");
     let usage_before = uring::usage(true).ok();
     let process_before = uring::usage(false).ok();
     let start = Instant::now();
     let deadline = start + config.duration;
-    for slot in 0..ring.slots() {
+    for (slot, offset) in offsets.iter_mut().enumerate() {
         if queued >= max_ops {
             break;
         }
-        offsets[slot] = rng.next() % blocks * bs;
-        started[slot] = Instant::now();
-        ring.queue_read(slot, offsets[slot])
-            .map_err(io_err("cannot queue an io_uring read"))?;
+        *offset = rng.next() % blocks * bs;
+        ring.queue_read(slot, *offset).map_err(queue_err())?;
+        unstamped.push(slot);
         queued += 1;
     }
     let mut failure = None;
     while ring.pending() > 0 {
+        // Latency runs from just before the submission (one stamp for the batch submitted
+        // together) to the time its completion is reaped (one stamp per reaped batch).
+        let submitted = Instant::now();
+        for slot in unstamped.drain(..) {
+            started[slot] = submitted;
+        }
         ring.wait(&mut done)
             .map_err(io_err("io_uring_enter failed"))?;
         let now = Instant::now();
+        completed.clear();
         for (slot, res) in done.drain(..) {
             if failure.is_some() {
                 continue;
             }
+            if res == -libc::EAGAIN || res == -libc::EINTR {
+                // Not done, not counted: read the same offset again, unless it keeps failing.
+                retries[slot] += 1;
+                if retries[slot] > MAX_RETRIES {
+                    failure = Some((offsets[slot], io::Error::from_raw_os_error(-res)));
+                    continue;
+                }
+                ring.queue_read(slot, offsets[slot]).map_err(queue_err())?;
+                unstamped.push(slot);
+                continue;
+            }
+            retries[slot] = 0;
             if res < 0 {
-                failure = Some(io::Error::from_raw_os_error(-res));
+                failure = Some((offsets[slot], io::Error::from_raw_os_error(-res)));
                 continue;
             }
             if res as u64 != bs {
-                failure = Some(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    format!("short read of {res} bytes at offset {}", offsets[slot]),
+                failure = Some((
+                    offsets[slot],
+                    io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!("short read of {res} bytes"),
+                    ),
                 ));
                 continue;
             }
             let _ = hist.record((now - started[slot]).as_nanos().max(1) as u64);
             ops += 1;
-            if config.verify {
+            completed.push(slot);
+        }
+        // Verification happens after the batch's latencies are recorded, and before the slots
+        // are reused (a new read would overwrite the buffer).
+        if config.verify {
+            for &slot in &completed {
                 fill_pattern(offsets[slot], &mut expected);
                 if ring.block(slot) != expected.as_slice() {
                     return Err(Error::Mismatch {
@@ -531,11 +596,15 @@ fn measure(config: &IoConfig, file: File, size: u64) -> Result<Measured, Error> 
                 }
                 verified += 1;
             }
-            if now < deadline && queued < max_ops {
+        }
+        if failure.is_none() {
+            for &slot in &completed {
+                if now >= deadline || queued >= max_ops {
+                    break;
+                }
                 offsets[slot] = rng.next() % blocks * bs;
-                started[slot] = Instant::now();
-                ring.queue_read(slot, offsets[slot])
-                    .map_err(io_err("cannot queue an io_uring read"))?;
+                ring.queue_read(slot, offsets[slot]).map_err(queue_err())?;
+                unstamped.push(slot);
                 queued += 1;
             }
         }
@@ -543,8 +612,8 @@ fn measure(config: &IoConfig, file: File, size: u64) -> Result<Measured, Error> 
     let wall = start.elapsed();
     let usage = usage_before.zip(uring::usage(true).ok());
     let process = process_before.zip(uring::usage(false).ok());
-    if let Some(e) = failure {
-        return Err(read_err(e));
+    if let Some((offset, source)) = failure {
+        return Err(Error::Read { offset, source });
     }
     Ok(Measured {
         ops,
@@ -578,7 +647,7 @@ pub fn run_fio(config: &IoConfig, size_bytes: u64) -> Result<FioResult, Error> {
         format!("--size={size_bytes}"),
         "--time_based".into(),
         "--lat_percentiles=1".into(),
-        format!("--runtime={}", config.duration.as_secs().max(1)),
+        format!("--runtime={}ms", config.duration.as_millis().max(1)),
         "--output-format=json".into(),
     ];
     let out = Command::new(&command[0])
@@ -737,6 +806,39 @@ mod tests {
                 .iter()
                 .any(|n| n.starts_with("tmpfs accepts O_DIRECT")));
         }
+    }
+
+    #[test]
+    fn zero_max_ops_is_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = pattern_file(dir.path(), 64 * 1024);
+        let mut config = IoConfig::new(&path);
+        config.max_ops = Some(0);
+        assert!(matches!(run(&config), Err(Error::Config(_))));
+    }
+
+    #[test]
+    fn created_file_is_complete_and_leaves_no_temporary() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("new.dat");
+        let (size, created) = prepare_file(&path, 10_000, 4096).unwrap();
+        assert_eq!((size, created), (8192, true));
+        let bytes = std::fs::read(&path).unwrap();
+        let mut expected = vec![0u8; 8192];
+        fill_pattern(0, &mut expected);
+        assert_eq!(bytes, expected);
+        assert!(!dir.path().join("new.dat.tmp").exists());
+    }
+
+    #[test]
+    fn failed_creation_leaves_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("missing-dir").join("new.dat");
+        assert!(matches!(
+            prepare_file(&path, 8192, 4096),
+            Err(Error::Io { .. })
+        ));
+        assert!(!path.exists());
     }
 
     #[test]
