@@ -10,31 +10,43 @@ use std::process::Command;
 
 use frugal_counters::{stat_command, Event, StatOptions};
 
+/// Builds tests/fixtures/busy.c once per test binary (the tests run in parallel).
 fn busy() -> PathBuf {
-    let exe = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("frugal-counters-busy-perf");
-    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/busy.c");
-    let status = Command::new("cc")
-        .args(["-O1", "-o"])
-        .arg(&exe)
-        .arg(&src)
-        .status()
-        .expect("a C compiler `cc` is needed to build the test workload");
-    assert!(status.success(), "compiling {} failed", src.display());
-    exe
+    static EXE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    EXE.get_or_init(|| {
+        let exe = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("frugal-counters-busy-perf");
+        let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/busy.c");
+        let status = Command::new("cc")
+            .args(["-O1", "-o"])
+            .arg(&exe)
+            .arg(&src)
+            .status()
+            .expect("a C compiler `cc` is needed to build the test workload");
+        assert!(status.success(), "compiling {} failed", src.display());
+        exe
+    })
+    .clone()
 }
 
-/// Runs `perf stat -x, -e task-clock,page-faults CMD` and returns (task-clock ns, page-faults).
-fn perf_stat(cmd: &[String]) -> (f64, f64) {
-    let out = Command::new("perf")
-        .args(["stat", "-x,", "-e", "task-clock,page-faults", "--"])
-        .args(cmd)
-        .output()
-        .expect("`perf` is needed (scripts/deps.sh installs linux-perf)");
-    assert!(out.status.success(), "perf stat failed: {out:?}");
-    let text = String::from_utf8_lossy(&out.stderr);
+/// The `perf stat -x, -e task-clock,page-faults [-o FILE] -- CMD` command line.
+fn perf_args(out: Option<&std::path::Path>, cmd: &[String]) -> Vec<String> {
+    let mut args: Vec<String> = ["stat", "-x,", "-e", "task-clock,page-faults"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    if let Some(out) = out {
+        args.push("-o".to_owned());
+        args.push(out.to_string_lossy().into_owned());
+    }
+    args.push("--".to_owned());
+    args.extend(cmd.iter().cloned());
+    args
+}
+
+/// Parses perf's CSV output (`value,unit,event,...`) into (task-clock ns, page-faults).
+fn parse_perf_csv(text: &str) -> (f64, f64) {
     let mut task_clock = None;
     let mut faults = None;
-    // CSV lines: value,unit,event,run time,run %,...
     for line in text.lines() {
         let fields: Vec<&str> = line.split(',').collect();
         if fields.len() < 3 {
@@ -51,6 +63,16 @@ fn perf_stat(cmd: &[String]) -> (f64, f64) {
         task_clock.unwrap_or_else(|| panic!("no task-clock in perf output: {text}")),
         faults.unwrap_or_else(|| panic!("no page-faults in perf output: {text}")),
     )
+}
+
+/// Runs `perf stat -x, -e task-clock,page-faults CMD` and returns (task-clock ns, page-faults).
+fn perf_stat(cmd: &[String]) -> (f64, f64) {
+    let out = Command::new("perf")
+        .args(perf_args(None, cmd))
+        .output()
+        .expect("`perf` is needed (scripts/deps.sh installs linux-perf)");
+    assert!(out.status.success(), "perf stat failed: {out:?}");
+    parse_perf_csv(&String::from_utf8_lossy(&out.stderr))
 }
 
 fn ours(cmd: &[String]) -> (f64, f64) {
@@ -71,52 +93,70 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// task-clock: both tools count the SAME execution. We run `perf stat -o FILE -- busy` under our
+/// counters: perf reports busy's task-clock, we count perf plus busy, and subtract perf's own
+/// cost, measured the same way on `perf stat -- true`. Comparing two separate runs instead is
+/// hopeless on a shared VM, where the CPU time of identical work moves by 10-40% between runs
+/// (steal, frequency, a neighbour's cache traffic): the tools would be judged on the machine's
+/// noise, not on their counting.
 #[test]
-fn software_counts_agree_with_perf_stat() {
-    // A deterministic command: a fixed CPU-bound loop (~50-100 ms), then 4000 page faults.
-    let cmd = vec![
+fn task_clock_agrees_with_perf_stat_on_the_same_execution() {
+    // A fixed CPU-bound loop of roughly half a second, so that perf's own start-up cost (tens of
+    // milliseconds) and its run-to-run spread are small beside it.
+    let busy_cmd = vec![
         busy().to_string_lossy().into_owned(),
-        "40000000".to_owned(),
-        "4000".to_owned(),
+        "300000000".to_owned(),
+        "0".to_owned(),
     ];
-    let (mut clock_ratios, mut ours_faults, mut perf_faults) = (vec![], vec![], vec![]);
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let perf_out = dir.path().join("perf.csv");
+    let nested = |cmd: &[String]| -> (f64, f64) {
+        let mut full = vec!["perf".to_owned()];
+        full.extend(perf_args(Some(&perf_out), cmd));
+        let (ours_ns, _) = ours(&full);
+        let text = std::fs::read_to_string(&perf_out).expect("perf wrote its -o file");
+        (ours_ns, parse_perf_csv(&text).0)
+    };
+    let true_cmd = vec!["true".to_owned()];
     let mut log = Vec::new();
-    // Paired runs, alternating which tool goes first, so load and CPU-frequency phases of a
-    // shared machine hit both tools alike. On a loaded machine the CPU time of the same work
-    // moves between phases (48 ms, then 77 ms: frequency, steal, a neighbour's cache traffic),
-    // and a pair that straddles a phase change disagrees by 10-30% either way; pairs within one
-    // phase agree to 1%. So: a third of the pairs must agree within 5% (a systematic error of
-    // more than 5% fails every pair), and the median pair within 15% (no gross error).
-    for pair in 0..9 {
-        let ((oc, of), (pc, pf)) = if pair % 2 == 0 {
-            let o = ours(&cmd);
-            (o, perf_stat(&cmd))
-        } else {
-            let p = perf_stat(&cmd);
-            (ours(&cmd), p)
-        };
-        clock_ratios.push(oc / pc);
-        ours_faults.push(of);
-        perf_faults.push(pf);
+    let mut ratios = Vec::new();
+    for _ in 0..3 {
+        // perf's own cost right next to the measured run, so both see the same machine phase.
+        let (perf_cost, _) = nested(&true_cmd);
+        let (ours_total, perf_busy) = nested(&busy_cmd);
+        let ours_busy = ours_total - perf_cost;
+        ratios.push(ours_busy / perf_busy);
         log.push(format!(
-            "ours {oc:.0} ns / {of} faults, perf {pc:.0} ns / {pf} faults"
+            "ours {ours_total:.0} ns (perf+busy) - {perf_cost:.0} ns (perf alone) = \
+             {ours_busy:.0} ns; perf says busy took {perf_busy:.0} ns"
         ));
     }
-    let agreeing = clock_ratios
-        .iter()
-        .filter(|r| (*r - 1.0).abs() <= 0.05)
-        .count();
-    let ratio = median(clock_ratios.clone());
+    let ratio = median(ratios);
+    eprintln!("task-clock ours/perf = {ratio:.4}\n{}", log.join("\n"));
     assert!(
-        agreeing * 3 >= clock_ratios.len() && (ratio - 1.0).abs() <= 0.15,
-        "task-clock ours/perf: {agreeing} of {} pairs within 5%, median {ratio:.3}:\n{}",
-        clock_ratios.len(),
+        (ratio - 1.0).abs() <= 0.05,
+        "task-clock ours/perf = {ratio:.3} (median of 3), not within 5%:\n{}",
         log.join("\n")
     );
-    let (of, pf) = (median(ours_faults), median(perf_faults));
+}
+
+/// page-faults are deterministic for this workload (one per touched page), so separate paired
+/// runs of the two tools must agree within 1%.
+#[test]
+fn page_faults_agree_with_perf_stat() {
+    let cmd = vec![
+        busy().to_string_lossy().into_owned(),
+        "1000".to_owned(),
+        "4000".to_owned(),
+    ];
+    let (mut ours_faults, mut perf_faults) = (vec![], vec![]);
+    for _ in 0..5 {
+        ours_faults.push(ours(&cmd).1);
+        perf_faults.push(perf_stat(&cmd).1);
+    }
+    let (of, pf) = (median(ours_faults.clone()), median(perf_faults.clone()));
     assert!(
         (of - pf).abs() <= 0.01 * pf,
-        "page-faults: ours {of}, perf {pf}:\n{}",
-        log.join("\n")
+        "page-faults: ours {of} (runs {ours_faults:?}), perf {pf} (runs {perf_faults:?})"
     );
 }
