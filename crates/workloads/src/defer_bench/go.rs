@@ -368,15 +368,7 @@ fn simulate_rows(config: &Config, dir: &Path, rows: &mut [Row]) -> String {
             Ok(run) => {
                 // `-test.benchtime Nx` runs the function once with b.N = 1, then N times.
                 let per_op = run.counts.per_op(iters + 1);
-                rows[i].counters = Some(super::OpCounters {
-                    source: super::CounterSource::Simulated,
-                    instructions: Some(per_op.instructions),
-                    branches: Some(per_op.branches),
-                    branch_misses: Some(per_op.branch_mispredicts),
-                    l1d_misses: Some(per_op.d1_read_misses + per_op.d1_write_misses),
-                    cycles: None,
-                    estimated_cycles: Some(per_op.estimated_cycles),
-                });
+                rows[i].counters = Some(super::OpCounters::simulated(&per_op));
                 done += 1;
             }
             Err(e) => failures.push(e),

@@ -394,6 +394,21 @@ pub struct OpCounters {
     pub estimated_cycles: Option<f64>,
 }
 
+impl OpCounters {
+    /// Per-operation counts simulated by valgrind (Rust ops and Go benchmarks alike).
+    pub fn simulated(per_op: &frugal_counters::sim::SimPerOp) -> Self {
+        OpCounters {
+            source: CounterSource::Simulated,
+            instructions: Some(per_op.instructions),
+            branches: Some(per_op.branches),
+            branch_misses: Some(per_op.branch_mispredicts),
+            l1d_misses: Some(per_op.d1_read_misses + per_op.d1_write_misses),
+            cycles: None,
+            estimated_cycles: Some(per_op.estimated_cycles),
+        }
+    }
+}
+
 /// One line of the table: a strategy in a scenario.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Row {

@@ -145,15 +145,7 @@ fn simulated(
         .run_function(Path::new(exe), &args, &function)
         .map_err(sim_error)?;
     let per_op = run.counts.per_op(iters);
-    Ok(Some(OpCounters {
-        source: CounterSource::Simulated,
-        instructions: Some(per_op.instructions),
-        branches: Some(per_op.branches),
-        branch_misses: Some(per_op.branch_mispredicts),
-        l1d_misses: Some(per_op.d1_read_misses + per_op.d1_write_misses),
-        cycles: None,
-        estimated_cycles: Some(per_op.estimated_cycles),
-    }))
+    Ok(Some(OpCounters::simulated(&per_op)))
 }
 
 fn sim_error(e: frugal_counters::Error) -> Error {
