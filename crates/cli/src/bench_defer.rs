@@ -2,7 +2,6 @@
 //! ledger. Also home of the binary's counting global allocator (per-thread counts), which
 //! the allocation columns read.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -136,17 +135,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if to_stdout_json {
         eprint!("{text}");
     } else {
-        let mut out = std::io::stdout().lock();
-        out.write_all(text.as_bytes())?;
-        out.flush()?;
+        crate::output::print(&text)?;
     }
     if let Some(path) = &args.json {
-        let json = serde_json::to_string_pretty(&report)?;
         if to_stdout_json {
-            println!("{json}");
+            println!("{}", serde_json::to_string_pretty(&report)?);
         } else {
-            std::fs::write(path, json + "\n")
-                .with_context(|| format!("cannot write {}", path.display()))?;
+            crate::output::write_json(path, &report)?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -104,9 +104,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         )?;
     }
     if let Some(path) = &args.json {
-        let json = serde_json::to_string_pretty(&report).expect("the report serializes");
-        std::fs::write(path, json + "\n")
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        crate::output::write_json(path, &report)?;
     }
     out.flush()?;
     Ok(ExitCode::SUCCESS)

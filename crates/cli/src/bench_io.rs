@@ -1,7 +1,6 @@
 //! `frugal bench io`: 4 KiB random reads at queue depth 64 through io_uring (article 2.5),
 //! optionally with fio (libaio) on the same file beside it.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -87,13 +86,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     let mut text = String::new();
     render(&report, &mut text);
-    let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes())?;
-    out.flush()?;
+    crate::output::print(&text)?;
     if let Some(path) = &args.json {
-        let json = serde_json::to_string_pretty(&report)?;
-        std::fs::write(path, json + "\n")
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        crate::output::write_json(path, &report)?;
     }
     Ok(ExitCode::SUCCESS)
 }

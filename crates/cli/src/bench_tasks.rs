@@ -1,7 +1,6 @@
 //! `frugal bench tasks`: resident and virtual memory per concurrent task (tokio tasks, OS
 //! threads, goroutines), each kind measured in a fresh child process.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -48,13 +47,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let report = measure_kinds(args.n, kinds)?;
     let mut text = String::new();
     render(&report, &mut text);
-    let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes())?;
-    out.flush()?;
+    crate::output::print(&text)?;
     if let Some(path) = &args.json {
-        let json = serde_json::to_string_pretty(&report)?;
-        std::fs::write(path, json + "\n")
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        crate::output::write_json(path, &report)?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -14,6 +14,7 @@ use clap::{Parser, Subcommand};
 mod alloc_count;
 mod bench;
 mod load;
+mod output;
 mod rightsize;
 mod serve;
 mod stat;
