@@ -6,30 +6,14 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::OnceLock;
 
+mod common;
+
+use common::{busy, compile_fixture};
 use frugal_counters::sim::{self, SimCounts};
 use frugal_counters::{
     stat_command, CounterSet, CounterStatus, Error, Event, Measurement, StatOptions,
 };
-
-/// Compiles tests/fixtures/busy.c once per test binary.
-fn busy() -> &'static PathBuf {
-    static BUSY: OnceLock<PathBuf> = OnceLock::new();
-    BUSY.get_or_init(|| {
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-        let exe = dir.join("frugal-counters-busy");
-        let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/busy.c");
-        let status = Command::new("cc")
-            .args(["-O1", "-o"])
-            .arg(&exe)
-            .arg(&src)
-            .status()
-            .expect("a C compiler `cc` is needed to build the test workload");
-        assert!(status.success(), "compiling {} failed", src.display());
-        exe
-    })
-}
 
 fn os(args: &[&str]) -> Vec<OsString> {
     args.iter().map(OsString::from).collect()
@@ -196,16 +180,7 @@ fn child_exit_status_and_start_failures() {
 
 #[test]
 fn child_counts_include_threads() {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
-    let exe = dir.join("frugal-counters-threads");
-    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/threads.c");
-    let status = Command::new("cc")
-        .args(["-O1", "-pthread", "-o"])
-        .arg(&exe)
-        .arg(&src)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    let exe = compile_fixture("threads");
     let options = StatOptions {
         events: vec![Event::PageFaults],
         repeats: 1,

@@ -5,28 +5,12 @@
 //! a C compiler for tests/fixtures/busy.c.
 
 use std::ffi::OsString;
-use std::path::PathBuf;
 use std::process::Command;
 
 use frugal_counters::{stat_command, Event, StatOptions};
 
-/// Builds tests/fixtures/busy.c once per test binary (the tests run in parallel).
-fn busy() -> PathBuf {
-    static EXE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
-    EXE.get_or_init(|| {
-        let exe = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("frugal-counters-busy-perf");
-        let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/busy.c");
-        let status = Command::new("cc")
-            .args(["-O1", "-o"])
-            .arg(&exe)
-            .arg(&src)
-            .status()
-            .expect("a C compiler `cc` is needed to build the test workload");
-        assert!(status.success(), "compiling {} failed", src.display());
-        exe
-    })
-    .clone()
-}
+mod common;
+use common::busy;
 
 /// The `perf stat -x, -e task-clock,page-faults [-o FILE] -- CMD` command line.
 fn perf_args(out: Option<&std::path::Path>, cmd: &[String]) -> Vec<String> {
