@@ -177,11 +177,13 @@
 //!
 //! # Storage
 //!
-//! A record is the closure's captures, rounded up to 8 bytes, followed by two words: the
-//! function that runs it and the record's size; records are bump-allocated, newest on top,
-//! in the frame of the function that opens the scope: [`DEFAULT_CAPACITY`] bytes (21
-//! one-word closures), or `BYTES` with
-//! [`scope_with_capacity`]. Records need no links: the scope's exit walks the area downwards.
+//! A record is two words — the function that runs it and the record's size — followed by the
+//! closure's captures, rounded up to 8 bytes; records are bump-allocated downwards (newest at
+//! the lowest address) in the frame of the function that opens the scope:
+//! [`DEFAULT_CAPACITY`] bytes (21 one-word closures), or `BYTES` with
+//! [`scope_with_capacity`]. Registering subtracts the record's size from the area's free
+//! bytes (the borrow of that subtraction is the whole bounds check) and writes the record
+//! there. Records need no links: the scope's exit walks the area upwards.
 //! The chain's address never reaches a function that is not inlined, so once the scope and
 //! its body are inlined, its cursor and counters live in registers.
 //!
@@ -193,7 +195,7 @@
 //!   what the inline one does. Once the chain has left the inline area it never returns to it;
 //! - too large for a segment (a record over 512 bytes) and not fitting the inline area's free
 //!   space, or aligned to more than 8: the closure gets its own block of the smallest fitting
-//!   class, and a 24-byte stub record (block pointer, run function, size) points to it. A large
+//!   class, and a 24-byte stub record (run function, size, block pointer) points to it. A large
 //!   record goes inline when the inline area still has room for it, never into a segment;
 //! - larger than 4 KiB or aligned to more than 64: its own heap block (the only case that
 //!   allocates every time).
@@ -220,9 +222,9 @@
 //!   compiler emits the cleanup at every exit exactly as written by hand (the benchmark's
 //!   `defer!` and manual cases compile to the same function).
 //! - **stack record** (a `_defer` record in the frame, linked into the goroutine's list,
-//!   run by `deferreturn`): our inline records play this role — registering is a bounds
-//!   check and three or four stores, running is two loads and an indirect call per record
-//!   (about 14 instructions per defer beyond the call itself in straight-line code, 17 in a
+//!   run by `deferreturn`): our inline records play this role — registering is a
+//!   subtraction and three or four stores, running is two loads and an indirect call per
+//!   record (9 instructions per defer beyond the call itself in straight-line code, 12 in a
 //!   loop, measured with `cargo bench -p frugal-defer -- --callgrind`).
 //! - **heap record from a per-P pool** (defers in loops): about 60 ns and one allocation per
 //!   defer measured with Go 1.19. Our overflow path bump-allocates in reused pool segments:
@@ -243,17 +245,21 @@
 //! | manual cleanup, 1 call | 11 | — |
 //! | `defer!` / scopeguard, 1 call | 11 (identical code) | 0 |
 //! | chain inline, 1 defer | 78 | 67 (mostly scope set-up and exit) |
-//! | chain inline, 8 defers straight-line | 182 | 17.0 |
-//! | chain inline, 64 defers straight-line | 1183 | 13.4 |
-//! | chain inline, 64 defers in a loop | 1553 | 16.0 |
-//! | chain overflow (pool segments), 64 in a loop | 1840 | 20.5 |
+//! | chain inline, 8 defers straight-line | 176 | 16.2 |
+//! | chain inline, 64 defers straight-line | 966 | 10.0 |
+//! | chain inline, 64 defers in a loop | 1362 | 13.0 |
+//! | chain overflow (pool segments), 64 in a loop | 1663 | 17.7 |
 //! | `Vec<Box<dyn FnOnce()>>`, 64 in a loop | 27754 | 425 |
 //!
 //! The marginal cost of one more chain defer (the slope from 8 to 64 defers, minus manual's) is
-//! 12.9 instructions straight-line, 15.0 in a loop and 17.5 on the overflow path, beyond the
-//! call: registering is a bounds check, the captures, the `exit` pointer and the record size,
-//! and the cursor bump; running is an unlink, an indirect call and a compare; the record's exit
-//! function loads the captures and tail-calls the closure. Statistics are counted in the scope
+//! 9.1 instructions straight-line (where LLVM folds the bounds checks away), 12.0 in a loop
+//! and 14.6 on the overflow path, beyond the call (the per-operation column above also
+//! spreads the scope's fixed cost over the defers): registering is a subtraction whose borrow
+//! is the bounds check, the captures, the run function and the record's size; running is a
+//! copy of the cursor, the unlink (one subtraction from memory), an indirect call and a
+//! compare; the record's run function loads the captures and tail-calls the closure (it
+//! takes the record's address in the fourth argument register, so that the captures can be
+//! loaded straight into the first ones). Statistics are counted in the scope
 //! and added to the thread's totals once, at scope exit. A scope costs about 33–65 instructions
 //! to open and close (one `catch_unwind` frame covers the body and the run).
 //!

@@ -2,8 +2,9 @@
 //! everywhere else).
 //!
 //! - [`guard`]: the value-owning [`Guard`], two `ManuallyDrop` fields moved out exactly once.
-//! - `chain`: the type-erased LIFO chain — records of a closure followed by its `exit`
-//!   pointer (a static run function and record size per type), bump-allocated in the caller's frame and then in pool segments, with
+//! - `chain`: the type-erased LIFO chain — records of a run function and a record size (static
+//!   per type) followed by the closure, bump-allocated downwards in the caller's frame and
+//!   then in pool segments, with
 //!   hand-written per-type thunks and a vtable for handle operations (the `bytes` crate's
 //!   pattern). Invariants are listed at the top of `chain.rs`; layout facts are asserted at
 //!   compile time.
