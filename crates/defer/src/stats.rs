@@ -104,6 +104,7 @@ fn bump(f: impl FnOnce(&Counters)) {
     let _ = COUNTERS.try_with(f);
 }
 
+#[inline]
 pub(crate) fn add_scope(registered: u64, pooled: u64, heap: u64) {
     bump(|c| {
         c.registered.set(c.registered.get() + registered);
