@@ -244,11 +244,11 @@
 //! |---|---:|---:|
 //! | manual cleanup, 1 call | 11 | — |
 //! | `defer!` / scopeguard, 1 call | 11 (identical code) | 0 |
-//! | chain inline, 1 defer | 68 | 57 (mostly scope set-up and exit) |
-//! | chain inline, 8 defers straight-line | 166 | 15.0 |
-//! | chain inline, 64 defers straight-line | 956 | 9.8 |
-//! | chain inline, 64 defers in a loop | 1349 | 12.8 |
-//! | chain overflow (pool segments), 64 in a loop | 1650 | 17.5 |
+//! | chain inline, 1 defer | 67 | 56 (mostly scope set-up and exit) |
+//! | chain inline, 8 defers straight-line | 162 | 14.5 |
+//! | chain inline, 64 defers straight-line | 952 | 9.8 |
+//! | chain inline, 64 defers in a loop | 1346 | 12.8 |
+//! | chain overflow (pool segments), 64 in a loop | 1645 | 17.5 |
 //! | `Vec<Box<dyn FnOnce()>>`, 64 in a loop | 27754 | 425 |
 //!
 //! The marginal cost of one more chain defer (the slope from 8 to 64 defers, minus manual's) is
@@ -260,7 +260,7 @@
 //! compare; the record's run function loads the captures and tail-calls the closure (it
 //! takes the record's address in the fourth argument register, so that the captures can be
 //! loaded straight into the first ones). Statistics are counted in the scope
-//! and added to the thread's totals once, at scope exit. A scope costs about 47–53 instructions
+//! and added to the thread's totals once, at scope exit. A scope costs about 43–50 instructions
 //! to open and close (one `catch_unwind` frame covers the body and the run); each pool segment
 //! it takes and returns adds about 130 more (so a scope that overflows on its first defer pays
 //! that once, then the overflow path's marginal cost).

@@ -306,18 +306,24 @@ impl<'scope, 'env> Scope<'scope, 'env> {
     /// The fast path is one `catch_unwind` around the body and the whole run. A panic (in the
     /// body or a deferred call) ends it; the loop then resumes the run with the next record
     /// (the chain unlinks a record before calling it), under a new `catch_unwind` each time.
+    ///
+    /// Returns whether anything panicked. Only then can panics have been recorded: callers
+    /// test this first, so the common path never reads the panics cell (whose address
+    /// escapes to the deferred calls, so LLVM could not prove it empty).
     #[inline(always)]
-    fn run(&self, body: impl FnOnce()) {
+    fn run(&self, body: impl FnOnce()) -> bool {
         let first = panic::catch_unwind(AssertUnwindSafe(|| {
             body();
             self.chain.run_all();
         }));
+        let panicked = first.is_err();
         if let Err(p) = first {
             let rest = finish_run(self.chain.detach(), self.panics, p);
             self.chain.reattach(rest);
         }
         let (registered, pooled, heap) = self.chain.counts();
         stats::add_scope(registered, pooled, heap);
+        panicked
     }
 
     #[inline(always)]
@@ -355,7 +361,9 @@ where
     let panics = ManuallyDrop::new(RefCell::new(None));
     let scope = Scope::new(&mut buf, &cold, &panics);
     let mut value = None;
-    scope.run(|| value = Some(body(&scope)));
+    if !scope.run(|| value = Some(body(&scope))) {
+        return Ok(value.expect("nothing panicked, so the body returned"));
+    }
     match scope.take_panics() {
         None => Ok(value.expect("no panic was recorded, so the body returned")),
         Some(panics) => {
@@ -610,13 +618,15 @@ where
         scope: Scope::new(&mut buf, &cold, &panics),
         outcome: RefCell::new(None),
     };
-    ts.scope.run(|| {
+    let panicked = ts.scope.run(|| {
         let result = body(&ts);
         *ts.outcome.borrow_mut() = Some(result);
     });
-    if let Some((first, collateral)) = ts.scope.take_panics() {
-        drop(ts.outcome.borrow_mut().take());
-        resume(first, collateral);
+    if panicked {
+        if let Some((first, collateral)) = ts.scope.take_panics() {
+            drop(ts.outcome.borrow_mut().take());
+            resume(first, collateral);
+        }
     }
     let result = ts.outcome.borrow_mut().take();
     result.expect("no panic was recorded, so the body returned")
