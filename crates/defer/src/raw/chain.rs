@@ -771,39 +771,43 @@ mod tests {
         assert_eq!(*log.borrow(), (0..100).rev().collect::<Vec<_>>());
     }
 
+    /// Registers `n` 32-byte records (two words of captures, `run`, `size`) in a chain with an
+    /// `N`-byte inline buffer, checking the counts after the first `check_at`; returns the
+    /// counts at the end, after checking that all ran newest first.
+    fn push_32s<const N: usize>(
+        n: usize,
+        check_at: usize,
+        expect: (u64, u64, u64),
+    ) -> (u64, u64, u64) {
+        let log = RefCell::new(Vec::new());
+        let mut end = (0, 0, 0);
+        with_chain::<N>(|chain| {
+            let l = &log;
+            for i in 0..n {
+                if i == check_at {
+                    assert_eq!(chain.counts(), expect);
+                }
+                chain.push(move || l.borrow_mut().push(i));
+            }
+            end = chain.counts();
+        });
+        assert_eq!(*log.borrow(), (0..n).rev().collect::<Vec<_>>());
+        end
+    }
+
     #[test]
     fn exact_fit_uses_every_byte_then_overflows() {
-        let log = RefCell::new(Vec::new());
-        with_chain::<64>(|chain| {
-            let l = &log;
-            // Two 32-byte records fill the 64 bytes exactly (`room` reaches 0, no borrow);
-            // the third borrows and starts a pool segment, which holds the rest.
-            for i in 0..2usize {
-                chain.push(move || l.borrow_mut().push(i));
-            }
-            assert_eq!(chain.counts(), (2, 0, 0));
-            for i in 2..70usize {
-                chain.push(move || l.borrow_mut().push(i));
-            }
-            // 2024 bytes of records per segment: 63 of 32 bytes; 68 overflowed, so two segments.
-            assert_eq!(chain.counts(), (70, 68, 0));
-        });
-        assert_eq!(*log.borrow(), (0..70).rev().collect::<Vec<_>>());
+        // Two 32-byte records fill the 64 bytes exactly (`room` reaches 0, no borrow); the
+        // third borrows and starts a pool segment. 2024 bytes of records per segment: 63 of
+        // 32 bytes; 68 overflowed, so two segments.
+        assert_eq!(push_32s::<64>(70, 2, (2, 0, 0)), (70, 68, 0));
     }
 
     #[test]
     fn capacity_rounds_down_to_whole_words() {
-        let log = RefCell::new(Vec::new());
-        with_chain::<61>(|chain| {
-            let l = &log;
-            // 32-byte records (two words of captures, `run`, `size`): 56 usable bytes hold one;
-            // the others go to a pool segment, and nothing is written past the 61st byte.
-            for i in 0..5usize {
-                chain.push(move || l.borrow_mut().push(i));
-            }
-            assert_eq!(chain.counts(), (5, 4, 0));
-        });
-        assert_eq!(*log.borrow(), [4, 3, 2, 1, 0]);
+        // The inline buffer's top is rounded down to a whole word: 56 usable bytes of 61 hold
+        // one 32-byte record, and the second already goes to a pool segment.
+        assert_eq!(push_32s::<61>(5, 1, (1, 0, 0)), (5, 4, 0));
     }
 
     #[test]
