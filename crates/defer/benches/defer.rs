@@ -717,7 +717,8 @@ fn print_ir_targets(irs: &[(String, f64)], merged: &[String], marginals: &[(&str
         if let Some((_, marginal)) = marginals.iter().find(|(g, _)| *g == group) {
             println!(
                 "  {label}: <= 12 instructions per defer beyond the call: {marginal:.1}: {}",
-                // Counts are integers, so the slope is exact up to float rounding.
+                // The tolerance absorbs float rounding only (inline cases count a whole
+                // number of instructions per operation; the slope is then exact).
                 if *marginal <= 12.0 + 1e-9 {
                     "met"
                 } else {

@@ -252,9 +252,11 @@
 //! | `Vec<Box<dyn FnOnce()>>`, 64 in a loop | 27754 | 425 |
 //!
 //! The marginal cost of one more chain defer (the slope from 8 to 64 defers, minus manual's) is
-//! 9.1 instructions straight-line (where LLVM folds the bounds checks away), 12.0 in a loop
-//! and 14.6 on the overflow path, beyond the call (the per-operation column above also
-//! spreads the scope's fixed cost over the defers): registering is a subtraction whose borrow
+//! 9.1 instructions straight-line (where LLVM folds the bounds checks away) and 12.0 in a
+//! loop, beyond the call (the per-operation column above also spreads the scope's fixed cost
+//! over the defers). On the overflow path a record costs the same; what it adds is about 150
+//! instructions per 2 KiB pool segment taken and returned (63 records of 32 bytes fit one, so
+//! 8 defers take one segment and 64 take two: hence that case's slope of 14.6). Registering is a subtraction whose borrow
 //! is the bounds check, the captures, the run function and the record's size; running is a
 //! copy of the cursor, the unlink (one subtraction from memory), an indirect call and a
 //! compare; the record's run function loads the captures and tail-calls the closure (it
@@ -262,17 +264,16 @@
 //! loaded straight into the first ones). Statistics are counted in the scope
 //! and added to the thread's totals once, at scope exit. A scope costs about 43–50 instructions
 //! to open and close (one `catch_unwind` frame covers the body and the run); each pool segment
-//! it takes and returns adds about 130 more (so a scope that overflows on its first defer pays
-//! that once, then the overflow path's marginal cost).
+//! adds about 150, so a scope whose first defer overflows pays that once.
 //!
 //! These figures assume that LLVM inlines the scope's body into the function that opens the
 //! scope, which it does when the body closure's type has one caller. When one scope closure
 //! type is reached from several places (a scope inside an `#[inline(always)]` generic helper
 //! called with the same type parameters from several functions), `catch_unwind`'s
 //! `do_call::<F>` stays out of line, the chain's cursor lives in memory instead of a register,
-//! and a defer costs about 22 instructions instead of 12 (measured in `frugal bench defer`,
-//! whose scenarios now give each scope its own closure type for that reason) — still no
-//! allocation.
+//! and a defer costs about 22 instructions instead of 12 (measured with `frugal bench defer`'s
+//! loop scenarios sharing one closure type) — still no allocation. Giving each call site its
+//! own closure type (a const parameter, or a closure written at the call site) avoids it.
 //!
 //! # Features
 //!

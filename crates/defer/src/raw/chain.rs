@@ -4,9 +4,9 @@
 //!
 //! A record is `[run: unsafe fn][size: usize][closure F, padded to a multiple of 8]`. Its
 //! *slot* is its start, the address of the `run` word; `size` is the whole record's size,
-//! stored negated (two's complement: the run loop's step is then a subtraction, which x86 does
-//! with the operand in memory, `sub mem, reg`; an addition makes LLVM load into a new
-//! register and add the cursor to it, one more instruction per record). The
+//! stored negated (two's complement: the run loop's step is then a subtraction, for which
+//! LLVM emits one `sub mem, reg`; for an addition it loaded the size into a new register and
+//! added the cursor to it, one more instruction per record). The
 //! other operations on a record (run now, cancel) are in a [`VTable`] that only the record's
 //! handle carries. The newest record of the current segment is the one that starts at
 //! `cursor`, so records need no links. The chain holds the cursor as `room`, its distance
@@ -60,8 +60,9 @@ use super::pool;
 /// if live (releasing a stub's block). That argument is the run loop's cursor before the step.
 ///
 /// The record's address is the *fourth* argument, after three unused [`Pad`]s, so that it
-/// arrives in a register the deferred call rarely needs (rcx on x86-64 System V, r9 on
-/// Windows x64, x3 on AArch64). A run function loads the closure's captures and tail-calls
+/// arrives in a register the deferred call rarely needs (with today's rustc, whose own calling
+/// convention is unspecified but passes these in integer registers as the C one does: rcx on
+/// x86-64 System V, r9 on Windows x64, x3 on AArch64). Correctness does not depend on it. A run function loads the closure's captures and tail-calls
 /// the closure, whose own call takes those captures in the first argument registers; with the
 /// record's address in the first one, LLVM first moved it aside: one more instruction per
 /// record (measured with `cargo bench -p frugal-defer -- --callgrind`: 13.0 → 12.0
@@ -78,7 +79,7 @@ const PAD: Pad = MaybeUninit::uninit();
 /// Size of one word of a record's head (`run`, then `size`).
 const VT: usize = size_of::<Run>();
 /// The record's head: `run` and `size`; the closure (or a stub's block pointer) follows.
-const TAIL: usize = 2 * VT;
+const HEAD: usize = 2 * VT;
 /// Records are 8-aligned; closures aligned to more go to their own block (stub record).
 pub(super) const INLINE_ALIGN: usize = 8;
 /// The pool class used for segments (2 KiB).
@@ -113,7 +114,7 @@ pub(super) struct VTable {
     call: unsafe fn(*mut u8),
     /// Drops the closure without running it; the record stays (handle `cancel`).
     drop: unsafe fn(*mut u8),
-    /// The `exit` to install once the closure was run or dropped.
+    /// The `run` function to install once the closure was run or dropped.
     spent: Run,
 }
 
@@ -139,7 +140,7 @@ impl Record {
     pub(super) unsafe fn cancel(self) {
         let slot = self.slot.as_ptr();
         // Mark spent first: even if the destructor panics, the closure is never dropped again.
-        // SAFETY: the record is pending (caller contract): its `exit` word belongs to the
+        // SAFETY: the record is pending (caller contract): its `run` word belongs to the
         // chain, is 8-aligned, and nobody else holds a reference to it.
         unsafe { slot.cast::<Run>().write(self.vt.spent) };
         // SAFETY: the closure is live (caller contract), of the type and storage `vt` was made
@@ -182,7 +183,7 @@ impl<F> Shape<F> {
     /// In-segment footprint of the closure, rounded up to 8 so records stay 8-aligned.
     const SIZE8: usize = (Self::SIZE + 7) & !7;
     /// Whole record in a segment.
-    const RECORD: usize = Self::SIZE8 + TAIL;
+    const RECORD: usize = Self::SIZE8 + HEAD;
     /// May be stored in a pool segment. Else: inline if aligned to at most 8 and the inline
     /// buffer (still current) has room, or in its own block with a stub record.
     const IN_SEGMENT: bool = Self::ALIGN <= INLINE_ALIGN && Self::RECORD <= MAX_SEGMENT_RECORD;
@@ -200,13 +201,13 @@ impl<F> Shape<F> {
 /// Where the closure of in-segment record `slot` starts.
 #[inline(always)]
 fn data<F>(slot: *mut u8) -> *mut F {
-    slot.wrapping_add(TAIL).cast::<F>()
+    slot.wrapping_add(HEAD).cast::<F>()
 }
 
 /// Where the block pointer of stub record `slot` is.
 #[inline(always)]
 fn stub_ptr(slot: *mut u8) -> *mut NonNull<u8> {
-    slot.wrapping_add(TAIL).cast::<NonNull<u8>>()
+    slot.wrapping_add(HEAD).cast::<NonNull<u8>>()
 }
 
 // ---- in-segment records ------------------------------------------------------------------
@@ -320,7 +321,7 @@ impl<F: FnOnce()> Thunks<F> {
 }
 
 /// Size of a stub record: `[run][size][block pointer]`.
-const STUB_RECORD: usize = VT + TAIL;
+const STUB_RECORD: usize = VT + HEAD;
 
 /// The chain. Not `Send`/`Sync` (raw pointers, `Cell`s): it belongs to one frame of one thread.
 ///
@@ -518,7 +519,8 @@ impl Chain {
             if run.cursor != top {
                 loop {
                     let slot = run.cursor;
-                    // SAFETY: `cursor < top`, so the newest pending record starts at `slot`
+                    // SAFETY: `cursor != top`, so (invariant 1: `cursor <= top`, and `[cursor,
+                    // top)` is a sequence of records) the newest pending record starts at `slot`
                     // (invariant 1) and its `run` word is initialized.
                     let exit = unsafe { slot.cast::<Run>().read() };
                     // SAFETY: likewise its `size` word, right after.
@@ -601,7 +603,8 @@ unsafe fn write_record<F: FnOnce()>(slot: *mut u8, f: F) -> Record {
     // SAFETY: same free range, after the head; 8-aligned, enough for `F` (only called when
     // `align_of::<F>() <= 8`): the closure is written once into free memory.
     unsafe { data::<F>(slot).write(f) };
-    // SAFETY: `slot` is derived from a non-null segment pointer plus an offset.
+    // SAFETY: `slot` lies inside a live allocation (the inline buffer or a pool block), so it
+    // is not null.
     let slot = unsafe { NonNull::new_unchecked(slot) };
     Record {
         slot,
@@ -663,7 +666,7 @@ fn push_slow<F: FnOnce()>(mut s: State, f: F) -> (State, Record) {
         &cold.stub_heap
     };
     counter.set(counter.get() + 1);
-    // SAFETY: `slot` is a segment pointer plus an offset: non-null.
+    // SAFETY: as in `write_record`: inside a live allocation, so not null.
     let slot = unsafe { NonNull::new_unchecked(slot) };
     let record = Record {
         slot,
@@ -672,7 +675,7 @@ fn push_slow<F: FnOnce()>(mut s: State, f: F) -> (State, Record) {
     (s, record)
 }
 
-/// Starts a new pool segment below the current one.
+/// Starts a new pool segment, newer than the current one.
 fn new_segment(s: &mut State) {
     let cold = s.cold();
     if s.floor == s.base {
@@ -683,7 +686,7 @@ fn new_segment(s: &mut State) {
         let mut records = 0u64;
         let mut cursor = s.cursor;
         while cursor != top {
-            // SAFETY: `cursor < top`: a pending record of the inline buffer starts at
+            // SAFETY: `cursor != top`, so (invariant 1) a pending record of the inline buffer starts at
             // `cursor` (invariant 1) and its `size` word is initialized.
             let neg_size = unsafe { cursor.wrapping_add(VT).cast::<usize>().read() };
             cursor = cursor.wrapping_sub(neg_size);
@@ -801,6 +804,14 @@ mod tests {
         // third borrows and starts a pool segment. 2024 bytes of records per segment: 63 of
         // 32 bytes; 68 overflowed, so two segments.
         assert_eq!(push_32s::<64>(70, 2, (2, 0, 0)), (70, 68, 0));
+    }
+
+    #[test]
+    fn buffers_smaller_than_a_record_hold_nothing() {
+        assert_eq!(push_32s::<0>(3, 0, (0, 0, 0)), (3, 3, 0));
+        assert_eq!(push_32s::<8>(3, 0, (0, 0, 0)), (3, 3, 0));
+        assert_eq!(push_32s::<15>(3, 0, (0, 0, 0)), (3, 3, 0));
+        assert_eq!(push_32s::<31>(3, 0, (0, 0, 0)), (3, 3, 0));
     }
 
     #[test]

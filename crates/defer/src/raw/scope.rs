@@ -89,9 +89,9 @@ pub struct Scope<'scope, 'env: 'scope> {
 /// The first panic of a scope (body or deferred call), once caught.
 /// Boxed so that a scope without panics pays one null check to drop it.
 ///
-/// Held in `ManuallyDrop` by the opening function: `take_panics` always empties it right
-/// after the run, so it needs no drop glue (a panic payload would leak, not be freed twice,
-/// if that ever changed).
+/// Held in `ManuallyDrop` by the opening function: only `finish_run` writes it, and whenever
+/// `Scope::run` reports a panic the opening function empties it with `take_panics`, so it needs
+/// no drop glue (a panic payload would leak, not be freed twice, if that ever changed).
 type PanicsCell = RefCell<Option<Box<Panics>>>;
 
 /// The panics caught in a scope: the first, and the later ones (collateral) in order.
@@ -364,13 +364,11 @@ where
     if !scope.run(|| value = Some(body(&scope))) {
         return Ok(value.expect("nothing panicked, so the body returned"));
     }
-    match scope.take_panics() {
-        None => Ok(value.expect("no panic was recorded, so the body returned")),
-        Some(panics) => {
-            drop(value);
-            Err(panics)
-        }
-    }
+    let panics = scope
+        .take_panics()
+        .expect("`run` reported a panic, so one was recorded");
+    drop(value);
+    Err(panics)
 }
 
 fn resume(first: PanicPayload, collateral: Vec<PanicPayload>) -> ! {
@@ -623,10 +621,12 @@ where
         *ts.outcome.borrow_mut() = Some(result);
     });
     if panicked {
-        if let Some((first, collateral)) = ts.scope.take_panics() {
-            drop(ts.outcome.borrow_mut().take());
-            resume(first, collateral);
-        }
+        let (first, collateral) = ts
+            .scope
+            .take_panics()
+            .expect("`run` reported a panic, so one was recorded");
+        drop(ts.outcome.borrow_mut().take());
+        resume(first, collateral);
     }
     let result = ts.outcome.borrow_mut().take();
     result.expect("no panic was recorded, so the body returned")
