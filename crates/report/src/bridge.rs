@@ -210,6 +210,7 @@ fn verdict(rows: &[BridgeRow], rps: f64) -> String {
     };
     let discrete = dear.usd_per_month - cheap.usd_per_month;
     let marginal = dear.marginal_usd_per_month - cheap.marginal_usd_per_month;
+    let single = rows.iter().any(|r| r.cpu_us_range.0 == r.cpu_us_range.1);
     let overlap = dear.cpu_us_range.0 <= cheap.cpu_us_range.1;
     let mut text = format!(
         "at {rps:.0} req/s, {} ({:.1} µs/request) and {} ({:.1} µs/request) buy {} × {} and {} × {}: \
@@ -225,7 +226,11 @@ fn verdict(rows: &[BridgeRow], rps: f64) -> String {
         dear.instance_type,
         discrete * 12.0,
     );
-    if overlap {
+    if single {
+        text.push_str(
+            "; with one run per strategy that difference cannot be told from run-to-run noise",
+        );
+    } else if overlap {
         text.push_str(
             "; the two CPU figures' run-to-run ranges overlap, so even that difference is within \
              the noise of this machine",
@@ -242,7 +247,7 @@ mod tests {
         Demand {
             strategy: name.to_owned(),
             cpu_us_per_request: us,
-            cpu_us_range: (us, us),
+            cpu_us_range: (us * 0.99, us * 1.01),
             memory_bytes: 100e6,
         }
     }

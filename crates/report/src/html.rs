@@ -52,19 +52,19 @@ td.n{text-align:right;font-variant-numeric:tabular-nums}th{background:#f4f4f4}\
 /// Renders the page.
 pub fn render_html(r: &FullReport) -> String {
     let mut h = String::new();
-    let _ = write!(
+    let _ = writeln!(
         h,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>frugal report — {}</title><style>{STYLE}</style></head><body>\n",
+         <title>frugal report — {}</title><style>{STYLE}</style></head><body>",
         esc(&r.machine.cpu)
     );
-    let _ = write!(
+    let _ = writeln!(
         h,
         "<h1>What cleanup costs, and how small a machine the service needs</h1>\
          <p class=\"note\">frugal {} · {} · {} profile · {:.0} s · report schema {} v{}. Values \
          marked <span class=\"sim\">simulated</span> come from valgrind's cache and branch \
-         model, not from this CPU.</p>\n",
+         model, not from this CPU.</p>",
         esc(&r.frugal_version),
         esc(&r.generated_at),
         if r.quick { "quick" } else { "full" },
@@ -92,7 +92,7 @@ pub fn render_html(r: &FullReport) -> String {
 
 fn section(h: &mut String, id: &str) {
     let title = SECTIONS.iter().find(|s| s.0 == id).map_or(id, |s| s.1);
-    let _ = write!(h, "<section id=\"{id}\"><h2>{}</h2>\n", esc(title));
+    let _ = writeln!(h, "<section id=\"{id}\"><h2>{}</h2>", esc(title));
 }
 
 /// Why a section has no data: its step's reason.
@@ -109,13 +109,13 @@ fn not_run(r: &FullReport, h: &mut String, step: &str) {
             )
         })
         .unwrap_or_else(|| "not part of this run".to_owned());
-    let _ = write!(h, "<p class=\"skip\">Not measured — {}</p>\n", esc(&reason));
+    let _ = writeln!(h, "<p class=\"skip\">Not measured — {}</p>", esc(&reason));
 }
 
 fn figure(h: &mut String, svg: &str, x_title: &str, y_title: &str, caption: &str) {
-    let _ = write!(
+    let _ = writeln!(
         h,
-        "<figure class=\"plot\" data-x-title=\"{}\" data-y-title=\"{}\">{svg}<figcaption>{}</figcaption></figure>\n",
+        "<figure class=\"plot\" data-x-title=\"{}\" data-y-title=\"{}\">{svg}<figcaption>{}</figcaption></figure>",
         esc(x_title),
         esc(y_title),
         esc(caption)
@@ -472,9 +472,9 @@ fn defer(r: &FullReport, h: &mut String) {
         &rows,
         2,
     );
-    let _ = write!(
+    let _ = writeln!(
         h,
-        "<p class=\"note\">* simulated ({}). Go: {} {}</p></section>\n",
+        "<p class=\"note\">* simulated ({}). Go: {} {}</p></section>",
         esc(d
             .counter_note
             .as_deref()
@@ -789,12 +789,16 @@ fn fleet(r: &FullReport, h: &mut String) {
     );
     let ceiling = rs.config.cpu_ceiling();
     for rec in &rs.recommendations {
-        let (Some(current), false) = (&rec.current, rec.trace.is_empty()) else {
+        let trace = r
+            .fleet_traces
+            .iter()
+            .find(|t| t.workload == rec.workload)
+            .map_or(&[][..], |t| &t.points[..]);
+        let (Some(current), false) = (&rec.current, trace.is_empty()) else {
             continue;
         };
-        let t0 = rec.trace[0].0 as f64;
-        let points: Vec<(f64, f64)> = rec
-            .trace
+        let t0 = trace[0].0 as f64;
+        let points: Vec<(f64, f64)> = trace
             .iter()
             .map(|(t, u)| ((*t as f64 - t0) / 86_400_000.0, f64::from(*u) * 100.0))
             .collect();

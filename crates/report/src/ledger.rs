@@ -256,7 +256,19 @@ pub fn service_claims(service: Option<&ServiceSummary>) -> Vec<LedgerRow> {
                 .collect()
         })
         .unwrap_or_default();
-    let judged_claim = if lines.len() >= 2 {
+    let judged_claim = if lines.len() >= 2 && lines.iter().any(|(_, r)| r.n < 2) {
+        let all: Vec<String> = lines
+            .iter()
+            .map(|(s, r)| format!("{s} {:.2} ms", r.median))
+            .collect();
+        let mut c = unmeasurable(
+            c,
+            "one run per strategy: without repeats the difference between strategies cannot be \
+             told from run-to-run noise (`frugal bench http` with repeats judges it)",
+        );
+        c.measured = Some(format!("p99 by strategy, one run each: {}", all.join(", ")));
+        c
+    } else if lines.len() >= 2 {
         let lo = lines
             .iter()
             .min_by(|a, b| a.1.median.total_cmp(&b.1.median))
@@ -276,13 +288,15 @@ pub fn service_claims(service: Option<&ServiceSummary>) -> Vec<LedgerRow> {
             format!("p99 by strategy: {} (ratio {ratio:.2})", all.join(", ")),
             ratio,
             ratio >= 1.3 && separated,
-            if lines.iter().all(|(_, r)| r.n < 2) {
-                "one run per strategy: a ratio this small or large can be noise on a shared \
-                 machine"
-                    .to_owned()
-            } else {
-                format!("{} runs per strategy", lines[0].1.n)
-            },
+            format!(
+                "{} runs per strategy; the ranges of the fastest and slowest {}",
+                lines[0].1.n,
+                if separated {
+                    "do not overlap"
+                } else {
+                    "overlap"
+                }
+            ),
         )
     } else {
         unmeasurable(c, "the service benchmark did not measure two strategies")

@@ -43,6 +43,6 @@ mod stats;
 mod text;
 
 pub use html::{esc, render_html, SECTIONS};
-pub use model::{FullReport, MachineFacts, Step, StepStatus, SCHEMA, SCHEMA_VERSION};
+pub use model::{FleetTrace, FullReport, MachineFacts, Step, StepStatus, SCHEMA, SCHEMA_VERSION};
 pub use stats::Range;
 pub use text::render_text;

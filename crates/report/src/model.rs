@@ -58,6 +58,9 @@ pub struct FullReport {
     pub locality_raw: Option<serde_json::Value>,
     /// `frugal rightsize` on the embedded (synthetic) sample fleet.
     pub rightsize: Option<RightsizeReport>,
+    /// Hourly CPU maxima of each sample workload, for the fleet plots (the rightsize report
+    /// does not serialize them).
+    pub fleet_traces: Vec<FleetTrace>,
     /// Cleanup strategy → CPU per request → vCPUs → instance type → dollars.
     pub bridge: Option<Bridge>,
     /// Chapter 1's Go binary size and context-switch cost.
@@ -134,4 +137,13 @@ pub struct Step {
     pub seconds: f64,
     /// Why it was skipped, or the error it failed with.
     pub reason: Option<String>,
+}
+
+/// One workload's hourly CPU maxima.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FleetTrace {
+    /// Workload name.
+    pub workload: String,
+    /// (Unix ms, CPU utilization of the current type as a fraction).
+    pub points: Vec<(i64, f32)>,
 }

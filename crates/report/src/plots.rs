@@ -73,6 +73,8 @@ pub struct LineChart {
 }
 
 const WIDTH: u32 = 900;
+/// Room for a bar chart's legend, right of the plotting area, in pixels.
+const LEGEND_WIDTH: u32 = 190;
 const HEIGHT: u32 = 320;
 
 fn series_label(b: &Bars) -> String {
@@ -109,13 +111,15 @@ fn draw_bars(
         })
         .filter(|v| v.is_finite())
         .fold(0.0f64, f64::max);
-    let ymax = if ymax > 0.0 { ymax * 1.15 } else { 1.0 };
+    let ymax = if ymax > 0.0 { ymax * 1.1 } else { 1.0 };
     {
         let root = SVGBackend::with_string(out, (WIDTH, HEIGHT)).into_drawing_area();
         root.fill(&WHITE)?;
+        // The legend gets a column of its own on the right: it never covers a bar.
         let mut chart = ChartBuilder::on(&root)
             .caption(&spec.title, ("sans-serif", 16))
             .margin(10)
+            .margin_right(LEGEND_WIDTH)
             .x_label_area_size(44)
             .y_label_area_size(64)
             .build_cartesian_2d(-0.5f64..(n as f64 - 0.5), 0f64..ymax)?;
@@ -179,9 +183,10 @@ fn draw_bars(
             });
             chart.draw_series(whiskers)?;
         }
+        let (plot_width, _) = chart.plotting_area().dim_in_pixel();
         chart
             .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
+            .position(SeriesLabelPosition::Coordinate(plot_width as i32 + 12, 0))
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK)
             .label_font(("sans-serif", 11))
