@@ -80,7 +80,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot create the output directory {}", args.out.display()))?;
     let mut run = Runner::new(args.quick, args.quiet);
 
-    let machine = run.step("machine", "machine facts", "frugal report", 1.0, |_| {
+    let machine = run.step("machine", "machine facts", "frugal report", |_| {
         Ok(Some(machine_facts()))
     });
     let machine = machine.expect("machine facts never fail");
@@ -110,7 +110,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         "defer",
         "bench defer (strategies × scenarios)",
         "frugal bench defer --claims",
-        if args.quick { 25.0 } else { 150.0 },
         |p| {
             let config = crate::bench::bench_defer::config(args.quick, false, !has_valgrind())?;
             let report = defer_bench::run(&config, &mut |x| p.fraction(x.done, x.total, &x.label))?;
@@ -121,7 +120,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         "tasks",
         "bench tasks (memory per task)",
         "frugal bench tasks -n 100000",
-        if args.quick { 10.0 } else { 40.0 },
         |p| {
             let exe = std::env::current_exe().context("cannot find this executable")?;
             let n = if args.quick { 20_000 } else { 100_000 };
@@ -142,17 +140,23 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     );
     let chapter1 = run.step(
         "chapter1",
-        "chapter 1: Go binary size, context switch",
+        "chapter 1: Go binary size, GC pauses, context switch",
         "frugal report",
-        8.0,
         |p| {
-            p.fraction(0, 2, "go build of the article's HTTP server");
+            p.fraction(0, 3, "go build of the article's HTTP server");
             let (go_binary, go_note) = match chapter1::go_binary() {
                 Ok(Some(b)) => (Some(b), None),
                 Ok(None) => (None, Some("no Go toolchain on PATH".to_owned())),
                 Err(e) => (None, Some(format!("{e:#}"))),
             };
-            p.fraction(1, 2, "context-switch ping-pong");
+            p.fraction(1, 3, "the Go service under load, GODEBUG=gctrace=1");
+            let gc_seconds = if args.quick { 3 } else { 8 };
+            let (gc, gc_note) = match chapter1::go_gc_pauses(Duration::from_secs(gc_seconds), 50) {
+                Ok(Some(g)) => (Some(g), None),
+                Ok(None) => (None, Some("no Go toolchain on PATH".to_owned())),
+                Err(e) => (None, Some(format!("{e:#}"))),
+            };
+            p.fraction(2, 3, "context-switch ping-pong");
             let context_switch = Some(chapter1::context_switch(20_000, 7)?);
             Ok(Some(Chapter1 {
                 go_binary,
@@ -162,6 +166,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     .and_then(|e| std::fs::metadata(e).ok())
                     .map(|m| m.len()),
                 context_switch,
+                gc,
+                gc_note,
             }))
         },
     );
@@ -169,7 +175,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         "io",
         "bench io (4 KiB random reads, QD 64)",
         "frugal bench io --qd 64 --direct",
-        if args.quick { 6.0 } else { 20.0 },
         |p| {
             // A temporary file beside the output (a disk, not a tmpfs /tmp), removed after.
             let dir = tempfile::Builder::new()
@@ -187,7 +192,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         "http",
         "bench http (service per cleanup strategy)",
         "frugal bench http",
-        if args.quick { 30.0 } else { 120.0 },
         |p| {
             let mut config = http::BenchConfig::default();
             if args.quick {
@@ -222,7 +226,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         "rightsize",
         "rightsize (embedded synthetic fleet)",
         "frugal rightsize",
-        2.0,
         |_| {
             let mut report = rs::analyze(
                 &rs::demo::sample().into_series(),
@@ -424,6 +427,7 @@ fn ledger_rows(
         }));
     }
     rows.extend(ledger::io_claims(io, pmu));
+    rows.extend(ledger::batch_defer_claims(defer));
     rows.extend(ledger::service_claims(service));
     rows.extend(ledger::step_down_claims(step_down));
     rows.sort_by_key(|r| section_key(&r.claim.section));
@@ -524,6 +528,7 @@ fn machine_facts() -> MachineFacts {
 
 /// Runs the steps with one progress display for the whole run.
 struct Runner {
+    quick: bool,
     bar: indicatif::ProgressBar,
     /// Weights (estimated seconds) of the steps done so far.
     done_weight: f64,
@@ -552,18 +557,37 @@ impl StepProgress<'_> {
     }
 }
 
-/// Total estimated seconds of the steps (the bar's length), quick and full.
-fn total_weight(quick: bool) -> f64 {
-    if quick {
-        1.0 + 25.0 + 10.0 + 8.0 + 6.0 + 30.0 + 2.0
-    } else {
-        1.0 + 150.0 + 40.0 + 8.0 + 20.0 + 120.0 + 2.0
+/// The steps that take time, in order.
+const STEPS: &[&str] = &[
+    "machine",
+    "defer",
+    "tasks",
+    "chapter1",
+    "io",
+    "http",
+    "rightsize",
+];
+
+/// Estimated seconds of a step on a 2-core machine (the progress display's weights).
+fn weight(id: &str, quick: bool) -> f64 {
+    match (id, quick) {
+        ("defer", true) => 25.0,
+        ("defer", false) => 150.0,
+        ("tasks", true) => 10.0,
+        ("tasks", false) => 40.0,
+        ("chapter1", true) => 12.0,
+        ("chapter1", false) => 18.0,
+        ("io", true) => 6.0,
+        ("io", false) => 20.0,
+        ("http", true) => 30.0,
+        ("http", false) => 120.0,
+        _ => 1.0,
     }
 }
 
 impl Runner {
     fn new(quick: bool, quiet: bool) -> Runner {
-        let total = total_weight(quick);
+        let total: f64 = STEPS.iter().map(|id| weight(id, quick)).sum();
         let bar = if quiet {
             indicatif::ProgressBar::hidden()
         } else {
@@ -578,6 +602,7 @@ impl Runner {
         );
         bar.enable_steady_tick(Duration::from_millis(200));
         Runner {
+            quick,
             bar,
             done_weight: 0.0,
             steps: Vec::new(),
@@ -591,9 +616,9 @@ impl Runner {
         id: &str,
         title: &str,
         command: &str,
-        weight: f64,
         body: impl FnOnce(&StepProgress<'_>) -> anyhow::Result<Option<T>>,
     ) -> Option<T> {
+        let weight = weight(id, self.quick);
         let progress = StepProgress {
             bar: &self.bar,
             base: self.done_weight,
