@@ -372,6 +372,179 @@ fn sigterm_finishes_in_flight_requests_and_exits_0() {
     assert_eq!(reader.join().expect("no panic"), 200);
 }
 
+/// A raw request on a fresh connection (for requests `get` cannot express).
+fn raw(addr: SocketAddr, request: &[u8]) -> (u16, String) {
+    let mut s = connect(addr);
+    s.write_all(request).expect("writable");
+    read_response(&mut s)
+}
+
+#[test]
+fn host_header_and_method_are_checked() {
+    let server = Server::start(&["--work-us", "0"]);
+    let (status, _) = raw(server.addr, b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n");
+    assert_eq!(status, 400, "HTTP/1.1 without Host");
+    let (status, _) = raw(
+        server.addr,
+        b"FOO / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status, 405, "unknown method");
+    let mut s = connect(server.addr);
+    s.write_all(b"DELETE / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .expect("writable");
+    let mut head = String::new();
+    BufReader::new(&mut s)
+        .read_to_string(&mut head)
+        .expect("answered");
+    assert!(
+        head.to_ascii_lowercase().contains("allow: get, head"),
+        "{head}"
+    );
+    // HTTP/1.0 has no Host requirement; HEAD is served.
+    assert_eq!(raw(server.addr, b"GET / HTTP/1.0\r\n\r\n").0, 200);
+    assert_eq!(
+        raw(
+            server.addr,
+            b"HEAD / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+        )
+        .0,
+        200
+    );
+    let text = server.metrics();
+    assert_eq!(
+        metric(&text, "frugal_http_requests_total{outcome=\"ok\"}"),
+        2.0
+    );
+}
+
+#[test]
+fn a_half_closed_request_gets_its_answer() {
+    let server = Server::start(&["--work-us", "0", "--response-bytes", "300"]);
+    let mut s = connect(server.addr);
+    // Keep-alive, then the client ends its side: the answer must still come, then EOF.
+    s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        .expect("writable");
+    s.shutdown(std::net::Shutdown::Write).expect("half-closes");
+    let (status, body) = read_response(&mut s);
+    assert_eq!((status, body.len()), (200, 300));
+    let text = server.metrics();
+    assert_eq!(
+        metric(&text, "frugal_http_requests_total{outcome=\"ok\"}"),
+        1.0
+    );
+}
+
+/// Two pipelined requests, then the client goes away while the first one holds its lease:
+/// hyper has the second request in its buffer and does not read the socket, yet the first is
+/// cancelled (not run to the end and counted "ok"), whether the client resets or closes.
+#[test]
+fn cancellation_is_seen_behind_pipelined_requests() {
+    for reset in [true, false] {
+        let server = Server::start(&[
+            "--hold-ms",
+            "600000",
+            "--deadline",
+            "600s",
+            "--work-us",
+            "0",
+            "--workers",
+            "2",
+        ]);
+        let s = connect(server.addr);
+        (&s).write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            .expect("writable");
+        server.wait_metrics("the first request holding its lease", |t| {
+            metric(t, "frugal_pool_leases_in_use") == 1.0
+        });
+        if reset {
+            // SO_LINGER 0: close sends an RST.
+            socket2::SockRef::from(&s)
+                .set_linger(Some(Duration::ZERO))
+                .expect("settable");
+        }
+        drop(s);
+        // The second request may be read and cancelled too, once the first is answered.
+        let cancelled = |t: &str| metric(t, "frugal_http_requests_total{outcome=\"cancelled\"}");
+        let text = server.wait_metrics("the held request cancelled", |t| {
+            cancelled(t) >= 1.0 && idle(t) && metric(t, "frugal_http_connections_open") == 1.0
+        });
+        assert_eq!(
+            metric(&text, "frugal_http_requests_total{outcome=\"ok\"}"),
+            0.0,
+            "reset={reset}"
+        );
+    }
+}
+
+/// Clients that pipeline many requests with large answers and never read: the server closes
+/// them after the send timeout instead of keeping their buffers for ever.
+#[test]
+fn clients_that_stop_reading_are_closed_after_the_send_timeout() {
+    let server = Server::start(&[
+        "--send-timeout",
+        "1s",
+        "--response-bytes",
+        "65536",
+        "--work-us",
+        "0",
+    ]);
+    let request = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n".repeat(300);
+    let clients: Vec<TcpStream> = (0..20)
+        .map(|_| {
+            let s = connect(server.addr);
+            s.set_write_timeout(Some(PATIENCE)).expect("settable");
+            // May block while the server's read side is full; bounded by the write timeout,
+            // and the server's send timeout ends it (an error then is the expected close).
+            let _ = (&s).write_all(&request);
+            s
+        })
+        .collect();
+    // Only the scraping connection is left open.
+    let text = server.wait_metrics("the stalled connections closed", |t| {
+        metric(t, "frugal_http_connections_open") == 1.0
+    });
+    assert!(metric(&text, "frugal_http_connections_total") >= 21.0);
+    drop(clients);
+    assert_eq!(get(server.addr, "/healthz").0, 200);
+}
+
+/// More requests holding a lease than tokio has blocking threads (512): the holds are waits,
+/// not threads, so `/healthz` answers and SIGTERM ends the server (an earlier version wedged).
+#[test]
+fn a_thousand_holding_requests_do_not_wedge_the_server() {
+    let server = Server::start(&[
+        "--hold-ms",
+        "600000",
+        "--lease-pool",
+        "520",
+        "--deadline",
+        "600s",
+        "--work-us",
+        "0",
+        "--workers",
+        "2",
+    ]);
+    // `frugal load` raises its own open-file limit for the 1000 connections.
+    let _load = KillOnDrop(
+        Command::new(FRUGAL)
+            .args(["load", &server.url(), "-c", "1000", "-d", "600s"])
+            .args(["--timeout", "600s", "-q"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("frugal load starts"),
+    );
+    let text = server.wait_metrics("1000 requests in flight, 520 holding", |t| {
+        metric(t, "frugal_http_requests_in_flight") == 1000.0
+            && metric(t, "frugal_pool_leases_in_use") == 520.0
+    });
+    assert_eq!(metric(&text, "frugal_pool_leases_size"), 520.0);
+    assert_eq!(get(server.addr, "/healthz"), (200, "ok\n".to_owned()));
+    let status = server.terminate();
+    assert!(status.success(), "{status}");
+}
+
 fn load_json(args: &[&str]) -> serde_json::Value {
     let dir = tempfile::TempDir::new().expect("temp dir");
     let path = dir

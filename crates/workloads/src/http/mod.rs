@@ -32,6 +32,7 @@ mod error;
 mod loadgen;
 mod metrics;
 mod pacer;
+mod peer;
 pub mod procfs;
 mod resources;
 mod server;
