@@ -545,6 +545,246 @@ fn a_thousand_holding_requests_do_not_wedge_the_server() {
     assert!(status.success(), "{status}");
 }
 
+/// What a [`FakeServer`] does with the `n`th request of its `c`th connection.
+enum Answer {
+    /// This response, after this delay.
+    After(Duration, &'static [u8]),
+    /// Nothing, ever (the connection stays open).
+    Never,
+}
+
+/// A hand-written HTTP/1.1 server on 127.0.0.1:0 misbehaving on purpose; its threads stop when
+/// it is dropped (or after the patience).
+struct FakeServer {
+    addr: SocketAddr,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FakeServer {
+    fn start(answer: fn(usize, usize) -> Answer) -> FakeServer {
+        use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("loopback binds");
+        listener.set_nonblocking(true).expect("settable");
+        let addr = listener.local_addr().expect("bound");
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + 4 * PATIENCE;
+            let mut c = 0;
+            while !stopped.load(Relaxed) && Instant::now() < deadline {
+                let Ok((mut s, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(2));
+                    continue;
+                };
+                let stopped = Arc::clone(&stopped);
+                s.set_nonblocking(false).expect("settable");
+                s.set_read_timeout(Some(Duration::from_millis(50)))
+                    .expect("settable");
+                let conn = c;
+                c += 1;
+                std::thread::spawn(move || {
+                    let mut pending = Vec::new();
+                    let mut n = 0;
+                    let mut buf = [0u8; 4096];
+                    while !stopped.load(Relaxed) && Instant::now() < deadline {
+                        match s.read(&mut buf) {
+                            Ok(0) => return,
+                            Ok(k) => pending.extend_from_slice(&buf[..k]),
+                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+                            Err(_) => return,
+                        }
+                        while let Some(i) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                            pending.drain(..i + 4);
+                            match answer(conn, n) {
+                                Answer::After(delay, reply) => {
+                                    std::thread::sleep(delay);
+                                    if s.write_all(reply).is_err() {
+                                        return;
+                                    }
+                                }
+                                Answer::Never => {}
+                            }
+                            n += 1;
+                        }
+                    }
+                });
+            }
+        });
+        FakeServer { addr, stop }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/", self.addr)
+    }
+}
+
+impl Drop for FakeServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// `frugal load` with `args`, bounded by the patience; its exit status, stdout, stderr and
+/// the JSON report.
+fn load_run(args: &[&str]) -> (std::process::ExitStatus, String, String, serde_json::Value) {
+    let dir = tempfile::TempDir::new().expect("temp dir");
+    let path = dir.path().join("load.json");
+    let mut child = KillOnDrop(
+        Command::new(FRUGAL)
+            .arg("load")
+            .args(args)
+            .arg("--json")
+            .arg(&path)
+            .arg("-q")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("frugal load starts"),
+    );
+    let deadline = Instant::now() + PATIENCE;
+    let status = loop {
+        if let Some(status) = child.0.try_wait().expect("waitable") {
+            break status;
+        }
+        // A generous bound: only a run that waits past its end reaches it.
+        assert!(Instant::now() < deadline, "frugal load ran past its end");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut out = String::new();
+    let mut err = String::new();
+    let _ = child
+        .0
+        .stdout
+        .take()
+        .expect("piped")
+        .read_to_string(&mut out);
+    let _ = child
+        .0
+        .stderr
+        .take()
+        .expect("piped")
+        .read_to_string(&mut err);
+    let json = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or(serde_json::Value::Null);
+    (status, out, err, json)
+}
+
+const OK_REPLY: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+
+#[test]
+fn load_against_a_server_that_never_answers_fails_at_the_end_of_the_run() {
+    let server = FakeServer::start(|_, _| Answer::Never);
+    // A timeout far beyond the run: the end of the run, not the timeout, ends every wait.
+    for mode in [&[][..], &["--rate", "50"][..]] {
+        let url = server.url();
+        let mut args = vec![url.as_str(), "-c", "5", "-d", "1s", "--warmup", "200ms"];
+        args.extend_from_slice(&["--timeout", "600s"]);
+        args.extend_from_slice(mode);
+        let (status, _, err, json) = load_run(&args);
+        assert_eq!(status.code(), Some(1), "{mode:?}: {err}");
+        assert!(err.contains("no successful response"), "{err}");
+        assert_eq!(json["requests_ok"], 0, "{json}");
+        // The first requests (sent in the warm-up) waited the whole measured second: timeouts.
+        assert!(json["errors"]["timeout"].as_u64() >= Some(5), "{json}");
+        if !mode.is_empty() {
+            assert!(json["requests_unsent"].as_u64() > Some(0), "{json}");
+        }
+    }
+}
+
+#[test]
+fn slow_answers_to_requests_sent_in_the_warm_up_are_counted() {
+    // The first request of every connection takes 600 ms; it is sent in the 300 ms warm-up
+    // and completes in the measured window: counted, its latency seen.
+    let server = FakeServer::start(|_, n| {
+        let delay = if n == 0 { 600 } else { 0 };
+        Answer::After(Duration::from_millis(delay), OK_REPLY)
+    });
+    for mode in [&[][..], &["--rate", "40"][..]] {
+        let url = server.url();
+        let mut args = vec![url.as_str(), "-c", "4", "-d", "1500ms", "--warmup", "300ms"];
+        args.extend_from_slice(mode);
+        let (status, _, err, json) = load_run(&args);
+        assert!(status.success(), "{mode:?}: {err}");
+        let key = if mode.is_empty() {
+            "latency_ns"
+        } else {
+            "latency_corrected_ns"
+        };
+        let max = json[key]["max"].as_u64().expect("a latency");
+        assert!(max >= 600_000_000, "{mode:?}: {json}");
+    }
+}
+
+#[test]
+fn conflicting_content_lengths_fail_at_once() {
+    let server = FakeServer::start(|_, _| {
+        Answer::After(
+            Duration::ZERO,
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\nok",
+        )
+    });
+    let url = server.url();
+    let (status, out, err, json) = load_run(&[
+        &url,
+        "-c",
+        "2",
+        "-d",
+        "500ms",
+        "--warmup",
+        "0s",
+        "--timeout",
+        "600s",
+    ]);
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(json["errors"]["other"].as_u64() > Some(0), "{json}");
+    assert_eq!(json["errors"]["timeout"], 0, "{json}");
+    assert!(out.contains("other"), "{out}");
+}
+
+#[test]
+fn load_fails_above_the_allowed_error_rate_and_prints_it() {
+    let server = FakeServer::start(|_, n| {
+        // One answer in ten is a 500: a 10% error rate.
+        let reply: &[u8] = if n % 10 == 9 {
+            b"HTTP/1.1 500 Oops\r\ncontent-length: 0\r\n\r\n"
+        } else {
+            OK_REPLY
+        };
+        Answer::After(Duration::ZERO, reply)
+    });
+    let url = server.url();
+    let base = [url.as_str(), "-c", "2", "-d", "500ms", "--warmup", "100ms"];
+    let (status, out, err, json) = load_run(&base);
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("error rate") && err.contains("above the allowed 1%"),
+        "{err}"
+    );
+    let rate = json["error_rate"].as_f64().expect("a rate");
+    assert!((0.05..=0.15).contains(&rate), "{json}");
+    assert!(out.contains("errors") && out.contains('%'), "{out}");
+    // Allowed explicitly: the same run passes.
+    let mut args = base.to_vec();
+    args.extend_from_slice(&["--max-error-rate", "20%"]);
+    let (status, _, err, _) = load_run(&args);
+    assert!(status.success(), "{err}");
+}
+
+#[test]
+fn a_zero_timeout_is_refused() {
+    let server = FakeServer::start(|_, _| Answer::After(Duration::ZERO, OK_REPLY));
+    let url = server.url();
+    let (status, _, err, _) = load_run(&[&url, "-d", "200ms", "--timeout", "0s"]);
+    assert!(!status.success());
+    assert!(err.contains("timeout"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
+
 fn load_json(args: &[&str]) -> serde_json::Value {
     let dir = tempfile::TempDir::new().expect("temp dir");
     let path = dir
