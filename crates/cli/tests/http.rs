@@ -880,13 +880,16 @@ fn bench_http_runs_a_tiny_comparison() {
     let json = dir.path().join("bench.json");
     let out = Command::new(FRUGAL)
         .args([
-            "bench", "http", "-c", "20", "-d", "300ms", "--warmup", "100ms",
+            "bench", "http", "-c", "20", "-d", "300ms", "--warmup", "100ms", "-r", "2",
         ])
         .args([
             "--strategies",
             "manual,chain-cancel",
             "--work-us",
             "0",
+            // The mechanics are under test, not this machine's speed.
+            "--max-error-rate",
+            "100",
             "--json",
         ])
         .arg(&json)
@@ -902,10 +905,38 @@ fn bench_http_runs_a_tiny_comparison() {
         stdout.contains("chain-cancel") && stdout.contains("constant-rate"),
         "{stdout}"
     );
+    assert!(
+        stdout.contains("median (min–max) over 2 rounds"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("closed-loop throughput: the strategies' medians differ by"),
+        "{stdout}"
+    );
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).expect("written")).expect("json");
     let rows = report["rows"].as_array().expect("rows");
-    assert_eq!(rows.len(), 4);
+    assert_eq!(rows.len(), 8);
+    // Alternating: round 1 forwards, round 2 backwards.
+    let order: Vec<(u64, &str)> = rows
+        .iter()
+        .step_by(2)
+        .map(|r| {
+            (
+                r["round"].as_u64().expect("round"),
+                r["strategy"].as_str().expect("name"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        order,
+        [
+            (0, "manual"),
+            (0, "chain-cancel"),
+            (1, "chain-cancel"),
+            (1, "manual")
+        ]
+    );
     for row in rows {
         assert!(row["achieved_rps"].as_f64().expect("rate") > 0.0, "{row}");
         assert!(
@@ -914,6 +945,40 @@ fn bench_http_runs_a_tiny_comparison() {
         );
         assert!(row["server_cpu_s"].as_f64().is_some(), "{row}");
     }
+    let summary = report["summary"].as_array().expect("summary");
+    assert_eq!(summary.len(), 4);
+    for s in summary {
+        assert_eq!(s["runs"], 2, "{s}");
+        let rps = &s["achieved_rps"];
+        let (min, median, max) = (
+            rps["min"].as_f64().expect("min"),
+            rps["median"].as_f64().expect("median"),
+            rps["max"].as_f64().expect("max"),
+        );
+        assert!(min <= median && median <= max, "{s}");
+    }
+}
+
+#[test]
+fn bench_http_fails_when_runs_fail() {
+    // A rate no loopback server with 20 connections meets: the constant-rate run falls
+    // behind, and the benchmark says so in its exit status after printing everything.
+    let out = Command::new(FRUGAL)
+        .args([
+            "bench", "http", "-c", "20", "-d", "300ms", "--warmup", "100ms",
+        ])
+        .args(["-r", "1", "--strategies", "manual", "--work-us", "0"])
+        .args(["--rate", "100000000"])
+        .output()
+        .expect("frugal bench http runs");
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("one round, no spread"), "{stdout}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("runs failed") && err.contains("constant-rate"),
+        "{err}"
+    );
 }
 
 #[test]
