@@ -372,6 +372,26 @@ fn sigterm_finishes_in_flight_requests_and_exits_0() {
     assert_eq!(reader.join().expect("no panic"), 200);
 }
 
+#[test]
+fn idle_keep_alive_connections_are_closed_after_the_header_timeout() {
+    let server = Server::start(&["--header-timeout", "1s", "--work-us", "0"]);
+    let mut s = connect(server.addr);
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+        .expect("writable");
+    // The whole answer (its length is known: "ok\n" after the head), then nothing until the
+    // server closes the idle connection: EOF, not our read timeout.
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\nok\n") {
+        s.read_exact(&mut byte).expect("the answer arrives");
+        head.push(byte[0]);
+    }
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest)
+        .expect("the server closes the idle connection");
+    assert!(rest.is_empty(), "{rest:?}");
+}
+
 /// A raw request on a fresh connection (for requests `get` cannot express).
 fn raw(addr: SocketAddr, request: &[u8]) -> (u16, String) {
     let mut s = connect(addr);
