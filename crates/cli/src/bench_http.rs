@@ -6,7 +6,7 @@ use std::process::{Command, ExitCode};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use frugal_workloads::http::{bench, BenchConfig, BenchRow, Strategy};
+use frugal_workloads::http::{bench, BenchConfig, BenchReport, BenchRow, Measure, Strategy};
 
 /// Arguments of `frugal bench http`.
 #[derive(Debug, clap::Args)]
@@ -45,6 +45,15 @@ pub struct Args {
     /// Write the report as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Rounds: every strategy runs once per round, alternating, each on a fresh server; the
+    /// summary gives the median and range over the rounds (1 to 100).
+    #[arg(short = 'r', long, default_value_t = 3,
+          value_parser = clap::value_parser!(u32).range(1..=100))]
+    repeats: u32,
+    /// Fail (exit status 1, after the report) when any run's error rate is above this
+    /// percentage, as `frugal load --max-error-rate` (0 to 100, a trailing % is allowed).
+    #[arg(long, default_value = "1%", value_parser = crate::load::parse_percent)]
+    max_error_rate: f64,
 }
 
 /// Runs `frugal bench http`.
@@ -60,6 +69,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     config.warmup = args.warmup.unwrap_or(config.warmup);
     config.rate = args.rate;
     config.threads = args.threads;
+    config.repeats = args.repeats as usize;
     if !args.strategies.is_empty() {
         config.strategies = args.strategies.clone();
     }
@@ -81,8 +91,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "frugal bench http: {} connections, {:?} per run after {:?} warm-up; server = separate process",
-        config.connections, config.duration, config.warmup
+        "frugal bench http: {} connections, {:?} per run after {:?} warm-up, {} rounds \
+         (strategies alternating); server = separate process",
+        config.connections, config.duration, config.warmup, config.repeats
     )?;
     writeln!(out, "{}", header())?;
     let report = bench(&config, server, |row| {
@@ -95,6 +106,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
          corrected for coordinated omission (from the intended send time)",
         report.constant_rate_rps
     )?;
+    writeln!(out)?;
+    out.write_all(summary(&report).as_bytes())?;
     let errors: u64 = report.rows.iter().map(|r| r.errors.total()).sum();
     if errors > 0 {
         writeln!(
@@ -107,13 +120,110 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         crate::output::write_json(path, &report)?;
     }
     out.flush()?;
+    let failed: Vec<String> = report
+        .rows
+        .iter()
+        .filter_map(|r| {
+            crate::load::failure(&r.load, args.max_error_rate)
+                .map(|why| format!("{} {} round {}: {why}", r.strategy, r.mode, r.round + 1))
+        })
+        .collect();
+    if let Some(first) = failed.first() {
+        eprintln!(
+            "frugal bench http: {} of {} runs failed; first: {first}",
+            failed.len(),
+            report.rows.len()
+        );
+        return Ok(ExitCode::FAILURE);
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Medians and ranges per strategy, then whether the strategies differ beyond the noise.
+fn summary(report: &BenchReport) -> String {
+    let mut out = format!(
+        "median (min–max) over {} rounds:\n{:<13} {:<13} {:>24} {:>26} {:>22}\n",
+        report.repeats, "strategy", "mode", "req/s", "p99", "cpu µs/req"
+    );
+    let range = |median: String, min: String, max: String| format!("{median} ({min}–{max})");
+    for s in &report.summary {
+        let rps = range(
+            format!("{:.0}", s.achieved_rps.median),
+            format!("{:.0}", s.achieved_rps.min),
+            format!("{:.0}", s.achieved_rps.max),
+        );
+        let p99 = range(
+            ms(s.p99_ns.median as u64),
+            format!("{:.2}", s.p99_ns.min / 1e6),
+            format!("{:.2}", s.p99_ns.max / 1e6),
+        );
+        let cpu = s.server_cpu_us_per_request.map_or("n/a".to_owned(), |c| {
+            range(
+                format!("{:.1}", c.median),
+                format!("{:.1}", c.min),
+                format!("{:.1}", c.max),
+            )
+        });
+        out += &format!(
+            "{:<13} {:<13} {rps:>24} {p99:>26} {cpu:>22}\n",
+            s.strategy.name(),
+            s.mode
+        );
+    }
+    for (mode, measure, what) in [
+        ("closed-loop", Measure::Throughput, "closed-loop throughput"),
+        (
+            "closed-loop",
+            Measure::CpuPerRequest,
+            "closed-loop CPU per request",
+        ),
+        (
+            "constant-rate",
+            Measure::CpuPerRequest,
+            "constant-rate CPU per request",
+        ),
+    ] {
+        match report.within_noise(mode, measure) {
+            Some(noise) if noise.is_noise() => {
+                out += &format!(
+                    "{what}: the strategies' medians differ by {:.1}, no more than one \
+                     strategy's own runs do ({:.1}): within run-to-run noise, no ranking\n",
+                    noise.between, noise.within
+                );
+            }
+            Some(noise) => {
+                out += &format!(
+                    "{what}: the strategies' medians differ by {:.1}, more than any strategy's \
+                     own runs do ({:.1})\n",
+                    noise.between, noise.within
+                );
+            }
+            None if report.repeats < 2 => {
+                out += &format!(
+                    "{what}: one round, no spread: differences cannot be told from noise \
+                     (use -r 3 or more)\n"
+                );
+                break;
+            }
+            None => {}
+        }
+    }
+    out
 }
 
 fn header() -> String {
     format!(
-        "{:<13} {:<13} {:>10} {:>10} {:>10} {:>10} {:>7} {:>11} {:>9}",
-        "strategy", "mode", "req/s", "p50", "p99", "p99.9", "errors", "cpu µs/req", "rss MiB"
+        "{:<5} {:<13} {:<13} {:>10} {:>10} {:>10} {:>10} {:>7} {:>11} {:>9}",
+        "round",
+        "strategy",
+        "mode",
+        "req/s",
+        "p50",
+        "p99",
+        "p99.9",
+        "errors",
+        "cpu µs/req",
+        "rss MiB"
     )
 }
 
@@ -123,7 +233,8 @@ fn ms(ns: u64) -> String {
 
 fn line(r: &BenchRow) -> String {
     format!(
-        "{:<13} {:<13} {:>10.0} {:>10} {:>10} {:>10} {:>7} {:>11.1} {:>9.1}",
+        "{:<5} {:<13} {:<13} {:>10.0} {:>10} {:>10} {:>10} {:>7} {:>11.1} {:>9.1}",
+        r.round + 1,
         r.strategy.name(),
         r.mode,
         r.achieved_rps,

@@ -40,6 +40,81 @@ pub struct Args {
     /// No progress line.
     #[arg(short = 'q', long)]
     quiet: bool,
+    /// Fail (exit status 1, after the report) when more than this percentage of the requests
+    /// that ended in the measured window failed (connect, timeout, status >= 400, reset,
+    /// protocol) or, with --rate, were still unanswered at the end. 0 to 100, a trailing % is
+    /// allowed. A run with no successful response always fails.
+    #[arg(long, default_value = "1%", value_parser = parse_percent)]
+    max_error_rate: f64,
+}
+
+/// A percentage from 0 to 100, with or without a trailing `%`, as a fraction (0.0 to 1.0).
+pub(crate) fn parse_percent(text: &str) -> Result<f64, String> {
+    let number = text.trim().trim_end_matches('%');
+    let value: f64 = number.parse().map_err(|_| {
+        format!("{text:?} is not a percentage; give a number from 0 to 100, e.g. 1%")
+    })?;
+    if !(0.0..=100.0).contains(&value) {
+        return Err(format!(
+            "{text:?} is out of range; a percentage is from 0 to 100"
+        ));
+    }
+    Ok(value / 100.0)
+}
+
+/// Why a finished run fails (`None`: it passes): no successful response, or an error rate above
+/// `max` (a fraction).
+pub(crate) fn failure(report: &LoadReport, max: f64) -> Option<String> {
+    let errors = report.errors.total();
+    if report.requests_ok == 0 {
+        let mut why = format!(
+            "no successful response in the measured window ({errors} errors, {} unfinished)",
+            report.requests_unfinished
+        );
+        if report.requests_unfinished > 0 {
+            why += &format!(
+                "; the oldest unanswered request had waited {}: is the server stalled?",
+                ns(report.unfinished_oldest_ns)
+            );
+        }
+        return Some(why);
+    }
+    if report.target_rps.is_some() {
+        // On a schedule, requests still unanswered at the end beyond the few in flight mean
+        // the server fell behind the rate: their outcome is unknown, and they are not few.
+        let all = report.requests_ok + errors + report.requests_unfinished;
+        let share = report.requests_unfinished as f64 / all as f64;
+        if share > max {
+            return Some(format!(
+                "{} requests ({}) were still unanswered at the end, more than the allowed {}: \
+                 the server fell behind the rate; lower --rate or run longer (-d)",
+                report.requests_unfinished,
+                percent(share),
+                percent(max)
+            ));
+        }
+    }
+    (report.error_rate > max).then(|| {
+        format!(
+            "error rate {} ({errors} of {} requests) is above the allowed {}; see the error \
+             kinds above (raise --max-error-rate to accept it)",
+            percent(report.error_rate),
+            errors + report.requests_ok,
+            percent(max)
+        )
+    })
+}
+
+/// A fraction as a percentage with enough digits to tell 0.04% from 0.
+pub(crate) fn percent(fraction: f64) -> String {
+    let p = fraction * 100.0;
+    if p == p.round() || p >= 10.0 {
+        format!("{p:.0}%")
+    } else if p >= 0.1 {
+        format!("{p:.1}%")
+    } else {
+        format!("{p:.3}%")
+    }
 }
 
 /// Runs `frugal load`.
@@ -78,6 +153,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     std::io::stdout()
         .flush()
         .context("cannot write the report")?;
+    if let Some(why) = failure(&report, args.max_error_rate) {
+        eprintln!("frugal load: {why}");
+        return Ok(ExitCode::FAILURE);
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -105,11 +184,13 @@ fn draw_progress(progress: &Progress, done: &AtomicBool, config: &LoadConfig) {
                     config.warmup.as_secs_f64()
                 )
             }
-            Some(start) => format!(
+            Some(start) if now < start + config.warmup + config.duration => format!(
                 "measuring {:.0}/{:.0} s",
                 (now.saturating_duration_since(start + config.warmup)).as_secs_f64(),
                 config.duration.as_secs_f64()
             ),
+            // Past the end: the threads are stopping (no wait goes past the end).
+            Some(_) => "finishing".to_owned(),
         };
         eprint!(
             "\r\x1b[2K{phase}  {requests} ok  {rps:.0} req/s  {} errors",
@@ -160,8 +241,16 @@ pub(crate) fn render(r: &LoadReport) -> String {
     );
     let e = &r.errors;
     out += &format!(
-        "  {:<12} {} ok; errors: connect {}, timeout {}, status {}, reset {}, other {}\n",
-        "requests", r.requests_ok, e.connect, e.timeout, e.status, e.reset, e.other
+        "  {:<12} {} ok; errors {} ({}): connect {}, timeout {}, status {}, reset {}, other {}\n",
+        "requests",
+        r.requests_ok,
+        e.total(),
+        percent(r.error_rate),
+        e.connect,
+        e.timeout,
+        e.status,
+        e.reset,
+        e.other
     );
     out += &latency_line("latency", &r.latency_ns);
     if let Some(c) = &r.latency_corrected_ns {
@@ -178,9 +267,19 @@ pub(crate) fn render(r: &LoadReport) -> String {
     }
     if r.requests_unsent > 0 {
         out += &format!(
-            "  {} scheduled requests were never sent (counted as timeouts)\n",
+            "  {} scheduled requests were never sent: the server fell behind (counted as \
+             timeouts or unfinished)\n",
             r.requests_unsent
         );
     }
+    if r.requests_unfinished > 0 {
+        out += &format!(
+            "  {} requests unanswered at the end (oldest waited {}): outcome unknown, not counted\n",
+            r.requests_unfinished,
+            ns(r.unfinished_oldest_ns)
+        );
+    }
+    out +=
+        "  (responses count when they complete in the measured window, warm-up sends included)\n";
     out
 }

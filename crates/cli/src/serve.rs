@@ -24,8 +24,8 @@ pub struct Args {
     work_us: u64,
     /// Milliseconds each request holds its lease waiting before its CPU work: simulates a slow
     /// downstream call (e.g. a database query) made while holding the lease. The wait ends
-    /// early when the client goes away (the request is then cancelled, no work is done). Each
-    /// holding request blocks a thread. On SIGTERM/SIGINT holds end at once and their requests
+    /// early when the client goes away (the request is then cancelled, no work is done). A
+    /// holding request takes no thread. On SIGTERM/SIGINT holds end at once and their requests
     /// answer normally. 0 = no hold. Meant for tests and demonstrations.
     #[arg(long, default_value_t = 0)]
     hold_ms: u64,
@@ -41,9 +41,14 @@ pub struct Args {
     /// Request deadline: a lease not obtained by then is answered 503.
     #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
     deadline: Duration,
-    /// Time a client has to send a request head (slow-client guard).
+    /// Time a client has to send a request head (slow-client guard); also how long an idle
+    /// keep-alive connection stays open.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     header_timeout: Duration,
+    /// A connection whose answer makes no progress for this long (the client stopped reading)
+    /// is closed, like nginx's send_timeout.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    send_timeout: Duration,
 }
 
 /// Runs `frugal serve`.
@@ -57,6 +62,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     config.lease_pool_size = args.lease_pool.max(1);
     config.deadline = args.deadline;
     config.header_timeout = args.header_timeout;
+    config.send_timeout = args.send_timeout;
     let mut print_error = None;
     serve(config, |addr| {
         let mut out = std::io::stdout().lock();

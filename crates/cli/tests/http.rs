@@ -372,6 +372,439 @@ fn sigterm_finishes_in_flight_requests_and_exits_0() {
     assert_eq!(reader.join().expect("no panic"), 200);
 }
 
+#[test]
+fn idle_keep_alive_connections_are_closed_after_the_header_timeout() {
+    let server = Server::start(&["--header-timeout", "1s", "--work-us", "0"]);
+    let mut s = connect(server.addr);
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+        .expect("writable");
+    // The whole answer (its length is known: "ok\n" after the head), then nothing until the
+    // server closes the idle connection: EOF, not our read timeout.
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\nok\n") {
+        s.read_exact(&mut byte).expect("the answer arrives");
+        head.push(byte[0]);
+    }
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest)
+        .expect("the server closes the idle connection");
+    assert!(rest.is_empty(), "{rest:?}");
+}
+
+/// A raw request on a fresh connection (for requests `get` cannot express).
+fn raw(addr: SocketAddr, request: &[u8]) -> (u16, String) {
+    let mut s = connect(addr);
+    s.write_all(request).expect("writable");
+    read_response(&mut s)
+}
+
+#[test]
+fn host_header_and_method_are_checked() {
+    let server = Server::start(&["--work-us", "0"]);
+    let (status, _) = raw(server.addr, b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n");
+    assert_eq!(status, 400, "HTTP/1.1 without Host");
+    let (status, _) = raw(
+        server.addr,
+        b"FOO / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(status, 405, "unknown method");
+    let mut s = connect(server.addr);
+    s.write_all(b"DELETE / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .expect("writable");
+    let mut head = String::new();
+    BufReader::new(&mut s)
+        .read_to_string(&mut head)
+        .expect("answered");
+    assert!(
+        head.to_ascii_lowercase().contains("allow: get, head"),
+        "{head}"
+    );
+    // HTTP/1.0 has no Host requirement; HEAD is served.
+    assert_eq!(raw(server.addr, b"GET / HTTP/1.0\r\n\r\n").0, 200);
+    assert_eq!(
+        raw(
+            server.addr,
+            b"HEAD / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+        )
+        .0,
+        200
+    );
+    let text = server.metrics();
+    assert_eq!(
+        metric(&text, "frugal_http_requests_total{outcome=\"ok\"}"),
+        2.0
+    );
+}
+
+#[test]
+fn a_half_closed_request_gets_its_answer() {
+    let server = Server::start(&["--work-us", "0", "--response-bytes", "300"]);
+    let mut s = connect(server.addr);
+    // Keep-alive, then the client ends its side: the answer must still come, then EOF.
+    s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        .expect("writable");
+    s.shutdown(std::net::Shutdown::Write).expect("half-closes");
+    let (status, body) = read_response(&mut s);
+    assert_eq!((status, body.len()), (200, 300));
+    let text = server.metrics();
+    assert_eq!(
+        metric(&text, "frugal_http_requests_total{outcome=\"ok\"}"),
+        1.0
+    );
+}
+
+/// Two pipelined requests, then the client goes away while the first one holds its lease:
+/// hyper has the second request in its buffer and does not read the socket, yet the first is
+/// cancelled (not run to the end and counted "ok"), whether the client resets or closes.
+#[test]
+fn cancellation_is_seen_behind_pipelined_requests() {
+    for reset in [true, false] {
+        let server = Server::start(&[
+            "--hold-ms",
+            "600000",
+            "--deadline",
+            "600s",
+            "--work-us",
+            "0",
+            "--workers",
+            "2",
+        ]);
+        let s = connect(server.addr);
+        (&s).write_all(b"GET / HTTP/1.1\r\nHost: t\r\n\r\nGET / HTTP/1.1\r\nHost: t\r\n\r\n")
+            .expect("writable");
+        server.wait_metrics("the first request holding its lease", |t| {
+            metric(t, "frugal_pool_leases_in_use") == 1.0
+        });
+        if reset {
+            // SO_LINGER 0: close sends an RST.
+            socket2::SockRef::from(&s)
+                .set_linger(Some(Duration::ZERO))
+                .expect("settable");
+        }
+        drop(s);
+        // The second request may be read and cancelled too, once the first is answered.
+        let cancelled = |t: &str| metric(t, "frugal_http_requests_total{outcome=\"cancelled\"}");
+        let text = server.wait_metrics("the held request cancelled", |t| {
+            cancelled(t) >= 1.0 && idle(t) && metric(t, "frugal_http_connections_open") == 1.0
+        });
+        assert_eq!(
+            metric(&text, "frugal_http_requests_total{outcome=\"ok\"}"),
+            0.0,
+            "reset={reset}"
+        );
+    }
+}
+
+/// Clients that pipeline many requests with large answers and never read: the server closes
+/// them after the send timeout instead of keeping their buffers for ever.
+#[test]
+fn clients_that_stop_reading_are_closed_after_the_send_timeout() {
+    let server = Server::start(&[
+        "--send-timeout",
+        "1s",
+        "--response-bytes",
+        "65536",
+        "--work-us",
+        "0",
+    ]);
+    let request = b"GET / HTTP/1.1\r\nHost: t\r\n\r\n".repeat(300);
+    let clients: Vec<TcpStream> = (0..20)
+        .map(|_| {
+            let s = connect(server.addr);
+            s.set_write_timeout(Some(PATIENCE)).expect("settable");
+            // May block while the server's read side is full; bounded by the write timeout,
+            // and the server's send timeout ends it (an error then is the expected close).
+            let _ = (&s).write_all(&request);
+            s
+        })
+        .collect();
+    // Only the scraping connection is left open.
+    let text = server.wait_metrics("the stalled connections closed", |t| {
+        metric(t, "frugal_http_connections_open") == 1.0
+    });
+    assert!(metric(&text, "frugal_http_connections_total") >= 21.0);
+    drop(clients);
+    assert_eq!(get(server.addr, "/healthz").0, 200);
+}
+
+/// More requests holding a lease than tokio has blocking threads (512): the holds are waits,
+/// not threads, so `/healthz` answers and SIGTERM ends the server (an earlier version wedged).
+#[test]
+fn a_thousand_holding_requests_do_not_wedge_the_server() {
+    let server = Server::start(&[
+        "--hold-ms",
+        "600000",
+        "--lease-pool",
+        "520",
+        "--deadline",
+        "600s",
+        "--work-us",
+        "0",
+        "--workers",
+        "2",
+    ]);
+    // `frugal load` raises its own open-file limit for the 1000 connections.
+    let _load = KillOnDrop(
+        Command::new(FRUGAL)
+            .args(["load", &server.url(), "-c", "1000", "-d", "600s"])
+            .args(["--timeout", "600s", "-q"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("frugal load starts"),
+    );
+    let text = server.wait_metrics("1000 requests in flight, 520 holding", |t| {
+        metric(t, "frugal_http_requests_in_flight") == 1000.0
+            && metric(t, "frugal_pool_leases_in_use") == 520.0
+    });
+    assert_eq!(metric(&text, "frugal_pool_leases_size"), 520.0);
+    assert_eq!(get(server.addr, "/healthz"), (200, "ok\n".to_owned()));
+    let status = server.terminate();
+    assert!(status.success(), "{status}");
+}
+
+/// What a [`FakeServer`] does with the `n`th request of its `c`th connection.
+enum Answer {
+    /// This response, after this delay.
+    After(Duration, &'static [u8]),
+    /// Nothing, ever (the connection stays open).
+    Never,
+}
+
+/// A hand-written HTTP/1.1 server on 127.0.0.1:0 misbehaving on purpose; its threads stop when
+/// it is dropped (or after the patience).
+struct FakeServer {
+    addr: SocketAddr,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FakeServer {
+    fn start(answer: fn(usize, usize) -> Answer) -> FakeServer {
+        use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("loopback binds");
+        listener.set_nonblocking(true).expect("settable");
+        let addr = listener.local_addr().expect("bound");
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + 4 * PATIENCE;
+            let mut c = 0;
+            while !stopped.load(Relaxed) && Instant::now() < deadline {
+                let Ok((mut s, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(2));
+                    continue;
+                };
+                let stopped = Arc::clone(&stopped);
+                s.set_nonblocking(false).expect("settable");
+                s.set_read_timeout(Some(Duration::from_millis(50)))
+                    .expect("settable");
+                let conn = c;
+                c += 1;
+                std::thread::spawn(move || {
+                    let mut pending = Vec::new();
+                    let mut n = 0;
+                    let mut buf = [0u8; 4096];
+                    while !stopped.load(Relaxed) && Instant::now() < deadline {
+                        match s.read(&mut buf) {
+                            Ok(0) => return,
+                            Ok(k) => pending.extend_from_slice(&buf[..k]),
+                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+                            Err(_) => return,
+                        }
+                        while let Some(i) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                            pending.drain(..i + 4);
+                            match answer(conn, n) {
+                                Answer::After(delay, reply) => {
+                                    std::thread::sleep(delay);
+                                    if s.write_all(reply).is_err() {
+                                        return;
+                                    }
+                                }
+                                Answer::Never => {}
+                            }
+                            n += 1;
+                        }
+                    }
+                });
+            }
+        });
+        FakeServer { addr, stop }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/", self.addr)
+    }
+}
+
+impl Drop for FakeServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// `frugal load` with `args`, bounded by the patience; its exit status, stdout, stderr and
+/// the JSON report.
+fn load_run(args: &[&str]) -> (std::process::ExitStatus, String, String, serde_json::Value) {
+    let dir = tempfile::TempDir::new().expect("temp dir");
+    let path = dir.path().join("load.json");
+    let mut child = KillOnDrop(
+        Command::new(FRUGAL)
+            .arg("load")
+            .args(args)
+            .arg("--json")
+            .arg(&path)
+            .arg("-q")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("frugal load starts"),
+    );
+    let deadline = Instant::now() + PATIENCE;
+    let status = loop {
+        if let Some(status) = child.0.try_wait().expect("waitable") {
+            break status;
+        }
+        // A generous bound: only a run that waits past its end reaches it.
+        assert!(Instant::now() < deadline, "frugal load ran past its end");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut out = String::new();
+    let mut err = String::new();
+    let _ = child
+        .0
+        .stdout
+        .take()
+        .expect("piped")
+        .read_to_string(&mut out);
+    let _ = child
+        .0
+        .stderr
+        .take()
+        .expect("piped")
+        .read_to_string(&mut err);
+    let json = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or(serde_json::Value::Null);
+    (status, out, err, json)
+}
+
+const OK_REPLY: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+
+#[test]
+fn load_against_a_server_that_never_answers_fails_at_the_end_of_the_run() {
+    let server = FakeServer::start(|_, _| Answer::Never);
+    // A timeout far beyond the run: the end of the run, not the timeout, ends every wait.
+    for mode in [&[][..], &["--rate", "50"][..]] {
+        let url = server.url();
+        let mut args = vec![url.as_str(), "-c", "5", "-d", "1s", "--warmup", "200ms"];
+        args.extend_from_slice(&["--timeout", "600s"]);
+        args.extend_from_slice(mode);
+        let (status, _, err, json) = load_run(&args);
+        assert_eq!(status.code(), Some(1), "{mode:?}: {err}");
+        assert!(err.contains("no successful response"), "{err}");
+        assert_eq!(json["requests_ok"], 0, "{json}");
+        // The first requests (sent in the warm-up) waited the whole measured second: timeouts.
+        assert!(json["errors"]["timeout"].as_u64() >= Some(5), "{json}");
+        if !mode.is_empty() {
+            assert!(json["requests_unsent"].as_u64() > Some(0), "{json}");
+        }
+    }
+}
+
+#[test]
+fn slow_answers_to_requests_sent_in_the_warm_up_are_counted() {
+    // The first request of every connection takes 600 ms; it is sent in the 300 ms warm-up
+    // and completes in the measured window: counted, its latency seen.
+    let server = FakeServer::start(|_, n| {
+        let delay = if n == 0 { 600 } else { 0 };
+        Answer::After(Duration::from_millis(delay), OK_REPLY)
+    });
+    for mode in [&[][..], &["--rate", "40"][..]] {
+        let url = server.url();
+        let mut args = vec![url.as_str(), "-c", "4", "-d", "1500ms", "--warmup", "300ms"];
+        args.extend_from_slice(mode);
+        let (status, _, err, json) = load_run(&args);
+        assert!(status.success(), "{mode:?}: {err}");
+        let key = if mode.is_empty() {
+            "latency_ns"
+        } else {
+            "latency_corrected_ns"
+        };
+        let max = json[key]["max"].as_u64().expect("a latency");
+        assert!(max >= 600_000_000, "{mode:?}: {json}");
+    }
+}
+
+#[test]
+fn conflicting_content_lengths_fail_at_once() {
+    let server = FakeServer::start(|_, _| {
+        Answer::After(
+            Duration::ZERO,
+            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\ncontent-length: 3\r\n\r\nok",
+        )
+    });
+    let url = server.url();
+    let (status, out, err, json) = load_run(&[
+        &url,
+        "-c",
+        "2",
+        "-d",
+        "500ms",
+        "--warmup",
+        "0s",
+        "--timeout",
+        "600s",
+    ]);
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(json["errors"]["other"].as_u64() > Some(0), "{json}");
+    assert_eq!(json["errors"]["timeout"], 0, "{json}");
+    assert!(out.contains("other"), "{out}");
+}
+
+#[test]
+fn load_fails_above_the_allowed_error_rate_and_prints_it() {
+    let server = FakeServer::start(|_, n| {
+        // One answer in ten is a 500: a 10% error rate.
+        let reply: &[u8] = if n % 10 == 9 {
+            b"HTTP/1.1 500 Oops\r\ncontent-length: 0\r\n\r\n"
+        } else {
+            OK_REPLY
+        };
+        Answer::After(Duration::ZERO, reply)
+    });
+    let url = server.url();
+    let base = [url.as_str(), "-c", "2", "-d", "500ms", "--warmup", "100ms"];
+    let (status, out, err, json) = load_run(&base);
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("error rate") && err.contains("above the allowed 1%"),
+        "{err}"
+    );
+    let rate = json["error_rate"].as_f64().expect("a rate");
+    assert!((0.05..=0.15).contains(&rate), "{json}");
+    assert!(out.contains("errors") && out.contains('%'), "{out}");
+    // Allowed explicitly: the same run passes.
+    let mut args = base.to_vec();
+    args.extend_from_slice(&["--max-error-rate", "20%"]);
+    let (status, _, err, _) = load_run(&args);
+    assert!(status.success(), "{err}");
+}
+
+#[test]
+fn a_zero_timeout_is_refused() {
+    let server = FakeServer::start(|_, _| Answer::After(Duration::ZERO, OK_REPLY));
+    let url = server.url();
+    let (status, _, err, _) = load_run(&[&url, "-d", "200ms", "--timeout", "0s"]);
+    assert!(!status.success());
+    assert!(err.contains("timeout"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+}
+
 fn load_json(args: &[&str]) -> serde_json::Value {
     let dir = tempfile::TempDir::new().expect("temp dir");
     let path = dir
@@ -467,13 +900,16 @@ fn bench_http_runs_a_tiny_comparison() {
     let json = dir.path().join("bench.json");
     let out = Command::new(FRUGAL)
         .args([
-            "bench", "http", "-c", "20", "-d", "300ms", "--warmup", "100ms",
+            "bench", "http", "-c", "20", "-d", "300ms", "--warmup", "100ms", "-r", "2",
         ])
         .args([
             "--strategies",
             "manual,chain-cancel",
             "--work-us",
             "0",
+            // The mechanics are under test, not this machine's speed.
+            "--max-error-rate",
+            "100",
             "--json",
         ])
         .arg(&json)
@@ -489,10 +925,38 @@ fn bench_http_runs_a_tiny_comparison() {
         stdout.contains("chain-cancel") && stdout.contains("constant-rate"),
         "{stdout}"
     );
+    assert!(
+        stdout.contains("median (min–max) over 2 rounds"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("closed-loop throughput: the strategies' medians differ by"),
+        "{stdout}"
+    );
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).expect("written")).expect("json");
     let rows = report["rows"].as_array().expect("rows");
-    assert_eq!(rows.len(), 4);
+    assert_eq!(rows.len(), 8);
+    // Alternating: round 1 forwards, round 2 backwards.
+    let order: Vec<(u64, &str)> = rows
+        .iter()
+        .step_by(2)
+        .map(|r| {
+            (
+                r["round"].as_u64().expect("round"),
+                r["strategy"].as_str().expect("name"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        order,
+        [
+            (0, "manual"),
+            (0, "chain-cancel"),
+            (1, "chain-cancel"),
+            (1, "manual")
+        ]
+    );
     for row in rows {
         assert!(row["achieved_rps"].as_f64().expect("rate") > 0.0, "{row}");
         assert!(
@@ -501,6 +965,40 @@ fn bench_http_runs_a_tiny_comparison() {
         );
         assert!(row["server_cpu_s"].as_f64().is_some(), "{row}");
     }
+    let summary = report["summary"].as_array().expect("summary");
+    assert_eq!(summary.len(), 4);
+    for s in summary {
+        assert_eq!(s["runs"], 2, "{s}");
+        let rps = &s["achieved_rps"];
+        let (min, median, max) = (
+            rps["min"].as_f64().expect("min"),
+            rps["median"].as_f64().expect("median"),
+            rps["max"].as_f64().expect("max"),
+        );
+        assert!(min <= median && median <= max, "{s}");
+    }
+}
+
+#[test]
+fn bench_http_fails_when_runs_fail() {
+    // A rate no loopback server with 20 connections meets: the constant-rate run falls
+    // behind, and the benchmark says so in its exit status after printing everything.
+    let out = Command::new(FRUGAL)
+        .args([
+            "bench", "http", "-c", "20", "-d", "300ms", "--warmup", "100ms",
+        ])
+        .args(["-r", "1", "--strategies", "manual", "--work-us", "0"])
+        .args(["--rate", "100000000"])
+        .output()
+        .expect("frugal bench http runs");
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("one round, no spread"), "{stdout}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("runs failed") && err.contains("constant-rate"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -169,7 +169,7 @@ fn catalog_override_and_perf_factor() {
 /// Runs the real service confined to 2 and then 1 CPU under constant-rate load (short runs).
 #[test]
 fn verify_replays_current_and_candidate() {
-    let json = stdout(&frugal(&[
+    let out = frugal(&[
         "--demo",
         "--verify",
         "--verify-workload",
@@ -180,7 +180,11 @@ fn verify_replays_current_and_candidate() {
         "500ms",
         "--format",
         "json",
-    ]));
+    ]);
+    // The replay servers' own lines (shutdown messages) stay out of the output.
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("frugal serve:"), "{err}");
+    let json = stdout(&out);
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     let recs = v["recommendations"].as_array().unwrap();
     let checkout = recs

@@ -439,7 +439,23 @@ pub fn fraction_within(points: &[(f64, f64)], target: f64) -> f64 {
 struct Server {
     child: Child,
     url: String,
+    /// What it wrote on stderr (its shutdown lines, or why it failed): kept out of the
+    /// report's output, quoted when it fails.
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
 }
+
+impl Server {
+    /// The server's stderr so far, trimmed (empty when it wrote nothing).
+    fn messages(&self) -> String {
+        self.stderr
+            .lock()
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_default()
+    }
+}
+
+/// Most of a child's stderr kept for an error message.
+const STDERR_KEEP: usize = 16 * 1024;
 
 impl Drop for Server {
     fn drop(&mut self) {
@@ -472,7 +488,7 @@ fn start_server(
     ])
     .stdin(Stdio::null())
     .stdout(Stdio::piped())
-    .stderr(Stdio::inherit());
+    .stderr(Stdio::piped());
     sys::confine_child(&mut cmd, cpus);
     let child = cmd.spawn().map_err(|e| {
         Error::verify_io(format!("cannot start {} serve", opts.program.display()), e)
@@ -481,7 +497,28 @@ fn start_server(
     let mut server = Server {
         child,
         url: String::new(),
+        stderr: std::sync::Arc::default(),
     };
+    let stderr = server
+        .child
+        .stderr
+        .take()
+        .expect("invariant: stderr was piped");
+    let sink = std::sync::Arc::clone(&server.stderr);
+    std::thread::Builder::new()
+        .name("serve-stderr".to_owned())
+        .spawn(move || {
+            // Drained to the end so that the server never blocks on a full pipe.
+            for line in BufReader::new(stderr).lines().map_while(|l| l.ok()) {
+                if let Ok(mut kept) = sink.lock() {
+                    if kept.len() < STDERR_KEEP {
+                        kept.push_str(&line);
+                        kept.push('\n');
+                    }
+                }
+            }
+        })
+        .map_err(|e| Error::verify_io("cannot start a thread to read `frugal serve`", e))?;
     let stdout = server
         .child
         .stdout
@@ -523,9 +560,15 @@ fn start_server(
                     Err(e) => break format!("status unknown: {e}"),
                 }
             };
+            // Give the reader a moment to collect the last lines.
+            std::thread::sleep(Duration::from_millis(50));
             return Err(Error::verify(format!(
-                "`frugal serve` exited before listening ({status}); its messages are on stderr \
-                 above; run `frugal serve --help` to check it works"
+                "`frugal serve` exited before listening ({status}): {}; run `frugal serve \
+                 --help` to check it works",
+                match server.messages() {
+                    m if m.is_empty() => "it printed nothing".to_owned(),
+                    m => m,
+                }
             )));
         }
     };
@@ -590,6 +633,8 @@ fn run_load(
     name: &str,
 ) -> Result<LoadReport> {
     let json = opts.scratch.join(format!("{name}.json"));
+    // A report left by an earlier run must not pass for this one's.
+    let _ = std::fs::remove_file(&json);
     let mut cmd = Command::new(&opts.program);
     cmd.arg("load")
         .arg(url)
@@ -599,6 +644,8 @@ fn run_load(
         .arg("--json")
         .arg(&json)
         .arg("--quiet")
+        // The SLA check below judges the errors; load's own limit would only hide the report.
+        .args(["--max-error-rate", "100"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
@@ -650,7 +697,9 @@ fn run_load(
         }
     };
     let err = drain.join().unwrap_or_default();
-    if !status.success() {
+    // A run that ended with no success still writes its report (and exits 1): the verdict
+    // judges it. Without a report, the run itself failed.
+    if !status.success() && !json.exists() {
         return Err(Error::verify(format!(
             "`frugal load` failed ({status}): {}",
             err.trim()

@@ -4,6 +4,13 @@
 //! connections under a 20,000 open-file limit), the load generator runs here. For each
 //! strategy: a closed-loop run (maximum throughput) and a constant-rate run below saturation,
 //! with the server's CPU time per request and resident memory read from `/proc/PID`.
+//!
+//! One run per strategy cannot be judged on a shared machine (39,676 against 42,872 req/s says
+//! nothing when two runs of the same strategy differ as much). The whole comparison is repeated
+//! ([`BenchConfig::repeats`]), the strategies alternating — in order, then in reverse order, so
+//! that a drift of the machine during the benchmark weighs on every strategy alike — and each
+//! strategy gets a median and a min–max spread per measure ([`BenchSummary`]), and
+//! [`BenchReport::within_noise`] says whether the strategies differ by more than their runs do.
 
 use std::io::{BufRead as _, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -33,6 +40,8 @@ pub struct BenchConfig {
     pub timeout: Duration,
     /// Load-generator threads (`None` = all CPUs).
     pub threads: Option<usize>,
+    /// Rounds: each round runs every strategy once (both modes), on a fresh server.
+    pub repeats: usize,
 }
 
 impl Default for BenchConfig {
@@ -46,6 +55,7 @@ impl Default for BenchConfig {
             rate_fraction: 0.5,
             timeout: Duration::from_secs(10),
             threads: None,
+            repeats: 3,
         }
     }
 }
@@ -55,6 +65,8 @@ impl Default for BenchConfig {
 pub struct BenchRow {
     /// The server's cleanup strategy.
     pub strategy: Strategy,
+    /// The round (0-based) this run belongs to.
+    pub round: usize,
     /// `"closed-loop"` or `"constant-rate"`.
     pub mode: &'static str,
     /// Successful responses per second.
@@ -92,8 +104,160 @@ pub struct BenchReport {
     pub constant_rate_rps: f64,
     /// The server's command line (after the executable).
     pub server_args: Vec<String>,
-    /// One row per strategy and mode.
+    /// Rounds run.
+    pub repeats: usize,
+    /// One row per round, strategy and mode, in the order run.
     pub rows: Vec<BenchRow>,
+    /// Per strategy and mode: medians and spreads over the rounds.
+    pub summary: Vec<BenchSummary>,
+}
+
+/// Median and range of one measure over the rounds.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct RunSpread {
+    /// Median over the rounds (mean of the middle two for an even count).
+    pub median: f64,
+    /// Smallest value.
+    pub min: f64,
+    /// Largest value.
+    pub max: f64,
+}
+
+impl RunSpread {
+    /// Summarizes `values`; `None` when there are none (NaN values are left out).
+    pub fn of(values: impl IntoIterator<Item = f64>) -> Option<RunSpread> {
+        let mut v: Vec<f64> = values.into_iter().filter(|x| !x.is_nan()).collect();
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        let median = if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        };
+        Some(RunSpread {
+            median,
+            min: v[0],
+            max: v[n - 1],
+        })
+    }
+
+    /// Half the range relative to the median (0.05 = ±5%); 0 for a zero median.
+    pub fn relative_half_range(&self) -> f64 {
+        if self.median == 0.0 {
+            0.0
+        } else {
+            (self.max - self.min) / 2.0 / self.median.abs()
+        }
+    }
+}
+
+/// One strategy in one mode, over the rounds.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BenchSummary {
+    /// The strategy.
+    pub strategy: Strategy,
+    /// `"closed-loop"` or `"constant-rate"`.
+    pub mode: &'static str,
+    /// Runs summarized.
+    pub runs: usize,
+    /// Successful responses per second.
+    pub achieved_rps: RunSpread,
+    /// 99th percentile latency, ns (corrected in constant-rate runs).
+    pub p99_ns: RunSpread,
+    /// Server CPU microseconds per successful request (`None` when /proc gave nothing).
+    pub server_cpu_us_per_request: Option<RunSpread>,
+    /// Failed requests over all rounds.
+    pub errors: u64,
+}
+
+/// A measure the strategies are compared on (see [`BenchReport::within_noise`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Measure {
+    /// Successful responses per second.
+    Throughput,
+    /// Server CPU time per successful request.
+    CpuPerRequest,
+}
+
+/// How the strategies' medians compare with their run-to-run spread, for one mode and measure.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Noise {
+    /// Largest median minus smallest median, over the strategies.
+    pub between: f64,
+    /// Largest range (max − min) of any one strategy's runs.
+    pub within: f64,
+}
+
+impl Noise {
+    /// `true` when the strategies differ by no more than one strategy's runs differ among
+    /// themselves: the comparison cannot rank them.
+    pub fn is_noise(&self) -> bool {
+        self.between <= self.within
+    }
+}
+
+impl BenchReport {
+    /// Compares the strategies on `measure` in `mode`: `None` with fewer than two strategies or
+    /// fewer than two rounds (no spread to compare with), or without the measure.
+    pub fn within_noise(&self, mode: &str, measure: Measure) -> Option<Noise> {
+        if self.repeats < 2 {
+            return None;
+        }
+        let spreads: Vec<RunSpread> = self
+            .summary
+            .iter()
+            .filter(|s| s.mode == mode)
+            .map(|s| match measure {
+                Measure::Throughput => Some(s.achieved_rps),
+                Measure::CpuPerRequest => s.server_cpu_us_per_request,
+            })
+            .collect::<Option<_>>()?;
+        if spreads.len() < 2 {
+            return None;
+        }
+        let medians = spreads.iter().map(|s| s.median);
+        let hi = medians.clone().fold(f64::MIN, f64::max);
+        let lo = medians.fold(f64::MAX, f64::min);
+        let within = spreads.iter().map(|s| s.max - s.min).fold(0.0, f64::max);
+        Some(Noise {
+            between: hi - lo,
+            within,
+        })
+    }
+}
+
+fn summarize(strategies: &[Strategy], rows: &[BenchRow]) -> Vec<BenchSummary> {
+    let mut out = Vec::new();
+    for &strategy in strategies {
+        for mode in ["closed-loop", "constant-rate"] {
+            let runs: Vec<&BenchRow> = rows
+                .iter()
+                .filter(|r| r.strategy == strategy && r.mode == mode)
+                .collect();
+            let (Some(achieved_rps), Some(p99_ns)) = (
+                RunSpread::of(runs.iter().map(|r| r.achieved_rps)),
+                RunSpread::of(runs.iter().map(|r| r.p99_ns as f64)),
+            ) else {
+                continue;
+            };
+            out.push(BenchSummary {
+                strategy,
+                mode,
+                runs: runs.len(),
+                achieved_rps,
+                p99_ns,
+                server_cpu_us_per_request: RunSpread::of(
+                    runs.iter().map(|r| r.server_cpu_us_per_request),
+                ),
+                errors: runs.iter().map(|r| r.errors.total()).sum(),
+            });
+        }
+    }
+    out
 }
 
 /// How long a started server has to print its address.
@@ -169,37 +333,67 @@ pub fn bench(
         .collect();
     let mut rows = Vec::new();
     let mut rate = config.rate;
-    for &strategy in &config.strategies {
-        let child = start_server(server(), strategy)?;
-        let pid = child.child.id();
-        let url = child.url.clone().expect("start_server sets the url");
-        let mut load_config = LoadConfig::new(url);
-        load_config.connections = config.connections;
-        load_config.duration = config.duration;
-        load_config.warmup = config.warmup;
-        load_config.timeout = config.timeout;
-        load_config.threads = config.threads;
-        let closed = measure(&load_config, strategy, pid)?;
-        let constant_rate = *rate.get_or_insert(closed.achieved_rps * config.rate_fraction);
-        on_row(&closed);
-        rows.push(closed);
-        load_config.rate = Some(constant_rate.max(1.0));
-        let constant = measure(&load_config, strategy, pid)?;
-        on_row(&constant);
-        rows.push(constant);
-        drop(child);
+    let repeats = config.repeats.max(1);
+    for round in 0..repeats {
+        // Alternate the order (forwards, backwards, ...): a drift of the machine during the
+        // benchmark then weighs on every strategy alike.
+        let mut order = config.strategies.clone();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        for strategy in order {
+            let (closed, constant) = bench_one(config, &server, strategy, round, &mut rate)?;
+            on_row(&closed);
+            rows.push(closed);
+            on_row(&constant);
+            rows.push(constant);
+        }
     }
+    let summary = summarize(&config.strategies, &rows);
     Ok(BenchReport {
         connections: config.connections,
         duration_s: config.duration.as_secs_f64(),
         warmup_s: config.warmup.as_secs_f64(),
         constant_rate_rps: rate.unwrap_or(0.0),
         server_args,
+        repeats,
         rows,
+        summary,
     })
 }
 
-fn measure(config: &LoadConfig, strategy: Strategy, pid: u32) -> Result<BenchRow, Error> {
+/// One round of one strategy on a fresh server: its closed-loop run, then its constant-rate
+/// run (at `rate`, set from the very first closed-loop run when not given).
+fn bench_one(
+    config: &BenchConfig,
+    server: &impl Fn() -> Command,
+    strategy: Strategy,
+    round: usize,
+    rate: &mut Option<f64>,
+) -> Result<(BenchRow, BenchRow), Error> {
+    let child = start_server(server(), strategy)?;
+    let pid = child.child.id();
+    let url = child.url.clone().expect("start_server sets the url");
+    let mut load_config = LoadConfig::new(url);
+    load_config.connections = config.connections;
+    load_config.duration = config.duration;
+    load_config.warmup = config.warmup;
+    load_config.timeout = config.timeout;
+    load_config.threads = config.threads;
+    let closed = measure(&load_config, strategy, round, pid)?;
+    let constant_rate = *rate.get_or_insert(closed.achieved_rps * config.rate_fraction);
+    load_config.rate = Some(constant_rate.max(1.0));
+    let constant = measure(&load_config, strategy, round, pid)?;
+    drop(child);
+    Ok((closed, constant))
+}
+
+fn measure(
+    config: &LoadConfig,
+    strategy: Strategy,
+    round: usize,
+    pid: u32,
+) -> Result<BenchRow, Error> {
     // Sample the server's CPU time when the measured window opens, from a helper thread.
     let progress = Arc::new(Progress::default());
     let sampler = {
@@ -226,6 +420,7 @@ fn measure(config: &LoadConfig, strategy: Strategy, pid: u32) -> Result<BenchRow
     let latency = report.latency_corrected_ns.unwrap_or(report.latency_ns);
     Ok(BenchRow {
         strategy,
+        round,
         mode: report.mode,
         achieved_rps: report.achieved_rps,
         target_rps: report.target_rps,
@@ -238,4 +433,66 @@ fn measure(config: &LoadConfig, strategy: Strategy, pid: u32) -> Result<BenchRow
         server_rss_bytes: after.map_or(0, |a| a.resident_memory_bytes),
         load: report,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spreads_take_the_median_and_range() {
+        let s = RunSpread::of([3.0, 1.0, 2.0]).expect("values");
+        assert_eq!((s.median, s.min, s.max), (2.0, 1.0, 3.0));
+        let s = RunSpread::of([4.0, 1.0, 2.0, 3.0]).expect("values");
+        assert_eq!(s.median, 2.5);
+        assert!((s.relative_half_range() - 0.6).abs() < 1e-12);
+        assert_eq!(RunSpread::of([f64::NAN]), None);
+    }
+
+    #[test]
+    fn noise_compares_medians_with_the_widest_range() {
+        let spread = |median: f64, min: f64, max: f64| RunSpread { median, min, max };
+        let summary = |strategy, rps| BenchSummary {
+            strategy,
+            mode: "closed-loop",
+            runs: 3,
+            achieved_rps: rps,
+            p99_ns: spread(1.0, 1.0, 1.0),
+            server_cpu_us_per_request: None,
+            errors: 0,
+        };
+        let mut report = BenchReport {
+            connections: 1,
+            duration_s: 1.0,
+            warmup_s: 0.0,
+            constant_rate_rps: 1.0,
+            server_args: Vec::new(),
+            repeats: 3,
+            rows: Vec::new(),
+            summary: vec![
+                summary(Strategy::Manual, spread(100.0, 90.0, 110.0)),
+                summary(Strategy::Chain, spread(115.0, 112.0, 118.0)),
+            ],
+        };
+        let noise = report
+            .within_noise("closed-loop", Measure::Throughput)
+            .expect("two strategies, three rounds");
+        assert_eq!((noise.between, noise.within), (15.0, 20.0));
+        assert!(noise.is_noise());
+        report.summary[1].achieved_rps = spread(150.0, 148.0, 152.0);
+        let noise = report
+            .within_noise("closed-loop", Measure::Throughput)
+            .expect("comparable");
+        assert!(!noise.is_noise());
+        // Without the measure, or with one round, there is nothing to say.
+        assert_eq!(
+            report.within_noise("closed-loop", Measure::CpuPerRequest),
+            None
+        );
+        report.repeats = 1;
+        assert_eq!(
+            report.within_noise("closed-loop", Measure::Throughput),
+            None
+        );
+    }
 }

@@ -214,13 +214,20 @@ fn parse_head(bytes: &[u8]) -> Result<Option<Head>, Failure> {
     let status = response.code.ok_or(Failure::Other)?;
     let mut close = response.version == Some(0);
     let mut body = Body::UntilClose;
+    let mut length: Option<usize> = None;
     for header in response.headers.iter() {
         if header.name.eq_ignore_ascii_case("content-length") {
-            let n = std::str::from_utf8(header.value)
-                .ok()
-                .and_then(|v| v.trim().parse().ok())
-                .ok_or(Failure::Other)?;
-            if !matches!(body, Body::Chunked) {
+            // RFC 9112 §6.3: several lengths (repeated headers or a list) that differ make the
+            // message invalid: an error at once, not a wait for a body that never ends.
+            let text = std::str::from_utf8(header.value).map_err(|_| Failure::Other)?;
+            for value in text.split(',') {
+                let n: usize = value.trim().parse().map_err(|_| Failure::Other)?;
+                if length.is_some_and(|l| l != n) {
+                    return Err(Failure::Other);
+                }
+                length = Some(n);
+            }
+            if let (Some(n), false) = (length, matches!(body, Body::Chunked)) {
                 body = Body::Length(n);
             }
         } else if header.name.eq_ignore_ascii_case("transfer-encoding") {
@@ -311,6 +318,28 @@ mod tests {
         assert_eq!(r, Err(Failure::Reset));
         let r = exchange_with(b"garbage\r\n\r\n").await;
         assert_eq!(r, Err(Failure::Other));
+    }
+
+    #[tokio::test]
+    async fn conflicting_content_lengths_are_an_error_at_once() {
+        for reply in [
+            &b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 7\r\n\r\nhello"[..],
+            b"HTTP/1.1 200 OK\r\ncontent-length: 5, 7\r\n\r\nhello",
+        ] {
+            assert_eq!(exchange_with(reply).await, Err(Failure::Other));
+        }
+        // Repeated identical lengths are one length (RFC 9112 §6.3 allows it).
+        let r = exchange_with(
+            b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 5\r\n\r\nhello",
+        )
+        .await;
+        assert_eq!(
+            r,
+            Ok(Reply {
+                status: 200,
+                close: false
+            })
+        );
     }
 
     #[tokio::test]

@@ -51,6 +51,12 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// Load settings that cannot measure anything.
+    #[error("invalid load settings: {reason}")]
+    Config {
+        /// What is wrong, and why.
+        reason: String,
+    },
     /// Any other I/O error (runtime creation, signal handlers, ...).
     #[error("{context}: {source}")]
     Io {

@@ -6,6 +6,15 @@
 //! staggered so the sends are spread evenly), the latency is also measured from the *intended*
 //! send time (coordinated-omission correction, as wrk2 does), and sends are timed by a
 //! high-resolution [`Pacer`] rather than tokio's 1 ms timer.
+//!
+//! What counts: a response counts in the measured window when it *completes* inside it (wrk's
+//! rule), in both modes — also when it was sent, or scheduled, during the warm-up: a slow
+//! response is never hidden by the warm-up. The end of the window ends the run: no wait goes
+//! past it. A request still without an answer then is a timeout if it had already waited the
+//! effective timeout (the smaller of `--timeout` and the measured duration: a run of `d`
+//! seconds cannot measure a response slower than `d`), and *unfinished* otherwise (its outcome
+//! is unknown; reported, not counted). In constant-rate mode the same holds for requests
+//! scheduled before the end but never sent, measured from their intended send time.
 
 use std::cell::RefCell;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -95,7 +104,7 @@ pub struct LoadConfig {
     pub warmup: Duration,
     /// Requests per second for the constant-rate mode; `None` = closed-loop.
     pub rate: Option<f64>,
-    /// Per-request (and per-connect) timeout.
+    /// Per-request (and per-connect) timeout; never past the end of the run.
     pub timeout: Duration,
     /// Event-loop threads; `None` = `std::thread::available_parallelism()`.
     pub threads: Option<usize>,
@@ -152,15 +161,17 @@ impl Progress {
 /// Failed requests by kind.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ErrorCounts {
-    /// Connections that could not be opened (initially or when reconnecting).
+    /// Connections that could not be reopened during the run.
     pub connect: u64,
-    /// No complete response within the timeout.
+    /// No complete response within the timeout (at the end of the run: within the effective
+    /// timeout, see the module docs), requests never sent included.
     pub timeout: u64,
     /// A response with a status of 400 or more.
     pub status: u64,
     /// The connection was reset or closed mid-exchange.
     pub reset: u64,
-    /// Anything else (unparsable response, other I/O errors).
+    /// A response that breaks HTTP/1.1 (unparsable, conflicting `Content-Length`s), or another
+    /// I/O error.
     pub other: u64,
 }
 
@@ -245,9 +256,18 @@ pub struct LoadReport {
     /// How late the pacer sent when the connection was idle on time (constant-rate mode only):
     /// the floor of the corrected latency that is the generator's, not the server's.
     pub pacer_lateness_ns: Option<LatencySummary>,
-    /// Requests scheduled inside the window but not sent by its end plus the timeout (counted as
-    /// timeouts too).
+    /// Failed requests over all requests that ended in the measured window (successes plus
+    /// errors); 0 when none ended.
+    pub error_rate: f64,
+    /// Requests scheduled before the end but never sent: the server fell behind the schedule
+    /// (constant-rate mode). Counted as timeouts or as unfinished, by how long they waited.
     pub requests_unsent: u64,
+    /// Requests without an answer at the end that had waited less than the effective timeout:
+    /// their outcome is unknown, they are in no other count (closed-loop runs always end with
+    /// about one per connection).
+    pub requests_unfinished: u64,
+    /// How long the oldest unfinished request had waited at the end, ns (0 when none).
+    pub unfinished_oldest_ns: u64,
     /// The open-file limit in force.
     pub nofile_limit: u64,
 }
@@ -287,6 +307,8 @@ struct Stats {
     ok: u64,
     errors: ErrorCounts,
     unsent: u64,
+    unfinished: u64,
+    unfinished_oldest: Duration,
 }
 
 impl Stats {
@@ -298,6 +320,8 @@ impl Stats {
             ok: 0,
             errors: ErrorCounts::default(),
             unsent: 0,
+            unfinished: 0,
+            unfinished_oldest: Duration::ZERO,
         }
     }
 }
@@ -322,14 +346,40 @@ struct Ctx {
 
 /// Runs the load described by `config` and returns its report.
 ///
-/// Raises `RLIMIT_NOFILE` first ([`raise_nofile_limit`]). Fails when no connection at all could
-/// be opened; request errors during the run are counted in the report, not returned.
+/// Raises `RLIMIT_NOFILE` first ([`raise_nofile_limit`]). Fails when the settings cannot
+/// measure anything (a zero duration or timeout, a rate that is not a positive number) and when
+/// no connection at all could be opened; request errors during the run are counted in the
+/// report (see [`LoadReport::error_rate`]), not returned.
 pub fn load(config: &LoadConfig, progress: Option<Arc<Progress>>) -> Result<LoadReport, Error> {
     let progress = progress.unwrap_or_default();
-    let result = run_load(config, Arc::clone(&progress));
+    let result = check(config).and_then(|()| run_load(config, Arc::clone(&progress)));
     progress.finished.store(true, Relaxed);
     result
 }
+
+fn check(config: &LoadConfig) -> Result<(), Error> {
+    let bad = |reason: &str| {
+        Err(Error::Config {
+            reason: reason.to_owned(),
+        })
+    };
+    if config.duration.is_zero() {
+        return bad("the measured duration is zero: nothing would be measured");
+    }
+    if config.timeout.is_zero() {
+        return bad("the timeout is zero: every request would time out before its answer");
+    }
+    if config
+        .rate
+        .is_some_and(|r| !(r.is_finite() && r > 0.0 && r <= MAX_RATE))
+    {
+        return bad("the rate must be a positive number of requests per second, at most 1e9");
+    }
+    Ok(())
+}
+
+/// Largest constant rate accepted (requests per second): far beyond any loopback server.
+const MAX_RATE: f64 = 1e9;
 
 fn run_load(config: &LoadConfig, progress: Arc<Progress>) -> Result<LoadReport, Error> {
     let connections = config.connections.max(1);
@@ -404,6 +454,8 @@ fn run_load(config: &LoadConfig, progress: Arc<Progress>) -> Result<LoadReport, 
         total.ok += stats.ok;
         total.errors.add(&stats.errors);
         total.unsent += stats.unsent;
+        total.unfinished += stats.unfinished;
+        total.unfinished_oldest = total.unfinished_oldest.max(stats.unfinished_oldest);
         total
             .uncorrected
             .add(&stats.uncorrected)
@@ -426,6 +478,7 @@ fn run_load(config: &LoadConfig, progress: Arc<Progress>) -> Result<LoadReport, 
     }
     let duration_s = config.duration.as_secs_f64();
     let constant = config.rate.is_some();
+    let ended = total.ok + total.errors.total();
     Ok(LoadReport {
         url: url.to_string(),
         mode: if constant {
@@ -449,7 +502,18 @@ fn run_load(config: &LoadConfig, progress: Arc<Progress>) -> Result<LoadReport, 
         latency_ns: LatencySummary::of(&total.uncorrected),
         latency_corrected_ns: constant.then(|| LatencySummary::of(&total.corrected)),
         pacer_lateness_ns: constant.then(|| LatencySummary::of(&total.lateness)),
+        error_rate: if ended == 0 {
+            0.0
+        } else {
+            total.errors.total() as f64 / ended as f64
+        },
         requests_unsent: total.unsent,
+        requests_unfinished: total.unfinished,
+        unfinished_oldest_ns: if total.unfinished == 0 {
+            0
+        } else {
+            nanos(total.unfinished_oldest)
+        },
         nofile_limit,
     })
 }
@@ -554,31 +618,59 @@ enum Attempt {
     Done(u16, bool),
     /// Failed; the connection is dropped.
     Failed(fn(&mut ErrorCounts) -> &mut u64),
-    /// The measured window ended mid-request (closed-loop only).
-    WindowEnded,
+    /// The run ended mid-request.
+    RunEnded,
 }
 
-async fn attempt(ctx: &Ctx, conn: &mut Conn, give_up: Instant, end: Option<Instant>) -> Attempt {
+async fn attempt(ctx: &Ctx, conn: &mut Conn, sent: Instant, end: Instant) -> Attempt {
+    let give_up = (sent + ctx.config.timeout).min(end);
     let fut = conn.exchange(&ctx.request);
     match tokio::time::timeout_at(give_up.into(), fut).await {
         Ok(Ok(reply)) => Attempt::Done(reply.status, reply.close),
         Ok(Err(Failure::Reset)) => Attempt::Failed(|e| &mut e.reset),
         Ok(Err(Failure::Other)) => Attempt::Failed(|e| &mut e.other),
-        Err(_) if end.is_some_and(|end| Instant::now() >= end) => Attempt::WindowEnded,
+        Err(_) if give_up >= end => Attempt::RunEnded,
         Err(_) => Attempt::Failed(|e| &mut e.timeout),
     }
 }
 
-/// Reconnects, counting a failure; `None` when it failed.
-async fn reconnect(ctx: &Ctx, stats: &RefCell<Stats>, in_window: bool) -> Option<Conn> {
-    match tokio::time::timeout(ctx.config.timeout, Conn::connect(ctx.addr)).await {
+/// Reconnects, counting a failure that completes in the window; `None` when it failed or the
+/// run ended first.
+async fn reconnect(
+    ctx: &Ctx,
+    stats: &RefCell<Stats>,
+    window: Instant,
+    end: Instant,
+) -> Option<Conn> {
+    let give_up = (Instant::now() + ctx.config.timeout).min(end);
+    match tokio::time::timeout_at(give_up.into(), Conn::connect(ctx.addr)).await {
         Ok(Ok(conn)) => Some(conn),
         _ => {
-            count_error(ctx, stats, in_window, |e| &mut e.connect);
-            // Do not spin on a refusing server.
-            tokio::time::sleep(Duration::from_millis(10)).await;
+            let now = Instant::now();
+            if now < end {
+                count_error(ctx, stats, now >= window, |e| &mut e.connect);
+                // Do not spin on a refusing server.
+                let pause = (now + Duration::from_millis(10)).min(end);
+                tokio::time::sleep_until(pause.into()).await;
+            }
             None
         }
+    }
+}
+
+/// A request still without an answer when the run ends at `end`, waiting since `since` (its
+/// send, or its intended send in constant-rate mode): a timeout when it waited the effective
+/// timeout, unfinished otherwise. Returns `true` for a timeout.
+fn unanswered(ctx: &Ctx, stats: &RefCell<Stats>, end: Instant, since: Instant) -> bool {
+    let waited = end.saturating_duration_since(since);
+    if waited >= ctx.config.timeout.min(ctx.config.duration) {
+        count_error(ctx, stats, true, |e| &mut e.timeout);
+        true
+    } else {
+        let mut s = stats.borrow_mut();
+        s.unfinished += 1;
+        s.unfinished_oldest = s.unfinished_oldest.max(waited);
+        false
     }
 }
 
@@ -598,17 +690,15 @@ async fn closed_loop(ctx: &Ctx, mut conn: Option<Conn>, start: Instant, stats: &
         tokio::time::sleep_until(start.into()).await;
     }
     loop {
-        let now = Instant::now();
-        if now >= end {
+        if Instant::now() >= end {
             return;
         }
         let Some(c) = conn.as_mut() else {
-            conn = reconnect(ctx, stats, now >= window).await;
+            conn = reconnect(ctx, stats, window, end).await;
             continue;
         };
         let sent = Instant::now();
-        let give_up = (sent + ctx.config.timeout).min(end);
-        let result = attempt(ctx, c, give_up, Some(end)).await;
+        let result = attempt(ctx, c, sent, end).await;
         let done = Instant::now();
         // wrk's rule: a response counts when it completes inside the window.
         let in_window = done >= window && done < end;
@@ -627,7 +717,10 @@ async fn closed_loop(ctx: &Ctx, mut conn: Option<Conn>, start: Instant, stats: &
                 count_error(ctx, stats, in_window, kind);
                 conn = None;
             }
-            Attempt::WindowEnded => return,
+            Attempt::RunEnded => {
+                unanswered(ctx, stats, end, sent);
+                return;
+            }
         }
     }
 }
@@ -642,48 +735,73 @@ async fn constant_rate(
 ) {
     let window = start + ctx.config.warmup;
     let end = window + ctx.config.duration;
-    let hard_stop = end + ctx.config.timeout;
     let pacer = ctx
         .pacer
         .as_ref()
         .expect("constant-rate mode starts the pacer");
     let interval_s = ctx.config.connections as f64 / rate;
     let first = start + Duration::from_secs_f64(id as f64 / rate);
+    let slot = |k: u64| first + Duration::from_secs_f64(k as f64 * interval_s);
+    // The slots from `k` on that the run's end leaves unsent: counted, not walked (at a rate
+    // far beyond the server's there can be millions).
+    let unsent_from = |k: u64| {
+        let before = |t: Instant| {
+            // Slots scheduled strictly before `t`, counted from slot 0.
+            let span = t.saturating_duration_since(first).as_secs_f64();
+            if t <= first {
+                0
+            } else {
+                (span / interval_s).ceil() as u64
+            }
+        };
+        let limit = ctx.config.timeout.min(ctx.config.duration);
+        let all = before(end).saturating_sub(k);
+        // Waited the effective timeout: scheduled at or before `end - limit`.
+        let timed_out = end
+            .checked_sub(limit)
+            .map_or(0, |cut| before(cut + Duration::from_nanos(1)))
+            .saturating_sub(k)
+            .min(all);
+        let mut s = stats.borrow_mut();
+        s.unsent += all;
+        s.errors.timeout += timed_out;
+        ctx.progress.errors.fetch_add(timed_out, Relaxed);
+        if all > timed_out {
+            s.unfinished += all - timed_out;
+            let oldest = slot(k + timed_out);
+            s.unfinished_oldest = s
+                .unfinished_oldest
+                .max(end.saturating_duration_since(oldest));
+        }
+    };
     let mut k: u64 = 0;
     loop {
-        let intended = first + Duration::from_secs_f64(k as f64 * interval_s);
+        let intended = slot(k);
         if intended >= end {
             return;
         }
-        k += 1;
-        let in_window = intended >= window;
-        let now = Instant::now();
-        if now >= hard_stop {
-            // Scheduled inside the window, never sent: the server fell far behind.
-            let left = (k - 1..).map(|i| first + Duration::from_secs_f64(i as f64 * interval_s));
-            let unsent = left
-                .take_while(|&t| t < end)
-                .filter(|&t| t >= window)
-                .count() as u64;
-            let mut s = stats.borrow_mut();
-            s.unsent += unsent;
-            s.errors.timeout += unsent;
-            return;
-        }
-        let on_time = now < intended;
+        let on_time = Instant::now() < intended;
         if on_time {
             pacer.sleep_until(intended).await;
         }
         if conn.is_none() {
             // A failed reconnect costs this slot, counted as a connect error.
-            conn = reconnect(ctx, stats, in_window).await;
+            conn = reconnect(ctx, stats, window, end).await;
         }
+        let sent = Instant::now();
+        if sent >= end {
+            // This slot and the later ones were never sent.
+            unsent_from(k);
+            return;
+        }
+        k += 1;
         let Some(c) = conn.as_mut() else {
             continue;
         };
-        let sent = Instant::now();
-        let result = attempt(ctx, c, sent + ctx.config.timeout, None).await;
+        let result = attempt(ctx, c, sent, end).await;
         let done = Instant::now();
+        // A response counts when it completes inside the window, whenever it was scheduled.
+        let in_window = done >= window && done < end;
         match result {
             Attempt::Done(status, close) => {
                 if record_ok(ctx, stats, status, in_window) {
@@ -703,7 +821,11 @@ async fn constant_rate(
                 count_error(ctx, stats, in_window, kind);
                 conn = None;
             }
-            Attempt::WindowEnded => return,
+            Attempt::RunEnded => {
+                unanswered(ctx, stats, end, intended);
+                unsent_from(k);
+                return;
+            }
         }
     }
 }

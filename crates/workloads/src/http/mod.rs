@@ -32,12 +32,15 @@ mod error;
 mod loadgen;
 mod metrics;
 mod pacer;
+mod peer;
 pub mod procfs;
 mod resources;
 mod server;
 mod strategy;
 
-pub use bench::{bench, BenchConfig, BenchReport, BenchRow};
+pub use bench::{
+    bench, BenchConfig, BenchReport, BenchRow, BenchSummary, Measure, Noise, RunSpread,
+};
 pub use error::Error;
 pub use loadgen::{
     load, raise_nofile_limit, ErrorCounts, LatencySummary, LoadConfig, LoadReport, Progress, Url,

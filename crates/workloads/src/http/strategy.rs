@@ -1,14 +1,16 @@
 //! The four ways a request releases its resources.
 //!
 //! Every strategy runs the same request: wait for a lease (within the deadline, abandoning the
-//! wait when the request is cancelled — nothing is held while waiting), then, without awaiting
-//! anything, take a buffer, run the work section (the optional cancellable hold — a simulated
-//! downstream call —, then `work_us` of CPU filling the buffer), copy it into the response, and
-//! release the buffer and the lease. Only the way the release is written differs. The work
-//! runs in a task of its own (see `server::work_request`), so a client that goes away during
-//! the work cancels the request from the connection's task while the work goes on: only
-//! `chain-cancel` releases the lease at that moment, the others when the work section returns
-//! (at once if it was holding, after the CPU burn if it was burning).
+//! wait when the request is cancelled — nothing is held while waiting), hold it through the
+//! optional cancellable hold (a simulated downstream call, awaited without taking a thread),
+//! then, without awaiting anything, take a buffer, run the work section (`work_us` of CPU
+//! filling the buffer), copy it into the response, and release the buffer and the lease. Only
+//! the way the release is written differs. The work runs in a task of its own (see
+//! `server::work_request`), so a client that goes away during the work cancels the request from
+//! the connection's task while the work goes on: only `chain-cancel` releases the lease at that
+//! moment, the others when the work section returns (after the CPU burn if it was burning). A
+//! request cancelled during its hold enters its strategy already cancelled: the work section
+//! returns at once and every strategy releases at once.
 //!
 //! The lease is a token: the work section never sees it (each strategy moves it into its
 //! release, and `State::work` takes only the buffer and the cancellation token, so the
@@ -97,14 +99,22 @@ pub(crate) async fn handle(
     bound: Option<CancelToken>,
     deadline: Instant,
 ) -> Answer {
+    // A free lease is taken even when the request is already cancelled (the client ended its
+    // side of the connection right after its request: it may still read the answer); a wait
+    // for one is abandoned.
     let lease = tokio::select! {
         biased;
-        () = token.cancelled() => return (Outcome::Cancelled, None),
         lease = state.leases.acquire_until(deadline) => match lease {
             Some(lease) => lease,
             None => return (Outcome::LeaseTimeout, None),
         },
+        () = token.cancelled() => return (Outcome::Cancelled, None),
     };
+    // The hold (a slow downstream call made with the lease) is awaited here, before the
+    // strategy's synchronous scope: it takes no thread. Cancelled during it, the request still
+    // goes through its strategy, whose work section then returns at once and whose cleanup
+    // gives everything back.
+    let _ = state.hold(&token).await;
     let body = match (state.config.strategy, bound) {
         (Strategy::Manual, _) => manual(&state, lease, &token),
         (Strategy::Guard, _) => guarded(&state, lease, &token),
