@@ -38,8 +38,9 @@ pub enum Error {
     /// A parameter is out of range.
     #[error("invalid configuration: {0}")]
     Config(String),
-    /// A file or io_uring operation failed.
-    #[error("{what}: {source}")]
+    /// A file or io_uring operation failed (the message does not repeat the cause: `source()`
+    /// returns it).
+    #[error("{what}")]
     Io {
         /// What was being done, and what to do about it.
         what: String,
@@ -49,7 +50,7 @@ pub enum Error {
     },
     /// A read completed with an error (its CQE held `-errno`), or returned fewer bytes than
     /// asked.
-    #[error("io_uring read at offset {offset} failed: {source}; check the file and the device")]
+    #[error("io_uring read at offset {offset} failed (check the file and the device)")]
     Read {
         /// Byte offset of the block.
         offset: u64,
@@ -261,11 +262,19 @@ pub fn fill_pattern(offset: u64, buf: &mut [u8]) {
 fn prepare_file(path: &Path, size: u64, block: u64) -> Result<(u64, bool), Error> {
     match std::fs::metadata(path) {
         Ok(meta) => {
+            if !meta.is_file() {
+                return Err(Error::Config(format!(
+                    "{} is not a regular file; pass --file a file to read (or a new name to create one)",
+                    path.display()
+                )));
+            }
             let usable = meta.len().min(size) / block * block;
             if usable == 0 {
                 return Err(Error::Config(format!(
-                    "{} is smaller than one block ({block} bytes); remove it to let frugal create it",
-                    path.display()
+                    "{} holds {} bytes, less than one block ({block} bytes); remove it to let frugal \
+                     create it",
+                    path.display(),
+                    meta.len()
                 )));
             }
             Ok((usable, false))
@@ -400,6 +409,19 @@ fn run_with(
             "queue depth {} must be 1..=4096",
             config.queue_depth
         )));
+    }
+    if config.size_bytes < u64::from(bs) {
+        // Checked before the file is created: a file of zero blocks would be left behind, and
+        // there would be no offset to read.
+        return Err(Error::Config(format!(
+            "size {} bytes is smaller than one block ({bs} bytes); the file must hold at least one block",
+            config.size_bytes
+        )));
+    }
+    if config.duration.is_zero() && config.max_ops.is_none() {
+        return Err(Error::Config(
+            "the duration must be above zero (or set max ops)".to_owned(),
+        ));
     }
     if config.max_ops == Some(0) {
         return Err(Error::Config(
@@ -815,6 +837,26 @@ mod tests {
         let mut config = IoConfig::new(&path);
         config.max_ops = Some(0);
         assert!(matches!(run(&config), Err(Error::Config(_))));
+    }
+
+    #[test]
+    fn a_size_below_one_block_is_refused_and_creates_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        for size in [0, 1000] {
+            let path = dir.path().join(format!("new-{size}.dat"));
+            let mut config = IoConfig::new(&path);
+            config.size_bytes = size;
+            let err = run(&config).unwrap_err();
+            assert!(matches!(err, Error::Config(_)), "{err}");
+            assert!(err.to_string().contains("smaller than one block"), "{err}");
+            assert!(!path.exists(), "a file was left behind");
+        }
+        let empty = dir.path().join("empty.dat");
+        std::fs::write(&empty, b"").unwrap();
+        let err = run(&IoConfig::new(&empty)).unwrap_err();
+        assert!(err.to_string().contains("holds 0 bytes"), "{err}");
+        let err = run(&IoConfig::new(dir.path())).unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
     }
 
     #[test]
