@@ -3,7 +3,7 @@
 //! Inputs are streamed into a [`SeriesSet`] row by row and folded into 5-minute windows on the fly,
 //! so 20 million rows need memory for 4 million windows, not for the rows.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -111,6 +111,15 @@ pub struct Series {
     pub longest_gap_ms: i64,
     /// Set when the series cannot be analysed; says why.
     pub skipped: Option<String>,
+    /// What was repaired while reading (rows sorted into time order, identical duplicate rows
+    /// merged): the analysis stands, but the data had a problem worth a look. `frugal rightsize
+    /// --strict` turns these into errors.
+    #[serde(default)]
+    pub warnings: Vec<String>,
+    /// Rows went back in time or repeated a timestamp (then `skipped` says where):
+    /// [`crate::read_files`] re-reads such series, sorts and de-duplicates them.
+    #[serde(skip)]
+    pub(crate) unordered: bool,
 }
 
 impl Series {
@@ -126,6 +135,8 @@ impl Series {
             gaps: 0,
             longest_gap_ms: 0,
             skipped: None,
+            warnings: Vec::new(),
+            unordered: false,
         }
     }
 
@@ -160,6 +171,7 @@ impl Series {
                     "{what} timestamp at {} (rows of a workload must be in increasing time order)",
                     location()
                 ));
+                self.unordered = true;
                 self.windows = Vec::new();
                 return;
             }
@@ -224,9 +236,45 @@ impl std::hash::Hasher for Fnv {
 
 type FnvBuild = std::hash::BuildHasherDefault<Fnv>;
 
+/// One row kept as read, for sorting ([`crate::read_files`]).
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct RawRow {
+    pub(crate) unix_ms: i64,
+    pub(crate) instance_type: String,
+    pub(crate) values: [f64; 2],
+    pub(crate) optional: [Option<f64>; 3],
+    /// The input it came from.
+    pub(crate) source: String,
+    /// Where in it: `line 7`, `record 3`.
+    pub(crate) location: String,
+}
+
+impl RawRow {
+    /// Same instance type and values (the timestamp aside).
+    pub(crate) fn same_values(&self, other: &RawRow) -> bool {
+        self.instance_type == other.instance_type
+            && self.values == other.values
+            && self.optional == other.optional
+    }
+
+    /// `file: line 7`.
+    pub(crate) fn at(&self) -> String {
+        format!("{}: {}", self.source, self.location)
+    }
+}
+
+/// Raw mode of a [`SeriesSet`]: the rows of `wanted` workloads are kept as they are.
+#[derive(Debug, Default)]
+struct Raw {
+    wanted: HashSet<String>,
+    rows: HashMap<String, Vec<RawRow>>,
+}
+
 /// Series of many workloads, built row by row.
 #[derive(Debug, Default)]
 pub struct SeriesSet {
+    /// Set in raw mode (see [`SeriesSet::raw_for`]): rows are kept, not folded.
+    raw: Option<Raw>,
     index: HashMap<String, usize, FnvBuild>,
     series: Vec<Series>,
     /// Where each series' first sample came from (for messages when sets are merged).
@@ -247,6 +295,26 @@ impl SeriesSet {
     /// Problems that concern one workload only (time going backwards, a changing instance type)
     /// mark that series as skipped instead of failing the whole input.
     pub fn push(&mut self, source: &str, sample: &Sample<'_>, location: &dyn Fn() -> String) {
+        if let Some(raw) = &mut self.raw {
+            if raw.wanted.contains(sample.workload) {
+                raw.rows
+                    .entry(sample.workload.to_owned())
+                    .or_default()
+                    .push(RawRow {
+                        unix_ms: sample.unix_ms,
+                        instance_type: sample.instance_type.to_owned(),
+                        values: [sample.cpu_cores, sample.memory_bytes],
+                        optional: [
+                            sample.instances,
+                            sample.requests_per_second,
+                            sample.latency_p99_ms,
+                        ],
+                        source: source.to_owned(),
+                        location: location(),
+                    });
+            }
+            return;
+        }
         let next = if self.last + 1 < self.series.len() {
             self.last + 1
         } else {
@@ -287,8 +355,15 @@ impl SeriesSet {
         let SeriesSet {
             series,
             first_location,
+            raw,
             ..
         } = later;
+        if let (Some(mine), Some(raw)) = (&mut self.raw, raw) {
+            for (workload, rows) in raw.rows {
+                mine.rows.entry(workload).or_default().extend(rows);
+            }
+            return;
+        }
         for (s2, loc) in series.into_iter().zip(first_location) {
             let Some(&i) = self.index.get(&s2.workload) else {
                 self.index.insert(s2.workload.clone(), self.series.len());
@@ -318,11 +393,13 @@ impl SeriesSet {
                 s1.skipped = Some(format!(
                     "{what} timestamp at {loc} (rows of a workload must be in increasing time order)"
                 ));
+                s1.unordered = true;
                 s1.windows = Vec::new();
                 continue;
             }
             if let Some(why) = s2.skipped {
                 s1.skipped = Some(why);
+                s1.unordered = s2.unordered;
                 s1.windows = Vec::new();
                 continue;
             }
@@ -351,6 +428,39 @@ impl SeriesSet {
             }
             s1.windows.extend(windows);
         }
+    }
+
+    /// A set in raw mode: the rows of `workloads` are kept as read (others are dropped), for
+    /// [`SeriesSet::take_raw`].
+    pub(crate) fn raw_for(workloads: impl IntoIterator<Item = String>) -> SeriesSet {
+        SeriesSet {
+            raw: Some(Raw {
+                wanted: workloads.into_iter().collect(),
+                rows: HashMap::new(),
+            }),
+            ..SeriesSet::default()
+        }
+    }
+
+    /// An empty set in the same mode as this one (for the second half of a file).
+    pub(crate) fn empty_like(&self) -> SeriesSet {
+        match &self.raw {
+            Some(raw) => SeriesSet::raw_for(raw.wanted.iter().cloned()),
+            None => SeriesSet::new(),
+        }
+    }
+
+    /// The rows kept for `workload` in raw mode, in input order.
+    pub(crate) fn take_raw(&mut self, workload: &str) -> Vec<RawRow> {
+        self.raw
+            .as_mut()
+            .and_then(|r| r.rows.remove(workload))
+            .unwrap_or_default()
+    }
+
+    /// Replaces the series at `index` (same workload) with `series`.
+    pub(crate) fn replace(&mut self, index: usize, series: Series) {
+        self.series[index] = series;
     }
 
     /// Number of workloads.

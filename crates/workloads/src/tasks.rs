@@ -449,7 +449,7 @@ impl TaskRow {
             // An unknown (negative) kernel delta counts as zero: a lower bound.
             rss_at_100k_bytes: enough
                 .then(|| (rss + kstack.unwrap_or(0.0) + ptables.unwrap_or(0.0)) * 100_000.0),
-            vm_at_100k_bytes: enough.then(|| vm * 100_000.0),
+            vm_at_100k_bytes: enough.then_some(vm * 100_000.0),
             note,
         }
     }
