@@ -119,17 +119,12 @@ fn sorted_series(workload: &str, mut rows: Vec<crate::series::RawRow>) -> Result
                         &r.source,
                         r.location.clone(),
                         format!(
-                            "workload {workload}: timestamp {} ms appears again with other values \
-                             (first at {}: {} cpu_cores {} memory_bytes {}; here: {} {} {}); \
-                             remove one of the two rows",
-                            r.unix_ms,
+                            "workload {workload}: timestamp {} (Unix s) appears again with other \
+                             values (first at {}: {}; here: {}); remove one of the two rows",
+                            r.unix_ms as f64 / 1000.0,
                             prev.at(),
-                            prev.instance_type,
-                            prev.values[0],
-                            prev.values[1],
-                            r.instance_type,
-                            r.values[0],
-                            r.values[1]
+                            prev.describe(),
+                            r.describe()
                         ),
                     ));
                 }

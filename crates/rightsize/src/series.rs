@@ -257,6 +257,20 @@ impl RawRow {
             && self.optional == other.optional
     }
 
+    /// The row's values in words, for messages.
+    pub(crate) fn describe(&self) -> String {
+        let opt = |v: Option<f64>| v.map_or("-".to_owned(), |v| v.to_string());
+        format!(
+            "{} cpu_cores {} memory_bytes {} instances {} requests_per_second {} latency_p99_ms {}",
+            self.instance_type,
+            self.values[0],
+            self.values[1],
+            opt(self.optional[0]),
+            opt(self.optional[1]),
+            opt(self.optional[2])
+        )
+    }
+
     /// `file: line 7`.
     pub(crate) fn at(&self) -> String {
         format!("{}: {}", self.source, self.location)

@@ -430,7 +430,7 @@ impl TaskRow {
         if kstack.is_none() || ptables.is_none() {
             notes.push(
                 "a machine-wide kernel delta was negative (other activity on the machine \
-                 outweighed the tasks): shown as -; rerun on a quiet machine"
+                 outweighed the tasks), shown as -: rerun on a quiet machine"
                     .to_owned(),
             );
         }

@@ -284,6 +284,7 @@ fn prepare_file(path: &Path, size: u64, block: u64) -> Result<(u64, bool), Error
                 "cannot create {}; pass --file in a writable directory",
                 path.display()
             );
+            check_free_space(path, size / block * block)?;
             // Written under a temporary name and renamed when complete, so a failure never
             // leaves a partial file that a later run would take for a pattern file.
             let mut tmp_name = path.as_os_str().to_owned();
@@ -301,6 +302,28 @@ fn prepare_file(path: &Path, size: u64, block: u64) -> Result<(u64, bool), Error
             source: e,
         }),
     }
+}
+
+/// Refuses, before writing anything, a file larger than the room its file system has left.
+fn check_free_space(path: &Path, size: u64) -> Result<(), Error> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    // A directory that cannot be inspected is reported when the file is created.
+    let Ok(vfs) = rustix::fs::statvfs(dir) else {
+        return Ok(());
+    };
+    let free = vfs.f_bavail.saturating_mul(vfs.f_frsize);
+    if size > free {
+        return Err(Error::Config(format!(
+            "creating {} needs {size} bytes, but its file system has {free} bytes free for \
+             unprivileged use (statvfs f_bavail x f_frsize); pass a smaller --size or a --file on \
+             another file system",
+            path.display()
+        )));
+    }
+    Ok(())
 }
 
 /// Writes `size` bytes of the pattern to a new file at `path`, synced to disk.
@@ -857,6 +880,16 @@ mod tests {
         assert!(err.to_string().contains("holds 0 bytes"), "{err}");
         let err = run(&IoConfig::new(dir.path())).unwrap_err();
         assert!(err.to_string().contains("not a regular file"), "{err}");
+    }
+
+    #[test]
+    fn a_file_larger_than_the_free_space_is_refused_before_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("huge.dat");
+        let err = prepare_file(&path, 1 << 60, 4096).unwrap_err().to_string();
+        assert!(err.contains("bytes free"), "{err}");
+        assert!(!path.exists());
+        assert!(!dir.path().join("huge.dat.tmp").exists());
     }
 
     #[test]
