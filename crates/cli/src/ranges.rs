@@ -313,6 +313,26 @@ mod tests {
         assert!(p("99999999999G").unwrap_err().contains("too large"));
     }
 
+    proptest::proptest! {
+        /// Whatever the text, the parsers answer (never panic), and what they accept is in range.
+        #[test]
+        fn parsers_never_panic_and_accept_only_the_range(s in "\\PC{0,24}|-?[0-9]{1,25}(\\.[0-9]{0,3})?[a-zA-Z]{0,4}") {
+            if let Ok(v) = count::<u32>(1, 4096, "why")(&s) {
+                proptest::prop_assert!((1..=4096).contains(&v));
+            }
+            if let Ok(d) = duration(MIN_RUN, MAX_RUN, RUN_WHY)(&s) {
+                proptest::prop_assert!(d >= MIN_RUN && d <= MAX_RUN);
+            }
+            if let Ok(v) = real(0.0, false, 100.0, "why")(&s) {
+                proptest::prop_assert!(v > 0.0 && v <= 100.0);
+            }
+            if let Ok(v) = size(512, 1 << 40, "why")(&s) {
+                proptest::prop_assert!((512..=1 << 40).contains(&v));
+            }
+            let _ = output_file(&s);
+        }
+    }
+
     #[test]
     fn output_files_are_not_directories() {
         assert!(output_file("/tmp").unwrap_err().contains("is a directory"));
