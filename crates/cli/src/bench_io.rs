@@ -23,7 +23,7 @@ pub struct Args {
     size: u64,
     /// Reads kept in flight: 1 to 4096.
     #[arg(long, default_value_t = 64, allow_hyphen_values = true,
-          value_parser = ranges::count::<u32>(1, 4096, "io_uring's largest ring is 4096 entries"))]
+          value_parser = ranges::count::<u32>(1, 4096, "the largest ring this benchmark sets up; the article used 64"))]
     qd: u32,
     /// Bytes per read: a power of two from 512 B to 1 MiB.
     #[arg(long, default_value_t = 4096, allow_hyphen_values = true, value_parser = block_size)]

@@ -111,7 +111,7 @@ pub struct Options {
     pub end: Option<String>,
     /// Prometheus query resolution: 1s to 1h.
     #[arg(long, value_name = "DURATION", default_value = "60s", allow_hyphen_values = true,
-          value_parser = ranges::duration(Duration::from_secs(1), Duration::from_secs(3600), "Prometheus steps are whole seconds; above 1h no 5-minute window has a sample"))]
+          value_parser = ranges::duration(Duration::from_secs(1), Duration::from_secs(3600), "Prometheus steps are whole seconds; a coarser step hides the 5-minute peaks the model sizes for"))]
     pub step: Duration,
     /// Give up on one Prometheus request after this long: 1ms to 1h.
     #[arg(long, value_name = "DURATION", default_value = "30s", allow_hyphen_values = true,

@@ -304,6 +304,20 @@ fn prepare_file(path: &Path, size: u64, block: u64) -> Result<(u64, bool), Error
     }
 }
 
+/// Refuses read buffers (queue depth x block size) that would take more than half the memory
+/// `available` (bytes, and where the figure comes from).
+fn buffers_fit(queue_depth: u32, bs: u32, available: Option<&(u64, String)>) -> Result<(), Error> {
+    let buffers = u64::from(queue_depth) * u64::from(bs);
+    match available {
+        Some((available, source)) if buffers > available / 2 => Err(Error::Config(format!(
+            "queue depth {queue_depth} x block size {bs} = {buffers} bytes of read buffers, more \
+             than half of the {available} bytes available ({source}); lower the queue depth or \
+             the block size"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Refuses, before writing anything, a file larger than the room its file system has left.
 fn check_free_space(path: &Path, size: u64) -> Result<(), Error> {
     let dir = match path.parent() {
@@ -433,6 +447,11 @@ fn run_with(
             config.queue_depth
         )));
     }
+    buffers_fit(
+        config.queue_depth,
+        bs,
+        crate::tasks::available_memory().as_ref(),
+    )?;
     if config.size_bytes < u64::from(bs) {
         // Checked before the file is created: a file of zero blocks would be left behind, and
         // there would be no offset to read.
@@ -880,6 +899,18 @@ mod tests {
         assert!(err.to_string().contains("holds 0 bytes"), "{err}");
         let err = run(&IoConfig::new(dir.path())).unwrap_err();
         assert!(err.to_string().contains("not a regular file"), "{err}");
+    }
+
+    #[test]
+    fn read_buffers_must_fit_in_half_the_available_memory() {
+        let gib = (1u64 << 30, "MemAvailable in /proc/meminfo".to_owned());
+        buffers_fit(64, 4096, Some(&gib)).unwrap();
+        let err = buffers_fit(4096, 1 << 20, Some(&gib))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("4294967296 bytes of read buffers"), "{err}");
+        assert!(err.contains("MemAvailable"), "{err}");
+        buffers_fit(4096, 1 << 20, None).unwrap();
     }
 
     #[test]
