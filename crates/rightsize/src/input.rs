@@ -812,6 +812,38 @@ mod tests {
     }
 
     #[test]
+    fn a_file_read_in_two_halves_keeps_every_raw_row_in_file_order() {
+        let mut text = String::from("timestamp,workload,instance_type,cpu_cores,memory_bytes\n");
+        for i in 0..400i64 {
+            // c goes back in time halfway: the rows must come back as they are, in file order.
+            let t = if i < 200 {
+                1_714_521_600 + i * 60
+            } else {
+                1_714_521_600 + (i - 200) * 30
+            };
+            text += &format!("{t},c,m7i.large,0.5,{i}\n{t},d,m7i.large,0.5,{i}\n");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.csv");
+        std::fs::write(&path, &text).unwrap();
+        let split = plan_split(&path, text.len() as u64)
+            .unwrap()
+            .expect("splittable");
+        let mut raw = SeriesSet::raw_for(["c".to_owned()]);
+        parse_csv_in_two(&path, "x.csv", split, &mut raw).unwrap();
+        let rows = raw.take_raw("c");
+        let memory: Vec<f64> = rows.iter().map(|r| r.values[1]).collect();
+        assert_eq!(memory, (0..400).map(|i| i as f64).collect::<Vec<_>>());
+        assert_eq!(rows[0].location, "line 2");
+        assert_eq!(rows[399].location, "line 800");
+        assert!(
+            raw.take_raw("d").is_empty(),
+            "only the wanted workloads are kept"
+        );
+        assert!(raw.is_empty(), "raw mode builds no series");
+    }
+
+    #[test]
     fn quotes_in_the_first_half_prevent_a_split() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("q.csv");
