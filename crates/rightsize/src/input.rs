@@ -117,7 +117,7 @@ fn sorted_series(workload: &str, mut rows: Vec<crate::series::RawRow>) -> Result
                 if !prev.same_values(&r) {
                     return Err(Error::input(
                         &r.source,
-                        r.location.clone(),
+                        r.location.to_string(),
                         format!(
                             "workload {workload}: timestamp {} (Unix s) appears again with other \
                              values (first at {}: {}; here: {}); remove one of the two rows",
@@ -146,7 +146,7 @@ fn sorted_series(workload: &str, mut rows: Vec<crate::series::RawRow>) -> Result
             requests_per_second: r.optional[1],
             latency_p99_ms: r.optional[2],
         };
-        fresh.push(&r.source, &sample, &|| r.location.clone());
+        fresh.push(&r.source, &sample, &|| r.location.to_string());
     }
     let Some(mut series) = fresh.into_series().pop() else {
         return Err(Error::input(
@@ -834,8 +834,8 @@ mod tests {
         let rows = raw.take_raw("c");
         let memory: Vec<f64> = rows.iter().map(|r| r.values[1]).collect();
         assert_eq!(memory, (0..400).map(|i| i as f64).collect::<Vec<_>>());
-        assert_eq!(rows[0].location, "line 2");
-        assert_eq!(rows[399].location, "line 800");
+        assert_eq!(&*rows[0].location, "line 2");
+        assert_eq!(&*rows[399].location, "line 800");
         assert!(
             raw.take_raw("d").is_empty(),
             "only the wanted workloads are kept"

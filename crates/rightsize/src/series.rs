@@ -3,7 +3,8 @@
 //! Inputs are streamed into a [`SeriesSet`] row by row and folded into 5-minute windows on the fly,
 //! so 20 million rows need memory for 4 million windows, not for the rows.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -240,13 +241,14 @@ type FnvBuild = std::hash::BuildHasherDefault<Fnv>;
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct RawRow {
     pub(crate) unix_ms: i64,
-    pub(crate) instance_type: String,
+    /// Shared with the other rows of the same type (one allocation per change, not per row).
+    pub(crate) instance_type: Arc<str>,
     pub(crate) values: [f64; 2],
     pub(crate) optional: [Option<f64>; 3],
-    /// The input it came from.
-    pub(crate) source: String,
+    /// The input it came from, shared like `instance_type`.
+    pub(crate) source: Arc<str>,
     /// Where in it: `line 7`, `record 3`.
-    pub(crate) location: String,
+    pub(crate) location: Box<str>,
 }
 
 impl RawRow {
@@ -277,11 +279,28 @@ impl RawRow {
     }
 }
 
-/// Raw mode of a [`SeriesSet`]: the rows of `wanted` workloads are kept as they are.
+/// Raw mode of a [`SeriesSet`]: the rows of the wanted workloads (the keys of `rows`) are kept
+/// as they are.
 #[derive(Debug, Default)]
 struct Raw {
-    wanted: HashSet<String>,
-    rows: HashMap<String, Vec<RawRow>>,
+    rows: HashMap<String, RawRows>,
+    /// The last source seen, shared by the rows that repeat it.
+    last_source: Option<Arc<str>>,
+}
+
+/// The rows of one workload, and its last instance type (shared by the rows that repeat it).
+#[derive(Debug, Default)]
+struct RawRows {
+    rows: Vec<RawRow>,
+    last_type: Option<Arc<str>>,
+}
+
+/// `last` if it holds `s`, else a new shared copy of `s` (kept in `last`).
+fn shared(last: &mut Option<Arc<str>>, s: &str) -> Arc<str> {
+    match last {
+        Some(a) if &**a == s => Arc::clone(a),
+        _ => Arc::clone(last.insert(Arc::from(s))),
+    }
 }
 
 /// Series of many workloads, built row by row.
@@ -310,22 +329,19 @@ impl SeriesSet {
     /// mark that series as skipped instead of failing the whole input.
     pub fn push(&mut self, source: &str, sample: &Sample<'_>, location: &dyn Fn() -> String) {
         if let Some(raw) = &mut self.raw {
-            if raw.wanted.contains(sample.workload) {
-                raw.rows
-                    .entry(sample.workload.to_owned())
-                    .or_default()
-                    .push(RawRow {
-                        unix_ms: sample.unix_ms,
-                        instance_type: sample.instance_type.to_owned(),
-                        values: [sample.cpu_cores, sample.memory_bytes],
-                        optional: [
-                            sample.instances,
-                            sample.requests_per_second,
-                            sample.latency_p99_ms,
-                        ],
-                        source: source.to_owned(),
-                        location: location(),
-                    });
+            if let Some(mine) = raw.rows.get_mut(sample.workload) {
+                mine.rows.push(RawRow {
+                    unix_ms: sample.unix_ms,
+                    instance_type: shared(&mut mine.last_type, sample.instance_type),
+                    values: [sample.cpu_cores, sample.memory_bytes],
+                    optional: [
+                        sample.instances,
+                        sample.requests_per_second,
+                        sample.latency_p99_ms,
+                    ],
+                    source: shared(&mut raw.last_source, source),
+                    location: location().into_boxed_str(),
+                });
             }
             return;
         }
@@ -373,8 +389,12 @@ impl SeriesSet {
             ..
         } = later;
         if let (Some(mine), Some(raw)) = (&mut self.raw, raw) {
-            for (workload, rows) in raw.rows {
-                mine.rows.entry(workload).or_default().extend(rows);
+            for (workload, later) in raw.rows {
+                mine.rows
+                    .entry(workload)
+                    .or_default()
+                    .rows
+                    .extend(later.rows);
             }
             return;
         }
@@ -449,8 +469,11 @@ impl SeriesSet {
     pub(crate) fn raw_for(workloads: impl IntoIterator<Item = String>) -> SeriesSet {
         SeriesSet {
             raw: Some(Raw {
-                wanted: workloads.into_iter().collect(),
-                rows: HashMap::new(),
+                rows: workloads
+                    .into_iter()
+                    .map(|w| (w, RawRows::default()))
+                    .collect(),
+                ..Raw::default()
             }),
             ..SeriesSet::default()
         }
@@ -459,7 +482,7 @@ impl SeriesSet {
     /// An empty set in the same mode as this one (for the second half of a file).
     pub(crate) fn empty_like(&self) -> SeriesSet {
         match &self.raw {
-            Some(raw) => SeriesSet::raw_for(raw.wanted.iter().cloned()),
+            Some(raw) => SeriesSet::raw_for(raw.rows.keys().cloned()),
             None => SeriesSet::new(),
         }
     }
@@ -469,6 +492,7 @@ impl SeriesSet {
         self.raw
             .as_mut()
             .and_then(|r| r.rows.remove(workload))
+            .map(|r| r.rows)
             .unwrap_or_default()
     }
 
