@@ -21,7 +21,7 @@ pub struct Args {
     #[arg(long)]
     quick: bool,
     /// Also write the report as JSON to FILE (`-` for stdout, then the table goes to stderr).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", value_parser = crate::ranges::output_file)]
     json: Option<PathBuf>,
     /// Add the claims ledger: the article's numbers beside ours, with verdicts (also measures
     /// task memory, a few seconds more).

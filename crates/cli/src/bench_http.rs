@@ -8,42 +8,53 @@ use std::time::Duration;
 use anyhow::Context as _;
 use frugal_workloads::http::{bench, BenchConfig, BenchReport, BenchRow, Measure, Strategy};
 
+use crate::ranges;
+
 /// Arguments of `frugal bench http`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// A short run: 100 connections, 2 s per run after 0.5 s of warm-up.
     #[arg(long)]
     quick: bool,
-    /// Connections [default: 10000, or 100 with --quick].
-    #[arg(short = 'c', long)]
+    /// Connections, 1 to 1,000,000 [default: 10000, or 100 with --quick].
+    #[arg(short = 'c', long, allow_hyphen_values = true,
+          value_parser = ranges::count::<u64>(1, ranges::MAX_CONNECTIONS, ranges::CONNECTIONS_WHY))]
     connections: Option<u64>,
-    /// Measured duration of each run [default: 10s, or 2s with --quick].
-    #[arg(short = 'd', long, value_parser = humantime::parse_duration)]
+    /// Measured duration of each run, 100ms to 1day [default: 10s, or 2s with --quick].
+    #[arg(short = 'd', long, allow_hyphen_values = true,
+          value_parser = ranges::duration(ranges::MIN_RUN, ranges::MAX_RUN, ranges::RUN_WHY))]
     duration: Option<Duration>,
-    /// Warm-up of each run [default: 2s, or 500ms with --quick].
-    #[arg(long, value_parser = humantime::parse_duration)]
+    /// Warm-up of each run, 0s to 1h [default: 2s, or 500ms with --quick].
+    #[arg(long, allow_hyphen_values = true,
+          value_parser = ranges::duration(Duration::ZERO, ranges::MAX_WARMUP, ranges::WARMUP_WHY))]
     warmup: Option<Duration>,
-    /// Rate of the constant-rate runs [default: half the first closed-loop throughput].
-    #[arg(long)]
+    /// Rate of the constant-rate runs, requests per second above 0 and at most 10,000,000
+    /// [default: half the first closed-loop throughput].
+    #[arg(long, allow_hyphen_values = true,
+          value_parser = ranges::real(0.0, false, ranges::MAX_RATE, ranges::RATE_WHY))]
     rate: Option<f64>,
     /// Strategies to compare (comma-separated) [default: all].
     #[arg(long, value_delimiter = ',')]
     strategies: Vec<Strategy>,
     /// CPU burned per request by the server, microseconds of thread CPU time, not wall-clock
-    /// time (`frugal serve --work-us`).
-    #[arg(long)]
+    /// time (`frugal serve --work-us`), 0 to 1,000,000.
+    #[arg(long, allow_hyphen_values = true,
+          value_parser = ranges::count::<u64>(0, ranges::MAX_WORK_US, ranges::WORK_WHY))]
     work_us: Option<u64>,
-    /// Response body size of the server (`frugal serve --response-bytes`).
-    #[arg(long)]
+    /// Response body size of the server (`frugal serve --response-bytes`), 0 to 64 MiB.
+    #[arg(long, allow_hyphen_values = true,
+          value_parser = ranges::count::<usize>(0, ranges::MAX_RESPONSE_BYTES, ranges::RESPONSE_WHY))]
     response_bytes: Option<usize>,
-    /// Server worker threads (`frugal serve --workers`) [default: all CPUs].
-    #[arg(long)]
+    /// Server worker threads (`frugal serve --workers`), 1 to 1024 [default: all CPUs].
+    #[arg(long, allow_hyphen_values = true,
+          value_parser = ranges::count::<usize>(1, ranges::MAX_THREADS, ranges::THREADS_WHY))]
     workers: Option<usize>,
-    /// Load-generator threads [default: all CPUs].
-    #[arg(short = 't', long)]
+    /// Load-generator threads, 1 to 1024 [default: all CPUs].
+    #[arg(short = 't', long, allow_hyphen_values = true,
+          value_parser = ranges::count::<usize>(1, ranges::MAX_THREADS, ranges::THREADS_WHY))]
     threads: Option<usize>,
     /// Write the report as JSON to this file.
-    #[arg(long)]
+    #[arg(long, value_parser = ranges::output_file)]
     json: Option<PathBuf>,
     /// Rounds: every strategy runs once per round, alternating, each on a fresh server; the
     /// summary gives the median and range over the rounds (1 to 100).

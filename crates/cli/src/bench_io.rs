@@ -8,23 +8,29 @@ use std::time::Duration;
 use anyhow::Context;
 use frugal_workloads::io::{self, IoConfig, IoMode, IoReport};
 
+use crate::ranges;
+
 /// Arguments of `frugal bench io`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// The file to read; created (1 GiB of non-zero data by default) when missing.
     #[arg(long, default_value = "frugal-io.dat", value_name = "PATH")]
     file: PathBuf,
-    /// Size of the file to create and of the range read (bytes; K, M, G suffixes are KiB, MiB, GiB).
-    #[arg(long, default_value = "1G", value_parser = parse_size, value_name = "BYTES")]
+    /// Size of the file to create and of the range read (bytes; K, M, G, T suffixes are KiB, MiB,
+    /// GiB, TiB): 512 B to 16 TiB, and at least one block (--bs).
+    #[arg(long, default_value = "1G", value_name = "BYTES", allow_hyphen_values = true,
+          value_parser = ranges::size(512, 16 << 40, "at least one smallest block; 16 TiB is ext4's largest file"))]
     size: u64,
-    /// Reads kept in flight.
-    #[arg(long, default_value_t = 64)]
+    /// Reads kept in flight: 1 to 4096.
+    #[arg(long, default_value_t = 64, allow_hyphen_values = true,
+          value_parser = ranges::count::<u32>(1, 4096, "the largest ring this benchmark sets up; the article used 64"))]
     qd: u32,
-    /// Bytes per read (a power of two, at least 512).
-    #[arg(long, default_value_t = 4096)]
+    /// Bytes per read: a power of two from 512 B to 1 MiB.
+    #[arg(long, default_value_t = 4096, allow_hyphen_values = true, value_parser = block_size)]
     bs: u32,
-    /// How long to read.
-    #[arg(short = 'd', long, default_value = "10s", value_parser = humantime::parse_duration)]
+    /// How long to read: 100ms to 1day.
+    #[arg(short = 'd', long, default_value = "10s", allow_hyphen_values = true,
+          value_parser = ranges::duration(ranges::MIN_RUN, ranges::MAX_RUN, ranges::RUN_WHY))]
     duration: Duration,
     /// Read with O_DIRECT, bypassing the page cache (the default).
     #[arg(long, conflicts_with = "buffered")]
@@ -39,27 +45,29 @@ pub struct Args {
     #[arg(long)]
     compare_fio: bool,
     /// Also write the report as JSON to FILE.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", value_parser = ranges::output_file)]
     json: Option<PathBuf>,
 }
 
-fn parse_size(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let (num, shift) = match s.char_indices().last() {
-        Some((i, 'k' | 'K')) => (&s[..i], 10),
-        Some((i, 'm' | 'M')) => (&s[..i], 20),
-        Some((i, 'g' | 'G')) => (&s[..i], 30),
-        _ => (s, 0),
-    };
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size; use e.g. 4096, 64M or 1G"))?;
-    n.checked_mul(1 << shift)
-        .ok_or_else(|| format!("{s:?} is too large"))
+/// A power of two between 512 B and 1 MiB: O_DIRECT needs sector-aligned sizes.
+fn block_size(s: &str) -> Result<u32, String> {
+    let why = "a power of two (O_DIRECT reads whole, aligned sectors)";
+    let v = ranges::size(512, 1 << 20, why)(s)?;
+    if !v.is_power_of_two() {
+        return Err(format!("{v} is not {why}, e.g. 4096 or 64K"));
+    }
+    Ok(v as u32) // at most 1 MiB
 }
 
 /// Runs `frugal bench io`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if args.size < u64::from(args.bs) {
+        return Err(ranges::usage(format!(
+            "--size {} is smaller than one block (--bs {}); the file must hold at least one block",
+            ranges::bytes(args.size),
+            ranges::bytes(args.bs.into())
+        )));
+    }
     let mut config = IoConfig::new(&args.file);
     config.size_bytes = args.size;
     config.queue_depth = args.qd;
@@ -221,13 +229,14 @@ fn render(r: &IoReport, out: &mut String) {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_size;
+    use super::block_size;
 
     #[test]
-    fn sizes_parse() {
-        assert_eq!(parse_size("4096"), Ok(4096));
-        assert_eq!(parse_size("64M"), Ok(64 << 20));
-        assert_eq!(parse_size("1G"), Ok(1 << 30));
-        assert!(parse_size("x").is_err());
+    fn block_sizes_are_powers_of_two() {
+        assert_eq!(block_size("4096"), Ok(4096));
+        assert_eq!(block_size("64K"), Ok(65536));
+        assert!(block_size("1000").unwrap_err().contains("power of two"));
+        assert!(block_size("256").is_err());
+        assert!(block_size("2M").is_err());
     }
 }

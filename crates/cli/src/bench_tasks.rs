@@ -10,15 +10,17 @@ use frugal_workloads::tasks::{self, TaskKind, TasksConfig, TasksReport};
 /// Arguments of `frugal bench tasks`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Tasks per kind.
-    #[arg(short = 'n', long, default_value_t = 100_000)]
+    /// Tasks per kind: 1 to 10,000,000 (memory is checked before starting; threads stop at the
+    /// machine's pid and map-count limits and say so). Below 10,000 nothing is scaled to 100k.
+    #[arg(short = 'n', long, default_value_t = 100_000, allow_hyphen_values = true,
+          value_parser = crate::ranges::count::<u64>(1, tasks::MAX_TASKS, "ten million tokio tasks already take gigabytes"))]
     n: u64,
     /// Only these kinds (comma-separated: tokio-sleep, tokio-channel, thread,
     /// thread-pthread-default, thread-small, goroutine).
     #[arg(long, value_delimiter = ',', value_name = "LIST")]
     kind: Vec<String>,
     /// Also write the report as JSON to FILE.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", value_parser = crate::ranges::output_file)]
     json: Option<PathBuf>,
     /// Internal: be the child that starts N tasks of KIND and prints one JSON line.
     #[arg(long, hide = true, num_args = 2, value_names = ["KIND", "N"])]
@@ -42,7 +44,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         args.kind
             .iter()
             .map(|k| TaskKind::parse(k))
-            .collect::<Result<_, _>>()?
+            .collect::<Result<_, _>>()
+            .map_err(|e| crate::ranges::usage(e.to_string()))?
     };
     let report = measure_kinds(args.n, kinds)?;
     let mut text = String::new();
@@ -82,7 +85,8 @@ fn measure_kinds(n: u64, kinds: Vec<TaskKind>) -> anyhow::Result<TasksReport> {
 }
 
 fn kib(bytes: f64) -> String {
-    format!("{:.1}", bytes / 1024.0)
+    // `+ 0.0` turns -0.0 (a tiny negative delta rounded) into 0.0.
+    format!("{:.1}", (bytes / 1024.0 * 10.0).round() / 10.0 + 0.0)
 }
 
 fn human(bytes: f64) -> String {
@@ -128,11 +132,11 @@ pub(crate) fn render(report: &TasksReport, out: &mut String) {
                 .map_or("-".to_owned(), |b| format!("{} KiB", b / 1024)),
             kib(r.rss_per_task_bytes),
             kib(r.pss_per_task_bytes),
-            kib(r.kernel_stack_per_task_bytes),
-            kib(r.page_tables_per_task_bytes),
+            r.kernel_stack_per_task_bytes.map_or("-".to_owned(), kib),
+            r.page_tables_per_task_bytes.map_or("-".to_owned(), kib),
             kib(r.vm_per_task_bytes),
-            human(r.rss_at_100k_bytes),
-            human(r.vm_at_100k_bytes),
+            r.rss_at_100k_bytes.map_or("-".to_owned(), human),
+            r.vm_at_100k_bytes.map_or("-".to_owned(), human),
         ]);
     }
     let widths: Vec<usize> = (0..header.len())
@@ -168,7 +172,15 @@ pub(crate) fn render(report: &TasksReport, out: &mut String) {
             );
         }
     }
-    if let Some(note) = report.rows.iter().find_map(|r| r.note.as_ref()) {
+    let mut notes: Vec<&str> = Vec::new();
+    for note in report.rows.iter().filter_map(|r| r.note.as_deref()) {
+        for part in note.split("; ") {
+            if !notes.contains(&part) {
+                notes.push(part);
+            }
+        }
+    }
+    for note in notes {
         let _ = writeln!(out, "  note: {note}");
     }
     match report.go.status.as_str() {

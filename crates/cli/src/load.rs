@@ -10,32 +10,41 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use frugal_workloads::http::{load, LatencySummary, LoadConfig, LoadReport, Progress, Url};
 
+use crate::ranges;
+
 /// Arguments of `frugal load`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Target, `http://HOST:PORT/PATH`.
     url: String,
-    /// Connections, all opened before the clock starts.
-    #[arg(short = 'c', long, default_value_t = 100)]
+    /// Connections, all opened before the clock starts: 1 to 1,000,000 (and within RLIMIT_NOFILE,
+    /// checked before connecting).
+    #[arg(short = 'c', long, default_value_t = 100, allow_hyphen_values = true,
+          value_parser = ranges::count::<u64>(1, ranges::MAX_CONNECTIONS, ranges::CONNECTIONS_WHY))]
     connections: u64,
-    /// Measured duration (after the warm-up).
-    #[arg(short = 'd', long, default_value = "10s", value_parser = humantime::parse_duration)]
+    /// Measured duration (after the warm-up): 100ms to 1day.
+    #[arg(short = 'd', long, default_value = "10s", allow_hyphen_values = true,
+          value_parser = ranges::duration(ranges::MIN_RUN, ranges::MAX_RUN, ranges::RUN_WHY))]
     duration: Duration,
     /// Constant rate in requests per second, with coordinated-omission correction
-    /// [default: closed-loop, as fast as the server answers].
-    #[arg(long)]
+    /// (above 0, at most 10,000,000) [default: closed-loop, as fast as the server answers].
+    #[arg(long, allow_hyphen_values = true,
+          value_parser = ranges::real(0.0, false, ranges::MAX_RATE, ranges::RATE_WHY))]
     rate: Option<f64>,
-    /// Warm-up at full load, not measured.
-    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    /// Warm-up at full load, not measured: 0s to 1h.
+    #[arg(long, default_value = "1s", allow_hyphen_values = true,
+          value_parser = ranges::duration(Duration::ZERO, ranges::MAX_WARMUP, ranges::WARMUP_WHY))]
     warmup: Duration,
-    /// Per-request timeout.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    /// Per-request timeout: 1ms to 1h.
+    #[arg(long, default_value = "10s", allow_hyphen_values = true,
+          value_parser = ranges::duration(ranges::MIN_TIMEOUT, ranges::MAX_TIMEOUT, ranges::TIMEOUT_WHY))]
     timeout: Duration,
-    /// Event-loop threads [default: the CPUs this process may run on].
-    #[arg(short = 't', long)]
+    /// Event-loop threads, 1 to 1024 [default: the CPUs this process may run on].
+    #[arg(short = 't', long, allow_hyphen_values = true,
+          value_parser = ranges::count::<usize>(1, ranges::MAX_THREADS, ranges::THREADS_WHY))]
     threads: Option<usize>,
     /// Write the report as JSON to this file.
-    #[arg(long)]
+    #[arg(long, value_parser = ranges::output_file)]
     json: Option<PathBuf>,
     /// No progress line.
     #[arg(short = 'q', long)]

@@ -15,6 +15,7 @@ mod alloc_count;
 mod bench;
 mod load;
 mod output;
+mod ranges;
 mod report;
 mod rightsize;
 mod serve;
@@ -62,10 +63,31 @@ fn main() -> ExitCode {
                 // A closed pipe (`frugal ... | head`) is the reader's choice, not our failure.
                 return ExitCode::SUCCESS;
             }
-            eprintln!("frugal: error: {err:#}");
-            ExitCode::from(1)
+            eprintln!("frugal: error: {}", one_line(&err));
+            // Usage errors found after parsing exit like clap's own: 2.
+            let usage = err.downcast_ref::<ranges::UsageError>().is_some();
+            ExitCode::from(if usage { 2 } else { 1 })
         }
     }
+}
+
+/// The error chain on one line, `outer: cause: cause`, each cause once: a message that already
+/// quotes its cause (as many library errors do) is not followed by the cause again.
+fn one_line(err: &anyhow::Error) -> String {
+    let mut out = String::new();
+    let mut last = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if !last.is_empty() && last.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+        last = text;
+    }
+    out
 }
 
 /// True when the error chain contains an `EPIPE` I/O error.
@@ -75,4 +97,40 @@ fn is_broken_pipe(err: &anyhow::Error) -> bool {
             .downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    /// An error that quotes its source in its message and also returns it from `source()`.
+    #[derive(Debug)]
+    struct Quoting(std::io::Error);
+
+    impl std::fmt::Display for Quoting {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "cannot read a.csv: {}; check the path", self.0)
+        }
+    }
+
+    impl std::error::Error for Quoting {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    #[test]
+    fn the_os_cause_is_printed_once() {
+        let os = || std::io::Error::from_raw_os_error(2);
+        let quoted = anyhow::Error::new(Quoting(os())).context("rightsize failed");
+        assert_eq!(
+            one_line(&quoted),
+            "rightsize failed: cannot read a.csv: No such file or directory (os error 2); check the path"
+        );
+        let chained = anyhow::Error::new(os()).context("cannot read a.csv");
+        assert_eq!(
+            one_line(&chained),
+            "cannot read a.csv: No such file or directory (os error 2)"
+        );
+    }
 }

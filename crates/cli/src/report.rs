@@ -45,7 +45,8 @@ pub struct Args {
     out: PathBuf,
     /// Request rate the bridge sizes for, req/s (0 < R ≤ 10,000,000) [default: the sample
     /// fleet's checkout-api rate: its P99.5 per-instance rate × its instances].
-    #[arg(long, value_name = "R", value_parser = parse_rps)]
+    #[arg(long, value_name = "R", allow_hyphen_values = true,
+          value_parser = crate::ranges::real(0.0, false, crate::ranges::MAX_RATE, RPS_WHY))]
     rps: Option<f64>,
     /// Re-render DIR/report.json into a page without running anything (written to -o DIR
     /// when given, else beside the JSON).
@@ -56,18 +57,8 @@ pub struct Args {
     quiet: bool,
 }
 
-fn parse_rps(s: &str) -> Result<f64, String> {
-    let v: f64 = s
-        .parse()
-        .map_err(|_| format!("{s:?} is not a number (requests per second)"))?;
-    if v.is_finite() && v > 0.0 && v <= 1e7 {
-        Ok(v)
-    } else {
-        Err(format!(
-            "{s} is out of range: the rate must be above 0 and at most 10,000,000 req/s"
-        ))
-    }
-}
+/// Why the `--rps` range.
+const RPS_WHY: &str = "requests per second of the whole service, which the bridge sizes for";
 
 /// Runs `frugal report`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -194,17 +185,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         "frugal bench http",
         |p| {
             let mut config = http::BenchConfig::default();
+            // Repeated rounds, strategies alternating, so the page can tell a strategy's cost
+            // from run-to-run noise.
             if args.quick {
                 config.connections = 100;
-                config.duration = Duration::from_secs(2);
+                config.duration = Duration::from_millis(1500);
                 config.warmup = Duration::from_millis(500);
+                config.repeats = 2;
             } else {
                 config.connections = 10_000;
-                config.duration = Duration::from_secs(5);
+                config.duration = Duration::from_secs(3);
                 config.warmup = Duration::from_secs(1);
+                config.repeats = 3;
             }
             let exe = std::env::current_exe().context("cannot find this executable")?;
-            let total = config.strategies.len() as u64 * 2;
+            let total = (config.strategies.len() * 2 * config.repeats) as u64;
             let mut done = 0;
             let server = || {
                 let mut cmd = Command::new(&exe);
@@ -579,8 +574,8 @@ fn weight(id: &str, quick: bool) -> f64 {
         ("chapter1", false) => 18.0,
         ("io", true) => 6.0,
         ("io", false) => 20.0,
-        ("http", true) => 30.0,
-        ("http", false) => 120.0,
+        ("http", true) => 35.0,
+        ("http", false) => 180.0,
         _ => 1.0,
     }
 }
@@ -675,14 +670,6 @@ impl Runner {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rps_range_is_checked() {
-        assert!(parse_rps("100").is_ok());
-        for bad in ["0", "-5", "nan", "inf", "1e12", "x"] {
-            assert!(parse_rps(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn sections_sort_numerically() {

@@ -11,6 +11,8 @@ use std::time::Duration;
 use ::frugal_rightsize as rs;
 use anyhow::{bail, Context};
 
+use crate::ranges;
+
 /// Output formats.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum OutFormat {
@@ -65,7 +67,7 @@ pub struct Options {
     #[arg(long, conflicts_with = "prometheus")]
     pub demo: bool,
     /// Write the synthetic sample as CSV to FILE and exit (a starting point for your own data).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", value_parser = ranges::output_file)]
     pub write_sample: Option<PathBuf>,
     /// Read from a Prometheus server, e.g. http://127.0.0.1:9090.
     #[arg(long, value_name = "URL")]
@@ -97,51 +99,63 @@ pub struct Options {
     /// Label carrying the instance type.
     #[arg(long, value_name = "LABEL", default_value = "instance_type")]
     pub instance_type_label: String,
-    /// How far back to read from Prometheus (ending now, or at --end).
-    #[arg(long, value_name = "DURATION", default_value = "14d", value_parser = humantime::parse_duration)]
+    /// How far back to read from Prometheus (ending now, or at --end): 1m to 3650d.
+    #[arg(long, value_name = "DURATION", default_value = "14d", allow_hyphen_values = true,
+          value_parser = ranges::duration(Duration::from_secs(60), Duration::from_secs(3650 * 86_400), "at least one minute of data; ten years is beyond any retention"))]
     pub since: Duration,
     /// Range start (RFC 3339 or Unix seconds); overrides --since.
-    #[arg(long, value_name = "TIME")]
+    #[arg(long, value_name = "TIME", value_parser = time_arg)]
     pub start: Option<String>,
     /// Range end (RFC 3339 or Unix seconds); default now.
-    #[arg(long, value_name = "TIME")]
+    #[arg(long, value_name = "TIME", value_parser = time_arg)]
     pub end: Option<String>,
-    /// Prometheus query resolution.
-    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
+    /// Prometheus query resolution: 1s to 1h.
+    #[arg(long, value_name = "DURATION", default_value = "60s", allow_hyphen_values = true,
+          value_parser = ranges::duration(Duration::from_secs(1), Duration::from_secs(3600), "Prometheus steps are whole seconds; a coarser step hides the 5-minute peaks the model sizes for"))]
     pub step: Duration,
-    /// Give up on one Prometheus request after this long.
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    /// Give up on one Prometheus request after this long: 1ms to 1h.
+    #[arg(long, value_name = "DURATION", default_value = "30s", allow_hyphen_values = true,
+          value_parser = ranges::duration(ranges::MIN_TIMEOUT, ranges::MAX_TIMEOUT, ranges::TIMEOUT_WHY))]
     pub prometheus_timeout: Duration,
     /// Catalog override file (JSON; see below). Extends the embedded AWS catalog unless it says
     /// "replace": true.
     #[arg(long, value_name = "FILE")]
     pub catalog: Option<PathBuf>,
-    /// Performance factor of a family's vCPU relative to a reference vCPU, e.g. m7g=1.15 (repeat).
-    #[arg(long, value_name = "FAMILY=X")]
-    pub perf_factor: Vec<String>,
+    /// Performance factor of a family's vCPU relative to a reference vCPU, e.g. m7g=1.15 (repeat;
+    /// X above 0, at most 10).
+    #[arg(long, value_name = "FAMILY=X", value_parser = perf_factor_arg)]
+    pub perf_factor: Vec<(String, f64)>,
     /// Which rule picks the recommendation; both are always evaluated and compared.
     #[arg(long, value_enum, default_value = "default")]
     pub policy: PolicyArg,
-    /// Percentile of the 5-minute CPU maxima to size for.
-    #[arg(long, value_name = "P", default_value_t = 99.5)]
+    /// Percentile of the 5-minute CPU maxima to size for: above 0, at most 100.
+    #[arg(long, value_name = "P", default_value_t = 99.5, allow_hyphen_values = true,
+          value_parser = ranges::real(0.0, false, 100.0, "a percentile: 99.5, not 0.995"))]
     pub percentile: f64,
-    /// CPU headroom over that percentile (0.2 = 20%).
-    #[arg(long, value_name = "FRACTION", default_value_t = 0.20)]
+    /// CPU headroom over that percentile (0.2 = 20%): 0 to 10.
+    #[arg(long, value_name = "FRACTION", default_value_t = 0.20, allow_hyphen_values = true,
+          value_parser = ranges::real(0.0, true, 10.0, "a fraction: 0.2 means 20%"))]
     pub headroom: f64,
-    /// Memory headroom over the peak (0.15 = 15%).
-    #[arg(long, value_name = "FRACTION", default_value_t = 0.15)]
+    /// Memory headroom over the peak (0.15 = 15%): 0 to 10.
+    #[arg(long, value_name = "FRACTION", default_value_t = 0.15, allow_hyphen_values = true,
+          value_parser = ranges::real(0.0, true, 10.0, "a fraction: 0.15 means 15%"))]
     pub memory_headroom: f64,
-    /// Fraction of requests that must meet the latency target.
-    #[arg(long, value_name = "FRACTION", default_value_t = 0.995)]
+    /// Fraction of requests that must meet the latency target: above 0, below 1.
+    #[arg(long, value_name = "FRACTION", default_value_t = 0.995, allow_hyphen_values = true,
+          value_parser = ranges::real(0.0, false, 0.999_999, "a fraction: 0.995 means 99.5%; 1 would allow no slow request at all"))]
     pub sla: f64,
-    /// Latency target in ms (default: twice each workload's median observed p99).
-    #[arg(long, value_name = "MS")]
+    /// Latency target in ms, above 0 and at most one hour (default: twice each workload's median
+    /// observed p99).
+    #[arg(long, value_name = "MS", allow_hyphen_values = true,
+          value_parser = ranges::real(0.0, false, 3_600_000.0, "milliseconds"))]
     pub latency_target_ms: Option<f64>,
-    /// Minimum hours of data per workload.
-    #[arg(long, value_name = "HOURS", default_value_t = 30.0)]
+    /// Minimum hours of data per workload: 0 to 87,600 (ten years).
+    #[arg(long, value_name = "HOURS", default_value_t = 30.0, allow_hyphen_values = true,
+          value_parser = ranges::real(0.0, true, 87_600.0, "hours between the first and the last sample"))]
     pub min_hours: f64,
-    /// Minimum 5-minute windows of data per workload.
-    #[arg(long, value_name = "N", default_value_t = 100)]
+    /// Minimum 5-minute windows of data per workload: 1 to 1,051,200 (ten years).
+    #[arg(long, value_name = "N", default_value_t = 100, allow_hyphen_values = true,
+          value_parser = ranges::count::<usize>(1, 1_051_200, "5-minute windows in ten years"))]
     pub min_windows: usize,
     /// Also consider types of another CPU architecture (x86_64 <-> arm64; needs a rebuild).
     #[arg(long)]
@@ -153,21 +167,55 @@ pub struct Options {
     /// Only verify these workloads (repeat).
     #[arg(long, value_name = "NAME", requires = "verify")]
     pub verify_workload: Vec<String>,
-    /// Measured duration of each replay run.
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    /// Measured duration of each replay run: 100ms to 1day.
+    #[arg(long, value_name = "DURATION", default_value = "10s", allow_hyphen_values = true,
+          value_parser = ranges::duration(ranges::MIN_RUN, ranges::MAX_RUN, ranges::RUN_WHY))]
     pub verify_duration: Duration,
-    /// Warm-up before each replay run (not measured).
-    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = humantime::parse_duration)]
+    /// Warm-up before each replay run (not measured): 0s to 1h.
+    #[arg(long, value_name = "DURATION", default_value = "2s", allow_hyphen_values = true,
+          value_parser = ranges::duration(Duration::ZERO, ranges::MAX_WARMUP, ranges::WARMUP_WHY))]
     pub verify_warmup: Duration,
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     pub format: OutFormat,
     /// Write the output to FILE instead of standard output.
-    #[arg(short, long, value_name = "FILE")]
+    #[arg(short, long, value_name = "FILE", value_parser = ranges::output_file)]
     pub output: Option<PathBuf>,
+    /// Treat warnings as errors: a workload skipped (impossible usage, unknown type, instance type
+    /// changing), rows sorted or duplicates merged, a file given twice: exit 1 instead of
+    /// analysing what is left.
+    #[arg(long)]
+    pub strict: bool,
 }
 
 const AFTER_HELP: &str = "\
+Input files (FILE...): CSV with a header line, or JSON (an array of objects, or
+{\"samples\": [...]}); one row per observation of one workload:
+  timestamp            required  Unix seconds (1714521600; fractions allowed) or RFC 3339
+                                 (2024-05-01T00:00:00Z, Z or an offset); milliseconds since 1970
+                                 are refused as out of range: divide them by 1000
+  workload             required  name of the service or job
+  instance_type        required  the catalog type it runs on now, e.g. m7i.xlarge
+  cpu_cores            required  busy vCPUs of ONE instance (0.5 = half a vCPU): not percent,
+                                 not summed over instances; at most the type's vCPUs (+5%)
+  memory_bytes         required  bytes in use on ONE instance; at most the type's memory (+5%)
+  instances            optional  instances running the workload (savings are multiplied by it)
+  requests_per_second  optional  request rate of ONE instance (with latency: the SLA screen)
+  latency_p99_ms       optional  observed 99th-percentile latency, ms
+Numbers are finite and >= 0. Rows may come in any order and from several files: each
+workload's rows are sorted by timestamp; an identical repeated row is merged, the same timestamp
+with other values is an error naming both rows. Usage above the type's capacity skips the
+workload. Repairs and skips are warnings on stderr; exit status 1 when no workload is left, and
+with --strict on any warning.
+  CSV:   timestamp,workload,instance_type,cpu_cores,memory_bytes,instances
+         1714521600,api,m7i.xlarge,0.8,3221225472,6
+         2024-05-01T00:05:00Z,api,m7i.xlarge,1.1,3303014400,6
+  JSON:  [{\"timestamp\": 1714521600, \"workload\": \"api\", \"instance_type\": \"m7i.xlarge\",
+           \"cpu_cores\": 0.8, \"memory_bytes\": 3221225472, \"requests_per_second\": 120.5,
+           \"latency_p99_ms\": 31.2}]
+  JSON:  {\"samples\": [ ...the same objects... ]}
+  (JSON numbers may be strings; null or a missing key leaves an optional column empty)
+
 Catalog file (--catalog), JSON:
   {\"replace\": false, \"source\": \"...\", \"price_date\": \"2025-01-01\",
    \"families\": {\"m7g\": {\"arch\": \"arm64\", \"perf_factor\": 1.15}},
@@ -206,14 +254,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .with_context(|| format!("cannot read catalog {}", path.display()))?;
         catalog.apply_override(&path.display().to_string(), &text)?;
     }
-    for pf in &args.perf_factor {
-        let (family, value) = pf
-            .split_once('=')
-            .with_context(|| format!("--perf-factor {pf}: expected FAMILY=X, e.g. m7g=1.15"))?;
-        let value: f64 = value
-            .parse()
-            .with_context(|| format!("--perf-factor {pf}: {value} is not a number"))?;
-        catalog.set_perf_factor(family, value)?;
+    for (family, value) in &args.perf_factor {
+        catalog
+            .set_perf_factor(family, *value)
+            .map_err(|e| ranges::usage(format!("--perf-factor {family}={value}: {e}")))?;
     }
 
     let config = rs::Config {
@@ -231,11 +275,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         allow_arch_change: args.allow_arch_change,
         ..rs::Config::default()
     };
-    config.validate()?;
+    config
+        .validate()
+        .map_err(|e| ranges::usage(e.to_string()))?;
 
     if !files.is_empty() && (args.demo || args.prometheus.is_some()) {
-        bail!("give either FILEs, --prometheus or --demo, not several");
+        return Err(ranges::usage(
+            "give either FILEs, --prometheus or --demo, not several",
+        ));
     }
+    let mut warnings = Vec::new();
     let mut set = rs::SeriesSet::new();
     let mut inputs = Vec::new();
     let mut synthetic = false;
@@ -261,15 +310,38 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             eprintln!("frugal rightsize: no FILE and no --prometheus: analysing the embedded SYNTHETIC sample (--demo)");
         }
     } else {
-        for path in &files {
-            rs::read_file(path, &mut set)?;
-            inputs.push(path.display().to_string());
-        }
+        warnings = rs::read_files(&files, &mut set)?;
+        inputs.extend(files.iter().map(|p| p.display().to_string()));
     }
 
     let mut report = rs::analyze(&set.into_series(), &catalog, &config);
     report.inputs = inputs;
     report.synthetic = synthetic;
+    for rec in &report.recommendations {
+        if rec.finding == rs::Finding::Skipped {
+            let why = rec.reason.as_deref().unwrap_or("no reason given");
+            warnings.push(format!("{}: skipped: {why}", rec.workload));
+        }
+        for note in &rec.notes {
+            if let Some(w) = note.strip_prefix("warning: ") {
+                warnings.push(format!("{}: {w}", rec.workload));
+            }
+        }
+    }
+    for w in &warnings {
+        eprintln!("frugal rightsize: warning: {w}");
+    }
+    if args.strict && !warnings.is_empty() {
+        bail!(
+            "{} warning(s) above and --strict: fix the data (or drop --strict to analyse what is left)",
+            warnings.len()
+        );
+    }
+    let analysed = report
+        .recommendations
+        .iter()
+        .filter(|r| r.finding != rs::Finding::Skipped)
+        .count();
 
     if args.verify {
         verify_all(&args, &mut report)?;
@@ -292,7 +364,35 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             out.flush().context("writing the report")?;
         }
     }
+    if analysed == 0 {
+        bail!(
+            "no workload could be analysed: all {} were skipped (see the warnings above)",
+            report.recommendations.len()
+        );
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--start` / `--end`: a time the inputs accept (checked here, converted later).
+fn time_arg(s: &str) -> Result<String, String> {
+    rs::parse_time(s).map(|_| s.to_owned())
+}
+
+/// `--perf-factor FAMILY=X`: X above 0 and at most 10.
+fn perf_factor_arg(s: &str) -> Result<(String, f64), String> {
+    let (family, value) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected FAMILY=X, e.g. m7g=1.15, not `{s}`"))?;
+    if family.trim().is_empty() {
+        return Err(format!("`{s}` names no family; write e.g. m7g=1.15"));
+    }
+    let value = ranges::real(
+        0.0,
+        false,
+        10.0,
+        "a vCPU's speed relative to the reference: 1.15 means 15% faster",
+    )(value)?;
+    Ok((family.trim().to_owned(), value))
 }
 
 fn prometheus_options(args: &Options, url: &str) -> anyhow::Result<rs::prometheus::PromOptions> {
@@ -313,7 +413,9 @@ fn prometheus_options(args: &Options, url: &str) -> anyhow::Result<rs::prometheu
         None => end_s - args.since.as_secs() as i64,
     };
     if start_s >= end_s {
-        bail!("the Prometheus range is empty: --start must be before --end");
+        return Err(ranges::usage(
+            "the Prometheus range is empty: --start must be before --end",
+        ));
     }
     let step_s = args.step.as_secs() as i64;
     if step_s < 1 {

@@ -8,6 +8,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use frugal_workloads::http::{serve, ServeConfig, Strategy};
 
+use crate::ranges;
+
 /// Arguments of `frugal serve`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -19,35 +21,43 @@ pub struct Args {
     strategy: Strategy,
     /// CPU burned per request, in microseconds of the handling thread's CPU time
     /// (CLOCK_THREAD_CPUTIME_ID), not wall-clock time: preemption, time-slicing and cgroup
-    /// throttling do not count, so fewer CPUs really mean less capacity.
-    #[arg(long, default_value_t = ServeConfig::default().work_us)]
+    /// throttling do not count, so fewer CPUs really mean less capacity. 0 to 1,000,000.
+    #[arg(long, default_value_t = ServeConfig::default().work_us, allow_hyphen_values = true,
+          value_parser = ranges::count::<u64>(0, ranges::MAX_WORK_US, ranges::WORK_WHY))]
     work_us: u64,
     /// Milliseconds each request holds its lease waiting before its CPU work: simulates a slow
     /// downstream call (e.g. a database query) made while holding the lease. The wait ends
     /// early when the client goes away (the request is then cancelled, no work is done). A
     /// holding request takes no thread. On SIGTERM/SIGINT holds end at once and their requests
-    /// answer normally. 0 = no hold. Meant for tests and demonstrations.
-    #[arg(long, default_value_t = 0)]
+    /// answer normally. 0 = no hold. Meant for tests and demonstrations. 0 to 600,000.
+    #[arg(long, default_value_t = 0, allow_hyphen_values = true,
+          value_parser = ranges::count::<u64>(0, 600_000, "at most 10 minutes: a longer hold is a hung request"))]
     hold_ms: u64,
-    /// Response body size in bytes.
-    #[arg(long, default_value_t = ServeConfig::default().response_bytes)]
+    /// Response body size in bytes, 0 to 64 MiB.
+    #[arg(long, default_value_t = ServeConfig::default().response_bytes, allow_hyphen_values = true,
+          value_parser = ranges::count::<usize>(0, ranges::MAX_RESPONSE_BYTES, ranges::RESPONSE_WHY))]
     response_bytes: usize,
-    /// Tokio worker threads [default: the CPUs this process may run on].
-    #[arg(long)]
+    /// Tokio worker threads, 1 to 1024 [default: the CPUs this process may run on].
+    #[arg(long, allow_hyphen_values = true,
+          value_parser = ranges::count::<usize>(1, ranges::MAX_THREADS, ranges::THREADS_WHY))]
     workers: Option<usize>,
-    /// Size of the bounded lease pool (think database connections).
-    #[arg(long, default_value_t = ServeConfig::default().lease_pool_size)]
+    /// Size of the bounded lease pool (think database connections), 1 to 1,000,000.
+    #[arg(long, default_value_t = ServeConfig::default().lease_pool_size, allow_hyphen_values = true,
+          value_parser = ranges::count::<usize>(1, 1_000_000, "a pool of zero leases answers nothing; a million is beyond any database"))]
     lease_pool: usize,
-    /// Request deadline: a lease not obtained by then is answered 503.
-    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    /// Request deadline: a lease not obtained by then is answered 503. 1ms to 1h.
+    #[arg(long, default_value = "2s", allow_hyphen_values = true,
+          value_parser = ranges::duration(ranges::MIN_TIMEOUT, ranges::MAX_TIMEOUT, ranges::TIMEOUT_WHY))]
     deadline: Duration,
     /// Time a client has to send a request head (slow-client guard); also how long an idle
-    /// keep-alive connection stays open.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    /// keep-alive connection stays open. 1ms to 1h.
+    #[arg(long, default_value = "10s", allow_hyphen_values = true,
+          value_parser = ranges::duration(ranges::MIN_TIMEOUT, ranges::MAX_TIMEOUT, ranges::TIMEOUT_WHY))]
     header_timeout: Duration,
     /// A connection whose answer makes no progress for this long (the client stopped reading)
-    /// is closed, like nginx's send_timeout.
-    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+    /// is closed, like nginx's send_timeout. 1ms to 1h.
+    #[arg(long, default_value = "60s", allow_hyphen_values = true,
+          value_parser = ranges::duration(ranges::MIN_TIMEOUT, ranges::MAX_TIMEOUT, ranges::TIMEOUT_WHY))]
     send_timeout: Duration,
 }
 

@@ -25,8 +25,10 @@ pub struct Args {
     /// Events to count, comma-separated perf names (default: perf stat's default set).
     #[arg(short = 'e', long = "events", value_name = "EVENTS")]
     events: Option<String>,
-    /// Run the command N times; report mean ± relative standard error and min/median/max.
-    #[arg(short = 'r', long = "repeat", value_name = "N", default_value_t = 1)]
+    /// Run the command N times (1 to 10,000); report mean ± relative standard error and
+    /// min/median/max.
+    #[arg(short = 'r', long = "repeat", value_name = "N", default_value_t = 1, allow_hyphen_values = true,
+          value_parser = crate::ranges::count::<usize>(1, 10_000, "at least one run; more runs belong in a script"))]
     repeat: usize,
     /// Print JSON (to stdout, or to --output).
     #[arg(long, conflicts_with = "csv")]
@@ -35,7 +37,7 @@ pub struct Args {
     #[arg(long)]
     csv: bool,
     /// Write the report to FILE instead of stdout/stderr.
-    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    #[arg(short = 'o', long = "output", value_name = "FILE", value_parser = crate::ranges::output_file)]
     output: Option<PathBuf>,
     /// Simulate instead of counting: valgrind cachegrind with cache and branch simulation.
     #[arg(long)]
@@ -65,23 +67,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .command
         .split_first()
         .context("missing the command to run after `--`")?;
-    if args.repeat == 0 {
-        anyhow::bail!("-r/--repeat must be at least 1");
-    }
     let events = match &args.events {
-        Some(list) => Event::parse_list(list)?,
+        Some(list) => Event::parse_list(list).map_err(|e| crate::ranges::usage(e.to_string()))?,
         None => Event::DEFAULT.to_vec(),
     };
 
     if args.sim {
         if args.events.is_some() {
-            anyhow::bail!(
+            return Err(crate::ranges::usage(
                 "-e selects hardware counters; --sim always reports the simulated set \
-                 (instructions, cache and branch misses): drop -e"
-            );
+                 (instructions, cache and branch misses): drop -e",
+            ));
         }
         if args.repeat != 1 {
-            anyhow::bail!("--sim is deterministic, one run is enough: drop -r");
+            return Err(crate::ranges::usage(
+                "--sim is deterministic, one run is enough: drop -r",
+            ));
         }
         let simulator = match Simulator::new() {
             Ok(simulator) => simulator,

@@ -522,9 +522,11 @@ fn tasks(r: &FullReport, h: &mut String) {
                 values: t
                     .rows
                     .iter()
+                    // None when the machine-wide deltas were not meaningful (noise).
                     .map(|x| {
                         Some(
-                            (x.kernel_stack_per_task_bytes + x.page_tables_per_task_bytes) / 1024.0,
+                            (x.kernel_stack_per_task_bytes? + x.page_tables_per_task_bytes?)
+                                / 1024.0,
                         )
                     })
                     .collect(),
@@ -548,8 +550,8 @@ fn tasks(r: &FullReport, h: &mut String) {
                 x.kind.clone(),
                 x.started.to_string(),
                 kib(x.rss_per_task_bytes),
-                kib(x.kernel_stack_per_task_bytes),
-                kib(x.page_tables_per_task_bytes),
+                x.kernel_stack_per_task_bytes.map_or("-".to_owned(), kib),
+                x.page_tables_per_task_bytes.map_or("-".to_owned(), kib),
                 kib(x.vm_per_task_bytes),
                 x.note.clone().or(x.stopped_by.clone()).unwrap_or_default(),
             ]

@@ -20,7 +20,8 @@ pub enum Error {
         message: String,
     },
     /// An input file could not be read.
-    #[error("cannot read {}: {source}; check the path and permissions", path.display())]
+    /// (The message does not repeat the cause: `source()` returns it.)
+    #[error("cannot read {} (check the path and permissions)", path.display())]
     Read {
         /// The file.
         path: PathBuf,

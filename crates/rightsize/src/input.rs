@@ -17,8 +17,14 @@
 //!
 //! A malformed value (not a number, NaN, infinite, negative, a bad timestamp), a missing or unknown
 //! column or an empty input is an [`Error::Input`] naming the file and the line (CSV) or record (JSON).
-//! Rows of one workload that go back in time or repeat a timestamp mark that workload as skipped
-//! (see [`crate::Series::skipped`]), so one broken exporter does not hide the others.
+//! Rows need not be in time order. [`read_files`] reads every file, and for a workload whose rows
+//! go back in time or repeat a timestamp it reads that workload's rows again, sorts them by
+//! timestamp, merges identical duplicate rows (the same file read twice, an exporter that
+//! repeated itself) and refuses conflicting ones (the same timestamp with other values) naming both
+//! rows' file and line. Sorting and merging leave a warning on the series
+//! ([`crate::Series::warnings`]). The lower-level [`read_file`], [`parse_csv`] and [`parse_json`]
+//! read one input in one pass: there such a workload is marked skipped (see
+//! [`crate::Series::skipped`]), so one broken exporter does not hide the others.
 
 use std::io::Read;
 use std::path::Path;
@@ -36,6 +42,131 @@ const REQUIRED: [&str; 5] = [
     "memory_bytes",
 ];
 const OPTIONAL: [&str; 3] = ["instances", "requests_per_second", "latency_p99_ms"];
+
+/// Reads `paths` into `set`, sorting and de-duplicating the rows of workloads that are out of
+/// time order (see the module docs); returns warnings about the inputs themselves (a file given
+/// twice is read once).
+pub fn read_files(paths: &[std::path::PathBuf], set: &mut SeriesSet) -> Result<Vec<String>> {
+    let mut warnings = Vec::new();
+    let mut seen: Vec<(std::path::PathBuf, std::path::PathBuf)> = Vec::new();
+    let mut files = Vec::new();
+    for path in paths {
+        // A file that cannot be resolved is read (and its error reported) as given.
+        let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
+        if let Some((first, _)) = seen.iter().find(|(_, r)| *r == real) {
+            warnings.push(format!(
+                "{} is the same file as {}: read once",
+                path.display(),
+                first.display()
+            ));
+            continue;
+        }
+        seen.push((path.clone(), real));
+        files.push(path.as_path());
+    }
+    for path in &files {
+        read_file(path, set)?;
+    }
+    let unordered: Vec<(usize, String)> = set
+        .series()
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.unordered)
+        .map(|(i, s)| (i, s.workload.clone()))
+        .collect();
+    if unordered.is_empty() {
+        return Ok(warnings);
+    }
+    let mut raw = SeriesSet::raw_for(unordered.iter().map(|(_, w)| w.clone()));
+    for path in &files {
+        read_file(path, &mut raw)?;
+    }
+    for (index, workload) in unordered {
+        let rows = raw.take_raw(&workload);
+        let original = &set.series()[index];
+        let mut series = sorted_series(&workload, rows)?;
+        series.source.clone_from(&original.source);
+        let mut all = original.warnings.clone();
+        all.append(&mut series.warnings);
+        series.warnings = all;
+        set.replace(index, series);
+    }
+    Ok(warnings)
+}
+
+/// The series of `rows` (one workload, in input order) sorted by timestamp, identical duplicates
+/// merged, with a warning for each repair; conflicting duplicates are an error.
+fn sorted_series(workload: &str, mut rows: Vec<crate::series::RawRow>) -> Result<crate::Series> {
+    let mut running_max = i64::MIN;
+    let mut late = 0u64;
+    let mut first_late = None;
+    for r in &rows {
+        if r.unix_ms < running_max {
+            late += 1;
+            first_late.get_or_insert_with(|| r.at());
+        }
+        running_max = running_max.max(r.unix_ms);
+    }
+    // Stable: duplicates keep their input order, so the first one is the one kept.
+    rows.sort_by_key(|r| r.unix_ms);
+    let mut kept: Vec<crate::series::RawRow> = Vec::with_capacity(rows.len());
+    let (mut merged, mut first_merged) = (0u64, None);
+    for r in rows {
+        match kept.last() {
+            Some(prev) if prev.unix_ms == r.unix_ms => {
+                if !prev.same_values(&r) {
+                    return Err(Error::input(
+                        &r.source,
+                        r.location.to_string(),
+                        format!(
+                            "workload {workload}: timestamp {} (Unix s) appears again with other \
+                             values (first at {}: {}; here: {}); remove one of the two rows",
+                            r.unix_ms as f64 / 1000.0,
+                            prev.at(),
+                            prev.describe(),
+                            r.describe()
+                        ),
+                    ));
+                }
+                merged += 1;
+                first_merged.get_or_insert_with(|| format!("{} repeats {}", r.at(), prev.at()));
+            }
+            _ => kept.push(r),
+        }
+    }
+    let mut fresh = SeriesSet::new();
+    for r in &kept {
+        let sample = Sample {
+            unix_ms: r.unix_ms,
+            workload,
+            instance_type: &r.instance_type,
+            cpu_cores: r.values[0],
+            memory_bytes: r.values[1],
+            instances: r.optional[0],
+            requests_per_second: r.optional[1],
+            latency_p99_ms: r.optional[2],
+        };
+        fresh.push(&r.source, &sample, &|| r.location.to_string());
+    }
+    let Some(mut series) = fresh.into_series().pop() else {
+        return Err(Error::input(
+            workload,
+            "second reading",
+            "its rows are gone; were the files changed while frugal read them?",
+        ));
+    };
+    if let Some(at) = first_late {
+        series.warnings.push(format!(
+            "{late} row(s) out of time order (first at {at}): sorted by timestamp"
+        ));
+    }
+    if let Some(example) = first_merged {
+        series.warnings.push(format!(
+            "{merged} identical duplicate row(s) merged (e.g. {example})"
+        ));
+    }
+    Ok(series)
+}
 
 /// Reads one file (CSV, or JSON when the first non-blank byte is `[` or `{`) into `set`.
 ///
@@ -155,7 +286,7 @@ fn parse_csv_in_two(path: &Path, name: &str, split: Split, set: &mut SeriesSet) 
     second.seek(SeekFrom::Start(split.at)).map_err(read_err)?;
     // The second half gets the header in front; its line 2 is the file's line `newlines + 1`.
     let second = std::io::Cursor::new(split.header).chain(second);
-    let mut later = SeriesSet::new();
+    let mut later = set.empty_like();
     let (a, b) = std::thread::scope(|scope| {
         let b = scope.spawn(|| parse_csv_at(name, second, &mut later, split.newlines - 1));
         let a = parse_csv(name, first, set);
@@ -678,6 +809,38 @@ mod tests {
         let (a, b) = (a.unwrap_err().to_string(), b.unwrap_err().to_string());
         assert_eq!(a, b);
         assert!(a.contains(&format!("line {}", late + 1)), "{a}");
+    }
+
+    #[test]
+    fn a_file_read_in_two_halves_keeps_every_raw_row_in_file_order() {
+        let mut text = String::from("timestamp,workload,instance_type,cpu_cores,memory_bytes\n");
+        for i in 0..400i64 {
+            // c goes back in time halfway: the rows must come back as they are, in file order.
+            let t = if i < 200 {
+                1_714_521_600 + i * 60
+            } else {
+                1_714_521_600 + (i - 200) * 30
+            };
+            text += &format!("{t},c,m7i.large,0.5,{i}\n{t},d,m7i.large,0.5,{i}\n");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.csv");
+        std::fs::write(&path, &text).unwrap();
+        let split = plan_split(&path, text.len() as u64)
+            .unwrap()
+            .expect("splittable");
+        let mut raw = SeriesSet::raw_for(["c".to_owned()]);
+        parse_csv_in_two(&path, "x.csv", split, &mut raw).unwrap();
+        let rows = raw.take_raw("c");
+        let memory: Vec<f64> = rows.iter().map(|r| r.values[1]).collect();
+        assert_eq!(memory, (0..400).map(|i| i as f64).collect::<Vec<_>>());
+        assert_eq!(&*rows[0].location, "line 2");
+        assert_eq!(&*rows[399].location, "line 800");
+        assert!(
+            raw.take_raw("d").is_empty(),
+            "only the wanted workloads are kept"
+        );
+        assert!(raw.is_empty(), "raw mode builds no series");
     }
 
     #[test]

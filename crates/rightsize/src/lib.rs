@@ -73,11 +73,11 @@ pub use catalog::{
     HOURS_PER_YEAR,
 };
 pub use error::{Error, Result};
-pub use input::{parse_csv, parse_json, parse_time, read_file};
+pub use input::{parse_csv, parse_json, parse_time, read_file, read_files};
 pub use model::{
-    article_rule, percentile, project, recommend, sla_risk, usage, utilization_risk,
-    ArticleVerdict, Config, Finding, Policy, Projection, Recommendation, ServiceModel, SlaEstimate,
-    Usage, MODEL_STATEMENT,
+    article_rule, impossible_usage, percentile, project, recommend, sla_risk, usage,
+    utilization_risk, ArticleVerdict, Config, Finding, Policy, Projection, Recommendation,
+    ServiceModel, SlaEstimate, Usage, IMPOSSIBLE_TOLERANCE, MODEL_STATEMENT,
 };
 pub use render::{render, Format};
 pub use report::{analyze, PriceInfo, Report};

@@ -531,6 +531,45 @@ pub fn fmt_pct_label(p: f64) -> String {
     }
 }
 
+/// Usage above the type's capacity by more than this fraction is impossible per instance.
+pub const IMPOSSIBLE_TOLERANCE: f64 = 0.05;
+
+/// Why `series` cannot be usage of one `current` instance (CPU above its vCPUs or memory above its
+/// memory, by more than [`IMPOSSIBLE_TOLERANCE`]: measurement jitter), with the likely mistake.
+pub fn impossible_usage(series: &Series, current: &InstanceType) -> Option<String> {
+    let cpu = series.windows.iter().map(|w| w.cpu_max).fold(0.0, f64::max);
+    let memory = series
+        .windows
+        .iter()
+        .map(|w| w.memory_max)
+        .fold(0.0, f64::max);
+    let vcpus = f64::from(current.vcpus);
+    let mut why = Vec::new();
+    if cpu > vcpus * (1.0 + IMPOSSIBLE_TOLERANCE) {
+        let hint = if cpu <= 100.0 && cpu > vcpus * 2.0 {
+            "percent instead of cores?"
+        } else {
+            "summed over instances, or in another unit?"
+        };
+        why.push(format!(
+            "cpu_cores reaches {cpu} but {} has {} vCPUs — {hint} (cpu_cores is busy vCPUs of one \
+             instance)",
+            current.name, current.vcpus
+        ));
+    }
+    let capacity = current.memory_bytes();
+    if memory > capacity * (1.0 + IMPOSSIBLE_TOLERANCE) {
+        why.push(format!(
+            "memory_bytes reaches {:.1} GiB but {} has {} GiB — summed over instances, or in another \
+             unit? (memory_bytes is bytes in use on one instance)",
+            memory / GIB,
+            current.name,
+            current.memory_gib
+        ));
+    }
+    (!why.is_empty()).then(|| format!("impossible usage: {}", why.join("; ")))
+}
+
 /// Analyses one series.
 pub fn recommend(series: &Series, catalog: &Catalog, config: &Config) -> Recommendation {
     let mut rec = Recommendation {
@@ -567,6 +606,12 @@ pub fn recommend(series: &Series, catalog: &Catalog, config: &Config) -> Recomme
         rec.reason = Some("no samples".to_owned());
         return rec;
     }
+    if let Some(why) = impossible_usage(series, current) {
+        rec.reason = Some(why);
+        return rec;
+    }
+    rec.notes
+        .extend(series.warnings.iter().map(|w| format!("warning: {w}")));
     let usage = usage(series, current, config);
     rec.trace = trace(series, current);
     if usage.gaps > 0 {

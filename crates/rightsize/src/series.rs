@@ -4,6 +4,7 @@
 //! so 20 million rows need memory for 4 million windows, not for the rows.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -111,6 +112,15 @@ pub struct Series {
     pub longest_gap_ms: i64,
     /// Set when the series cannot be analysed; says why.
     pub skipped: Option<String>,
+    /// What was repaired while reading (rows sorted into time order, identical duplicate rows
+    /// merged): the analysis stands, but the data had a problem worth a look. `frugal rightsize
+    /// --strict` turns these into errors.
+    #[serde(default)]
+    pub warnings: Vec<String>,
+    /// Rows went back in time or repeated a timestamp (then `skipped` says where):
+    /// [`crate::read_files`] re-reads such series, sorts and de-duplicates them.
+    #[serde(skip)]
+    pub(crate) unordered: bool,
 }
 
 impl Series {
@@ -126,6 +136,8 @@ impl Series {
             gaps: 0,
             longest_gap_ms: 0,
             skipped: None,
+            warnings: Vec::new(),
+            unordered: false,
         }
     }
 
@@ -160,6 +172,7 @@ impl Series {
                     "{what} timestamp at {} (rows of a workload must be in increasing time order)",
                     location()
                 ));
+                self.unordered = true;
                 self.windows = Vec::new();
                 return;
             }
@@ -224,9 +237,77 @@ impl std::hash::Hasher for Fnv {
 
 type FnvBuild = std::hash::BuildHasherDefault<Fnv>;
 
+/// One row kept as read, for sorting ([`crate::read_files`]).
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct RawRow {
+    pub(crate) unix_ms: i64,
+    /// Shared with the other rows of the same type (one allocation per change, not per row).
+    pub(crate) instance_type: Arc<str>,
+    pub(crate) values: [f64; 2],
+    pub(crate) optional: [Option<f64>; 3],
+    /// The input it came from, shared like `instance_type`.
+    pub(crate) source: Arc<str>,
+    /// Where in it: `line 7`, `record 3`.
+    pub(crate) location: Box<str>,
+}
+
+impl RawRow {
+    /// Same instance type and values (the timestamp aside).
+    pub(crate) fn same_values(&self, other: &RawRow) -> bool {
+        self.instance_type == other.instance_type
+            && self.values == other.values
+            && self.optional == other.optional
+    }
+
+    /// The row's values in words, for messages.
+    pub(crate) fn describe(&self) -> String {
+        let opt = |v: Option<f64>| v.map_or("-".to_owned(), |v| v.to_string());
+        format!(
+            "{} cpu_cores {} memory_bytes {} instances {} requests_per_second {} latency_p99_ms {}",
+            self.instance_type,
+            self.values[0],
+            self.values[1],
+            opt(self.optional[0]),
+            opt(self.optional[1]),
+            opt(self.optional[2])
+        )
+    }
+
+    /// `file: line 7`.
+    pub(crate) fn at(&self) -> String {
+        format!("{}: {}", self.source, self.location)
+    }
+}
+
+/// Raw mode of a [`SeriesSet`]: the rows of the wanted workloads (the keys of `rows`) are kept
+/// as they are.
+#[derive(Debug, Default)]
+struct Raw {
+    rows: HashMap<String, RawRows>,
+    /// The last source seen, shared by the rows that repeat it.
+    last_source: Option<Arc<str>>,
+}
+
+/// The rows of one workload, and its last instance type (shared by the rows that repeat it).
+#[derive(Debug, Default)]
+struct RawRows {
+    rows: Vec<RawRow>,
+    last_type: Option<Arc<str>>,
+}
+
+/// `last` if it holds `s`, else a new shared copy of `s` (kept in `last`).
+fn shared(last: &mut Option<Arc<str>>, s: &str) -> Arc<str> {
+    match last {
+        Some(a) if &**a == s => Arc::clone(a),
+        _ => Arc::clone(last.insert(Arc::from(s))),
+    }
+}
+
 /// Series of many workloads, built row by row.
 #[derive(Debug, Default)]
 pub struct SeriesSet {
+    /// Set in raw mode (see [`SeriesSet::raw_for`]): rows are kept, not folded.
+    raw: Option<Raw>,
     index: HashMap<String, usize, FnvBuild>,
     series: Vec<Series>,
     /// Where each series' first sample came from (for messages when sets are merged).
@@ -247,6 +328,23 @@ impl SeriesSet {
     /// Problems that concern one workload only (time going backwards, a changing instance type)
     /// mark that series as skipped instead of failing the whole input.
     pub fn push(&mut self, source: &str, sample: &Sample<'_>, location: &dyn Fn() -> String) {
+        if let Some(raw) = &mut self.raw {
+            if let Some(mine) = raw.rows.get_mut(sample.workload) {
+                mine.rows.push(RawRow {
+                    unix_ms: sample.unix_ms,
+                    instance_type: shared(&mut mine.last_type, sample.instance_type),
+                    values: [sample.cpu_cores, sample.memory_bytes],
+                    optional: [
+                        sample.instances,
+                        sample.requests_per_second,
+                        sample.latency_p99_ms,
+                    ],
+                    source: shared(&mut raw.last_source, source),
+                    location: location().into_boxed_str(),
+                });
+            }
+            return;
+        }
         let next = if self.last + 1 < self.series.len() {
             self.last + 1
         } else {
@@ -287,8 +385,19 @@ impl SeriesSet {
         let SeriesSet {
             series,
             first_location,
+            raw,
             ..
         } = later;
+        if let (Some(mine), Some(raw)) = (&mut self.raw, raw) {
+            for (workload, later) in raw.rows {
+                mine.rows
+                    .entry(workload)
+                    .or_default()
+                    .rows
+                    .extend(later.rows);
+            }
+            return;
+        }
         for (s2, loc) in series.into_iter().zip(first_location) {
             let Some(&i) = self.index.get(&s2.workload) else {
                 self.index.insert(s2.workload.clone(), self.series.len());
@@ -318,11 +427,13 @@ impl SeriesSet {
                 s1.skipped = Some(format!(
                     "{what} timestamp at {loc} (rows of a workload must be in increasing time order)"
                 ));
+                s1.unordered = true;
                 s1.windows = Vec::new();
                 continue;
             }
             if let Some(why) = s2.skipped {
                 s1.skipped = Some(why);
+                s1.unordered = s2.unordered;
                 s1.windows = Vec::new();
                 continue;
             }
@@ -351,6 +462,43 @@ impl SeriesSet {
             }
             s1.windows.extend(windows);
         }
+    }
+
+    /// A set in raw mode: the rows of `workloads` are kept as read (others are dropped), for
+    /// [`SeriesSet::take_raw`].
+    pub(crate) fn raw_for(workloads: impl IntoIterator<Item = String>) -> SeriesSet {
+        SeriesSet {
+            raw: Some(Raw {
+                rows: workloads
+                    .into_iter()
+                    .map(|w| (w, RawRows::default()))
+                    .collect(),
+                ..Raw::default()
+            }),
+            ..SeriesSet::default()
+        }
+    }
+
+    /// An empty set in the same mode as this one (for the second half of a file).
+    pub(crate) fn empty_like(&self) -> SeriesSet {
+        match &self.raw {
+            Some(raw) => SeriesSet::raw_for(raw.rows.keys().cloned()),
+            None => SeriesSet::new(),
+        }
+    }
+
+    /// The rows kept for `workload` in raw mode, in input order.
+    pub(crate) fn take_raw(&mut self, workload: &str) -> Vec<RawRow> {
+        self.raw
+            .as_mut()
+            .and_then(|r| r.rows.remove(workload))
+            .map(|r| r.rows)
+            .unwrap_or_default()
+    }
+
+    /// Replaces the series at `index` (same workload) with `series`.
+    pub(crate) fn replace(&mut self, index: usize, series: Series) {
+        self.series[index] = series;
     }
 
     /// Number of workloads.

@@ -198,9 +198,27 @@ fn task_claims(tasks: Option<&TasksReport>) -> Vec<Claim> {
     const GB: f64 = 1e9;
     const MB: f64 = 1e6;
     let mut out = Vec::new();
+    let too_few = |row: &crate::tasks::TaskRow| {
+        format!(
+            "only {} {} started, fewer than the {} from which figures are scaled to 100k",
+            row.started,
+            row.kind,
+            crate::tasks::MIN_EXTRAPOLATION_TASKS
+        )
+    };
     out.push(match tasks.row(TaskKind::Goroutine) {
+        None => goroutine.unmeasurable(
+            "goroutines",
+            format!(
+                "goroutines were not measured: {}",
+                tasks.go.message.as_deref().unwrap_or(&tasks.go.status)
+            ),
+        ),
+        Some(row) if row.rss_at_100k_bytes.is_none() => {
+            goroutine.unmeasurable("goroutines", too_few(row))
+        }
         Some(row) => {
-            let v = row.rss_at_100k_bytes;
+            let v = row.rss_at_100k_bytes.unwrap_or_default();
             goroutine.done(
                 format!("goroutines, {} started", row.started),
                 Some((
@@ -215,25 +233,21 @@ fn task_claims(tasks: Option<&TasksReport>) -> Vec<Claim> {
                 row.note.clone().unwrap_or_default(),
             )
         }
-        None => goroutine.unmeasurable(
-            "goroutines",
-            format!(
-                "goroutines were not measured: {}",
-                tasks.go.message.as_deref().unwrap_or(&tasks.go.status)
-            ),
-        ),
     });
     out.push(
         match tasks
             .row(TaskKind::ThreadPthreadDefault)
             .or(tasks.row(TaskKind::Thread))
         {
+            Some(row) if row.rss_at_100k_bytes.is_none() => {
+                threads.unmeasurable("threads", too_few(row))
+            }
             Some(row) => {
-                let v = row.rss_at_100k_bytes;
+                let v = row.rss_at_100k_bytes.unwrap_or_default();
                 let mut why = format!(
                     "virtual (stack reservations): {:.1} GB at 100k; the article's figure \
                  multiplies a virtual reservation, resident is what costs RAM",
-                    row.vm_at_100k_bytes / GB
+                    row.vm_at_100k_bytes.unwrap_or_default() / GB
                 );
                 if let Some(stop) = &row.stopped_by {
                     why.push_str(&format!("; stopped at {} threads: {stop}", row.started));

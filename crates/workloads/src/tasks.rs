@@ -16,15 +16,15 @@
 //! # JSON schema
 //! [`TasksReport`] serializes as:
 //! ```text
-//! { "schema_version": 1, "requested": u64,
+//! { "schema_version": 2, "requested": u64,
 //!   "limits": { "threads_max": u64|null, "max_map_count": u64|null, "pid_max": u64|null,
 //!               "pids_in_use": u64|null, "rlimit_nproc": u64|null, "rlimit_stack_bytes": u64|null,
 //!               "cgroup_pids_max": u64|null },
 //!   "rows": [ { "kind": str, "requested": u64, "started": u64, "stopped_by": str|null,
 //!               "stack_reservation_bytes": u64|null,
 //!               "vm_per_task_bytes": f64, "rss_per_task_bytes": f64, "pss_per_task_bytes": f64,
-//!               "kernel_stack_per_task_bytes": f64, "page_tables_per_task_bytes": f64,
-//!               "rss_at_100k_bytes": f64, "vm_at_100k_bytes": f64, "note": str|null } ],
+//!               "kernel_stack_per_task_bytes": f64|null, "page_tables_per_task_bytes": f64|null,
+//!               "rss_at_100k_bytes": f64|null, "vm_at_100k_bytes": f64|null, "note": str|null } ],
 //!   "go": { "status": "ran"|"not-installed"|"failed"|"skipped", "message": str|null } }
 //! ```
 
@@ -38,8 +38,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::defer_bench::Error;
 
-/// Schema version of [`TasksReport`].
-pub const SCHEMA_VERSION: u32 = 1;
+/// Schema version of [`TasksReport`] (2: machine-wide per-task figures and the `at_100k`
+/// extrapolations may be `null`).
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// Fewest tasks from which per-task figures are scaled to 100,000: below it, fixed costs
+/// (allocator arenas, runtime threads, the first stack pages) dominate the deltas, and 100,000
+/// times a fixed cost spread over ten tasks is a meaningless figure.
+pub const MIN_EXTRAPOLATION_TASKS: u64 = 10_000;
+
+/// Most tasks per kind: ten million tokio tasks already take gigabytes.
+pub const MAX_TASKS: u64 = 10_000_000;
 
 /// Small thread stacks: 64 KiB.
 pub const SMALL_STACK: usize = 64 * 1024;
@@ -275,6 +284,89 @@ impl Limits {
     }
 }
 
+/// Memory a task of `kind` takes, bytes, as measured by this experiment on x86_64 Linux (rounded
+/// down a little): used to refuse, before anything starts, counts the machine cannot hold.
+pub fn bytes_per_task(kind: TaskKind) -> u64 {
+    match kind {
+        // Measured 0.5 KiB: the task cell (header, scheduler handle, the future: a timer entry
+        // or a channel end) and its JoinHandle in our vector.
+        TaskKind::TokioSleep | TaskKind::TokioChannel => 512,
+        // Measured ≈ 30 KiB: the touched stack pages (≈ 9.6 KiB resident), the kernel stack
+        // (THREAD_SIZE, 16 KiB on x86_64 and arm64) and page tables (≈ 4 KiB).
+        TaskKind::Thread | TaskKind::ThreadPthreadDefault | TaskKind::ThreadSmall => 28 << 10,
+        // Measured 2.7 KiB: the smallest goroutine stack (2 KiB) and the g structure.
+        TaskKind::Goroutine => 2560,
+    }
+}
+
+/// Memory this process may still take, bytes, and where the figure comes from:
+/// `/proc/meminfo` MemAvailable, or the cgroup v2 `memory.max` minus `memory.current` when smaller.
+pub fn available_memory() -> Option<(u64, String)> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let mut best = proc_field(&meminfo, "MemAvailable")
+        .map(|kib| (kib * 1024, "MemAvailable in /proc/meminfo".to_owned()));
+    let cgroup = std::fs::read_to_string("/proc/self/cgroup")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("0::").map(|p| p.trim().to_owned()))
+        });
+    if let Some(rel) = cgroup {
+        let read = |name: &str| {
+            std::fs::read_to_string(format!("/sys/fs/cgroup{rel}/{name}"))
+                .ok()
+                .and_then(|s| s.trim().parse::<u64>().ok())
+        };
+        if let (Some(max), Some(current)) = (read("memory.max"), read("memory.current")) {
+            let room = max.saturating_sub(current);
+            if best.as_ref().is_none_or(|(b, _)| room < *b) {
+                best = Some((
+                    room,
+                    format!("cgroup memory.max {max} minus memory.current"),
+                ));
+            }
+        }
+    }
+    best
+}
+
+/// Refuses, before any child starts, a task count the machine cannot hold: `n` tasks of each of
+/// `kinds` must fit in `available` memory (threads only up to the cap of [`Limits::thread_cap`],
+/// where they stop and say so).
+pub fn check_resources(
+    n: u64,
+    kinds: &[TaskKind],
+    limits: &Limits,
+    available: Option<&(u64, String)>,
+) -> Result<(), Error> {
+    if n == 0 || n > MAX_TASKS {
+        return Err(Error::Limit(format!(
+            "{n} tasks: ask for 1 to {MAX_TASKS} tasks per kind"
+        )));
+    }
+    let Some((available, source)) = available else {
+        return Ok(());
+    };
+    let (cap, _) = limits.thread_cap();
+    for &kind in kinds {
+        let count = if kind.is_thread() { n.min(cap) } else { n };
+        let per = bytes_per_task(kind);
+        let need = count.saturating_mul(per);
+        if need > *available {
+            let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+            return Err(Error::Limit(format!(
+                "{count} {} tasks need about {:.1} GiB ({per} bytes each, as measured on x86_64 \
+                 Linux), but only {:.1} GiB is available ({source}); lower -n to at most {}",
+                kind.key(),
+                gib(need),
+                gib(*available),
+                available / per
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// One line of the table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskRow {
@@ -294,14 +386,17 @@ pub struct TaskRow {
     pub rss_per_task_bytes: f64,
     /// Pss delta per task: resident, shared pages divided.
     pub pss_per_task_bytes: f64,
-    /// /proc/meminfo KernelStack delta per task (machine-wide reading).
-    pub kernel_stack_per_task_bytes: f64,
-    /// /proc/meminfo PageTables delta per task (machine-wide reading).
-    pub page_tables_per_task_bytes: f64,
-    /// Resident (RSS + kernel stack + page tables) scaled to 100,000 tasks.
-    pub rss_at_100k_bytes: f64,
-    /// Virtual scaled to 100,000 tasks.
-    pub vm_at_100k_bytes: f64,
+    /// /proc/meminfo KernelStack delta per task (machine-wide reading); `None` when the
+    /// machine-wide delta was negative: other activity outweighed the tasks.
+    pub kernel_stack_per_task_bytes: Option<f64>,
+    /// /proc/meminfo PageTables delta per task (machine-wide reading); `None` when negative.
+    pub page_tables_per_task_bytes: Option<f64>,
+    /// Resident (RSS + kernel stack + page tables) scaled to 100,000 tasks; `None` when fewer
+    /// than [`MIN_EXTRAPOLATION_TASKS`] started.
+    pub rss_at_100k_bytes: Option<f64>,
+    /// Virtual scaled to 100,000 tasks; `None` when fewer than [`MIN_EXTRAPOLATION_TASKS`]
+    /// started.
+    pub vm_at_100k_bytes: Option<f64>,
     /// Caveats.
     pub note: Option<String>,
 }
@@ -313,11 +408,34 @@ impl TaskRow {
         let per = |after: u64, before: u64| (after as f64 - before as f64) * 1024.0 / n;
         let (b, a) = (&child.before, &child.after);
         let rss = per(a.vm_rss_kib, b.vm_rss_kib);
-        let kstack = per(a.kernel_stack_kib, b.kernel_stack_kib);
-        let ptables = per(a.page_tables_kib, b.page_tables_kib);
+        // Machine-wide readings: a negative delta means something else on the machine freed
+        // more than the tasks took, and the figure says nothing about the tasks.
+        let machine = |after: u64, before: u64| (after >= before).then(|| per(after, before));
+        let kstack = machine(a.kernel_stack_kib, b.kernel_stack_kib);
+        let ptables = machine(a.page_tables_kib, b.page_tables_kib);
         let vm = per(a.vm_size_kib, b.vm_size_kib);
-        let note = (child.started < 100_000)
-            .then(|| format!("at_100k columns extrapolated from {} tasks", child.started));
+        let enough = child.started >= MIN_EXTRAPOLATION_TASKS;
+        let mut notes = Vec::new();
+        if !enough {
+            notes.push(format!(
+                "not scaled to 100k: {} tasks started, fewer than {MIN_EXTRAPOLATION_TASKS}, \
+                 so fixed costs dominate the per-task figures",
+                child.started
+            ));
+        } else if child.started < 100_000 {
+            notes.push(format!(
+                "at_100k columns extrapolated from {} tasks",
+                child.started
+            ));
+        }
+        if kstack.is_none() || ptables.is_none() {
+            notes.push(
+                "a machine-wide kernel delta was negative (other activity on the machine \
+                 outweighed the tasks), shown as -: rerun on a quiet machine"
+                    .to_owned(),
+            );
+        }
+        let note = (!notes.is_empty()).then(|| notes.join("; "));
         TaskRow {
             kind: child.kind.clone(),
             requested: child.requested,
@@ -329,8 +447,10 @@ impl TaskRow {
             pss_per_task_bytes: per(a.pss_kib, b.pss_kib),
             kernel_stack_per_task_bytes: kstack,
             page_tables_per_task_bytes: ptables,
-            rss_at_100k_bytes: (rss + kstack.max(0.0) + ptables.max(0.0)) * 100_000.0,
-            vm_at_100k_bytes: vm * 100_000.0,
+            // An unknown (negative) kernel delta counts as zero: a lower bound.
+            rss_at_100k_bytes: enough
+                .then(|| (rss + kstack.unwrap_or(0.0) + ptables.unwrap_or(0.0)) * 100_000.0),
+            vm_at_100k_bytes: enough.then_some(vm * 100_000.0),
             note,
         }
     }
@@ -623,6 +743,12 @@ pub fn run(
     progress: &mut dyn FnMut(u64, u64, &str),
 ) -> Result<TasksReport, Error> {
     let limits = Limits::read();
+    check_resources(
+        config.n,
+        &config.kinds,
+        &limits,
+        available_memory().as_ref(),
+    )?;
     let total = config.kinds.len() as u64;
     let mut rows = Vec::new();
     let mut go = GoStatus {
@@ -712,28 +838,84 @@ mod tests {
 
     #[test]
     fn per_task_figures() {
-        let snap = |rss, vm, ks| ProcSnapshot {
+        let snap = |rss, vm, ks, pt| ProcSnapshot {
             vm_size_kib: vm,
             vm_rss_kib: rss,
             pss_kib: rss,
             kernel_stack_kib: ks,
-            page_tables_kib: 0,
+            page_tables_kib: pt,
             threads: 1,
         };
         let child = ChildReport {
             kind: "thread".to_owned(),
-            requested: 1000,
-            started: 1000,
+            requested: 10_000,
+            started: 10_000,
             stopped_by: None,
-            before: snap(1000, 10_000, 100),
-            after: snap(9000, 2_058_000, 16_100),
+            before: snap(10_000, 100_000, 1000, 500),
+            after: snap(90_000, 20_580_000, 161_000, 500),
         };
         let row = TaskRow::from_child(&child, Some(2 << 20));
         assert_eq!(row.rss_per_task_bytes, 8.0 * 1024.0);
         assert_eq!(row.vm_per_task_bytes, 2048.0 * 1024.0);
-        assert_eq!(row.kernel_stack_per_task_bytes, 16.0 * 1024.0);
-        assert_eq!(row.rss_at_100k_bytes, 24.0 * 1024.0 * 100_000.0);
-        assert!(row.note.unwrap().contains("extrapolated"));
+        assert_eq!(row.kernel_stack_per_task_bytes, Some(16.0 * 1024.0));
+        assert_eq!(row.page_tables_per_task_bytes, Some(0.0));
+        assert_eq!(row.rss_at_100k_bytes, Some(24.0 * 1024.0 * 100_000.0));
+        assert!(row.note.unwrap().contains("extrapolated from 10000"));
+    }
+
+    #[test]
+    fn few_tasks_and_negative_machine_deltas_give_no_figure() {
+        let snap = |pt| ProcSnapshot {
+            vm_size_kib: 1000,
+            vm_rss_kib: 1000,
+            pss_kib: 1000,
+            kernel_stack_kib: 100,
+            page_tables_kib: pt,
+            threads: 1,
+        };
+        let child = ChildReport {
+            kind: "thread-small".to_owned(),
+            requested: 10,
+            started: 10,
+            stopped_by: None,
+            before: snap(5000),
+            after: snap(4000),
+        };
+        let row = TaskRow::from_child(&child, Some(64 << 10));
+        // Page tables shrank machine-wide: not a per-task figure, never a negative one.
+        assert_eq!(row.page_tables_per_task_bytes, None);
+        assert_eq!(row.kernel_stack_per_task_bytes, Some(0.0));
+        // Ten tasks: nothing is scaled to 100k.
+        assert_eq!((row.rss_at_100k_bytes, row.vm_at_100k_bytes), (None, None));
+        let note = row.note.unwrap();
+        assert!(
+            note.contains("not scaled to 100k") && note.contains("negative"),
+            "{note}"
+        );
+    }
+
+    #[test]
+    fn counts_the_machine_cannot_hold_are_refused_up_front() {
+        let limits = Limits {
+            pid_max: Some(32_768),
+            pids_in_use: Some(500),
+            ..Limits::default()
+        };
+        let gib = (1u64 << 30, "MemAvailable in /proc/meminfo".to_owned());
+        let all = TaskKind::ALL;
+        check_resources(100_000, &all, &limits, Some(&gib)).unwrap();
+        // A huge count of threads is capped by pid_max, not refused.
+        check_resources(1_000_000, &[TaskKind::Thread], &limits, Some(&gib)).unwrap();
+        let err = check_resources(9_000_000, &all, &limits, Some(&gib))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("tokio-sleep") && err.contains("MemAvailable") && err.contains("1.0 GiB"),
+            "{err}"
+        );
+        assert!(check_resources(0, &all, &limits, None).is_err());
+        assert!(check_resources(MAX_TASKS + 1, &all, &limits, None).is_err());
+        assert!(available_memory().is_some_and(|(b, _)| b > 0));
     }
 
     #[test]

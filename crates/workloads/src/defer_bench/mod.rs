@@ -114,6 +114,10 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The machine cannot hold what was asked for; the message names the limit, its value and
+    /// what to do.
+    #[error("{0}")]
+    Limit(String),
     /// A strategy left resources held after its operation returned.
     #[error(
         "{strategy}/{scenario} leaked {open} resources: its cleanup did not run; this is a bug"

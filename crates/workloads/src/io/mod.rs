@@ -38,8 +38,9 @@ pub enum Error {
     /// A parameter is out of range.
     #[error("invalid configuration: {0}")]
     Config(String),
-    /// A file or io_uring operation failed.
-    #[error("{what}: {source}")]
+    /// A file or io_uring operation failed (the message does not repeat the cause: `source()`
+    /// returns it).
+    #[error("{what}")]
     Io {
         /// What was being done, and what to do about it.
         what: String,
@@ -49,7 +50,7 @@ pub enum Error {
     },
     /// A read completed with an error (its CQE held `-errno`), or returned fewer bytes than
     /// asked.
-    #[error("io_uring read at offset {offset} failed: {source}; check the file and the device")]
+    #[error("io_uring read at offset {offset} failed (check the file and the device)")]
     Read {
         /// Byte offset of the block.
         offset: u64,
@@ -261,11 +262,19 @@ pub fn fill_pattern(offset: u64, buf: &mut [u8]) {
 fn prepare_file(path: &Path, size: u64, block: u64) -> Result<(u64, bool), Error> {
     match std::fs::metadata(path) {
         Ok(meta) => {
+            if !meta.is_file() {
+                return Err(Error::Config(format!(
+                    "{} is not a regular file; pass --file a file to read (or a new name to create one)",
+                    path.display()
+                )));
+            }
             let usable = meta.len().min(size) / block * block;
             if usable == 0 {
                 return Err(Error::Config(format!(
-                    "{} is smaller than one block ({block} bytes); remove it to let frugal create it",
-                    path.display()
+                    "{} holds {} bytes, less than one block ({block} bytes); remove it to let frugal \
+                     create it",
+                    path.display(),
+                    meta.len()
                 )));
             }
             Ok((usable, false))
@@ -275,6 +284,7 @@ fn prepare_file(path: &Path, size: u64, block: u64) -> Result<(u64, bool), Error
                 "cannot create {}; pass --file in a writable directory",
                 path.display()
             );
+            check_free_space(path, size / block * block)?;
             // Written under a temporary name and renamed when complete, so a failure never
             // leaves a partial file that a later run would take for a pattern file.
             let mut tmp_name = path.as_os_str().to_owned();
@@ -292,6 +302,42 @@ fn prepare_file(path: &Path, size: u64, block: u64) -> Result<(u64, bool), Error
             source: e,
         }),
     }
+}
+
+/// Refuses read buffers (queue depth x block size) that would take more than half the memory
+/// `available` (bytes, and where the figure comes from).
+fn buffers_fit(queue_depth: u32, bs: u32, available: Option<&(u64, String)>) -> Result<(), Error> {
+    let buffers = u64::from(queue_depth) * u64::from(bs);
+    match available {
+        Some((available, source)) if buffers > available / 2 => Err(Error::Config(format!(
+            "queue depth {queue_depth} x block size {bs} = {buffers} bytes of read buffers, more \
+             than half of the {available} bytes available ({source}); lower the queue depth or \
+             the block size"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Refuses, before writing anything, a file larger than the room its file system has left.
+fn check_free_space(path: &Path, size: u64) -> Result<(), Error> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    // A directory that cannot be inspected is reported when the file is created.
+    let Ok(vfs) = rustix::fs::statvfs(dir) else {
+        return Ok(());
+    };
+    let free = vfs.f_bavail.saturating_mul(vfs.f_frsize);
+    if size > free {
+        return Err(Error::Config(format!(
+            "creating {} needs {size} bytes, but its file system has {free} bytes free for \
+             unprivileged use (statvfs f_bavail x f_frsize); pass a smaller --size or a --file on \
+             another file system",
+            path.display()
+        )));
+    }
+    Ok(())
 }
 
 /// Writes `size` bytes of the pattern to a new file at `path`, synced to disk.
@@ -400,6 +446,24 @@ fn run_with(
             "queue depth {} must be 1..=4096",
             config.queue_depth
         )));
+    }
+    buffers_fit(
+        config.queue_depth,
+        bs,
+        crate::tasks::available_memory().as_ref(),
+    )?;
+    if config.size_bytes < u64::from(bs) {
+        // Checked before the file is created: a file of zero blocks would be left behind, and
+        // there would be no offset to read.
+        return Err(Error::Config(format!(
+            "size {} bytes is smaller than one block ({bs} bytes); the file must hold at least one block",
+            config.size_bytes
+        )));
+    }
+    if config.duration.is_zero() && config.max_ops.is_none() {
+        return Err(Error::Config(
+            "the duration must be above zero (or set max ops)".to_owned(),
+        ));
     }
     if config.max_ops == Some(0) {
         return Err(Error::Config(
@@ -815,6 +879,48 @@ mod tests {
         let mut config = IoConfig::new(&path);
         config.max_ops = Some(0);
         assert!(matches!(run(&config), Err(Error::Config(_))));
+    }
+
+    #[test]
+    fn a_size_below_one_block_is_refused_and_creates_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        for size in [0, 1000] {
+            let path = dir.path().join(format!("new-{size}.dat"));
+            let mut config = IoConfig::new(&path);
+            config.size_bytes = size;
+            let err = run(&config).unwrap_err();
+            assert!(matches!(err, Error::Config(_)), "{err}");
+            assert!(err.to_string().contains("smaller than one block"), "{err}");
+            assert!(!path.exists(), "a file was left behind");
+        }
+        let empty = dir.path().join("empty.dat");
+        std::fs::write(&empty, b"").unwrap();
+        let err = run(&IoConfig::new(&empty)).unwrap_err();
+        assert!(err.to_string().contains("holds 0 bytes"), "{err}");
+        let err = run(&IoConfig::new(dir.path())).unwrap_err();
+        assert!(err.to_string().contains("not a regular file"), "{err}");
+    }
+
+    #[test]
+    fn read_buffers_must_fit_in_half_the_available_memory() {
+        let gib = (1u64 << 30, "MemAvailable in /proc/meminfo".to_owned());
+        buffers_fit(64, 4096, Some(&gib)).unwrap();
+        let err = buffers_fit(4096, 1 << 20, Some(&gib))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("4294967296 bytes of read buffers"), "{err}");
+        assert!(err.contains("MemAvailable"), "{err}");
+        buffers_fit(4096, 1 << 20, None).unwrap();
+    }
+
+    #[test]
+    fn a_file_larger_than_the_free_space_is_refused_before_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("huge.dat");
+        let err = prepare_file(&path, 1 << 60, 4096).unwrap_err().to_string();
+        assert!(err.contains("bytes free"), "{err}");
+        assert!(!path.exists());
+        assert!(!dir.path().join("huge.dat.tmp").exists());
     }
 
     #[test]
