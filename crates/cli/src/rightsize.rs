@@ -109,6 +109,19 @@ pub struct Options {
     /// Prometheus query resolution.
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = humantime::parse_duration)]
     pub step: Duration,
+    /// Pull every sample and compute locally, instead of letting the engine compute the
+    /// statistics with PromQL subqueries (the default with --prometheus).
+    #[arg(long, requires = "prometheus")]
+    pub no_pushdown: bool,
+    /// Pushdown: the most subquery steps per query; longer ranges are split (the engine's limits:
+    /// Prometheus --query.max-samples, VictoriaMetrics -search.maxPointsSubqueryPerTimeseries).
+    #[arg(long, value_name = "N", default_value_t = rs::pushdown::DEFAULT_MAX_SUBQUERY_STEPS,
+          value_parser = clap::value_parser!(i64).range(20..))]
+    pub pushdown_max_steps: i64,
+    /// Refuse a Prometheus answer larger than this (MiB).
+    #[arg(long, value_name = "MIB", default_value_t = 128,
+          value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    pub max_response_mib: u64,
     /// Give up on one Prometheus request after this long.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
     pub prometheus_timeout: Duration,
@@ -248,11 +261,29 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         .queries();
         override_queries(&args, &mut queries);
-        rs::prometheus::fetch(&opts, &queries, &mut set)?;
         inputs.push(format!(
-            "{url} ({}s to {}s, step {}s)",
-            opts.start_s, opts.end_s, opts.step_s
+            "{url} ({}s to {}s, step {}s{})",
+            opts.start_s,
+            opts.end_s,
+            opts.step_s,
+            if opts.pushdown {
+                ", statistics computed by the engine"
+            } else {
+                ", every sample pulled"
+            }
         ));
+        if opts.pushdown {
+            let want_trace = matches!(args.format, OutFormat::Html);
+            let (stats, fetched) =
+                rs::pushdown::fetch(&opts, &queries, config.cpu_percentile, want_trace)?;
+            let mut report = rs::pushdown::analyze(&stats, &catalog, &config);
+            fetched.annotate(&mut report);
+            return finish(&args, report, inputs, false);
+        }
+        let fetched = rs::prometheus::fetch(&opts, &queries, &mut set)?;
+        let mut report = rs::analyze(&set.into_series(), &catalog, &config);
+        fetched.annotate(&mut report);
+        return finish(&args, report, inputs, false);
     } else if files.is_empty() || args.demo {
         set = rs::demo::sample();
         synthetic = true;
@@ -267,12 +298,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
 
-    let mut report = rs::analyze(&set.into_series(), &catalog, &config);
+    let report = rs::analyze(&set.into_series(), &catalog, &config);
+    finish(&args, report, inputs, synthetic)
+}
+
+/// Verifies, renders and writes the report; exit 1 when no workload could be analysed.
+fn finish(
+    args: &Options,
+    mut report: rs::Report,
+    inputs: Vec<String>,
+    synthetic: bool,
+) -> anyhow::Result<ExitCode> {
     report.inputs = inputs;
     report.synthetic = synthetic;
 
     if args.verify {
-        verify_all(&args, &mut report)?;
+        verify_all(args, &mut report)?;
     }
 
     let format = match args.format {
@@ -291,6 +332,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 .context("writing the report")?;
             out.flush().context("writing the report")?;
         }
+    }
+    eprintln!("frugal rightsize: {}", report.summary.line());
+    if report.summary.analysed == 0 {
+        eprintln!(
+            "frugal rightsize: no workload could be analysed; the reasons are in the report's \
+             notes (table) or `reason` fields (JSON, CSV)"
+        );
+        return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -327,6 +376,9 @@ fn prometheus_options(args: &Options, url: &str) -> anyhow::Result<rs::prometheu
         timeout: args.prometheus_timeout,
         instance_type: args.instance_type.clone(),
         instance_type_label: args.instance_type_label.clone(),
+        max_response_bytes: args.max_response_mib << 20,
+        pushdown: !args.no_pushdown,
+        max_subquery_steps: args.pushdown_max_steps,
     })
 }
 

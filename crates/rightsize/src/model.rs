@@ -292,6 +292,9 @@ pub struct Recommendation {
     /// Hourly maxima of CPU utilization of the current type, for plots: (Unix ms, utilization).
     #[serde(skip)]
     pub trace: Vec<(i64, f32)>,
+    /// Hourly maxima of memory utilization of the current type, for plots: (Unix ms, utilization).
+    #[serde(skip)]
+    pub memory_trace: Vec<(i64, f32)>,
 }
 
 /// Linear-interpolation percentile (`p` in 0..=100) of `values`, which it sorts.
@@ -375,7 +378,11 @@ pub fn usage(series: &Series, current: &InstanceType, config: &Config) -> Usage 
     }
 }
 
-fn service_model(series: &Series, current: &InstanceType, config: &Config) -> Option<ServiceModel> {
+pub(crate) fn service_model(
+    series: &Series,
+    current: &InstanceType,
+    config: &Config,
+) -> Option<ServiceModel> {
     let with_rate: Vec<_> = series
         .windows
         .iter()
@@ -531,12 +538,12 @@ pub fn fmt_pct_label(p: f64) -> String {
     }
 }
 
-/// Analyses one series.
-pub fn recommend(series: &Series, catalog: &Catalog, config: &Config) -> Recommendation {
-    let mut rec = Recommendation {
-        workload: series.workload.clone(),
-        source: series.source.clone(),
-        instance_type: series.instance_type.clone(),
+/// A recommendation with only the workload's identity filled in (finding: skipped).
+pub(crate) fn blank(workload: &str, source: &str, instance_type: &str) -> Recommendation {
+    Recommendation {
+        workload: workload.to_owned(),
+        source: source.to_owned(),
+        instance_type: instance_type.to_owned(),
         finding: Finding::Skipped,
         reason: None,
         usage: None,
@@ -551,16 +558,19 @@ pub fn recommend(series: &Series, catalog: &Catalog, config: &Config) -> Recomme
         annual_savings_usd: 0.0,
         verification: None,
         trace: Vec::new(),
-    };
+        memory_trace: Vec::new(),
+    }
+}
+
+/// Analyses one series.
+pub fn recommend(series: &Series, catalog: &Catalog, config: &Config) -> Recommendation {
+    let mut rec = blank(&series.workload, &series.source, &series.instance_type);
     if let Some(why) = &series.skipped {
         rec.reason = Some(why.clone());
         return rec;
     }
     let Some(current) = catalog.get(&series.instance_type) else {
-        rec.reason = Some(format!(
-            "unknown instance type {}; add it to a catalog file and pass --catalog FILE",
-            series.instance_type
-        ));
+        rec.reason = Some(unknown_type(&series.instance_type));
         return rec;
     };
     if series.windows.is_empty() {
@@ -568,7 +578,7 @@ pub fn recommend(series: &Series, catalog: &Catalog, config: &Config) -> Recomme
         return rec;
     }
     let usage = usage(series, current, config);
-    rec.trace = trace(series, current);
+    (rec.trace, rec.memory_trace) = trace(series, current);
     if usage.gaps > 0 {
         rec.notes.push(format!(
             "{} gap(s) longer than 15 min in the data (longest {:.1} h)",
@@ -576,6 +586,21 @@ pub fn recommend(series: &Series, catalog: &Catalog, config: &Config) -> Recomme
             series.longest_gap_ms as f64 / 3_600_000.0
         ));
     }
+    recommend_usage(rec, usage, current, catalog, config)
+}
+
+pub(crate) fn unknown_type(name: &str) -> String {
+    format!("unknown instance type {name}; add it to a catalog file and pass --catalog FILE")
+}
+
+/// The model from usage statistics on: `rec` carries the identity, trace and notes.
+pub(crate) fn recommend_usage(
+    mut rec: Recommendation,
+    usage: Usage,
+    current: &InstanceType,
+    catalog: &Catalog,
+    config: &Config,
+) -> Recommendation {
     let cur = project(&usage, catalog, current, current, config);
     rec.article = Some(article_rule(&usage, catalog, current, config));
     rec.current = Some(cur.clone());
@@ -814,17 +839,26 @@ fn projected_util(rec: &Recommendation, name: &str) -> Option<f64> {
         .map(|p| p.cpu_utilization)
 }
 
-/// Hourly maxima of CPU utilization (of the current type's vCPUs).
-fn trace(series: &Series, current: &InstanceType) -> Vec<(i64, f32)> {
-    let mut out: Vec<(i64, f32)> = Vec::new();
+/// (Unix ms, utilization) points of a plot.
+type Trace = Vec<(i64, f32)>;
+
+/// Hourly maxima of CPU and memory utilization (of the current type's vCPUs and memory).
+fn trace(series: &Series, current: &InstanceType) -> (Trace, Trace) {
+    let mut cpu: Vec<(i64, f32)> = Vec::new();
+    let mut mem: Vec<(i64, f32)> = Vec::new();
     let vcpus = f64::from(current.vcpus);
+    let bytes = current.memory_bytes();
     for w in &series.windows {
         let hour = w.start_ms.div_euclid(3_600_000) * 3_600_000;
-        let u = (w.cpu_max / vcpus) as f32;
-        match out.last_mut() {
-            Some(last) if last.0 == hour => last.1 = last.1.max(u),
-            _ => out.push((hour, u)),
+        for (out, u) in [
+            (&mut cpu, (w.cpu_max / vcpus) as f32),
+            (&mut mem, (w.memory_max / bytes) as f32),
+        ] {
+            match out.last_mut() {
+                Some(last) if last.0 == hour => last.1 = last.1.max(u),
+                _ => out.push((hour, u)),
+            }
         }
     }
-    out
+    (cpu, mem)
 }

@@ -182,6 +182,15 @@ fn table(report: &Report) -> String {
         report.config.cpu_headroom * 100.0,
         report.config.memory_headroom * 100.0
     );
+    let _ = writeln!(
+        out,
+        "fleet: {}; net savings {} per month",
+        report.summary.line(),
+        money(report.total_monthly_savings_usd)
+    );
+    for n in &report.notes {
+        out.push_str(&wrap(n, 98, "note: "));
+    }
     out.push('\n');
     let head = headers(report);
     let rows: Vec<Vec<String>> = report
@@ -509,6 +518,15 @@ fn html(report: &Report) -> String {
         esc(&report.prices.price_date),
         esc(&report.inputs.join(", "))
     );
+    let _ = writeln!(
+        out,
+        "<p><b>Fleet:</b> {}; net savings <b>{}</b> per month.</p>",
+        esc(&report.summary.line()),
+        money(report.total_monthly_savings_usd)
+    );
+    for n in &report.notes {
+        let _ = writeln!(out, "<p class=\"warn\">{}</p>", esc(n));
+    }
     out.push_str("<table><tr>");
     for h in headers(report) {
         let _ = write!(out, "<th>{}</th>", esc(&h));

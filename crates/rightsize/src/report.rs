@@ -36,6 +36,60 @@ pub struct Report {
     pub total_monthly_savings_usd: f64,
     /// Sum of annual savings, USD.
     pub total_annual_savings_usd: f64,
+    /// Counts by finding, for the fleet summary printed first.
+    pub summary: Summary,
+    /// Remarks about the whole run (e.g. an engine's warnings).
+    pub notes: Vec<String>,
+}
+
+/// Counts over the fleet: what a reader of 2,000 rows needs first.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Workloads in the report.
+    pub workloads: usize,
+    /// Workloads that could be analysed (every finding except skipped).
+    pub analysed: usize,
+    /// Workloads skipped (each has its reason).
+    pub skipped: usize,
+    /// Workload count per finding label (`over-provisioned`, `optimized`, ...).
+    pub by_finding: std::collections::BTreeMap<String, usize>,
+}
+
+impl Summary {
+    /// Counts the findings of `recs`.
+    pub fn of(recs: &[Recommendation]) -> Summary {
+        let mut s = Summary {
+            workloads: recs.len(),
+            ..Summary::default()
+        };
+        for r in recs {
+            if r.finding == crate::Finding::Skipped {
+                s.skipped += 1;
+            } else {
+                s.analysed += 1;
+            }
+            *s.by_finding
+                .entry(r.finding.label().to_owned())
+                .or_default() += 1;
+        }
+        s
+    }
+
+    /// One line: `12 workloads: 10 analysed (6 over-provisioned, 4 optimized), 2 skipped`.
+    pub fn line(&self) -> String {
+        let parts: Vec<String> = self
+            .by_finding
+            .iter()
+            .filter(|(k, _)| k.as_str() != "skipped")
+            .map(|(k, n)| format!("{n} {k}"))
+            .collect();
+        let mut line = format!("{} workloads: {} analysed", self.workloads, self.analysed);
+        if !parts.is_empty() {
+            line += &format!(" ({})", parts.join(", "));
+        }
+        line += &format!(", {} skipped", self.skipped);
+        line
+    }
 }
 
 /// Analyses every series: pure and deterministic.
@@ -44,20 +98,33 @@ pub fn analyze(series: &[Series], catalog: &Catalog, config: &Config) -> Report 
         .iter()
         .map(|s| model::recommend(s, catalog, config))
         .collect();
-    let total_monthly_savings_usd = recommendations.iter().map(|r| r.monthly_savings_usd).sum();
-    let total_annual_savings_usd = recommendations.iter().map(|r| r.annual_savings_usd).sum();
-    Report {
-        inputs: Vec::new(),
-        synthetic: false,
-        config: config.clone(),
-        prices: PriceInfo {
-            region: catalog.region.clone(),
-            source: catalog.source.clone(),
-            price_date: catalog.price_date.clone(),
-        },
-        model: MODEL_STATEMENT.to_owned(),
-        recommendations,
-        total_monthly_savings_usd,
-        total_annual_savings_usd,
+    Report::from_recommendations(recommendations, catalog, config)
+}
+
+impl Report {
+    /// Builds the report around finished recommendations (totals, summary, prices).
+    pub fn from_recommendations(
+        recommendations: Vec<Recommendation>,
+        catalog: &Catalog,
+        config: &Config,
+    ) -> Report {
+        let total_monthly_savings_usd = recommendations.iter().map(|r| r.monthly_savings_usd).sum();
+        let total_annual_savings_usd = recommendations.iter().map(|r| r.annual_savings_usd).sum();
+        Report {
+            inputs: Vec::new(),
+            synthetic: false,
+            config: config.clone(),
+            prices: PriceInfo {
+                region: catalog.region.clone(),
+                source: catalog.source.clone(),
+                price_date: catalog.price_date.clone(),
+            },
+            model: MODEL_STATEMENT.to_owned(),
+            summary: Summary::of(&recommendations),
+            recommendations,
+            total_monthly_savings_usd,
+            total_annual_savings_usd,
+            notes: Vec::new(),
+        }
     }
 }
