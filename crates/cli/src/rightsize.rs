@@ -33,6 +33,19 @@ pub enum PolicyArg {
     Article,
 }
 
+/// Row order.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum SortArg {
+    /// As read.
+    Input,
+    /// Largest monthly savings first.
+    Savings,
+    /// Highest risk first.
+    Risk,
+    /// By workload name.
+    Name,
+}
+
 /// Prometheus query presets.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum PresetArg {
@@ -172,6 +185,16 @@ pub struct Options {
     /// Warm-up before each replay run (not measured).
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = humantime::parse_duration)]
     pub verify_warmup: Duration,
+    /// Only workloads whose name matches GLOB (`*` any text, `?` one character; repeat for
+    /// several). The summary and totals then count these only.
+    #[arg(long, value_name = "GLOB")]
+    pub workload: Vec<String>,
+    /// Row order.
+    #[arg(long, value_enum, default_value = "input")]
+    pub sort: SortArg,
+    /// Show the first N rows only (after --sort); the summary and totals count every workload.
+    #[arg(long, value_name = "N")]
+    pub top: Option<usize>,
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     pub format: OutFormat,
@@ -311,6 +334,24 @@ fn finish(
 ) -> anyhow::Result<ExitCode> {
     report.inputs = inputs;
     report.synthetic = synthetic;
+    if !args.workload.is_empty() {
+        report.retain(|r| args.workload.iter().any(|g| glob_match(g, &r.workload)));
+        if report.recommendations.is_empty() {
+            bail!(
+                "no workload matches --workload {}; the names are in the report without it",
+                args.workload.join(" --workload ")
+            );
+        }
+    }
+    report.arrange(
+        match args.sort {
+            SortArg::Input => rs::Order::Input,
+            SortArg::Savings => rs::Order::Savings,
+            SortArg::Risk => rs::Order::Risk,
+            SortArg::Name => rs::Order::Name,
+        },
+        args.top,
+    );
 
     if args.verify {
         verify_all(args, &mut report)?;
@@ -435,4 +476,45 @@ fn verify_all(args: &Options, report: &mut rs::Report) -> anyhow::Result<()> {
     })();
     let _ = std::fs::remove_dir_all(&scratch);
     result
+}
+
+/// `*` matches any text, `?` one character, everything else itself.
+fn glob_match(glob: &str, name: &str) -> bool {
+    let (g, n): (Vec<char>, Vec<char>) = (glob.chars().collect(), name.chars().collect());
+    // Iterative matching with backtracking to the last `*`.
+    let (mut gi, mut ni) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ni < n.len() {
+        if gi < g.len() && (g[gi] == '?' || g[gi] == n[ni]) {
+            gi += 1;
+            ni += 1;
+        } else if gi < g.len() && g[gi] == '*' {
+            star = Some((gi, ni));
+            gi += 1;
+        } else if let Some((sg, sn)) = star {
+            gi = sg + 1;
+            ni = sn + 1;
+            star = Some((sg, sn + 1));
+        } else {
+            return false;
+        }
+    }
+    g[gi..].iter().all(|c| *c == '*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob_match;
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("checkout-*", "checkout-api"));
+        assert!(glob_match("*api", "checkout-api"));
+        assert!(glob_match("*-?pi", "checkout-api"));
+        assert!(glob_match("*", ""));
+        assert!(glob_match("a*b*c", "axxbyyc"));
+        assert!(!glob_match("a*b*c", "axxbyy"));
+        assert!(!glob_match("checkout", "checkout-api"));
+        assert!(!glob_match("?", ""));
+    }
 }

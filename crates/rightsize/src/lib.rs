@@ -78,11 +78,11 @@ pub use error::{Error, Result};
 pub use input::{parse_csv, parse_json, parse_time, read_file};
 pub use model::{
     article_rule, percentile, project, recommend, sla_risk, usage, utilization_risk,
-    ArticleVerdict, Config, Finding, Policy, Projection, Recommendation, ServiceModel, SlaEstimate,
-    Usage, MODEL_STATEMENT,
+    ArticleVerdict, Config, Constraint, Finding, Policy, Projection, Recommendation, ServiceModel,
+    SlaEstimate, Usage, MODEL_STATEMENT,
 };
 pub use render::{render, Format};
-pub use report::{analyze, PriceInfo, Report, Summary};
+pub use report::{analyze, Order, PriceInfo, Report, Summary};
 pub use series::{Sample, Series, SeriesSet, Window, GAP_MS, WINDOW_MS};
 pub use verify::{
     cgroup_info, detect_cgroup, fraction_within, plan_cpus, plan_replay, scale_cpus, verify,

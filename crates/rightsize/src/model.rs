@@ -239,6 +239,32 @@ impl Finding {
     }
 }
 
+/// The constraint that keeps a choice from being cheaper.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Constraint {
+    /// The CPU ceiling: the next cheaper type's projected CPU exceeds it.
+    Cpu,
+    /// Memory: the next cheaper type has too little for peak + headroom.
+    Memory,
+    /// The SLA screen: the next cheaper type misses the latency target.
+    Sla,
+    /// Nothing: the choice is the cheapest eligible type.
+    Cheapest,
+}
+
+impl Constraint {
+    /// Human label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Constraint::Cpu => "CPU ceiling",
+            Constraint::Memory => "memory",
+            Constraint::Sla => "SLA",
+            Constraint::Cheapest => "cheapest",
+        }
+    }
+}
+
 /// What the article's rule does with a workload.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ArticleVerdict {
@@ -287,6 +313,12 @@ pub struct Recommendation {
     pub monthly_savings_usd: f64,
     /// Savings per year, USD.
     pub annual_savings_usd: f64,
+    /// Up to three fitting types, cheapest first (the first is ours); the current type may be one.
+    pub options: Vec<Projection>,
+    /// The constraint that keeps our choice from being cheaper.
+    pub bound_by: Option<Constraint>,
+    /// Why our choice and not a cheaper type, in words.
+    pub why_this: Option<String>,
     /// The `--verify` replay of this recommendation, when it ran.
     pub verification: Option<crate::verify::Verification>,
     /// Hourly maxima of CPU utilization of the current type, for plots: (Unix ms, utilization).
@@ -556,6 +588,9 @@ pub(crate) fn blank(workload: &str, source: &str, instance_type: &str) -> Recomm
         notes: Vec::new(),
         monthly_savings_usd: 0.0,
         annual_savings_usd: 0.0,
+        options: Vec::new(),
+        bound_by: None,
+        why_this: None,
         verification: None,
         trace: Vec::new(),
         memory_trace: Vec::new(),
@@ -620,10 +655,7 @@ pub(crate) fn recommend_usage(
         .iter()
         .map(|c| project(&usage, catalog, current, c, config))
         .collect();
-    let excluded_fitting = all
-        .iter()
-        .filter(|p| p.fits && p.excluded.is_some())
-        .count();
+    let eligible = |p: &Projection| p.excluded.is_none() || p.instance_type == current.name;
     let best = all
         .iter()
         .filter(|p| p.fits && (p.excluded.is_none() || p.instance_type == current.name))
@@ -638,19 +670,47 @@ pub(crate) fn recommend_usage(
                 .then_with(|| a.instance_type.cmp(&b.instance_type))
         })
         .cloned();
+    // Up to three ranked options, as Compute Optimizer gives: fitting eligible types, cheapest
+    // first, then lower risk.
+    let mut fitting: Vec<&Projection> = all.iter().filter(|p| p.fits && eligible(p)).collect();
+    fitting.sort_by(|a, b| {
+        a.usd_per_hour
+            .total_cmp(&b.usd_per_hour)
+            .then_with(|| a.risk.cmp(&b.risk))
+            .then_with(|| a.instance_type.cmp(&b.instance_type))
+    });
+    rec.options = fitting.into_iter().take(3).cloned().collect();
+    if let Some(b) = &best {
+        (rec.bound_by, rec.why_this) = binding(b, &all, &eligible);
+    }
     rec.candidates = all
         .into_iter()
         .filter(|p| p.usd_per_hour < current.usd_per_hour)
         .collect();
-    let cheaper_arm = rec
+    let mut other_arch: Vec<&Projection> = rec
         .candidates
         .iter()
         .filter(|p| p.fits && p.excluded.is_some())
-        .count()
-        .min(excluded_fitting);
-    if cheaper_arm > 0 {
+        .collect();
+    other_arch.sort_by(|a, b| b.monthly_savings_usd.total_cmp(&a.monthly_savings_usd));
+    if let Some(first) = other_arch.first() {
+        let names: Vec<String> = other_arch
+            .iter()
+            .take(3)
+            .map(|p| {
+                format!(
+                    "{} (saves ${:.2}/month, risk {})",
+                    p.instance_type, p.monthly_savings_usd, p.risk
+                )
+            })
+            .collect();
+        let more = other_arch.len().saturating_sub(3);
         rec.notes.push(format!(
-            "{cheaper_arm} cheaper type(s) of another architecture also fit; pass --allow-arch-change to consider them"
+            "cheaper {} types also fit: {}{}; they need a rebuild for {}, pass --allow-arch-change to consider them",
+            first.arch.as_str(),
+            names.join(", "),
+            if more > 0 { format!(" and {more} more") } else { String::new() },
+            first.arch.as_str()
         ));
     }
     rec.finding = match (&best, cur.fits) {
@@ -673,6 +733,48 @@ pub(crate) fn recommend_usage(
     }
     apply_policy(&mut rec, catalog, current, config);
     rec
+}
+
+/// Which constraint keeps the chosen type from being cheaper, and why, in words.
+fn binding(
+    chosen: &Projection,
+    all: &[Projection],
+    eligible: &dyn Fn(&Projection) -> bool,
+) -> (Option<Constraint>, Option<String>) {
+    let next = all
+        .iter()
+        .filter(|p| eligible(p) && !p.fits && p.usd_per_hour < chosen.usd_per_hour)
+        .max_by(|a, b| {
+            a.usd_per_hour
+                .total_cmp(&b.usd_per_hour)
+                .then_with(|| b.instance_type.cmp(&a.instance_type))
+        });
+    let Some(next) = next else {
+        return (
+            Some(Constraint::Cheapest),
+            Some(format!(
+                "{} is the cheapest eligible type in the catalog",
+                chosen.instance_type
+            )),
+        );
+    };
+    let constraint = if next.cpu_risk > 2 {
+        Constraint::Cpu
+    } else if next.memory_risk > 2 {
+        Constraint::Memory
+    } else {
+        Constraint::Sla
+    };
+    (
+        Some(constraint),
+        Some(format!(
+            "{} is bound by {}: the next cheaper eligible type, {}, fails ({})",
+            chosen.instance_type,
+            constraint.label(),
+            next.instance_type,
+            next.why_not.join("; ")
+        )),
+    )
 }
 
 fn apply_policy(

@@ -88,19 +88,54 @@ fn cells(report: &Report, r: &Recommendation) -> Vec<String> {
         None => "-".to_owned(),
         Some(v) => v.verdict_label().to_owned(),
     };
+    let instances = r
+        .usage
+        .as_ref()
+        .map_or("-".to_owned(), |u| fmt_count(u.instances));
+    let bound = r.bound_by.map_or("-".to_owned(), |b| b.label().to_owned());
     vec![
         r.workload.clone(),
         r.instance_type.clone(),
+        instances,
         mean,
         p,
         mem,
         rec,
+        bound,
         proj,
         risk,
         money(r.monthly_savings_usd),
         money(r.annual_savings_usd),
         verified,
     ]
+}
+
+/// An instance count: whole numbers as such, a mean with one decimal.
+fn fmt_count(x: f64) -> String {
+    if (x - x.round()).abs() < 0.05 {
+        format!("{:.0}", x.round())
+    } else {
+        format!("{x:.1}")
+    }
+}
+
+/// `1. c7i.large (saves $12.34/month, risk 1); 2. ...`
+fn options_text(r: &Recommendation) -> String {
+    r.options
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            format!(
+                "{}. {} (savings {}/month, risk {} {})",
+                i + 1,
+                p.instance_type,
+                money(p.monthly_savings_usd),
+                p.risk,
+                risk_label(p.risk)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn money(x: f64) -> String {
@@ -125,14 +160,16 @@ fn headers(report: &Report) -> Vec<String> {
     [
         "workload",
         "current",
+        "instances",
         "mean CPU",
         &format!("P{p} CPU"),
         "peak mem",
         "recommendation",
+        "bound by",
         "proj. CPU",
         "risk",
-        "$/month",
-        "$/year",
+        "savings $/month",
+        "savings $/year",
         "verified",
     ]
     .iter()
@@ -205,7 +242,7 @@ fn table(report: &Report) -> String {
         }
     }
     let numeric = [
-        false, false, true, true, true, false, true, false, true, true, false,
+        false, false, true, true, true, true, false, false, true, false, true, true, false,
     ];
     let line = |cells: &[String], out: &mut String| {
         let mut s = String::new();
@@ -233,19 +270,14 @@ fn table(report: &Report) -> String {
     for row in &rows {
         line(row, &mut out);
     }
-    let (down, up): (Vec<f64>, Vec<f64>) = report
-        .recommendations
-        .iter()
-        .map(|r| r.monthly_savings_usd)
-        .partition(|m| *m >= 0.0);
     let _ = writeln!(
         out,
         "\nnet savings: {} per month, {} per year (730 h/month, 8,760 h/year, x instances); \
          downsizing saves {}/month, fixing under-provisioned types costs {}/month",
         money(report.total_monthly_savings_usd),
         money(report.total_annual_savings_usd),
-        money(down.iter().sum()),
-        money(-up.iter().sum::<f64>())
+        money(report.summary.downsizing_monthly_usd),
+        money(report.summary.upsizing_monthly_usd)
     );
     let mut notes = String::new();
     for r in &report.recommendations {
@@ -253,6 +285,12 @@ fn table(report: &Report) -> String {
         items.push(format!("finding: {}", r.finding.label()));
         if let Some(reason) = &r.reason {
             items.push(reason.clone());
+        }
+        if let Some(w) = &r.why_this {
+            items.push(format!("why: {w}"));
+        }
+        if r.options.len() > 1 {
+            items.push(format!("options: {}", options_text(r)));
         }
         if let Some(a) = &r.article {
             items.push(format!("article rule: {}", a.outcome));
@@ -335,6 +373,9 @@ fn csv(report: &Report) -> String {
         "reason".to_owned(),
         "price_date".to_owned(),
         "synthetic".to_owned(),
+        "instances".to_owned(),
+        "bound_by".to_owned(),
+        "options".to_owned(),
     ];
     w.write_record(&head)
         .expect("invariant: writing to a Vec cannot fail");
@@ -386,6 +427,11 @@ fn csv(report: &Report) -> String {
             r.reason.clone().unwrap_or_default(),
             report.prices.price_date.clone(),
             report.synthetic.to_string(),
+            r.usage
+                .as_ref()
+                .map_or(String::new(), |u| format!("{}", u.instances)),
+            r.bound_by.map_or(String::new(), |b| b.label().to_owned()),
+            options_text(r),
         ];
         w.write_record(&row)
             .expect("invariant: writing to a Vec cannot fail");
