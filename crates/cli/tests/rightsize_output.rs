@@ -135,3 +135,35 @@ fn sort_top_and_workload_select_rows() {
     assert_eq!(code, 1);
     assert!(err.contains("no workload matches"), "{err}");
 }
+
+#[test]
+fn html_has_memory_plots_axis_titles_dates_sla_and_apart_labels() {
+    let (code, html, err) = frugal(&["--demo", "--format", "html"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(html.contains("<b>Fleet:</b> 5 workloads"), "summary first");
+    // Every workload with data has two plots: CPU and memory.
+    assert_eq!(html.matches("aria-label=\"CPU utilization of").count(), 5);
+    assert_eq!(
+        html.matches("aria-label=\"memory utilization of").count(),
+        5
+    );
+    assert!(html.contains("CPU, % of 4 vCPUs") && html.contains("memory, % of 16 GiB"));
+    assert!(html.contains("date (UTC, month-day)"));
+    assert!(!html.contains(">d0<"), "real dates, not day numbers");
+    // The SLA screen of checkout-api, with the same target the table gives.
+    assert!(html.contains("SLA screen (M/M/c)") && html.contains("target 62.7 ms"));
+    // Reference-line labels (text with a fill colour) at least 12 px apart in every plot.
+    for svg in html.split("<svg").skip(1) {
+        let svg = &svg[..svg.find("</svg>").unwrap()];
+        let mut ys: Vec<f64> = svg
+            .split("<text ")
+            .filter(|t| t.contains(" fill=\"#"))
+            .map(|t| {
+                let y = &t[t.find(" y=\"").unwrap() + 4..];
+                y[..y.find('"').unwrap()].parse().unwrap()
+            })
+            .collect();
+        ys.sort_by(f64::total_cmp);
+        assert!(ys.windows(2).all(|p| p[1] - p[0] >= 11.9), "{ys:?}");
+    }
+}
