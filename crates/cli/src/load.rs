@@ -10,11 +10,26 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use frugal_workloads::http::{load, LatencySummary, LoadConfig, LoadReport, Progress, Url};
 
+#[path = "load_merge.rs"]
+mod load_merge;
+
+/// `frugal load merge`.
+#[derive(Debug, clap::Subcommand)]
+pub enum LoadCommand {
+    /// Combine the HdrHistogram logs (--hdr-log) of several generators into one report.
+    Merge(load_merge::Args),
+}
+
 /// Arguments of `frugal load`.
 #[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct Args {
+    /// `merge`: combine the logs of several generators.
+    #[command(subcommand)]
+    command: Option<LoadCommand>,
     /// Target, `http://HOST:PORT/PATH`.
-    url: String,
+    #[arg(required = true)]
+    url: Option<String>,
     /// Connections, all opened before the clock starts.
     #[arg(short = 'c', long, default_value_t = 100)]
     connections: u64,
@@ -40,11 +55,25 @@ pub struct Args {
     /// No progress line.
     #[arg(short = 'q', long)]
     quiet: bool,
+    /// Also write interval histograms to FILE in the HdrHistogram log format; combine the files
+    /// of several generators with `frugal load merge`.
+    #[arg(long, value_name = "FILE")]
+    hdr_log: Option<PathBuf>,
+    /// Interval of the --hdr-log histograms.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration, requires = "hdr_log")]
+    hdr_interval: Duration,
 }
 
 /// Runs `frugal load`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let url: Url = args.url.parse()?;
+    if let Some(LoadCommand::Merge(m)) = args.command {
+        return load_merge::run(m);
+    }
+    let url: Url = args
+        .url
+        .as_deref()
+        .context("a URL is required: frugal load http://HOST:PORT/")?
+        .parse()?;
     if let Some(rate) = args.rate {
         anyhow::ensure!(
             rate > 0.0 && rate.is_finite(),
@@ -58,6 +87,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     config.rate = args.rate;
     config.timeout = args.timeout;
     config.threads = args.threads;
+    let hdr_log = match &args.hdr_log {
+        Some(path) => Some(Arc::new(
+            frugal_workloads::http::hdrlog::IntervalLog::create(
+                path,
+                args.hdr_interval,
+                args.rate.is_some(),
+            )?,
+        )),
+        None => None,
+    };
+    config.hdr_log = hdr_log.clone();
     let progress = Arc::new(Progress::default());
     let done = Arc::new(AtomicBool::new(false));
     let show = !args.quiet && std::io::stderr().is_terminal();
@@ -71,6 +111,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let _ = drawer.join();
     }
     let report = report?;
+    if let Some(log) = &hdr_log {
+        let late = log.finish()?;
+        if late > 0 {
+            eprintln!(
+                "frugal load: {late} responses were logged in a later --hdr-log interval than the \
+                 one they completed in (they completed out of order); totals are unaffected"
+            );
+        }
+    }
     if let Some(path) = &args.json {
         crate::output::write_json(path, &report)?;
     }

@@ -99,6 +99,9 @@ pub struct LoadConfig {
     pub timeout: Duration,
     /// Event-loop threads; `None` = `std::thread::available_parallelism()`.
     pub threads: Option<usize>,
+    /// Also record interval histograms into this HdrHistogram log ([`super::hdrlog`]); the
+    /// caller calls its `finish` after the run.
+    pub hdr_log: Option<Arc<super::hdrlog::IntervalLog>>,
 }
 
 impl LoadConfig {
@@ -112,6 +115,7 @@ impl LoadConfig {
             rate: None,
             timeout: Duration::from_secs(10),
             threads: None,
+            hdr_log: None,
         }
     }
 }
@@ -396,6 +400,9 @@ fn run_load(config: &LoadConfig, progress: Arc<Progress>) -> Result<LoadReport, 
         let start = Instant::now() + Duration::from_millis(2);
         let _ = ctx.start.set(start);
         let _ = ctx.progress.started.set(start);
+        if let Some(log) = &config.hdr_log {
+            log.begin(start + config.warmup, config.duration);
+        }
     }
     ctx.barrier.wait();
     let mut total = Stats::new();
@@ -545,6 +552,9 @@ fn count_error(
     ctx.progress.errors.fetch_add(1, Relaxed);
     if in_window {
         *kind(&mut stats.borrow_mut().errors) += 1;
+        if let Some(log) = &ctx.config.hdr_log {
+            log.record_errors(Instant::now(), 1);
+        }
     }
 }
 
@@ -618,6 +628,9 @@ async fn closed_loop(ctx: &Ctx, mut conn: Option<Conn>, start: Instant, stats: &
                     let mut s = stats.borrow_mut();
                     s.ok += 1;
                     s.uncorrected.saturating_record(nanos(done - sent));
+                    if let Some(log) = &ctx.config.hdr_log {
+                        log.record(done, nanos(done - sent), None);
+                    }
                 }
                 if close {
                     conn = None;
@@ -668,6 +681,9 @@ async fn constant_rate(
             let mut s = stats.borrow_mut();
             s.unsent += unsent;
             s.errors.timeout += unsent;
+            if let Some(log) = &ctx.config.hdr_log {
+                log.record_errors(now, unsent);
+            }
             return;
         }
         let on_time = now < intended;
@@ -691,6 +707,9 @@ async fn constant_rate(
                     s.ok += 1;
                     s.uncorrected.saturating_record(nanos(done - sent));
                     s.corrected.saturating_record(nanos(done - intended));
+                    if let Some(log) = &ctx.config.hdr_log {
+                        log.record(done, nanos(done - sent), Some(nanos(done - intended)));
+                    }
                     if on_time {
                         s.lateness.saturating_record(nanos(sent - intended));
                     }
