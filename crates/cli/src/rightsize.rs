@@ -209,6 +209,11 @@ Catalog file (--catalog), JSON:
    \"families\": {\"m7g\": {\"arch\": \"arm64\", \"perf_factor\": 1.15}},
    \"instances\": [{\"name\": \"m7g.large\", \"vcpus\": 2, \"memory_gib\": 8, \"usd_per_hour\": 0.0816}]}
 
+Prometheus: the engine computes each workload's statistics with PromQL subqueries (Prometheus,
+VictoriaMetrics, Thanos, Mimir); --no-pushdown pulls every sample and computes here instead. A query
+must return one series per workload (aggregate `by (job)`); workloads that cannot be analysed are
+listed with the reason, and the exit status is 1 when none could be.
+
 Prometheus presets (override any query with --query-*):
   process:   avg by (job) (rate(process_cpu_seconds_total[2m])), max by (job) (process_resident_memory_bytes)
   container: cAdvisor container_cpu_usage_seconds_total / container_memory_working_set_bytes by namespace, container
@@ -218,6 +223,7 @@ Examples:
   frugal rightsize                       # the embedded synthetic sample
   frugal rightsize usage.csv --format html -o report.html
   frugal rightsize --prometheus http://127.0.0.1:9090 --instance-type m7i.xlarge --since 14d
+  frugal rightsize --prometheus http://127.0.0.1:8428 --query-cpu 'max by (job) (rate(cpu_seconds_total[2m]))' --sort savings --top 20
   frugal rightsize --demo --policy article
   frugal rightsize --demo --verify --verify-workload checkout-api";
 

@@ -770,7 +770,12 @@ fn binding(
         Some(format!(
             "{} is bound by {}: the next cheaper eligible type, {}, fails ({})",
             chosen.instance_type,
-            constraint.label(),
+            match constraint {
+                Constraint::Cpu => "the CPU ceiling",
+                Constraint::Memory => "memory",
+                Constraint::Sla => "the SLA screen",
+                Constraint::Cheapest => "price",
+            },
             next.instance_type,
             next.why_not.join("; ")
         )),
