@@ -957,3 +957,67 @@ fn unparsable_values_and_oversized_answers() {
     assert!(err.contains("exceeded 1 MiB"), "{err}");
     let _ = server.join();
 }
+
+#[test]
+fn engine_warnings_and_rejected_subqueries_are_reported() {
+    let start = 1_700_000_000i64;
+    let (s, e) = (start.to_string(), (start + 3600).to_string());
+    // Partial data (Thanos/Mimir answer with warnings): a note in the report, not silence.
+    let (port, server) = fake_engine(3, move |_| {
+        matrix(&[("\"job\":\"api\"", "0.5")], start, 10).replacen(
+            "{\"status\":\"success\",",
+            "{\"status\":\"success\",\"warnings\":[\"partial response: store 10.0.0.7 unavailable\"],",
+            1,
+        )
+    });
+    let url = format!("http://127.0.0.1:{port}");
+    let out = frugal(&[
+        "--prometheus",
+        &url,
+        "--no-pushdown",
+        "--instance-type",
+        "m7i.large",
+        "--start",
+        &s,
+        "--end",
+        &e,
+        "--format",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let notes = report["notes"].to_string();
+    assert!(
+        notes.contains("the engine warned") && notes.contains("store 10.0.0.7 unavailable"),
+        "{notes}"
+    );
+    let _ = server.join();
+
+    // An engine without subqueries: the error says what to do.
+    let (port, server) = fake_engine(1, |_| {
+        "{\"status\":\"error\",\"errorType\":\"bad_data\",\"error\":\"subqueries are not supported\"}"
+            .to_owned()
+    });
+    let url = format!("http://127.0.0.1:{port}");
+    let out = frugal(&[
+        "--prometheus",
+        &url,
+        "--instance-type",
+        "m7i.large",
+        "--start",
+        &s,
+        "--end",
+        &e,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("subqueries are not supported") && err.contains("pass --no-pushdown"),
+        "{err}"
+    );
+    let _ = server.join();
+}
