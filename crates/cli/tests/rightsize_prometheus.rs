@@ -408,7 +408,11 @@ fn fleet(start: i64, end: i64) -> Vec<Point> {
             let labels = format!("job=\"{job}\",instance_type=\"{itype}\"");
             out.push(("fleet_cpu_cores", labels.clone(), format!("{cpu}"), t));
             let mem = gib * (1u64 << 30) as f64 * (0.9 + 0.1 * noise);
-            out.push(("fleet_memory_bytes", labels, format!("{mem}"), t));
+            out.push(("fleet_memory_bytes", labels.clone(), format!("{mem}"), t));
+            // 4 ms of CPU per request; p99 latency 20-30 ms.
+            out.push(("fleet_rps", labels.clone(), format!("{}", cpu / 0.004), t));
+            let latency = 20.0 + 10.0 * noise;
+            out.push(("fleet_latency_ms", labels, format!("{latency}"), t));
         }
         let it = "instance_type=\"m7i.large\"";
         let gb = format!("{}", 2u64 << 30);
@@ -464,8 +468,7 @@ fn fleet_openmetrics(points: &[Point]) -> String {
 
 /// The healthy part of the fleet as frugal's CSV input.
 fn fleet_csv(points: &[Point]) -> String {
-    let mut rows: std::collections::BTreeMap<(String, i64), (String, String, String)> =
-        Default::default();
+    let mut rows: std::collections::BTreeMap<(String, i64), [String; 5]> = Default::default();
     for (m, l, v, t) in points {
         if !m.starts_with("fleet_") {
             continue;
@@ -473,16 +476,20 @@ fn fleet_csv(points: &[Point]) -> String {
         let job = l.split('"').nth(1).unwrap().to_owned();
         let itype = l.split('"').nth(3).unwrap().to_owned();
         let e = rows.entry((job, *t)).or_default();
-        e.0 = itype;
-        if *m == "fleet_cpu_cores" {
-            e.1 = v.clone();
-        } else {
-            e.2 = v.clone();
-        }
+        e[0] = itype;
+        let column = match *m {
+            "fleet_cpu_cores" => 1,
+            "fleet_memory_bytes" => 2,
+            "fleet_rps" => 3,
+            _ => 4,
+        };
+        e[column] = v.clone();
     }
-    let mut out = String::from("timestamp,workload,instance_type,cpu_cores,memory_bytes\n");
-    for ((job, t), (itype, cpu, mem)) in rows {
-        out += &format!("{t},{job},{itype},{cpu},{mem}\n");
+    let mut out = String::from(
+        "timestamp,workload,instance_type,cpu_cores,memory_bytes,requests_per_second,latency_p99_ms\n",
+    );
+    for ((job, t), [itype, cpu, mem, rps, latency]) in rows {
+        out += &format!("{t},{job},{itype},{cpu},{mem},{rps},{latency}\n");
     }
     out
 }
@@ -597,6 +604,10 @@ fn assert_agree(what: &str, a: &serde_json::Value, b: &serde_json::Value) {
         assert_eq!(ra["ours"], rb["ours"], "{what}: {name} recommendation");
         assert_eq!(ra["instance_type"], rb["instance_type"], "{what}: {name}");
         for key in [
+            "service.cpu_seconds_per_request",
+            "service.peak_rps",
+            "service.median_latency_p99_ms",
+            "service.target_ms",
             "mean_cpu_cores",
             "percentile_cpu_cores",
             "max_cpu_cores",
@@ -605,10 +616,15 @@ fn assert_agree(what: &str, a: &serde_json::Value, b: &serde_json::Value) {
             "windows",
             "samples",
         ] {
-            let (x, y) = (
-                ra["usage"][key].as_f64().unwrap(),
-                rb["usage"][key].as_f64().unwrap(),
-            );
+            let get = |r: &serde_json::Value| {
+                let mut v = &r["usage"];
+                for part in key.split('.') {
+                    v = &v[part];
+                }
+                v.as_f64()
+                    .unwrap_or_else(|| panic!("{what}: {name} has no {key}: {}", r["usage"]))
+            };
+            let (x, y) = (get(ra), get(rb));
             assert!(
                 (x - y).abs() <= 0.01 * x.abs().max(y.abs()),
                 "{what}: {name} {key}: {x} vs {y}"
@@ -617,7 +633,7 @@ fn assert_agree(what: &str, a: &serde_json::Value, b: &serde_json::Value) {
     }
 }
 
-const FLEET_QUERIES: [&str; 8] = [
+const FLEET_QUERIES: [&str; 12] = [
     "--query-cpu",
     "fleet_cpu_cores",
     "--query-memory",
@@ -626,6 +642,10 @@ const FLEET_QUERIES: [&str; 8] = [
     "count by (job) (fleet_memory_bytes)",
     "--workload-label",
     "job",
+    "--query-rps",
+    "fleet_rps",
+    "--query-latency",
+    "fleet_latency_ms",
 ];
 
 #[test]
