@@ -437,6 +437,8 @@ fn fleet(start: i64, end: i64) -> Vec<Point> {
             }
         }
         out.push(("bad_cpu_cores", it.to_owned(), "0.5".to_owned(), t)); // no job label
+        let memonly = format!("job=\"memonly\",{it}"); // memory, no CPU
+        out.push(("bad_memory_bytes", memonly, gb.clone(), t));
         for (inst, cpu) in [("a", "1.9"), ("b", "0.5"), ("c", "0.2")] {
             let labels = format!("job=\"api\",instance=\"{inst}\",{it}");
             out.push(("multi_cpu_cores", labels, cpu.to_owned(), t));
@@ -729,18 +731,23 @@ fn bad_prometheus_input_is_reported_never_silently_dropped() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{path:?}: {err}");
         assert!(
-            err.contains("5 workloads: 2 analysed") && err.contains("3 skipped"),
+            err.contains("6 workloads: 2 analysed") && err.contains("4 skipped"),
             "{path:?}: {err} {}",
             String::from_utf8_lossy(&out.stdout)
         );
         let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        assert_eq!(report["summary"]["skipped"], 3);
+        assert_eq!(report["summary"]["skipped"], 4);
         let recs = by_workload(&report);
         assert_eq!(recs["good"]["finding"], "over-provisioned", "{path:?}");
         let reason = |w: &str| recs[w]["reason"].as_str().unwrap_or("").to_owned();
         assert!(
             reason("nan").contains("no usable value"),
             "{path:?}: {recs:?}"
+        );
+        assert!(
+            reason("memonly").contains("the memory query has this workload but the CPU query"),
+            "{path:?}: {}",
+            reason("memonly")
         );
         assert!(
             reason("nomem").contains("memory query returned no"),
@@ -777,7 +784,7 @@ fn bad_prometheus_input_is_reported_never_silently_dropped() {
         );
         let html = String::from_utf8(bad(&["--format", "html"]).stdout).unwrap();
         assert!(
-            html.contains("no usable value") && html.contains("3 skipped"),
+            html.contains("no usable value") && html.contains("4 skipped"),
             "{path:?}"
         );
 

@@ -372,13 +372,13 @@ impl<'a> Client<'a> {
             }
         };
         if parsed.status != "success" {
-            let hint = if opts.pushdown
-                && parsed
-                    .error
-                    .as_deref()
-                    .is_some_and(|e| e.contains("subquer"))
-            {
+            let message = parsed.error.as_deref().unwrap_or("");
+            let hint = if opts.pushdown && message.contains("subquer") {
                 "; this engine may not support the subqueries pushdown needs: pass --no-pushdown"
+            } else if opts.pushdown && message.contains("too many") {
+                "; lower --pushdown-max-steps (the engine then works on shorter chunks) or raise \
+                 its limit (Prometheus --query.max-samples, VictoriaMetrics \
+                 -search.maxPointsSubqueryPerTimeseries)"
             } else {
                 ""
             };

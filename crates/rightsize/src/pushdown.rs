@@ -142,6 +142,8 @@ pub fn fetch(
     );
     let mut stats: BTreeMap<String, WorkloadStats> = BTreeMap::new();
     let mut unnamed: BTreeMap<String, ()> = BTreeMap::new();
+    // Workloads another query has but the CPU query has not: name -> that query.
+    let only_in: std::cell::RefCell<BTreeMap<String, String>> = Default::default();
     let mut fetched = Fetched::default();
 
     // One instant query at the chunk's end: `f(answer's value, stats)` for each workload.
@@ -183,8 +185,14 @@ pub fn fetch(
                     },
                 );
             }
-            if let Some(st) = stats.get_mut(&name) {
-                f(value(series.value), st);
+            match stats.get_mut(&name) {
+                Some(st) => f(value(series.value), st),
+                None => {
+                    only_in
+                        .borrow_mut()
+                        .entry(name)
+                        .or_insert_with(|| what.to_owned());
+                }
             }
         }
         Ok(())
@@ -436,6 +444,17 @@ pub fn fetch(
              the range, or pass --query-cpu",
             opts.start_s, opts.end_s, queries.cpu
         )));
+    }
+    for (name, what) in only_in.into_inner() {
+        out.push(WorkloadStats {
+            workload: name,
+            instance_type: opts.instance_type.clone().unwrap_or_else(|| "?".to_owned()),
+            source: opts.url.clone(),
+            skipped: Some(format!(
+                "the {what} query has this workload but the CPU query does not"
+            )),
+            ..WorkloadStats::default()
+        });
     }
     for (labels_text, ()) in unnamed {
         out.push(WorkloadStats {
