@@ -23,7 +23,8 @@
 //!
 //! **Engine limits.** A subquery makes the engine hold series × steps points: Prometheus refuses
 //! more than `--query.max-samples` (50 million by default), VictoriaMetrics more than
-//! `-search.maxPointsSubqueryPerTimeseries` (100,000) per series. Ranges longer than
+//! `-search.maxPointsSubqueryPerTimeseries` (100,000) per series and subquery and
+//! `-search.maxPointsPerTimeseries` (30,000) per series and request. Ranges longer than
 //! [`PromOptions::max_subquery_steps`] steps are split into chunks on 5-minute boundaries; sums,
 //! counts, maxima, minima and window counts combine exactly across chunks, a percentile does not:
 //! then the engine returns the 5-minute maxima themselves (one point per workload and 5 minutes,
@@ -95,7 +96,7 @@ pub struct WorkloadStats {
 /// multiples of 5 minutes so that windows are never cut.
 pub fn chunks(start_s: i64, end_s: i64, step_s: i64, max_steps: i64) -> Vec<(i64, i64)> {
     let w = WINDOW_MS / 1000;
-    let span = ((max_steps.max(1) * step_s) / w * w).max(w);
+    let span = (max_steps.max(1).saturating_mul(step_s) / w * w).max(w);
     let mut out = Vec::new();
     let mut s = start_s;
     while s < end_s {
@@ -106,6 +107,21 @@ pub fn chunks(start_s: i64, end_s: i64, step_s: i64, max_steps: i64) -> Vec<(i64
         let e = e.min(end_s);
         out.push((s, e));
         s = e;
+    }
+    out
+}
+
+/// Chunks `[s, e]` (both ends evaluated) of a range query at `step_s` from `first` to `last`:
+/// at most 10,000 steps (Prometheus's 11,000 points per series) and, with the step each point's
+/// subquery reaches back, at most `max_span_s` seconds of inner points.
+pub fn range_chunks(first: i64, last: i64, step_s: i64, max_span_s: i64) -> Vec<(i64, i64)> {
+    let steps = ((max_span_s - step_s) / step_s).clamp(1, 10_000);
+    let mut out = Vec::new();
+    let mut s = first;
+    while s <= last {
+        let e = (s + (steps - 1) * step_s).min(last);
+        out.push((s, e));
+        s = e + step_s;
     }
     out
 }
@@ -332,7 +348,15 @@ pub fn fetch(
             if last < first {
                 return Ok(out);
             }
-            for (s, e) in crate::prometheus::chunks(first, last, step_s) {
+            // Each point's subquery reaches one step back: keep the inner points of one request
+            // under the subquery bound too (VictoriaMetrics refuses more than
+            // -search.maxPointsPerTimeseries, 30,000 by default, per series and request).
+            for (s, e) in range_chunks(
+                first,
+                last,
+                step_s,
+                opts.max_subquery_steps.saturating_mul(opts.step_s),
+            ) {
                 let answer = client.query_range(&query, s, e, step_s)?;
                 let (named, _) = group(&client, what, &query, labels, &answer)?;
                 for (name, series) in named {
@@ -563,5 +587,25 @@ mod tests {
             }
         }
         assert_eq!(chunks(0, 600, 60, 1_000_000), vec![(0, 600)]);
+    }
+
+    #[test]
+    fn range_chunks_bound_the_inner_points() {
+        // 14 days of 5-minute maxima over 15-second samples, 20,160 inner steps allowed.
+        let (first, last) = (300, 300 + 14 * 86_400);
+        let c = range_chunks(first, last, 300, 20_160 * 15);
+        assert_eq!(c[0].0, first);
+        assert_eq!(c.last().unwrap().1, last);
+        for (i, &(s, e)) in c.iter().enumerate() {
+            // The inner subquery spans (s - 5m, e]: at 15 s, at most 20,160 points.
+            assert!((e - s + 300) / 15 <= 20_160, "{s}..{e}");
+            if i > 0 {
+                assert_eq!(s, c[i - 1].1 + 300, "no hole, no overlap");
+            }
+        }
+        assert_eq!(c.len(), 5); // 4,033 points, 1,007 per chunk
+                                // Prometheus's points limit binds when the inner steps are coarse.
+        let c = range_chunks(0, 20_000 * 60, 60, i64::MAX / 2);
+        assert!(c.iter().all(|(s, e)| (e - s) / 60 < 10_000));
     }
 }
