@@ -133,8 +133,9 @@ pub struct Report {
 const SCALING: &str = "pushdown: a fixed number of queries (about ten instant queries per \
 chunk of at most --pushdown-max-steps steps, plus 5-minute maxima when the range needs several \
 chunks), each answering one value per workload: bytes grow with the number of workloads, not \
-with the samples. pull: three range queries per 10,000-step chunk, each answering every sample \
-of every workload: bytes grow with workloads x samples.";
+with the samples (the 5-minute maxima add one point per workload and 5 minutes). pull: one range \
+query per statistic (CPU, memory, and instances, rate, latency when asked) per 10,000-step chunk, \
+each answering every sample of every workload: bytes grow with workloads x samples.";
 
 /// Kills the engine when the benchmark ends, however it ends.
 struct KillOnDrop(Child, PathBuf);
