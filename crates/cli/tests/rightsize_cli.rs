@@ -53,7 +53,11 @@ fn every_format_renders() {
     ]));
     let page = std::fs::read_to_string(&html).unwrap();
     assert!(page.starts_with("<!DOCTYPE html>") && page.ends_with("</html>\n"));
-    assert_eq!(page.matches("<svg").count(), 5);
+    assert_eq!(
+        page.matches("<svg").count(),
+        10,
+        "a CPU and a memory plot each"
+    );
     assert!(!page.contains("<script"), "self-contained, static");
 }
 
