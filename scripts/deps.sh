@@ -9,6 +9,7 @@ PACKAGES=(
   linux-perf      # `perf stat`, the reference our software counts are compared with
   python3         # scripts/valgrind-tests.sh reads cargo's JSON messages
   prometheus      # frugal-rightsize's integration test: /usr/bin/prometheus and /usr/bin/promtool
+  victoria-metrics # frugal rightsize --prometheus tests: the same fleet in VictoriaMetrics (single node)
 )
 
 missing=()
@@ -29,4 +30,9 @@ $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 if [[ " ${missing[*]} " == *" prometheus "* ]] && command -v systemctl >/dev/null &&
   systemctl is-active --quiet prometheus 2>/dev/null; then
   $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true
+fi
+# Likewise victoria-metrics (a service on :8428).
+if [[ " ${missing[*]} " == *" victoria-metrics "* ]] && command -v systemctl >/dev/null &&
+  systemctl is-active --quiet victoria-metrics 2>/dev/null; then
+  $SUDO systemctl disable --now victoria-metrics >/dev/null 2>&1 || true
 fi
