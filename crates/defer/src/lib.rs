@@ -4,7 +4,9 @@
 //! Go's `defer` registers a call anywhere in a function — in a loop, in a branch — and runs
 //! all registered calls in reverse order when the function returns or panics. Rust's
 //! destructors (and the `scopeguard` crate) cover the block-scoped case for free; this crate
-//! adds the function-scoped case, with Go's panic semantics minus the double-panic abort.
+//! adds the function-scoped case, with Go's panic semantics minus the double-panic abort —
+//! and with one deliberate difference: when several panics happen, Go keeps the *latest*, this
+//! crate the *first* (see Step 6).
 //!
 //! # Step 1: a block guard
 //!
@@ -123,7 +125,7 @@
 //! # Step 6: panics
 //!
 //! Every registered call runs exactly once whatever panics — the body or other deferred
-//! calls; there is never a double-panic abort: deferred calls run under `catch_unwind`, not
+//! calls; there is no double-panic abort (one exception, rule 8): deferred calls run under `catch_unwind`, not
 //! in a destructor during unwinding. (One `catch_unwind` covers the body and the whole run;
 //! after a panic the run resumes, under a fresh one, with the next call — the same effect as
 //! one `catch_unwind` per call, at the cost of one per panic.) After all ran, [`scope`] resumes the *first* panic; later ones are kept
@@ -153,8 +155,23 @@
 //! 2. A panic in the body or in a deferred call is caught; the remaining calls still run.
 //! 3. The first panic (body first, then deferred calls in run order) is "the" panic: [`scope`]
 //!    and [`try_scope`] resume it with `resume_unwind` after the last call ran (the panic hook
-//!    is not called a second time); the others are collateral, retrievable on that thread with
-//!    [`take_collateral`]. [`recover`] returns both in [`Recovered`].
+//!    is not called a second time); the others are collateral. [`recover`] returns both in
+//!    [`Recovered`]. When an enclosing scope or [`recover`] catches the resumed panic, the
+//!    collateral goes with it into that scope's panics; otherwise it is kept on the thread for
+//!    [`take_collateral`], at most [`MAX_STASHED_COLLATERAL`] (older ones are dropped and
+//!    counted by [`collateral_discarded`]). A value the scope discards because it resumes or
+//!    recovers a panic (the body's value, or its `Ok`) is dropped under `catch_unwind`: a
+//!    panic in its destructor is collateral too, never a replacement of the first.
+//!
+//!    **Go keeps the latest panic, this crate the first.** In Go a panic raised by a deferred
+//!    call while an earlier panic unwinds replaces it ("aborted panic"), and `recover()`
+//!    returns the latest; [`Recovered::latest`] gives that one. The first is the default
+//!    because it is the cause: later panics are usually consequences of the state the first
+//!    left behind (a poisoned lock, a half-written buffer), and Rust's own rules point the
+//!    same way (`std::thread::scope` and `JoinHandle::join` report the panic that ended the
+//!    thread, not a later one from a destructor, which aborts instead). Ported Go runtime
+//!    tests that check which panic `recover` sees (the aborted-panic tests, Go issues 43920
+//!    and 43941) hold with [`Recovered::latest`], not with [`Recovered::payload`].
 //! 4. Conditional calls look at the state when they run: [`Scope::on_panic`] runs if a panic
 //!    is in flight (body or an earlier-run deferred call) and sees the first one;
 //!    [`errdefer`](TryScope::errdefer) runs if the result is `Err` or a panic is in flight;
@@ -167,6 +184,13 @@
 //!    panic.
 //! 7. With `panic = "abort"` a panic aborts the process at once; no deferred call runs (as
 //!    for every destructor).
+//! 8. The one abort: a [`scope`] or [`try_scope`] that runs inside a destructor *while its
+//!    thread unwinds* cannot resume a panic (that is a panic escaping a destructor during
+//!    unwinding, which Rust turns into an abort). There, if the body returned, the scope
+//!    returns its value after all calls ran and keeps every panic of the scope for
+//!    [`take_collateral`]; if the body itself panicked there is no value to return and the
+//!    process aborts, exactly as it would without the scope. [`recover`] never resumes, so it
+//!    is safe there in every case.
 //!
 //! # Step 7: cancellation
 //!
@@ -184,8 +208,10 @@
 //! [`scope_with_capacity`]. Registering subtracts the record's size from the area's free
 //! bytes (the borrow of that subtraction is the whole bounds check) and writes the record
 //! there. Records need no links: the scope's exit walks the area upwards.
-//! The chain's address never reaches a function that is not inlined, so once the scope and
-//! its body are inlined, its cursor and counters live in registers.
+//! The chain's address never reaches a function that is not inlined, nor a deferred closure
+//! (the conditional calls of [`Scope::on_panic`] and [`TryScope`] capture the addresses of
+//! the panics and result cells, which are separate locals), so once the scope and its body
+//! are inlined, its cursor and counters live in registers.
 //!
 //! What does not fit goes to a thread-local pool of blocks in size classes (64 B to 4 KiB,
 //! 64-aligned, up to 256 free blocks per class), reset and returned to their free list as
@@ -302,7 +328,10 @@ pub use raw::Guard;
 #[cfg(feature = "std")]
 pub use cancel::CancelToken;
 #[cfg(feature = "std")]
-pub use panics::{panic_message, take_collateral, PanicPayload, Recovered};
+pub use panics::{
+    collateral_discarded, panic_message, take_collateral, PanicPayload, Recovered,
+    MAX_STASHED_COLLATERAL,
+};
 #[cfg(feature = "std")]
 pub use raw::{
     recover, scope, scope_with_capacity, try_scope, try_scope_with_capacity, DeferHandle, Scope,
