@@ -339,3 +339,16 @@ pub use raw::{
 };
 #[cfg(feature = "std")]
 pub use stats::{reset_stats, stats, Stats};
+
+#[cfg(feature = "async")]
+pub use raw::{
+    async_stats, block_on, AsyncDeferHandle, AsyncScope, AsyncStats, CancelPolicy, Detached,
+    DEFAULT_ASYNC_CAPACITY,
+};
+
+/// Items the macros use; not part of the API.
+#[cfg(feature = "async")]
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::raw::catch_unwind;
+}
