@@ -14,7 +14,8 @@ pub struct Args {
     /// Address to bind (port 0 picks a free port; the bound one is printed).
     #[arg(long, default_value = "127.0.0.1:0")]
     addr: SocketAddr,
-    /// How each request releases its buffer and its lease: manual, guard, chain, chain-cancel.
+    /// How each request releases its buffer and its lease: manual, guard, chain, chain-cancel,
+    /// async-chain.
     #[arg(long, default_value = "manual")]
     strategy: Strategy,
     /// CPU burned per request, in microseconds of the handling thread's CPU time
@@ -29,6 +30,10 @@ pub struct Args {
     /// answer normally. 0 = no hold. Meant for tests and demonstrations.
     #[arg(long, default_value_t = 0)]
     hold_ms: u64,
+    /// async-chain: microseconds of simulated reset each request's async cleanup awaits before
+    /// returning the lease (tokio's timer rounds up to whole milliseconds; 0 = one yield).
+    #[arg(long, default_value_t = ServeConfig::default().release_us)]
+    release_us: u64,
     /// Response body size in bytes.
     #[arg(long, default_value_t = ServeConfig::default().response_bytes)]
     response_bytes: usize,
@@ -52,6 +57,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     config.addr = args.addr;
     config.work_us = args.work_us;
     config.hold = Duration::from_millis(args.hold_ms);
+    config.release_us = args.release_us;
     config.response_bytes = args.response_bytes;
     config.workers = args.workers;
     config.lease_pool_size = args.lease_pool.max(1);

@@ -47,6 +47,11 @@ pub struct ServeConfig {
     /// use a long hold to keep requests in flight for as long as they need, whatever the
     /// machine's speed.
     pub hold: Duration,
+    /// `async-chain` only: the simulated reset that each request's async cleanup awaits before
+    /// it returns the lease, in microseconds (a `tokio::time::sleep`, whose timer rounds up to
+    /// whole milliseconds; 0, the default, is one `yield_now`: an await that completes after
+    /// the task was rescheduled once).
+    pub release_us: u64,
     /// Response body size in bytes.
     pub response_bytes: usize,
     /// Tokio worker threads; `None` = `std::thread::available_parallelism()`.
@@ -70,6 +75,7 @@ impl Default for ServeConfig {
             strategy: Strategy::Manual,
             work_us: 10,
             hold: Duration::ZERO,
+            release_us: 0,
             response_bytes: 128,
             workers: None,
             lease_pool_size: 128,
@@ -125,6 +131,11 @@ impl State {
         if !self.hold(cancelled) {
             return None;
         }
+        Some(self.produce(buf))
+    }
+
+    /// The work section after the hold: burn `work_us` of CPU, fill the buffer, copy it out.
+    pub(crate) fn produce(&self, buf: &mut Vec<u8>) -> Bytes {
         let us = self.config.work_us;
         if us >= BLOCKING_WORK_US {
             // Work this long would stall the worker's other tasks and, when the worker was the
@@ -139,7 +150,21 @@ impl State {
             let n = (self.config.response_bytes - buf.len()).min(PATTERN.len());
             buf.extend_from_slice(&PATTERN[..n]);
         }
-        Some(Bytes::copy_from_slice(buf))
+        Bytes::copy_from_slice(buf)
+    }
+
+    /// [`State::hold`] for async work sections (`async-chain`): the same wait, awaited.
+    pub(crate) async fn hold_async(&self, cancelled: &CancellationToken) -> bool {
+        let hold = self.config.hold;
+        if hold.is_zero() {
+            return true;
+        }
+        tokio::select! {
+            biased;
+            () = cancelled.cancelled() => false,
+            () = self.stopping.cancelled() => true,
+            () = tokio::time::sleep(hold) => true,
+        }
     }
 
     /// Waits [`ServeConfig::hold`] unless `cancelled` fires first (`false`) or the service
