@@ -226,6 +226,7 @@ fn a_handle_of_another_scope_is_refused() {
         let h = a.defer(|| ());
         b.defer(|| ());
         b.cancel(h);
+        let _ = pin!(a).finish();
     });
 }
 
@@ -564,9 +565,11 @@ mod with_tokio {
         let before = async_stats();
         let started = tokio::time::Instant::now();
         async {
-            let mut s: AsyncScope<'_> = AsyncScope::new(CancelPolicy::SPAWN_TOKIO)
-                .with_cleanup_deadline(Duration::from_secs(1));
-            s.defer_async(|| async { tokio::time::sleep(Duration::from_secs(3600)).await });
+            let mut s: Pin<&mut AsyncScope<'_>> = pin!(AsyncScope::new(CancelPolicy::SPAWN_TOKIO)
+                .with_cleanup_deadline(Duration::from_secs(1)));
+            s.as_mut()
+                .scope_mut()
+                .defer_async(|| async { tokio::time::sleep(Duration::from_secs(3600)).await });
             s.finish().await;
         }
         .await;
@@ -576,9 +579,9 @@ mod with_tokio {
         // Cancelled: the spawned cleanup gets the same deadline on the runtime.
         let (tx, rx) = oneshot::channel::<()>();
         let spawned = tokio::spawn(async move {
-            let mut s: AsyncScope<'_> = AsyncScope::new(CancelPolicy::SPAWN_TOKIO)
-                .with_cleanup_deadline(Duration::from_secs(2));
-            s.defer_async(move || async move {
+            let mut s: Pin<&mut AsyncScope<'_>> = pin!(AsyncScope::new(CancelPolicy::SPAWN_TOKIO)
+                .with_cleanup_deadline(Duration::from_secs(2)));
+            s.as_mut().scope_mut().defer_async(move || async move {
                 let _tx = tx; // dropped when the cleanup is
                 tokio::time::sleep(Duration::from_secs(3600)).await;
             });

@@ -10,6 +10,7 @@
 use std::cell::Cell;
 use std::fmt;
 use std::future::{poll_fn, Future};
+use std::marker::PhantomPinned;
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::{pin, Pin};
 use std::sync::Arc;
@@ -216,8 +217,9 @@ fn next_id() -> u64 {
 ///
 /// Open one with [`async_scope!`](crate::async_scope), [`async_try_scope!`](crate::async_try_scope)
 /// or [`async_recover!`](crate::async_recover), which run the body, catch its panic, and then
-/// [`finish`](AsyncScope::finish) the scope; or create one with [`AsyncScope::new`] as a local
-/// of your own future and call `finish` on every exit (the macros do that for you).
+/// [`finish`](AsyncScope::finish) the scope; or pin one with [`AsyncScope::new`] and
+/// `std::pin::pin!` in your own future, register through [`scope_mut`](AsyncScope::scope_mut)
+/// and call `finish` on every exit (the macros do that for you, panics included).
 ///
 /// ```
 /// # futures_lite_block_on(async {
@@ -257,7 +259,12 @@ pub struct AsyncScope<'env, const BYTES: usize = DEFAULT_ASYNC_CAPACITY> {
     policy: CancelPolicy,
     deadline: Option<Duration>,
     id: u64,
+    /// Set when `finish` starts running cleanups in place: from then on the scope must not
+    /// move (see [`AsyncScope::scope_mut`]).
+    started: bool,
     finished: bool,
+    /// Started cleanups are polled where they are: a pinned scope stays put.
+    _pinned: PhantomPinned,
 }
 
 /// The handle of one cleanup of an [`AsyncScope`]: cancel it or run it now, exactly once
@@ -277,7 +284,9 @@ impl<'env, const BYTES: usize> AsyncScope<'env, BYTES> {
             policy,
             deadline: None,
             id: 0,
+            started: false,
             finished: false,
+            _pinned: PhantomPinned,
         }
     }
 
@@ -296,6 +305,32 @@ impl<'env, const BYTES: usize> AsyncScope<'env, BYTES> {
     /// The scope's cancellation policy.
     pub fn policy(&self) -> CancelPolicy {
         self.policy
+    }
+
+    /// The pinned scope, to register cleanups with (what the macros lend the body as `s`).
+    ///
+    /// A scope is pinned so that `finish` can run its cleanups where they are, without
+    /// moving them (an async cleanup's future may point into itself once polled). Until
+    /// `finish` started, nothing of the scope is pinned in that sense, so this gives `&mut`.
+    ///
+    /// # Panics
+    /// After `finish` started (a `finish` future was dropped or forgotten midway).
+    pub fn scope_mut(self: Pin<&mut Self>) -> &mut Self {
+        assert!(
+            !self.started,
+            "the scope's cleanups already started: it cannot be borrowed mutably again"
+        );
+        // SAFETY: no cleanup of this scope was started in place (checked above; `started` is
+        // set before the first is and never cleared), so nothing in it relies on its address
+        // yet: moving it through this `&mut` is fine (the type's pinning is its own to define).
+        unsafe { self.get_unchecked_mut() }
+    }
+
+    /// `&mut self` for `finish`, once `started` is set: the caller must not move out of it.
+    fn pinned_mut(self: Pin<&mut Self>) -> &mut Self {
+        // SAFETY: the scope's own code (`finish_impl`) uses this reference in place and never
+        // moves the scope or its store out of it.
+        unsafe { self.get_unchecked_mut() }
     }
 
     fn handle(&mut self, index: usize) -> AsyncDeferHandle {
@@ -434,7 +469,7 @@ impl<'env, const BYTES: usize> AsyncScope<'env, BYTES> {
     /// Runs every cleanup, newest first (awaiting the async ones), as at a normal exit of the
     /// body; then resumes the first panic of a cleanup, if one panicked (later ones are
     /// collateral, see [`take_collateral`](crate::take_collateral)).
-    pub async fn finish(self) {
+    pub async fn finish(self: Pin<&mut Self>) {
         self.finish_unwind(Ok(())).await
     }
 
@@ -442,7 +477,7 @@ impl<'env, const BYTES: usize> AsyncScope<'env, BYTES> {
     /// raised); returns the value or resumes the first panic. Used by
     /// [`async_scope!`](crate::async_scope).
     #[doc(hidden)]
-    pub async fn finish_unwind<R>(self, outcome: Result<R, PanicPayload>) -> R {
+    pub async fn finish_unwind<R>(self: Pin<&mut Self>, outcome: Result<R, PanicPayload>) -> R {
         match self.finish_impl(outcome, false).await {
             Ok(v) => v,
             Err((first, collateral, value)) => resume(first, collateral, value),
@@ -453,7 +488,7 @@ impl<'env, const BYTES: usize> AsyncScope<'env, BYTES> {
     /// the error-only cleanups. Used by [`async_try_scope!`](crate::async_try_scope).
     #[doc(hidden)]
     pub async fn finish_try<T, E>(
-        self,
+        self: Pin<&mut Self>,
         outcome: Result<Result<T, E>, PanicPayload>,
     ) -> Result<T, E> {
         let failed = matches!(outcome, Ok(Err(_)));
@@ -466,7 +501,10 @@ impl<'env, const BYTES: usize> AsyncScope<'env, BYTES> {
     /// Like [`finish_unwind`](Self::finish_unwind), returning the panics instead of resuming
     /// them. Used by [`async_recover!`](crate::async_recover).
     #[doc(hidden)]
-    pub async fn finish_recover<R>(self, outcome: Result<R, PanicPayload>) -> Result<R, Recovered> {
+    pub async fn finish_recover<R>(
+        self: Pin<&mut Self>,
+        outcome: Result<R, PanicPayload>,
+    ) -> Result<R, Recovered> {
         self.finish_impl(outcome, false)
             .await
             .map_err(|(first, mut collateral, value)| {
@@ -478,10 +516,12 @@ impl<'env, const BYTES: usize> AsyncScope<'env, BYTES> {
     }
 
     async fn finish_impl<R>(
-        mut self,
+        self: Pin<&mut Self>,
         outcome: Result<R, PanicPayload>,
         failed: bool,
     ) -> Result<R, (PanicPayload, Vec<PanicPayload>, Option<R>)> {
+        let this = self.pinned_mut();
+        this.started = true;
         let mut panics = Panics::default();
         let value = match outcome {
             Ok(v) => Some(v),
@@ -490,9 +530,9 @@ impl<'env, const BYTES: usize> AsyncScope<'env, BYTES> {
                 None
             }
         };
-        let policy = self.policy;
-        let deadline = self.deadline;
-        while let Some(taken) = self.store.pop() {
+        let policy = this.policy;
+        let deadline = this.deadline;
+        while let Some(taken) = this.store.pop() {
             let tag = taken.tag;
             let run = match tag & WHEN {
                 ON_ERROR => failed || panics.any(),
@@ -527,7 +567,7 @@ impl<'env, const BYTES: usize> AsyncScope<'env, BYTES> {
                 Awaited::TimedOut => count(Count::TimedOut, 1),
             }
         }
-        self.finished = true;
+        this.finished = true;
         match panics.first {
             None => Ok(value.expect("no panic was recorded, so the body returned")),
             Some(first) => Err((first, panics.collateral, value)),
@@ -869,10 +909,13 @@ macro_rules! async_scope {
     };
     ($policy:expr, $bytes:expr, |$s:ident| $body:expr) => {
         async {
-            let mut __frugal_scope = $crate::AsyncScope::<'_, { $bytes }>::new($policy);
-            let $s = &mut __frugal_scope;
-            let __frugal_out = $crate::__private::catch_unwind(async { $body }).await;
-            __frugal_scope.finish_unwind(__frugal_out).await
+            let mut __frugal_scope =
+                ::core::pin::pin!($crate::AsyncScope::<'_, { $bytes }>::new($policy));
+            let __frugal_out = {
+                let $s = __frugal_scope.as_mut().scope_mut();
+                $crate::__private::catch_unwind(async { $body }).await
+            };
+            __frugal_scope.as_mut().finish_unwind(__frugal_out).await
         }
     };
 }
@@ -901,11 +944,15 @@ macro_rules! async_scope {
 macro_rules! async_try_scope {
     ($policy:expr, |$s:ident| $body:expr) => {
         async {
-            let mut __frugal_scope =
-                $crate::AsyncScope::<'_, { $crate::DEFAULT_ASYNC_CAPACITY }>::new($policy);
-            let $s = &mut __frugal_scope;
-            let __frugal_out = $crate::__private::catch_unwind(async { $body }).await;
-            __frugal_scope.finish_try(__frugal_out).await
+            let mut __frugal_scope = ::core::pin::pin!($crate::AsyncScope::<
+                '_,
+                { $crate::DEFAULT_ASYNC_CAPACITY },
+            >::new($policy));
+            let __frugal_out = {
+                let $s = __frugal_scope.as_mut().scope_mut();
+                $crate::__private::catch_unwind(async { $body }).await
+            };
+            __frugal_scope.as_mut().finish_try(__frugal_out).await
         }
     };
 }
@@ -931,11 +978,15 @@ macro_rules! async_try_scope {
 macro_rules! async_recover {
     ($policy:expr, |$s:ident| $body:expr) => {
         async {
-            let mut __frugal_scope =
-                $crate::AsyncScope::<'_, { $crate::DEFAULT_ASYNC_CAPACITY }>::new($policy);
-            let $s = &mut __frugal_scope;
-            let __frugal_out = $crate::__private::catch_unwind(async { $body }).await;
-            __frugal_scope.finish_recover(__frugal_out).await
+            let mut __frugal_scope = ::core::pin::pin!($crate::AsyncScope::<
+                '_,
+                { $crate::DEFAULT_ASYNC_CAPACITY },
+            >::new($policy));
+            let __frugal_out = {
+                let $s = __frugal_scope.as_mut().scope_mut();
+                $crate::__private::catch_unwind(async { $body }).await
+            };
+            __frugal_scope.as_mut().finish_recover(__frugal_out).await
         }
     };
 }
