@@ -226,7 +226,6 @@ fn a_handle_of_another_scope_is_refused() {
         let h = a.defer(|| ());
         b.defer(|| ());
         b.cancel(h);
-        let _ = pin!(a).finish();
     });
 }
 
