@@ -294,6 +294,53 @@ fn block_policy_outside_a_runtime_finishes_async_cleanups_in_drop() {
     assert_eq!(async_stats().since(&before).blocked, 1);
 }
 
+/// Forgets `f` (never polled nor dropped again); returns its memory, to free later with
+/// [`free`] (so that memcheck sees no leak).
+fn forget_boxed<F>(f: Pin<Box<F>>) -> (*mut u8, std::alloc::Layout) {
+    // SAFETY: the box is not used as an `F` any more (neither polled nor dropped): only its
+    // memory is freed later, with `F`'s layout, and nothing points into it.
+    let raw = Box::into_raw(unsafe { Pin::into_inner_unchecked(f) });
+    (raw.cast(), std::alloc::Layout::new::<F>())
+}
+
+/// Frees memory returned by [`forget_boxed`].
+fn free((raw, layout): (*mut u8, std::alloc::Layout)) {
+    // SAFETY: `raw` came from a `Box` of this layout (the global allocator) and is freed once.
+    unsafe { std::alloc::dealloc(raw, layout) }
+}
+
+/// A `finish` leaked while its cleanup runs in place: the scope refuses `&mut` access from
+/// then on, and its `Drop` still disposes of the started cleanup by its policy.
+#[test]
+fn a_leaked_finish_leaves_the_running_cleanup_to_the_scopes_drop() {
+    quiet_hook();
+    let log: Log = Arc::default();
+    let mut scope: Pin<Box<AsyncScope<'static>>> = Box::pin(AsyncScope::new(CancelPolicy::Block(
+        std::time::Duration::from_secs(10),
+    )));
+    let l = Arc::clone(&log);
+    scope.as_mut().scope_mut().defer_async(move || async move {
+        YieldN(3).await;
+        push(&l, "reset");
+    });
+    let mut f = Box::pin(scope.as_mut().finish());
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(f.as_mut().poll(&mut cx).is_pending(), "the cleanup started");
+    let memory = forget_boxed(f);
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _ = scope.as_mut().scope_mut();
+    }));
+    assert!(r.is_err(), "no `&mut` once a cleanup started in place");
+    assert!(log.lock().unwrap().is_empty());
+    drop(scope);
+    assert_eq!(
+        *log.lock().unwrap(),
+        ["reset"],
+        "finished by the Block policy"
+    );
+    free(memory);
+}
+
 // ------------------------------------------------------------------ property tests
 
 #[derive(Debug, Clone, Copy)]

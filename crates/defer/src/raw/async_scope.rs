@@ -530,37 +530,31 @@ impl<'env, const BYTES: usize> AsyncScope<'env, BYTES> {
                 None
             }
         };
-        let policy = this.policy;
         let deadline = this.deadline;
-        while let Some(taken) = this.store.pop() {
-            let tag = taken.tag;
+        while let Some((rec, tag)) = this.store.top() {
             let run = match tag & WHEN {
                 ON_ERROR => failed || panics.any(),
                 ON_SUCCESS => !failed && !panics.any(),
                 _ => true,
             };
             if !run {
+                this.store.drop_top();
                 continue;
             }
-            // Should this future be dropped while the cleanup runs, the guard hands the
-            // cleanup to the policy (older ones are handled by the scope's `Drop`).
-            let mut running = Running {
-                taken: Some(taken),
-                policy,
-                deadline,
-            };
-            let rec = running.rec();
-            let started = panic::catch_unwind(AssertUnwindSafe(|| rec.start()));
-            if started.is_err() || !running.is_async() {
-                // Ran (sync), or panicked starting: nothing left for a cancellation to handle.
-                running.taken = None;
+            let mut rec = rec;
+            let started = panic::catch_unwind(AssertUnwindSafe(|| rec.as_mut().start()));
+            if started.is_err() || !rec.is_async() {
+                // Ran (sync), or panicked starting: done with it.
+                this.store.drop_top();
                 if let Err(p) = started {
                     panics.record(p);
                 }
                 continue;
             }
-            let result = await_cleanup(&mut running, deadline).await;
-            running.taken = None;
+            // Awaited in place, still linked: should this future be dropped (or leaked)
+            // meanwhile, the scope's `Drop` hands it to the cancellation policy.
+            let result = await_top(&mut this.store, deadline).await;
+            this.store.drop_top();
             match result {
                 Awaited::Done => {}
                 Awaited::Panicked(p) => panics.record(p),
@@ -625,35 +619,6 @@ fn resume<R>(first: PanicPayload, mut collateral: Vec<PanicPayload>, value: Opti
     panic::resume_unwind(first)
 }
 
-/// A cleanup being awaited by `finish`; if the future is dropped meanwhile, `Drop` hands the
-/// cleanup to the cancellation policy.
-struct Running<'s> {
-    taken: Option<Taken<'s>>,
-    policy: CancelPolicy,
-    deadline: Option<Duration>,
-}
-
-impl Running<'_> {
-    fn rec(&mut self) -> Pin<&mut dyn Cleanup> {
-        self.taken
-            .as_mut()
-            .expect("a running cleanup is present until finished")
-            .cleanup()
-    }
-
-    fn is_async(&mut self) -> bool {
-        self.rec().is_async()
-    }
-}
-
-impl Drop for Running<'_> {
-    fn drop(&mut self) {
-        if let Some(t) = self.taken.take() {
-            cancel_taken(t, self.policy, self.deadline);
-        }
-    }
-}
-
 enum Awaited {
     Done,
     Panicked(PanicPayload),
@@ -662,23 +627,28 @@ enum Awaited {
     TimedOut,
 }
 
-/// Awaits a started async cleanup, catching its panics, for at most `deadline` (with the
-/// `tokio` feature).
-async fn await_cleanup(running: &mut Running<'_>, deadline: Option<Duration>) -> Awaited {
+/// Awaits the store's newest record (a started async cleanup), catching its panics, for at
+/// most `deadline` (with the `tokio` feature).
+async fn await_top<const N: usize>(
+    store: &mut Store<'_, N>,
+    deadline: Option<Duration>,
+) -> Awaited {
     #[cfg(feature = "tokio")]
-    let mut sleep = deadline.map(|d| Box::pin(tokio::time::sleep(d)));
+    let mut sleep = pin!(deadline.map(tokio::time::sleep));
     #[cfg(not(feature = "tokio"))]
     let _ = deadline;
     poll_fn(|cx| {
-        let rec = running.rec();
+        let Some((rec, _)) = store.top() else {
+            return Poll::Ready(Awaited::Done);
+        };
         match panic::catch_unwind(AssertUnwindSafe(|| rec.poll_cleanup(cx))) {
             Ok(Poll::Ready(())) => return Poll::Ready(Awaited::Done),
             Err(p) => return Poll::Ready(Awaited::Panicked(p)),
             Ok(Poll::Pending) => {}
         }
         #[cfg(feature = "tokio")]
-        if let Some(s) = sleep.as_mut() {
-            if s.as_mut().poll(cx).is_ready() {
+        if let Some(s) = sleep.as_mut().as_pin_mut() {
+            if s.poll(cx).is_ready() {
                 return Poll::Ready(Awaited::TimedOut);
             }
         }

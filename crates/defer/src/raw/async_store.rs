@@ -9,8 +9,10 @@
 //!    starts at or after `prev_used`, the `used` before it was pushed. Popping the newest
 //!    entry resets `used` to its `prev_used`.
 //! 3. A record is started (its future created and polled in place) only where the store can
-//!    no longer move: by the scope's `finish`, which owns the scope inside its own (pinned)
-//!    future, by the scope's `Drop`, or in a block ([`Detached`]). Before that a record is an
+//!    no longer move: by the scope's `finish`, on a pinned scope (which refuses `&mut` access
+//!    from then on), by the scope's `Drop`, or in a block ([`Detached`]). A record being run
+//!    by `finish` stays linked until done, so that if `finish` is dropped or leaked midway the
+//!    scope's `Drop` still finds it and disposes of it in place. Before that a record is an
 //!    ordinary value and moves with the store; `run_now` moves an unstarted future *out* of
 //!    its record ([`Store::take_now`]) instead of starting it in place. So a started future
 //!    is never moved, and is dropped in place (or leaked with the memory that holds it).
@@ -417,6 +419,29 @@ impl<'env, const N: usize> Store<'env, N> {
         let fut = unsafe { mem::transmute::<BoxedCleanup<'_>, BoxedCleanup<'env>>(fut) };
         drop(k);
         Some(fut)
+    }
+
+    /// The newest live record, pinned in place, with its tag (dead ones on the way are
+    /// released). It stays linked while the caller runs it, so that if the caller is dropped
+    /// or leaked midway, whoever disposes of the store next (the scope's `Drop`) finds it.
+    pub(crate) fn top(&mut self) -> Option<(Pin<&mut dyn Cleanup>, u8)> {
+        loop {
+            let e = self.entries.last()?;
+            if e.live {
+                let index = self.entries.len() - 1;
+                return self.get(index);
+            }
+            let e = self.entries.pop().expect("`last` returned an entry");
+            self.used = e.prev_used;
+            release(e.loc);
+        }
+    }
+
+    /// Unlinks and drops the newest record (after [`top`](Self::top) ran it, or to skip it).
+    pub(crate) fn drop_top(&mut self) {
+        if let Some(t) = self.pop() {
+            drop(t);
+        }
     }
 
     /// Unlinks the newest live record (releasing dead ones on the way) for the caller to run.
