@@ -290,16 +290,24 @@
 //! record (its closure, then its future, plus the fallback) fits is stored there, without
 //! allocation; larger ones, and `defer_async` under `Spawn`, take a block of the thread-local
 //! pool (no allocation in steady state; counted by a test with a counting allocator). The
-//! records are type-erased and every cleanup runs under its own `catch_unwind`: measured with
+//! records are type-erased and every cleanup runs under its own `catch_unwind`. Measured with
 //! `cargo bench -p frugal-defer -- --callgrind --filter async` (Rust 1.95, x86-64, futures
-//! that complete at once), an async cleanup costs about 290 instructions beyond the call
-//! where awaiting the same future by hand costs about 20, and a scope about 750 to open and
-//! finish; in wall clock (`cargo bench -p frugal-defer -- --filter async`, a busy 2-core VM,
-//! fastest of 31 samples) about 57 ns per async cleanup against 11 ns by hand with 64 of
-//! them, 5× to 6×: above the 2× target of issue 11 for trivial cleanups, negligible beside
-//! one that does I/O (a system call alone costs more). Sync cleanups in an async scope take the same
-//! path (about 240 instructions each); use the sync [`scope`] inside the async body for hot
-//! sync-only cleanup.
+//! that complete at once), instructions per operation:
+//!
+//! | case | 1 cleanup | 8 | 64 |
+//! |---|---:|---:|---:|
+//! | the same awaits written by hand | 41 | 181 | 1301 |
+//! | `defer_async_or` (inline) | 827 | 3305 | 23129 |
+//! | `defer_async` under `Spawn` (pool block) | 875 | 3683 | 26141 |
+//! | sync calls written by hand | 24 | 80 | 528 |
+//! | `defer` in an async scope | 689 | 2194 | 14234 |
+//!
+//! About 330 instructions per async cleanup beyond the await itself, and 200 per sync one: far
+//! above the 2× target of issue 11 for trivial cleanups (18× with 64 of them; in wall clock,
+//! `cargo bench -p frugal-defer -- --filter async` on a busy 2-core VM, fastest of 31 samples,
+//! about 5×: 57 ns against 11 ns per cleanup), small beside a cleanup that does I/O (one system
+//! call costs more). Use the sync [`scope`] inside the async body for hot sync-only
+//! cleanup.
 //!
 //! # Storage
 //!
