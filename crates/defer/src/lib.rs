@@ -305,8 +305,8 @@
 //! About 330 instructions per async cleanup beyond the await itself, and 200 per sync one: far
 //! above the 2× target of issue 11 for trivial cleanups (18× with 64 of them; in wall clock,
 //! `cargo bench -p frugal-defer -- --filter async` on a busy 2-core VM, fastest of 31 samples,
-//! about 5×: 57 ns against 11 ns per cleanup), small beside a cleanup that does I/O (one system
-//! call costs more). Use the sync [`scope`] inside the async body for hot sync-only
+//! about 15×: 56 ns against 3.8 ns per cleanup), small beside a cleanup that does I/O (one
+//! system call costs more). Use the sync [`scope`] inside the async body for hot sync-only
 //! cleanup.
 //!
 //! # Storage
