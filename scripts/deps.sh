@@ -10,6 +10,7 @@ PACKAGES=(
   python3         # scripts/valgrind-tests.sh reads cargo's JSON messages
   prometheus      # frugal-rightsize's integration test: /usr/bin/prometheus and /usr/bin/promtool
   chromium        # crates/cli/tests/report.rs opens the report page in a real (headless) browser
+  victoria-metrics # frugal rightsize --prometheus tests: the same fleet in VictoriaMetrics (single node)
 )
 
 missing=()
@@ -42,4 +43,9 @@ fi
 if [[ " ${missing[*]} " == *" prometheus "* ]] && command -v systemctl >/dev/null &&
   systemctl is-active --quiet prometheus 2>/dev/null; then
   $SUDO systemctl disable --now prometheus >/dev/null 2>&1 || true
+fi
+# Likewise victoria-metrics (a service on :8428).
+if [[ " ${missing[*]} " == *" victoria-metrics "* ]] && command -v systemctl >/dev/null &&
+  systemctl is-active --quiet victoria-metrics 2>/dev/null; then
+  $SUDO systemctl disable --now victoria-metrics >/dev/null 2>&1 || true
 fi

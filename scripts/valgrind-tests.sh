@@ -7,6 +7,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 CRATES=(frugal-defer)
+# Every feature: the async scopes' tests, tokio integration included, run under memcheck too.
+FEATURES=(--all-features)
 # Property tests are slow under valgrind; fewer cases still cover both storage paths.
 export PROPTEST_CASES="${PROPTEST_CASES:-24}"
 
@@ -14,8 +16,8 @@ status=0
 for crate in "${CRATES[@]}"; do
   # Build first, with cargo's own diagnostics and exit status: a target that fails to compile
   # must fail this script, not silently drop out of the list below.
-  cargo test -p "$crate" --tests --lib --no-run --locked
-  messages=$(cargo test -p "$crate" --tests --lib --no-run --locked --message-format=json 2>/dev/null)
+  cargo test -p "$crate" "${FEATURES[@]}" --tests --lib --no-run --locked
+  messages=$(cargo test -p "$crate" "${FEATURES[@]}" --tests --lib --no-run --locked --message-format=json 2>/dev/null)
   mapfile -t bins < <(printf '%s\n' "$messages" | python3 -c '
 import json, sys
 for line in sys.stdin:

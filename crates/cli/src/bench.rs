@@ -4,6 +4,8 @@ use std::process::ExitCode;
 
 #[path = "bench_defer.rs"]
 pub(crate) mod bench_defer;
+#[path = "bench_fleet.rs"]
+mod bench_fleet;
 #[path = "bench_http.rs"]
 mod bench_http;
 #[path = "bench_io.rs"]
@@ -22,6 +24,8 @@ pub enum Command {
     Http(bench_http::Args),
     /// Random 4 KiB reads at queue depth 64 through io_uring, fio beside it (article 2.5).
     Io(bench_io::Args),
+    /// Rightsizing a synthetic fleet: engine-side statistics (pushdown) against pulling samples.
+    Fleet(bench_fleet::Args),
 }
 
 /// Runs one experiment.
@@ -31,5 +35,6 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Tasks(args) => bench_tasks::run(args),
         Command::Http(args) => bench_http::run(args),
         Command::Io(args) => bench_io::run(args),
+        Command::Fleet(args) => bench_fleet::run(args),
     }
 }

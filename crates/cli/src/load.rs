@@ -12,11 +12,26 @@ use frugal_workloads::http::{load, LatencySummary, LoadConfig, LoadReport, Progr
 
 use crate::ranges;
 
+#[path = "load_merge.rs"]
+mod load_merge;
+
+/// `frugal load merge`.
+#[derive(Debug, clap::Subcommand)]
+pub enum LoadCommand {
+    /// Combine the HdrHistogram logs (--hdr-log) of several generators into one report.
+    Merge(load_merge::Args),
+}
+
 /// Arguments of `frugal load`.
 #[derive(Debug, clap::Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct Args {
+    /// `merge`: combine the logs of several generators.
+    #[command(subcommand)]
+    command: Option<LoadCommand>,
     /// Target, `http://HOST:PORT/PATH`.
-    url: String,
+    #[arg(required = true)]
+    url: Option<String>,
     /// Connections, all opened before the clock starts: 1 to 1,000,000 (and within RLIMIT_NOFILE,
     /// checked before connecting).
     #[arg(short = 'c', long, default_value_t = 100, allow_hyphen_values = true,
@@ -55,6 +70,15 @@ pub struct Args {
     /// allowed. A run with no successful response always fails.
     #[arg(long, default_value = "1%", value_parser = parse_percent)]
     max_error_rate: f64,
+    /// Also write interval histograms to FILE in the HdrHistogram log format; combine the files
+    /// of several generators with `frugal load merge`.
+    #[arg(long, value_name = "FILE", value_parser = ranges::output_file)]
+    hdr_log: Option<PathBuf>,
+    /// Interval of the --hdr-log histograms.
+    #[arg(long, default_value = "1s", requires = "hdr_log", allow_hyphen_values = true,
+          value_parser = ranges::duration(Duration::from_millis(10), Duration::from_secs(3600),
+                                          "the span of one interval histogram in the log"))]
+    hdr_interval: Duration,
 }
 
 /// A percentage from 0 to 100, with or without a trailing `%`, as a fraction (0.0 to 1.0).
@@ -128,7 +152,14 @@ pub(crate) fn percent(fraction: f64) -> String {
 
 /// Runs `frugal load`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let url: Url = args.url.parse()?;
+    if let Some(LoadCommand::Merge(m)) = args.command {
+        return load_merge::run(m);
+    }
+    let url: Url = args
+        .url
+        .as_deref()
+        .context("a URL is required: frugal load http://HOST:PORT/")?
+        .parse()?;
     if let Some(rate) = args.rate {
         anyhow::ensure!(
             rate > 0.0 && rate.is_finite(),
@@ -142,6 +173,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     config.rate = args.rate;
     config.timeout = args.timeout;
     config.threads = args.threads;
+    let hdr_log = match &args.hdr_log {
+        Some(path) => Some(Arc::new(
+            frugal_workloads::http::hdrlog::IntervalLog::create(
+                path,
+                args.hdr_interval,
+                args.rate.is_some(),
+            )?,
+        )),
+        None => None,
+    };
+    config.hdr_log = hdr_log.clone();
     let progress = Arc::new(Progress::default());
     let done = Arc::new(AtomicBool::new(false));
     let show = !args.quiet && std::io::stderr().is_terminal();
@@ -155,6 +197,15 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let _ = drawer.join();
     }
     let report = report?;
+    if let Some(log) = &hdr_log {
+        let late = log.finish()?;
+        if late > 0 {
+            eprintln!(
+                "frugal load: {late} responses were logged in a later --hdr-log interval than the \
+                 one they completed in (they completed out of order); totals are unaffected"
+            );
+        }
+    }
     if let Some(path) = &args.json {
         crate::output::write_json(path, &report)?;
     }

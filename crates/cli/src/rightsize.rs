@@ -35,6 +35,19 @@ pub enum PolicyArg {
     Article,
 }
 
+/// Row order.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum SortArg {
+    /// As read.
+    Input,
+    /// Largest monthly savings first.
+    Savings,
+    /// Highest risk first.
+    Risk,
+    /// By workload name.
+    Name,
+}
+
 /// Prometheus query presets.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum PresetArg {
@@ -113,6 +126,19 @@ pub struct Options {
     #[arg(long, value_name = "DURATION", default_value = "60s", allow_hyphen_values = true,
           value_parser = ranges::duration(Duration::from_secs(1), Duration::from_secs(3600), "Prometheus steps are whole seconds; a coarser step hides the 5-minute peaks the model sizes for"))]
     pub step: Duration,
+    /// Pull every sample and compute locally, instead of letting the engine compute the
+    /// statistics with PromQL subqueries (the default with --prometheus).
+    #[arg(long, requires = "prometheus")]
+    pub no_pushdown: bool,
+    /// Pushdown: the most subquery steps per query; longer ranges are split (the engine's limits:
+    /// Prometheus --query.max-samples, VictoriaMetrics -search.maxPointsSubqueryPerTimeseries).
+    #[arg(long, value_name = "N", default_value_t = rs::pushdown::DEFAULT_MAX_SUBQUERY_STEPS,
+          value_parser = clap::value_parser!(i64).range(20..))]
+    pub pushdown_max_steps: i64,
+    /// Refuse a Prometheus answer larger than this (MiB).
+    #[arg(long, value_name = "MIB", default_value_t = 128,
+          value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    pub max_response_mib: u64,
     /// Give up on one Prometheus request after this long: 1ms to 1h.
     #[arg(long, value_name = "DURATION", default_value = "30s", allow_hyphen_values = true,
           value_parser = ranges::duration(ranges::MIN_TIMEOUT, ranges::MAX_TIMEOUT, ranges::TIMEOUT_WHY))]
@@ -175,6 +201,16 @@ pub struct Options {
     #[arg(long, value_name = "DURATION", default_value = "2s", allow_hyphen_values = true,
           value_parser = ranges::duration(Duration::ZERO, ranges::MAX_WARMUP, ranges::WARMUP_WHY))]
     pub verify_warmup: Duration,
+    /// Only workloads whose name matches GLOB (`*` any text, `?` one character; repeat for
+    /// several). The summary and totals then count these only.
+    #[arg(long, value_name = "GLOB")]
+    pub workload: Vec<String>,
+    /// Row order.
+    #[arg(long, value_enum, default_value = "input")]
+    pub sort: SortArg,
+    /// Show the first N rows only (after --sort); the summary and totals count every workload.
+    #[arg(long, value_name = "N")]
+    pub top: Option<usize>,
     /// Output format.
     #[arg(long, value_enum, default_value = "table")]
     pub format: OutFormat,
@@ -221,6 +257,11 @@ Catalog file (--catalog), JSON:
    \"families\": {\"m7g\": {\"arch\": \"arm64\", \"perf_factor\": 1.15}},
    \"instances\": [{\"name\": \"m7g.large\", \"vcpus\": 2, \"memory_gib\": 8, \"usd_per_hour\": 0.0816}]}
 
+Prometheus: the engine computes each workload's statistics with PromQL subqueries (Prometheus,
+VictoriaMetrics, Thanos, Mimir); --no-pushdown pulls every sample and computes here instead. A query
+must return one series per workload (aggregate `by (job)`); workloads that cannot be analysed are
+listed with the reason, and the exit status is 1 when none could be.
+
 Prometheus presets (override any query with --query-*):
   process:   avg by (job) (rate(process_cpu_seconds_total[2m])), max by (job) (process_resident_memory_bytes)
   container: cAdvisor container_cpu_usage_seconds_total / container_memory_working_set_bytes by namespace, container
@@ -230,6 +271,7 @@ Examples:
   frugal rightsize                       # the embedded synthetic sample
   frugal rightsize usage.csv --format html -o report.html
   frugal rightsize --prometheus http://127.0.0.1:9090 --instance-type m7i.xlarge --since 14d
+  frugal rightsize --prometheus http://127.0.0.1:8428 --query-cpu 'max by (job) (rate(cpu_seconds_total[2m]))' --sort savings --top 20
   frugal rightsize --demo --policy article
   frugal rightsize --demo --verify --verify-workload checkout-api";
 
@@ -297,11 +339,29 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         .queries();
         override_queries(&args, &mut queries);
-        rs::prometheus::fetch(&opts, &queries, &mut set)?;
         inputs.push(format!(
-            "{url} ({}s to {}s, step {}s)",
-            opts.start_s, opts.end_s, opts.step_s
+            "{url} ({}s to {}s, step {}s{})",
+            opts.start_s,
+            opts.end_s,
+            opts.step_s,
+            if opts.pushdown {
+                ", statistics computed by the engine"
+            } else {
+                ", every sample pulled"
+            }
         ));
+        if opts.pushdown {
+            let want_trace = matches!(args.format, OutFormat::Html);
+            let (stats, fetched) =
+                rs::pushdown::fetch(&opts, &queries, config.cpu_percentile, want_trace)?;
+            let mut report = rs::pushdown::analyze(&stats, &catalog, &config);
+            fetched.annotate(&mut report);
+            return finish(&args, report, inputs, false, warnings);
+        }
+        let fetched = rs::prometheus::fetch(&opts, &queries, &mut set)?;
+        let mut report = rs::analyze(&set.into_series(), &catalog, &config);
+        fetched.annotate(&mut report);
+        return finish(&args, report, inputs, false, warnings);
     } else if files.is_empty() || args.demo {
         set = rs::demo::sample();
         synthetic = true;
@@ -314,7 +374,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         inputs.extend(files.iter().map(|p| p.display().to_string()));
     }
 
-    let mut report = rs::analyze(&set.into_series(), &catalog, &config);
+    let report = rs::analyze(&set.into_series(), &catalog, &config);
+    finish(&args, report, inputs, synthetic, warnings)
+}
+
+/// Verifies, renders and writes the report; exit 1 when no workload could be analysed.
+fn finish(
+    args: &Options,
+    mut report: rs::Report,
+    inputs: Vec<String>,
+    synthetic: bool,
+    mut warnings: Vec<String>,
+) -> anyhow::Result<ExitCode> {
     report.inputs = inputs;
     report.synthetic = synthetic;
     for rec in &report.recommendations {
@@ -337,14 +408,27 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             warnings.len()
         );
     }
-    let analysed = report
-        .recommendations
-        .iter()
-        .filter(|r| r.finding != rs::Finding::Skipped)
-        .count();
+    if !args.workload.is_empty() {
+        report.retain(|r| args.workload.iter().any(|g| glob_match(g, &r.workload)));
+        if report.recommendations.is_empty() {
+            bail!(
+                "no workload matches --workload {}; the names are in the report without it",
+                args.workload.join(" --workload ")
+            );
+        }
+    }
+    report.arrange(
+        match args.sort {
+            SortArg::Input => rs::Order::Input,
+            SortArg::Savings => rs::Order::Savings,
+            SortArg::Risk => rs::Order::Risk,
+            SortArg::Name => rs::Order::Name,
+        },
+        args.top,
+    );
 
     if args.verify {
-        verify_all(&args, &mut report)?;
+        verify_all(args, &mut report)?;
     }
 
     let format = match args.format {
@@ -364,9 +448,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             out.flush().context("writing the report")?;
         }
     }
-    if analysed == 0 {
+    eprintln!("frugal rightsize: {}", report.summary.line());
+    if report.summary.analysed == 0 {
         bail!(
-            "no workload could be analysed: all {} were skipped (see the warnings above)",
+            "no workload could be analysed: all {} were skipped (see the warnings above; the \
+             reasons are also in the report's notes or `reason` fields)",
             report.recommendations.len()
         );
     }
@@ -429,6 +515,9 @@ fn prometheus_options(args: &Options, url: &str) -> anyhow::Result<rs::prometheu
         timeout: args.prometheus_timeout,
         instance_type: args.instance_type.clone(),
         instance_type_label: args.instance_type_label.clone(),
+        max_response_bytes: args.max_response_mib << 20,
+        pushdown: !args.no_pushdown,
+        max_subquery_steps: args.pushdown_max_steps,
     })
 }
 
@@ -485,4 +574,45 @@ fn verify_all(args: &Options, report: &mut rs::Report) -> anyhow::Result<()> {
     })();
     let _ = std::fs::remove_dir_all(&scratch);
     result
+}
+
+/// `*` matches any text, `?` one character, everything else itself.
+fn glob_match(glob: &str, name: &str) -> bool {
+    let (g, n): (Vec<char>, Vec<char>) = (glob.chars().collect(), name.chars().collect());
+    // Iterative matching with backtracking to the last `*`.
+    let (mut gi, mut ni) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ni < n.len() {
+        if gi < g.len() && (g[gi] == '?' || g[gi] == n[ni]) {
+            gi += 1;
+            ni += 1;
+        } else if gi < g.len() && g[gi] == '*' {
+            star = Some((gi, ni));
+            gi += 1;
+        } else if let Some((sg, sn)) = star {
+            gi = sg + 1;
+            ni = sn + 1;
+            star = Some((sg, sn + 1));
+        } else {
+            return false;
+        }
+    }
+    g[gi..].iter().all(|c| *c == '*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob_match;
+
+    #[test]
+    fn globs() {
+        assert!(glob_match("checkout-*", "checkout-api"));
+        assert!(glob_match("*api", "checkout-api"));
+        assert!(glob_match("*-?pi", "checkout-api"));
+        assert!(glob_match("*", ""));
+        assert!(glob_match("a*b*c", "axxbyyc"));
+        assert!(!glob_match("a*b*c", "axxbyy"));
+        assert!(!glob_match("checkout", "checkout-api"));
+        assert!(!glob_match("?", ""));
+    }
 }

@@ -16,7 +16,8 @@ pub struct Args {
     /// Address to bind (port 0 picks a free port; the bound one is printed).
     #[arg(long, default_value = "127.0.0.1:0")]
     addr: SocketAddr,
-    /// How each request releases its buffer and its lease: manual, guard, chain, chain-cancel.
+    /// How each request releases its buffer and its lease: manual, guard, chain, chain-cancel,
+    /// async-chain.
     #[arg(long, default_value = "manual")]
     strategy: Strategy,
     /// CPU burned per request, in microseconds of the handling thread's CPU time
@@ -33,6 +34,12 @@ pub struct Args {
     #[arg(long, default_value_t = 0, allow_hyphen_values = true,
           value_parser = ranges::count::<u64>(0, 600_000, "at most 10 minutes: a longer hold is a hung request"))]
     hold_ms: u64,
+    /// async-chain: microseconds of simulated reset each request's async cleanup awaits before
+    /// returning the lease (tokio's timer rounds up to whole milliseconds; 0 = one yield), 0 to
+    /// 10,000,000.
+    #[arg(long, default_value_t = ServeConfig::default().release_us, allow_hyphen_values = true,
+          value_parser = ranges::count::<u64>(0, 10_000_000, "at most 10 s: a longer reset is a hung connection"))]
+    release_us: u64,
     /// Response body size in bytes, 0 to 64 MiB.
     #[arg(long, default_value_t = ServeConfig::default().response_bytes, allow_hyphen_values = true,
           value_parser = ranges::count::<usize>(0, ranges::MAX_RESPONSE_BYTES, ranges::RESPONSE_WHY))]
@@ -67,6 +74,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     config.addr = args.addr;
     config.work_us = args.work_us;
     config.hold = Duration::from_millis(args.hold_ms);
+    config.release_us = args.release_us;
     config.response_bytes = args.response_bytes;
     config.workers = args.workers;
     config.lease_pool_size = args.lease_pool.max(1);

@@ -217,12 +217,13 @@ fn malformed_requests_get_400_and_the_server_goes_on() {
 
 /// Clients that go away mid-request, while holding the lease and while waiting for it: every
 /// strategy gives everything back (the gauges return to idle) and counts the cancellations;
-/// only `chain-cancel` releases the lease from the cancellation itself. The requests hold their
+/// only `chain-cancel` and `async-chain` release the lease because of the cancellation itself
+/// (`async-chain`: the dropped scope's policy spawns the lease's async cleanup). The requests hold their
 /// lease (`--hold-ms`, a cancellable wait) far longer than any step here can take, so every
 /// state we wait for is stable until we change it: nothing depends on the machine's speed.
 #[test]
 fn vanishing_clients_release_everything() {
-    for strategy in ["manual", "guard", "chain", "chain-cancel"] {
+    for strategy in ["manual", "guard", "chain", "chain-cancel", "async-chain"] {
         let server = Server::start(&[
             "--strategy",
             strategy,
@@ -265,7 +266,11 @@ fn vanishing_clients_release_everything() {
         assert_eq!(metric(&text, "frugal_pool_leases_released_total"), 1.0);
         // Cleanup bound to the cancellation released the lease at the moment of cancellation;
         // the other strategies released it when their code next ran.
-        let on_cancel = if strategy == "chain-cancel" { 1.0 } else { 0.0 };
+        let on_cancel = if strategy.ends_with("cancel") || strategy == "async-chain" {
+            1.0
+        } else {
+            0.0
+        };
         assert_eq!(
             metric(&text, "frugal_pool_leases_released_on_cancel_total"),
             on_cancel,

@@ -27,7 +27,7 @@ fn no_arguments_analyses_the_labelled_synthetic_sample() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("SYNTHETIC sample"));
     assert!(text.starts_with("SYNTHETIC SAMPLE DATA"), "{text}");
     assert!(text.contains("checkout-api    m7i.xlarge"), "{text}");
-    assert!(text.contains("as of 2024-06-01"));
+    assert!(text.contains("as of 2026-07-20"));
     assert!(text.contains("M/M/c"));
     assert!(text.contains("DISAGREE: the article steps down to m7i.xlarge"));
 }
@@ -37,7 +37,7 @@ fn every_format_renders() {
     let json: serde_json::Value =
         serde_json::from_str(&stdout(&frugal(&["--demo", "--format", "json"]))).unwrap();
     assert_eq!(json["synthetic"], true);
-    assert_eq!(json["prices"]["price_date"], "2024-06-01");
+    assert_eq!(json["prices"]["price_date"], "2026-07-20");
     assert_eq!(json["recommendations"].as_array().unwrap().len(), 5);
     let csv = stdout(&frugal(&["--demo", "--format", "csv"]));
     assert_eq!(csv.lines().count(), 6);
@@ -53,7 +53,11 @@ fn every_format_renders() {
     ]));
     let page = std::fs::read_to_string(&html).unwrap();
     assert!(page.starts_with("<!DOCTYPE html>") && page.ends_with("</html>\n"));
-    assert_eq!(page.matches("<svg").count(), 5);
+    assert_eq!(
+        page.matches("<svg").count(),
+        10,
+        "a CPU and a memory plot each"
+    );
     assert!(!page.contains("<script"), "self-contained, static");
 }
 

@@ -1,6 +1,7 @@
 //! Benchmark of cleanup strategies: manual cleanup, `defer!`, scopeguard, the defer chain
 //! (inline, straight-line and in a loop, 1/8/64 defers; overflow path) and
-//! `Vec<Box<dyn FnOnce()>>`.
+//! `Vec<Box<dyn FnOnce()>>`; async scopes (async cleanups, and sync ones) against the same
+//! awaits and calls written by hand.
 //!
 //! `cargo bench -p frugal-defer` prints a table (median ns per operation over repeated
 //! samples, with min..max spread; ns per defer; heap allocations per operation, counted by a
@@ -165,6 +166,101 @@ fn op_vec_box_loop(c: &Cell<u64>, n: u64) {
     }
 }
 
+// ---- async scopes: cleanups that are awaited, vs the same awaits written by hand
+
+/// What the async cleanups add to (their captures must be `Send`, so not the `Cell`).
+static ACC: AtomicU64 = AtomicU64::new(0);
+
+/// The async cleanup's work: identical in every async case (a plain load and store).
+#[inline(never)]
+fn cleanup_shared(c: &AtomicU64, i: u64) {
+    c.store(c.load(Ordering::Relaxed).wrapping_add(i), Ordering::Relaxed);
+}
+
+/// An async cleanup (think "send a goodbye frame"): completes without waiting here.
+#[inline(never)]
+async fn async_cleanup(c: &AtomicU64, i: u64) {
+    cleanup_shared(c, i);
+}
+
+/// Polls a future that never waits, once, with a no-op waker (no allocation).
+#[inline(always)]
+fn poll_once<F: std::future::Future<Output = ()>>(f: F) {
+    let mut f = std::pin::pin!(f);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    assert!(f.as_mut().poll(&mut cx).is_ready(), "nothing waits");
+}
+
+#[inline(never)]
+fn op_async_manual_loop(c: &Cell<u64>, n: u64) {
+    poll_once(async {
+        work(c);
+        for i in 0..n {
+            async_cleanup(&ACC, i).await;
+        }
+    })
+}
+
+#[inline(never)]
+fn op_async_scope_loop(c: &Cell<u64>, n: u64) {
+    poll_once(async {
+        frugal_defer::async_scope!(frugal_defer::CancelPolicy::Leak, 4096, |s| {
+            for i in 0..n {
+                s.defer_async_or(move || async_cleanup(&ACC, i), || ());
+            }
+            work_shared();
+        })
+        .await
+    });
+    let _ = c;
+}
+
+#[inline(never)]
+fn op_async_spawnable_loop(c: &Cell<u64>, n: u64) {
+    fn never(_: frugal_defer::Detached, _: Option<std::time::Duration>) {
+        unreachable!("the scope is never cancelled here")
+    }
+    poll_once(async {
+        frugal_defer::async_scope!(frugal_defer::CancelPolicy::Spawn(never), 4096, |s| {
+            for i in 0..n {
+                s.defer_async(move || async_cleanup(&ACC, i));
+            }
+            work_shared();
+        })
+        .await
+    });
+    let _ = c;
+}
+
+#[inline(never)]
+fn op_async_scope_sync_loop(c: &Cell<u64>, n: u64) {
+    poll_once(async {
+        frugal_defer::async_scope!(frugal_defer::CancelPolicy::Leak, 4096, |s| {
+            for i in 0..n {
+                s.defer(move || cleanup_shared(&ACC, i));
+            }
+            work_shared();
+        })
+        .await
+    });
+    let _ = c;
+}
+
+#[inline(never)]
+fn op_sync_shared_loop(c: &Cell<u64>, n: u64) {
+    work_shared();
+    for i in 0..n {
+        cleanup_shared(&ACC, i);
+    }
+    let _ = c;
+}
+
+/// The async bodies' work (the `Cell` is not `Send`).
+#[inline(never)]
+fn work_shared() {
+    ACC.store(ACC.load(Ordering::Relaxed) ^ 0x5a, Ordering::Relaxed);
+}
+
 type Op = fn(&Cell<u64>, u64);
 
 struct Case {
@@ -269,6 +365,54 @@ fn cases() -> Vec<Case> {
             "chain overflow",
             op_chain_overflow_loop,
             "op_chain_overflow_loop",
+            n,
+            Some(&base),
+        );
+    }
+    for n in [1u64, 8, 64] {
+        add(
+            &format!("async-manual-loop/{n}"),
+            "async manual",
+            op_async_manual_loop,
+            "op_async_manual_loop",
+            n,
+            None,
+        );
+    }
+    for n in [1u64, 8, 64] {
+        let base = format!("async-manual-loop/{n}");
+        add(
+            &format!("async-scope-loop/{n}"),
+            "async scope",
+            op_async_scope_loop,
+            "op_async_scope_loop",
+            n,
+            Some(&base),
+        );
+        add(
+            &format!("async-spawnable-loop/{n}"),
+            "async scope (spawn policy)",
+            op_async_spawnable_loop,
+            "op_async_spawnable_loop",
+            n,
+            Some(&base),
+        );
+    }
+    for n in [1u64, 8, 64] {
+        add(
+            &format!("sync-shared-loop/{n}"),
+            "manual",
+            op_sync_shared_loop,
+            "op_sync_shared_loop",
+            n,
+            None,
+        );
+        let base = format!("sync-shared-loop/{n}");
+        add(
+            &format!("async-scope-sync-loop/{n}"),
+            "async scope (sync cleanups)",
+            op_async_scope_sync_loop,
+            "op_async_scope_sync_loop",
             n,
             Some(&base),
         );
@@ -686,14 +830,37 @@ fn print_wall_targets(results: &[WallResult]) {
             );
         }
     }
+    println!("  async scope: <= 2x the same awaits written by hand (ns per operation, median)");
+    for n in [1, 8, 64] {
+        let Some(hand) = find(&format!("async-manual-loop/{n}")) else {
+            continue;
+        };
+        for case in ["async-scope-loop", "async-spawnable-loop"] {
+            let Some(r) = find(&format!("{case}/{n}")) else {
+                continue;
+            };
+            let ratio = r.ns_per_defer_med / hand.ns_per_defer_med;
+            println!(
+                "    {:<24} {:>6.2}x hand-written, {:.3} allocs/op: {}",
+                r.name,
+                ratio,
+                r.allocs_per_op,
+                if ratio <= 2.0 && r.allocs_per_op == 0.0 {
+                    "met"
+                } else {
+                    "NOT met"
+                }
+            );
+        }
+    }
     let chain: Vec<&WallResult> = results
         .iter()
-        .filter(|r| r.name.starts_with("chain-"))
+        .filter(|r| r.name.starts_with("chain-") || r.name.starts_with("async-"))
         .collect();
     if !chain.is_empty() {
         let worst = chain.iter().map(|r| r.allocs_per_op).fold(0.0, f64::max);
         println!(
-            "  zero heap allocations per operation in steady state (every chain case): {} (max {worst:.4} allocs/op)",
+            "  zero heap allocations per operation in steady state (every chain and async case): {} (max {worst:.4} allocs/op)",
             if worst == 0.0 { "met" } else { "NOT met" }
         );
     }
@@ -725,6 +892,20 @@ fn print_ir_targets(irs: &[(String, f64)], merged: &[String], marginals: &[(&str
                     "NOT met"
                 }
             );
+        }
+    }
+    for n in [1, 8, 64] {
+        let Some(hand) = ir_of(&format!("async-manual-loop/{n}")) else {
+            continue;
+        };
+        for case in ["async-scope-loop", "async-spawnable-loop"] {
+            if let Some(ir) = ir_of(&format!("{case}/{n}")) {
+                println!(
+                    "  {case}/{n}: <= 2x the hand-written awaits: {:.2}x ({ir:.0} vs {hand:.0} instructions): {}",
+                    ir / hand,
+                    if ir <= 2.0 * hand { "met" } else { "NOT met" }
+                );
+            }
         }
     }
     if let Some((_, marginal)) = marginals.iter().find(|(g, _)| *g == "chain-overflow-loop") {

@@ -131,3 +131,60 @@ fn handles_and_result_aware_calls_do_not_allocate() {
     });
     assert_eq!(n, 0);
 }
+
+/// Polls a future that completes without waiting, once, with a no-op waker (no allocation).
+fn poll_once<F: std::future::Future>(f: F) -> F::Output {
+    let mut f = std::pin::pin!(f);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match f.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(v) => v,
+        std::task::Poll::Pending => panic!("the scope's cleanups never wait here"),
+    }
+}
+
+#[test]
+fn async_scopes_with_inline_cleanups_do_not_allocate() {
+    use frugal_defer::{async_scope, async_stats, CancelPolicy};
+    let sum = std::sync::atomic::AtomicU64::new(0);
+    let before = async_stats();
+    let n = allocations_during(|| {
+        poll_once(async_scope!(CancelPolicy::Leak, |s| {
+            let sum = &sum;
+            for i in 0..4u64 {
+                s.defer(move || {
+                    sum.fetch_add(i, std::sync::atomic::Ordering::Relaxed);
+                });
+                s.defer_async_or(
+                    move || async move {
+                        sum.fetch_add(i, std::sync::atomic::Ordering::Relaxed);
+                    },
+                    || (),
+                );
+            }
+            // `'static` async cleanups under a non-spawn policy are inline too.
+            s.defer_async(|| async {});
+        }));
+    });
+    assert_eq!(n, 0);
+    let d = async_stats().since(&before);
+    assert_eq!((d.registered, d.inline), (102 * 9, 102 * 9));
+}
+
+#[test]
+fn async_scopes_with_spawnable_cleanups_do_not_allocate_in_steady_state() {
+    use frugal_defer::{async_scope, async_stats, CancelPolicy};
+    fn never(_: frugal_defer::Detached, _: Option<std::time::Duration>) {
+        unreachable!("not cancelled")
+    }
+    let before = async_stats();
+    let n = allocations_during(|| {
+        poll_once(async_scope!(CancelPolicy::Spawn(never), |s| {
+            for _ in 0..8 {
+                s.defer_async(|| async {});
+            }
+        }));
+    });
+    assert_eq!(n, 0, "pool blocks and the entry vector are reused");
+    let d = async_stats().since(&before);
+    assert_eq!((d.registered, d.pooled), (102 * 8, 102 * 8));
+}

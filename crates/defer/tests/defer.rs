@@ -405,6 +405,7 @@ fn storage_paths_inline_pool_heap() {
 /// Runs `register` in a scope twice and checks the statistics of both runs: `registered`,
 /// `inline`, `pooled`, `heap` as given, `blocks` pool blocks taken each time, and the second
 /// run takes them all from the pool (the first run released them).
+#[cfg(target_pointer_width = "64")]
 fn assert_accounting(what: &str, expected: (u64, u64, u64, u64), blocks: u64, run: &dyn Fn()) {
     for pass in ["first", "rerun"] {
         let before = stats();
@@ -435,6 +436,7 @@ fn assert_accounting(what: &str, expected: (u64, u64, u64, u64), blocks: u64, ru
 }
 
 #[test]
+#[cfg(target_pointer_width = "64")] // sizes in bytes assume 8-byte words
 fn every_large_closure_takes_a_pool_block_of_its_own() {
     // An 808-byte closure (an 824-byte record, over the 512-byte segment limit) gets its own
     // 1 KiB block and a 24-byte stub record; a 2 KiB segment (2024 bytes after its header)
@@ -595,6 +597,7 @@ fn large_closures_keep_their_bytes_until_they_run() {
 }
 
 #[test]
+#[cfg(target_pointer_width = "64")] // sizes in bytes assume 8-byte words
 fn inline_area_overflows_to_the_pool_and_keeps_order() {
     let log = RefCell::new(Vec::new());
     let before = stats();

@@ -9,7 +9,8 @@
 //! the two disagree and why. [`verify()`] replays a recommendation with the real service.
 //!
 //! The core ([`analyze`]) is pure and deterministic; reading files ([`read_file`]), Prometheus
-//! ([`prometheus::fetch`]) and the replay ([`verify()`], explained in [`mod@verify`]) are at the
+//! ([`pushdown::fetch`], where the engine computes the statistics, or [`prometheus::fetch`], which
+//! pulls every sample) and the replay ([`verify()`], explained in [`mod@verify`]) are at the
 //! edges.
 //!
 //! # The model in short
@@ -61,6 +62,7 @@ mod error;
 mod input;
 mod model;
 pub mod prometheus;
+pub mod pushdown;
 pub mod queueing;
 mod render;
 mod report;
@@ -76,11 +78,11 @@ pub use error::{Error, Result};
 pub use input::{parse_csv, parse_json, parse_time, read_file, read_files};
 pub use model::{
     article_rule, impossible_usage, percentile, project, recommend, sla_risk, usage,
-    utilization_risk, ArticleVerdict, Config, Finding, Policy, Projection, Recommendation,
-    ServiceModel, SlaEstimate, Usage, IMPOSSIBLE_TOLERANCE, MODEL_STATEMENT,
+    utilization_risk, ArticleVerdict, Config, Constraint, Finding, Policy, Projection,
+    Recommendation, ServiceModel, SlaEstimate, Usage, IMPOSSIBLE_TOLERANCE, MODEL_STATEMENT,
 };
 pub use render::{render, Format};
-pub use report::{analyze, PriceInfo, Report};
+pub use report::{analyze, Order, PriceInfo, Report, Summary};
 pub use series::{Sample, Series, SeriesSet, Window, GAP_MS, WINDOW_MS};
 pub use verify::{
     cgroup_info, detect_cgroup, fraction_within, plan_cpus, plan_replay, scale_cpus, verify,

@@ -239,6 +239,32 @@ impl Finding {
     }
 }
 
+/// The constraint that keeps a choice from being cheaper.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Constraint {
+    /// The CPU ceiling: the next cheaper type's projected CPU exceeds it.
+    Cpu,
+    /// Memory: the next cheaper type has too little for peak + headroom.
+    Memory,
+    /// The SLA screen: the next cheaper type misses the latency target.
+    Sla,
+    /// Nothing: the choice is the cheapest eligible type.
+    Cheapest,
+}
+
+impl Constraint {
+    /// Human label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Constraint::Cpu => "CPU ceiling",
+            Constraint::Memory => "memory",
+            Constraint::Sla => "SLA",
+            Constraint::Cheapest => "cheapest",
+        }
+    }
+}
+
 /// What the article's rule does with a workload.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ArticleVerdict {
@@ -287,11 +313,20 @@ pub struct Recommendation {
     pub monthly_savings_usd: f64,
     /// Savings per year, USD.
     pub annual_savings_usd: f64,
+    /// Up to three fitting types, cheapest first (the first is ours); the current type may be one.
+    pub options: Vec<Projection>,
+    /// The constraint that keeps our choice from being cheaper.
+    pub bound_by: Option<Constraint>,
+    /// Why our choice and not a cheaper type, in words.
+    pub why_this: Option<String>,
     /// The `--verify` replay of this recommendation, when it ran.
     pub verification: Option<crate::verify::Verification>,
     /// Hourly maxima of CPU utilization of the current type, for plots: (Unix ms, utilization).
     #[serde(skip)]
     pub trace: Vec<(i64, f32)>,
+    /// Hourly maxima of memory utilization of the current type, for plots: (Unix ms, utilization).
+    #[serde(skip)]
+    pub memory_trace: Vec<(i64, f32)>,
 }
 
 /// Linear-interpolation percentile (`p` in 0..=100) of `values`, which it sorts.
@@ -375,7 +410,11 @@ pub fn usage(series: &Series, current: &InstanceType, config: &Config) -> Usage 
     }
 }
 
-fn service_model(series: &Series, current: &InstanceType, config: &Config) -> Option<ServiceModel> {
+pub(crate) fn service_model(
+    series: &Series,
+    current: &InstanceType,
+    config: &Config,
+) -> Option<ServiceModel> {
     let with_rate: Vec<_> = series
         .windows
         .iter()
@@ -570,12 +609,12 @@ pub fn impossible_usage(series: &Series, current: &InstanceType) -> Option<Strin
     (!why.is_empty()).then(|| format!("impossible usage: {}", why.join("; ")))
 }
 
-/// Analyses one series.
-pub fn recommend(series: &Series, catalog: &Catalog, config: &Config) -> Recommendation {
-    let mut rec = Recommendation {
-        workload: series.workload.clone(),
-        source: series.source.clone(),
-        instance_type: series.instance_type.clone(),
+/// A recommendation with only the workload's identity filled in (finding: skipped).
+pub(crate) fn blank(workload: &str, source: &str, instance_type: &str) -> Recommendation {
+    Recommendation {
+        workload: workload.to_owned(),
+        source: source.to_owned(),
+        instance_type: instance_type.to_owned(),
         finding: Finding::Skipped,
         reason: None,
         usage: None,
@@ -588,18 +627,24 @@ pub fn recommend(series: &Series, catalog: &Catalog, config: &Config) -> Recomme
         notes: Vec::new(),
         monthly_savings_usd: 0.0,
         annual_savings_usd: 0.0,
+        options: Vec::new(),
+        bound_by: None,
+        why_this: None,
         verification: None,
         trace: Vec::new(),
-    };
+        memory_trace: Vec::new(),
+    }
+}
+
+/// Analyses one series.
+pub fn recommend(series: &Series, catalog: &Catalog, config: &Config) -> Recommendation {
+    let mut rec = blank(&series.workload, &series.source, &series.instance_type);
     if let Some(why) = &series.skipped {
         rec.reason = Some(why.clone());
         return rec;
     }
     let Some(current) = catalog.get(&series.instance_type) else {
-        rec.reason = Some(format!(
-            "unknown instance type {}; add it to a catalog file and pass --catalog FILE",
-            series.instance_type
-        ));
+        rec.reason = Some(unknown_type(&series.instance_type));
         return rec;
     };
     if series.windows.is_empty() {
@@ -613,7 +658,7 @@ pub fn recommend(series: &Series, catalog: &Catalog, config: &Config) -> Recomme
     rec.notes
         .extend(series.warnings.iter().map(|w| format!("warning: {w}")));
     let usage = usage(series, current, config);
-    rec.trace = trace(series, current);
+    (rec.trace, rec.memory_trace) = trace(series, current);
     if usage.gaps > 0 {
         rec.notes.push(format!(
             "{} gap(s) longer than 15 min in the data (longest {:.1} h)",
@@ -621,6 +666,21 @@ pub fn recommend(series: &Series, catalog: &Catalog, config: &Config) -> Recomme
             series.longest_gap_ms as f64 / 3_600_000.0
         ));
     }
+    recommend_usage(rec, usage, current, catalog, config)
+}
+
+pub(crate) fn unknown_type(name: &str) -> String {
+    format!("unknown instance type {name}; add it to a catalog file and pass --catalog FILE")
+}
+
+/// The model from usage statistics on: `rec` carries the identity, trace and notes.
+pub(crate) fn recommend_usage(
+    mut rec: Recommendation,
+    usage: Usage,
+    current: &InstanceType,
+    catalog: &Catalog,
+    config: &Config,
+) -> Recommendation {
     let cur = project(&usage, catalog, current, current, config);
     rec.article = Some(article_rule(&usage, catalog, current, config));
     rec.current = Some(cur.clone());
@@ -640,10 +700,7 @@ pub fn recommend(series: &Series, catalog: &Catalog, config: &Config) -> Recomme
         .iter()
         .map(|c| project(&usage, catalog, current, c, config))
         .collect();
-    let excluded_fitting = all
-        .iter()
-        .filter(|p| p.fits && p.excluded.is_some())
-        .count();
+    let eligible = |p: &Projection| p.excluded.is_none() || p.instance_type == current.name;
     let best = all
         .iter()
         .filter(|p| p.fits && (p.excluded.is_none() || p.instance_type == current.name))
@@ -658,19 +715,47 @@ pub fn recommend(series: &Series, catalog: &Catalog, config: &Config) -> Recomme
                 .then_with(|| a.instance_type.cmp(&b.instance_type))
         })
         .cloned();
+    // Up to three ranked options, as Compute Optimizer gives: fitting eligible types, cheapest
+    // first, then lower risk.
+    let mut fitting: Vec<&Projection> = all.iter().filter(|p| p.fits && eligible(p)).collect();
+    fitting.sort_by(|a, b| {
+        a.usd_per_hour
+            .total_cmp(&b.usd_per_hour)
+            .then_with(|| a.risk.cmp(&b.risk))
+            .then_with(|| a.instance_type.cmp(&b.instance_type))
+    });
+    rec.options = fitting.into_iter().take(3).cloned().collect();
+    if let Some(b) = &best {
+        (rec.bound_by, rec.why_this) = binding(b, &all, &eligible);
+    }
     rec.candidates = all
         .into_iter()
         .filter(|p| p.usd_per_hour < current.usd_per_hour)
         .collect();
-    let cheaper_arm = rec
+    let mut other_arch: Vec<&Projection> = rec
         .candidates
         .iter()
         .filter(|p| p.fits && p.excluded.is_some())
-        .count()
-        .min(excluded_fitting);
-    if cheaper_arm > 0 {
+        .collect();
+    other_arch.sort_by(|a, b| b.monthly_savings_usd.total_cmp(&a.monthly_savings_usd));
+    if let Some(first) = other_arch.first() {
+        let names: Vec<String> = other_arch
+            .iter()
+            .take(3)
+            .map(|p| {
+                format!(
+                    "{} (saves ${:.2}/month, risk {})",
+                    p.instance_type, p.monthly_savings_usd, p.risk
+                )
+            })
+            .collect();
+        let more = other_arch.len().saturating_sub(3);
         rec.notes.push(format!(
-            "{cheaper_arm} cheaper type(s) of another architecture also fit; pass --allow-arch-change to consider them"
+            "cheaper {} types also fit: {}{}; they need a rebuild for {}, pass --allow-arch-change to consider them",
+            first.arch.as_str(),
+            names.join(", "),
+            if more > 0 { format!(" and {more} more") } else { String::new() },
+            first.arch.as_str()
         ));
     }
     rec.finding = match (&best, cur.fits) {
@@ -693,6 +778,53 @@ pub fn recommend(series: &Series, catalog: &Catalog, config: &Config) -> Recomme
     }
     apply_policy(&mut rec, catalog, current, config);
     rec
+}
+
+/// Which constraint keeps the chosen type from being cheaper, and why, in words.
+fn binding(
+    chosen: &Projection,
+    all: &[Projection],
+    eligible: &dyn Fn(&Projection) -> bool,
+) -> (Option<Constraint>, Option<String>) {
+    let next = all
+        .iter()
+        .filter(|p| eligible(p) && !p.fits && p.usd_per_hour < chosen.usd_per_hour)
+        .max_by(|a, b| {
+            a.usd_per_hour
+                .total_cmp(&b.usd_per_hour)
+                .then_with(|| b.instance_type.cmp(&a.instance_type))
+        });
+    let Some(next) = next else {
+        return (
+            Some(Constraint::Cheapest),
+            Some(format!(
+                "{} is the cheapest eligible type in the catalog",
+                chosen.instance_type
+            )),
+        );
+    };
+    let constraint = if next.cpu_risk > 2 {
+        Constraint::Cpu
+    } else if next.memory_risk > 2 {
+        Constraint::Memory
+    } else {
+        Constraint::Sla
+    };
+    (
+        Some(constraint),
+        Some(format!(
+            "{} is bound by {}: the next cheaper eligible type, {}, fails ({})",
+            chosen.instance_type,
+            match constraint {
+                Constraint::Cpu => "the CPU ceiling",
+                Constraint::Memory => "memory",
+                Constraint::Sla => "the SLA screen",
+                Constraint::Cheapest => "price",
+            },
+            next.instance_type,
+            next.why_not.join("; ")
+        )),
+    )
 }
 
 fn apply_policy(
@@ -859,17 +991,26 @@ fn projected_util(rec: &Recommendation, name: &str) -> Option<f64> {
         .map(|p| p.cpu_utilization)
 }
 
-/// Hourly maxima of CPU utilization (of the current type's vCPUs).
-fn trace(series: &Series, current: &InstanceType) -> Vec<(i64, f32)> {
-    let mut out: Vec<(i64, f32)> = Vec::new();
+/// (Unix ms, utilization) points of a plot.
+type Trace = Vec<(i64, f32)>;
+
+/// Hourly maxima of CPU and memory utilization (of the current type's vCPUs and memory).
+fn trace(series: &Series, current: &InstanceType) -> (Trace, Trace) {
+    let mut cpu: Vec<(i64, f32)> = Vec::new();
+    let mut mem: Vec<(i64, f32)> = Vec::new();
     let vcpus = f64::from(current.vcpus);
+    let bytes = current.memory_bytes();
     for w in &series.windows {
         let hour = w.start_ms.div_euclid(3_600_000) * 3_600_000;
-        let u = (w.cpu_max / vcpus) as f32;
-        match out.last_mut() {
-            Some(last) if last.0 == hour => last.1 = last.1.max(u),
-            _ => out.push((hour, u)),
+        for (out, u) in [
+            (&mut cpu, (w.cpu_max / vcpus) as f32),
+            (&mut mem, (w.memory_max / bytes) as f32),
+        ] {
+            match out.last_mut() {
+                Some(last) if last.0 == hour => last.1 = last.1.max(u),
+                _ => out.push((hour, u)),
+            }
         }
     }
-    out
+    (cpu, mem)
 }

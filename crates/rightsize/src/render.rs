@@ -88,19 +88,54 @@ fn cells(report: &Report, r: &Recommendation) -> Vec<String> {
         None => "-".to_owned(),
         Some(v) => v.verdict_label().to_owned(),
     };
+    let instances = r
+        .usage
+        .as_ref()
+        .map_or("-".to_owned(), |u| fmt_count(u.instances));
+    let bound = r.bound_by.map_or("-".to_owned(), |b| b.label().to_owned());
     vec![
         r.workload.clone(),
         r.instance_type.clone(),
+        instances,
         mean,
         p,
         mem,
         rec,
+        bound,
         proj,
         risk,
         money(r.monthly_savings_usd),
         money(r.annual_savings_usd),
         verified,
     ]
+}
+
+/// An instance count: whole numbers as such, a mean with one decimal.
+fn fmt_count(x: f64) -> String {
+    if (x - x.round()).abs() < 0.05 {
+        format!("{:.0}", x.round())
+    } else {
+        format!("{x:.1}")
+    }
+}
+
+/// `1. c7i.large (saves $12.34/month, risk 1); 2. ...`
+fn options_text(r: &Recommendation) -> String {
+    r.options
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            format!(
+                "{}. {} (savings {}/month, risk {} {})",
+                i + 1,
+                p.instance_type,
+                money(p.monthly_savings_usd),
+                p.risk,
+                risk_label(p.risk)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn money(x: f64) -> String {
@@ -125,14 +160,16 @@ fn headers(report: &Report) -> Vec<String> {
     [
         "workload",
         "current",
+        "instances",
         "mean CPU",
         &format!("P{p} CPU"),
         "peak mem",
         "recommendation",
+        "bound by",
         "proj. CPU",
         "risk",
-        "$/month",
-        "$/year",
+        "savings $/month",
+        "savings $/year",
         "verified",
     ]
     .iter()
@@ -182,6 +219,15 @@ fn table(report: &Report) -> String {
         report.config.cpu_headroom * 100.0,
         report.config.memory_headroom * 100.0
     );
+    let _ = writeln!(
+        out,
+        "fleet: {}; net savings {} per month",
+        report.summary.line(),
+        money(report.total_monthly_savings_usd)
+    );
+    for n in &report.notes {
+        out.push_str(&wrap(n, 98, "note: "));
+    }
     out.push('\n');
     let head = headers(report);
     let rows: Vec<Vec<String>> = report
@@ -196,7 +242,7 @@ fn table(report: &Report) -> String {
         }
     }
     let numeric = [
-        false, false, true, true, true, false, true, false, true, true, false,
+        false, false, true, true, true, true, false, false, true, false, true, true, false,
     ];
     let line = |cells: &[String], out: &mut String| {
         let mut s = String::new();
@@ -224,19 +270,14 @@ fn table(report: &Report) -> String {
     for row in &rows {
         line(row, &mut out);
     }
-    let (down, up): (Vec<f64>, Vec<f64>) = report
-        .recommendations
-        .iter()
-        .map(|r| r.monthly_savings_usd)
-        .partition(|m| *m >= 0.0);
     let _ = writeln!(
         out,
         "\nnet savings: {} per month, {} per year (730 h/month, 8,760 h/year, x instances); \
          downsizing saves {}/month, fixing under-provisioned types costs {}/month",
         money(report.total_monthly_savings_usd),
         money(report.total_annual_savings_usd),
-        money(down.iter().sum()),
-        money(-up.iter().sum::<f64>())
+        money(report.summary.downsizing_monthly_usd),
+        money(report.summary.upsizing_monthly_usd)
     );
     let mut notes = String::new();
     for r in &report.recommendations {
@@ -244,6 +285,12 @@ fn table(report: &Report) -> String {
         items.push(format!("finding: {}", r.finding.label()));
         if let Some(reason) = &r.reason {
             items.push(reason.clone());
+        }
+        if let Some(w) = &r.why_this {
+            items.push(format!("why: {w}"));
+        }
+        if r.options.len() > 1 {
+            items.push(format!("options: {}", options_text(r)));
         }
         if let Some(a) = &r.article {
             items.push(format!("article rule: {}", a.outcome));
@@ -255,23 +302,8 @@ fn table(report: &Report) -> String {
             }
             None => {}
         }
-        if let Some(svc) = r.usage.as_ref().and_then(|u| u.service.as_ref()) {
-            let sla = r
-                .recommended
-                .as_ref()
-                .or(r.current.as_ref())
-                .and_then(|p| p.sla.as_ref());
-            if let Some(s) = sla {
-                items.push(format!(
-                    "SLA screen (M/M/c): {:.3} ms CPU/request, {:.0} req/s per instance at peak, target {:.1} ms ({}): {:.2}% within target, p99 {}",
-                    svc.cpu_seconds_per_request * 1000.0,
-                    svc.peak_rps,
-                    svc.target_ms,
-                    svc.target_source,
-                    s.fraction_within_target * 100.0,
-                    s.predicted_p99_ms.map_or("unbounded (overloaded)".to_owned(), |v| format!("{v:.1} ms"))
-                ));
-            }
+        if let Some(line) = sla_line(r) {
+            items.push(line);
         }
         if let Some(v) = &r.verification {
             items.push(format!("verify: {}", v.summary()));
@@ -304,6 +336,26 @@ fn table(report: &Report) -> String {
     out
 }
 
+/// The SLA screen of a recommendation in one line, when the data has request rate and latency.
+fn sla_line(r: &Recommendation) -> Option<String> {
+    let svc = r.usage.as_ref().and_then(|u| u.service.as_ref())?;
+    let s = r
+        .recommended
+        .as_ref()
+        .or(r.current.as_ref())
+        .and_then(|p| p.sla.as_ref())?;
+    Some(format!(
+        "SLA screen (M/M/c): {:.3} ms CPU/request, {:.0} req/s per instance at peak, target {:.1} ms ({}): {:.2}% within target, p99 {}",
+        svc.cpu_seconds_per_request * 1000.0,
+        svc.peak_rps,
+        svc.target_ms,
+        svc.target_source,
+        s.fraction_within_target * 100.0,
+        s.predicted_p99_ms
+            .map_or("unbounded (overloaded)".to_owned(), |v| format!("{v:.1} ms"))
+    ))
+}
+
 fn csv(report: &Report) -> String {
     let mut w = csv::Writer::from_writer(Vec::new());
     let p = fmt_pct_label(report.config.cpu_percentile);
@@ -326,6 +378,9 @@ fn csv(report: &Report) -> String {
         "reason".to_owned(),
         "price_date".to_owned(),
         "synthetic".to_owned(),
+        "instances".to_owned(),
+        "bound_by".to_owned(),
+        "options".to_owned(),
     ];
     w.write_record(&head)
         .expect("invariant: writing to a Vec cannot fail");
@@ -377,6 +432,11 @@ fn csv(report: &Report) -> String {
             r.reason.clone().unwrap_or_default(),
             report.prices.price_date.clone(),
             report.synthetic.to_string(),
+            r.usage
+                .as_ref()
+                .map_or(String::new(), |u| format!("{}", u.instances)),
+            r.bound_by.map_or(String::new(), |b| b.label().to_owned()),
+            options_text(r),
         ];
         w.write_record(&row)
             .expect("invariant: writing to a Vec cannot fail");
@@ -392,52 +452,61 @@ fn esc(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-/// An inline SVG plot of hourly CPU maxima with reference lines.
-fn plot(report: &Report, r: &Recommendation) -> String {
-    let (w, h, left, bottom, top) = (760.0, 220.0, 48.0, 28.0, 12.0);
-    let Some(current) = &r.current else {
-        return String::new();
-    };
-    if r.trace.is_empty() {
+/// Places labels wanted at heights `want` (px, top = 0) so that no two are closer than `gap`,
+/// inside `[lo, hi]`; returns the heights in the input order.
+fn spread_labels(want: &[f64], gap: f64, lo: f64, hi: f64) -> Vec<f64> {
+    let mut order: Vec<usize> = (0..want.len()).collect();
+    order.sort_by(|a, b| want[*a].total_cmp(&want[*b]));
+    let mut placed = vec![0.0; want.len()];
+    let mut prev = f64::NEG_INFINITY;
+    for &i in &order {
+        let y = want[i].max(prev + gap).max(lo);
+        placed[i] = y;
+        prev = y;
+    }
+    // Pushed past the bottom: shift the stack up, keeping the gaps.
+    let overflow = prev - hi;
+    if overflow > 0.0 {
+        let mut next = f64::INFINITY;
+        for &i in order.iter().rev() {
+            let y = (placed[i] - overflow).min(next - gap);
+            placed[i] = y;
+            next = y;
+        }
+    }
+    placed
+}
+
+/// `2026-07-20` style date of a Unix-ms time (UTC).
+fn date_label(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map_or_else(|_| String::new(), |t| t.strftime("%m-%d").to_string())
+}
+
+/// One inline SVG line plot of hourly maxima (as a fraction) with labelled reference lines.
+fn svg_plot(
+    aria: &str,
+    y_title: &str,
+    trace: &[(i64, f32)],
+    lines: &[(f64, &str, String)],
+) -> String {
+    let (w, h, left, bottom, top, right) = (520.0, 240.0, 56.0, 40.0, 12.0, 8.0);
+    if trace.is_empty() {
         return String::new();
     }
-    let t0 = r.trace.first().map_or(0, |p| p.0) as f64;
-    let t1 = (r.trace.last().map_or(0, |p| p.0) as f64).max(t0 + 1.0);
-    let mut lines: Vec<(f64, &str, String)> = vec![(
-        current.cpu_utilization,
-        "#d62728",
-        format!(
-            "P{} of 5-min maxima",
-            fmt_pct_label(report.config.cpu_percentile)
-        ),
-    )];
-    if let Some(rec) = &r.recommended {
-        // The recommended type's capacity and ceiling, in units of the current type's vCPUs.
-        // cpu_utilization = demand / capacity on each type, so the candidate's capacity in
-        // current-type utilization units is the ratio of the two.
-        let cap = if rec.cpu_utilization > 0.0 {
-            current.cpu_utilization / rec.cpu_utilization
-        } else {
-            0.0
-        };
-        lines.push((cap, "#2ca02c", format!("{} capacity", rec.instance_type)));
-        lines.push((
-            cap * report.config.cpu_ceiling(),
-            "#98df8a",
-            format!("{} ceiling", rec.instance_type),
-        ));
-    }
-    let peak = r.trace.iter().map(|p| f64::from(p.1)).fold(0.0, f64::max);
+    let t0 = trace.first().map_or(0, |p| p.0) as f64;
+    let t1 = (trace.last().map_or(0, |p| p.0) as f64).max(t0 + 1.0);
+    let peak = trace.iter().map(|p| f64::from(p.1)).fold(0.0, f64::max);
     // At most 2000%: absurd inputs must not produce an absurd (or infinite) axis.
     let ymax = (lines.iter().map(|l| l.0).fold(peak, f64::max).max(1.0) * 1.05).min(20.0);
     let ymax = if ymax.is_finite() { ymax } else { 20.0 };
-    let x = |t: f64| left + (t - t0) / (t1 - t0) * (w - left - 8.0);
+    let x = |t: f64| left + (t - t0) / (t1 - t0) * (w - left - right);
     let y = |u: f64| top + (1.0 - u.clamp(0.0, ymax) / ymax) * (h - top - bottom);
     let mut svg = String::new();
     let _ = write!(
         svg,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" role="img" aria-label="CPU utilization of {}">"#,
-        esc(&r.workload)
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" role="img" aria-label="{}">"#,
+        esc(aria)
     );
     let step = ((ymax / 8.0 / 0.25).ceil() * 0.25).max(0.25);
     let mut tick = 0.0;
@@ -445,7 +514,7 @@ fn plot(report: &Report, r: &Recommendation) -> String {
         let _ = write!(
             svg,
             r##"<line x1="{left}" x2="{}" y1="{y:.1}" y2="{y:.1}" stroke="#eee"/><text x="{}" y="{:.1}" font-size="10" text-anchor="end">{:.0}%</text>"##,
-            w - 8.0,
+            w - right,
             left - 4.0,
             y(tick) + 3.0,
             tick * 100.0,
@@ -453,22 +522,37 @@ fn plot(report: &Report, r: &Recommendation) -> String {
         );
         tick += step;
     }
-    let days = ((t1 - t0) / 86_400_000.0).ceil() as i64;
-    let every = (days / 15).max(1) as usize;
-    for d in (0..=days).step_by(every) {
-        let t = t0 + d as f64 * 86_400_000.0;
-        if t > t1 {
-            break;
-        }
+    // Date ticks at UTC midnights, at most 8 labels.
+    let day = 86_400_000.0;
+    let days = ((t1 - t0) / day).ceil().max(1.0);
+    let every = (days / 8.0).ceil().max(1.0);
+    let mut t = (t0 / day).ceil() * day;
+    while t <= t1 {
         let _ = write!(
             svg,
-            r##"<text x="{:.1}" y="{}" font-size="10" text-anchor="middle">d{d}</text>"##,
-            x(t),
-            h - 10.0
+            r##"<line x1="{xx:.1}" x2="{xx:.1}" y1="{}" y2="{}" stroke="#999"/><text x="{xx:.1}" y="{}" font-size="10" text-anchor="middle">{}</text>"##,
+            h - bottom,
+            h - bottom + 4.0,
+            h - bottom + 15.0,
+            date_label(t as i64),
+            xx = x(t)
         );
+        t += every * day;
     }
-    let points: Vec<String> = r
-        .trace
+    let _ = write!(
+        svg,
+        r##"<text x="{}" y="{}" font-size="11" text-anchor="middle">date (UTC, month-day); hourly maxima</text>"##,
+        left + (w - left - right) / 2.0,
+        h - 6.0
+    );
+    let _ = write!(
+        svg,
+        r##"<text x="12" y="{:.1}" font-size="11" text-anchor="middle" transform="rotate(-90 12 {:.1})">{}</text>"##,
+        top + (h - top - bottom) / 2.0,
+        top + (h - top - bottom) / 2.0,
+        esc(y_title)
+    );
+    let points: Vec<String> = trace
         .iter()
         .map(|(t, u)| format!("{:.1},{:.1}", x(*t as f64), y(f64::from(*u))))
         .collect();
@@ -477,13 +561,14 @@ fn plot(report: &Report, r: &Recommendation) -> String {
         r##"<polyline fill="none" stroke="#1f77b4" stroke-width="1" points="{}"/>"##,
         points.join(" ")
     );
-    for (i, (u, color, label)) in lines.iter().enumerate() {
+    let want: Vec<f64> = lines.iter().map(|l| y(l.0) - 3.0).collect();
+    let placed = spread_labels(&want, 12.0, top + 9.0, h - bottom - 2.0);
+    for ((u, color, label), ly) in lines.iter().zip(placed) {
         let _ = write!(
             svg,
-            r#"<line x1="{left}" x2="{}" y1="{yy:.1}" y2="{yy:.1}" stroke="{color}" stroke-dasharray="5,3"/><text x="{}" y="{:.1}" font-size="10" fill="{color}" text-anchor="end">{} ({:.0}%)</text>"#,
-            w - 8.0,
-            w - 10.0,
-            if i == 2 { y(*u) + 11.0 } else { y(*u) - 3.0 },
+            r#"<line x1="{left}" x2="{}" y1="{yy:.1}" y2="{yy:.1}" stroke="{color}" stroke-dasharray="5,3"/><text x="{}" y="{ly:.1}" font-size="10" fill="{color}" text-anchor="end">{} ({:.0}%)</text>"#,
+            w - right,
+            w - right - 2.0,
             esc(label),
             u * 100.0,
             yy = y(*u)
@@ -493,10 +578,70 @@ fn plot(report: &Report, r: &Recommendation) -> String {
     svg
 }
 
+/// The CPU and memory plots of one workload, side by side.
+fn plot(report: &Report, r: &Recommendation) -> String {
+    let Some(current) = &r.current else {
+        return String::new();
+    };
+    let mut cpu_lines: Vec<(f64, &str, String)> = vec![(
+        current.cpu_utilization,
+        "#d62728",
+        format!(
+            "P{} of 5-min maxima",
+            fmt_pct_label(report.config.cpu_percentile)
+        ),
+    )];
+    let mut mem_lines: Vec<(f64, &str, String)> = Vec::new();
+    if r.usage.is_some() {
+        mem_lines.push((
+            current.memory_utilization * (1.0 + report.config.memory_headroom),
+            "#d62728",
+            format!("peak + {:.0}%", report.config.memory_headroom * 100.0),
+        ));
+    }
+    if let Some(rec) = &r.recommended {
+        // The recommended type's capacity and ceiling, in units of the current type's vCPUs.
+        // cpu_utilization = demand / capacity on each type, so the candidate's capacity in
+        // current-type utilization units is the ratio of the two.
+        let cap = if rec.cpu_utilization > 0.0 {
+            current.cpu_utilization / rec.cpu_utilization
+        } else {
+            0.0
+        };
+        cpu_lines.push((cap, "#2ca02c", format!("{} capacity", rec.instance_type)));
+        cpu_lines.push((
+            cap * report.config.cpu_ceiling(),
+            "#98df8a",
+            format!("{} ceiling", rec.instance_type),
+        ));
+        mem_lines.push((
+            rec.memory_gib / current.memory_gib,
+            "#2ca02c",
+            format!("{} memory", rec.instance_type),
+        ));
+    }
+    let cpu = svg_plot(
+        &format!("CPU utilization of {}", r.workload),
+        &format!("CPU, % of {} vCPUs", current.vcpus),
+        &r.trace,
+        &cpu_lines,
+    );
+    let mem = svg_plot(
+        &format!("memory utilization of {}", r.workload),
+        &format!("memory, % of {} GiB", current.memory_gib),
+        &r.memory_trace,
+        &mem_lines,
+    );
+    if cpu.is_empty() && mem.is_empty() {
+        return String::new();
+    }
+    format!("<div class=\"plots\">{cpu}{mem}</div>")
+}
+
 fn html(report: &Report) -> String {
     let mut out = String::new();
     out.push_str("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>frugal rightsize</title>\n");
-    out.push_str("<style>body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}td:first-child,th:first-child{text-align:left}.warn{background:#fff3cd;padding:.5em;border:1px solid #e0c060}.dis{color:#a00}.small{font-size:12px;color:#444}</style></head><body>\n");
+    out.push_str("<style>body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}td:first-child,th:first-child{text-align:left}.warn{background:#fff3cd;padding:.5em;border:1px solid #e0c060}.dis{color:#a00}.small{font-size:12px;color:#444}.plots{display:flex;gap:1em;flex-wrap:wrap}</style></head><body>\n");
     out.push_str("<h1>frugal rightsize</h1>\n");
     if report.synthetic {
         out.push_str("<p class=\"warn\"><b>Synthetic sample data</b> generated by <code>frugal rightsize --demo</code>: it shows how the tool works, it is not a measurement.</p>\n");
@@ -509,6 +654,15 @@ fn html(report: &Report) -> String {
         esc(&report.prices.price_date),
         esc(&report.inputs.join(", "))
     );
+    let _ = writeln!(
+        out,
+        "<p><b>Fleet:</b> {}; net savings <b>{}</b> per month.</p>",
+        esc(&report.summary.line()),
+        money(report.total_monthly_savings_usd)
+    );
+    for n in &report.notes {
+        let _ = writeln!(out, "<p class=\"warn\">{}</p>", esc(n));
+    }
     out.push_str("<table><tr>");
     for h in headers(report) {
         let _ = write!(out, "<th>{}</th>", esc(&h));
@@ -551,11 +705,20 @@ fn html(report: &Report) -> String {
         if let Some(v) = &r.verification {
             let _ = writeln!(out, "<p>Verification: {}</p>", esc(&v.summary()));
         }
+        if let Some(w) = &r.why_this {
+            let _ = writeln!(out, "<p>Why: {}</p>", esc(w));
+        }
+        if !r.options.is_empty() {
+            let _ = writeln!(out, "<p>Options: {}</p>", esc(&options_text(r)));
+        }
+        if let Some(line) = sla_line(r) {
+            let _ = writeln!(out, "<p>{}</p>", esc(&line));
+        }
         for n in &r.notes {
             let _ = writeln!(out, "<p class=\"small\">{}</p>", esc(n));
         }
         out.push_str(&plot(report, r));
-        out.push_str("\n<p class=\"small\">Hourly maxima of CPU utilization of the current type (blue).</p>\n");
+        out.push_str("\n<p class=\"small\">Hourly maxima of the current type's CPU and memory utilization (blue), with the sizing lines.</p>\n");
     }
     let _ = writeln!(
         out,
@@ -568,6 +731,29 @@ fn html(report: &Report) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn labels_never_overlap() {
+        // The checkout-api case: the ceiling label 2 px from the P99.5 label.
+        let placed = spread_labels(&[100.0, 102.0, 40.0], 12.0, 10.0, 200.0);
+        assert_eq!(placed[2], 40.0);
+        assert_eq!(placed[0], 100.0);
+        assert_eq!(placed[1], 112.0);
+        // Crowded at the bottom: shifted up, still apart and inside.
+        let placed = spread_labels(&[195.0, 196.0, 197.0], 12.0, 10.0, 200.0);
+        let mut sorted = placed.clone();
+        sorted.sort_by(f64::total_cmp);
+        assert!(sorted[2] <= 200.0 && sorted[0] >= 10.0, "{placed:?}");
+        assert!(
+            sorted.windows(2).all(|p| p[1] - p[0] >= 12.0 - 1e-9),
+            "{placed:?}"
+        );
+    }
+
+    #[test]
+    fn dates_on_the_time_axis() {
+        assert_eq!(date_label(1_784_505_600_000), "07-20");
+    }
 
     #[test]
     fn money_formats() {

@@ -501,6 +501,33 @@ impl SeriesSet {
         self.series[index] = series;
     }
 
+    /// Records a workload that cannot be analysed, with the reason (shown in every output
+    /// format); a workload already in the set is marked skipped.
+    pub fn push_skipped(
+        &mut self,
+        source: &str,
+        workload: &str,
+        instance_type: &str,
+        reason: String,
+    ) {
+        let i = match self.index.get(workload) {
+            Some(&i) => i,
+            None => {
+                self.series
+                    .push(Series::new(workload, instance_type, source));
+                self.first_location.push(source.to_owned());
+                self.index
+                    .insert(workload.to_owned(), self.series.len() - 1);
+                self.series.len() - 1
+            }
+        };
+        let s = &mut self.series[i];
+        if s.skipped.is_none() {
+            s.skipped = Some(reason);
+            s.windows = Vec::new();
+        }
+    }
+
     /// Number of workloads.
     pub fn len(&self) -> usize {
         self.series.len()

@@ -21,9 +21,11 @@
 //! sizes then get the same rate. The per-request CPU work (`--work-us`) is the CPU-seconds per
 //! request inferred from the data, or 500 µs without request data.
 //!
-//! The SLA. With latency data the target is the workload's latency target minus the fitted
-//! non-CPU delay (the replay has no I/O); without, `--latency-target-ms` or 20 × the per-request
-//! work. The fraction of
+//! The SLA. With latency data the target is the workload's latency target, the very number the
+//! report's SLA screen shows; the replay has no I/O, so the fitted non-CPU delay is added to every
+//! replayed latency before it is compared (capped so that at least twice the per-request work is
+//! left for the CPU). Without latency data the target is `--latency-target-ms` or 20 × the
+//! per-request work, with no delay added. The fraction of
 //! requests within the target is interpolated from the load generator's percentiles
 //! (p50/p90/p99/p99.9/max, coordinated-omission corrected when available). The candidate passes
 //! when that fraction reaches the SLA fraction (99.5%), errors stay under 0.5% and the achieved
@@ -114,8 +116,11 @@ pub struct Verification {
     pub rate_basis: String,
     /// Per-request CPU work given to `frugal serve --work-us`.
     pub work_us: u64,
-    /// Latency target used in the replay, ms.
+    /// Latency target the replay checks, ms: the SLA screen's target when the data has latency.
     pub latency_target_ms: f64,
+    /// Non-CPU delay added to every replayed latency, ms (the fitted delay of the SLA screen).
+    #[serde(default)]
+    pub added_delay_ms: f64,
     /// How the CPU count was enforced: affinity only, or affinity plus a cgroup quota.
     pub cgroup: String,
     /// Where the load generator and the server ran, in words (the same for both runs unless it
@@ -150,9 +155,14 @@ impl Verification {
         let m = |m: &Option<Measured>| {
             m.as_ref().map_or("-".to_owned(), |m| {
                 format!(
-                    "{:.2} CPU: p99 {:.2} ms, {:.2}% within {:.2} ms, {:.0}/{:.0} req/s, {} errors",
+                    "{:.2} CPU: p99 {:.2} ms{}, {:.2}% within {:.1} ms, {:.0}/{:.0} req/s, {} errors",
                     m.cpus,
                     m.p99_ms,
+                    if self.added_delay_ms > 0.0 {
+                        format!(" (incl. {:.1} ms non-CPU delay)", self.added_delay_ms)
+                    } else {
+                        String::new()
+                    },
                     m.sla_fraction * 100.0,
                     self.latency_target_ms,
                     m.achieved_rps,
@@ -714,12 +724,35 @@ fn run_load(
     })
 }
 
-fn measure(report: &LoadReport, cpus: f64, target_rps: f64, target_ms: f64, sla: f64) -> Measured {
+/// The target the replay checks and the delay added to replayed latencies:
+/// `(target_ms, added_delay_ms)`. With latency data the target is the SLA screen's.
+fn replay_target(
+    svc: Option<&crate::model::ServiceModel>,
+    work_us: u64,
+    fallback: Option<f64>,
+) -> (f64, f64) {
+    match svc {
+        Some(s) => {
+            let cpu_floor = 2.0 * work_us as f64 / 1000.0;
+            let delay = s.fixed_delay_ms.min(s.target_ms - cpu_floor).max(0.0);
+            (s.target_ms, delay)
+        }
+        None => (fallback.unwrap_or(20.0 * work_us as f64 / 1000.0), 0.0),
+    }
+}
+
+fn measure(
+    report: &LoadReport,
+    cpus: f64,
+    target_rps: f64,
+    (target_ms, delay_ms): (f64, f64),
+    sla: f64,
+) -> Measured {
     let (lat, corrected) = match &report.latency_corrected_ns {
         Some(c) => (c, true),
         None => (&report.latency_ns, false),
     };
-    let ms = |ns: u64| ns as f64 / 1e6;
+    let ms = |ns: u64| ns as f64 / 1e6 + delay_ms;
     let points = [
         (ms(lat.p50), 0.5),
         (ms(lat.p90), 0.9),
@@ -769,19 +802,15 @@ pub fn verify(rec: &Recommendation, opts: &VerifyOptions) -> Result<Verification
             .round()
             .clamp(20.0, 20_000.0) as u64
     });
-    let target_ms = match svc {
-        Some(s) => (s.target_ms - s.fixed_delay_ms).max(work_us as f64 / 1000.0 * 2.0),
-        None => opts
-            .latency_target_ms
-            .unwrap_or(20.0 * work_us as f64 / 1000.0),
-    };
+    let target = replay_target(svc, work_us, opts.latency_target_ms);
     let mut v = Verification {
         current_type: rec.instance_type.clone(),
         candidate_type: candidate.map_or(rec.instance_type.clone(), |c| c.instance_type.clone()),
         machine_cpus: machine,
         rate_basis: String::new(),
         work_us,
-        latency_target_ms: target_ms,
+        latency_target_ms: target.0,
+        added_delay_ms: target.1,
         cgroup: cgroup_info(),
         arrangement: String::new(),
         load_generator_cpu: None,
@@ -934,7 +963,7 @@ pub fn verify(rec: &Recommendation, opts: &VerifyOptions) -> Result<Verification
             name,
         )?;
         drop(server);
-        let m = measure(&r, cpus, rate, target_ms, opts.sla_fraction);
+        let m = measure(&r, cpus, rate, target, opts.sla_fraction);
         if name == "current" {
             v.current = Some(m);
         } else {
@@ -955,6 +984,30 @@ pub fn verify(rec: &Recommendation, opts: &VerifyOptions) -> Result<Verification
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_replay_checks_the_sla_screens_target() {
+        let svc = crate::model::ServiceModel {
+            cpu_seconds_per_request: 0.002,
+            peak_rps: 100.0,
+            median_latency_p99_ms: 31.35,
+            fixed_delay_ms: 9.64,
+            target_ms: 62.7,
+            target_source: "default".to_owned(),
+        };
+        // The same target as the report; the non-CPU delay is added to replayed latencies.
+        assert_eq!(replay_target(Some(&svc), 2_000, None), (62.7, 9.64));
+        // A delay that would leave less than twice the work for the CPU is capped.
+        let tight = crate::model::ServiceModel {
+            fixed_delay_ms: 61.0,
+            ..svc
+        };
+        let (t, d) = replay_target(Some(&tight), 2_000, None);
+        assert_eq!(t, 62.7);
+        assert!((d - 58.7).abs() < 1e-9, "{d}");
+        assert_eq!(replay_target(None, 500, Some(40.0)), (40.0, 0.0));
+        assert_eq!(replay_target(None, 500, None), (10.0, 0.0));
+    }
 
     #[test]
     fn fractional_plans_need_a_quota() {

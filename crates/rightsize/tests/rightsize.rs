@@ -201,9 +201,13 @@ fn demo_sample_shows_the_article_failing() {
     assert_eq!(by("new-service").finding, Finding::InsufficientData);
     let table = render(&report, Format::Table);
     assert!(table.starts_with("SYNTHETIC SAMPLE DATA"));
-    assert!(table.contains("as of 2024-06-01"));
+    assert!(table.contains("as of 2026-07-20"));
     let html = render(&report, Format::Html);
-    assert_eq!(html.matches("<svg").count(), 5);
+    assert_eq!(
+        html.matches("<svg").count(),
+        10,
+        "a CPU and a memory plot each"
+    );
     assert!(html.contains("Synthetic sample data"));
     let json: serde_json::Value = serde_json::from_str(&render(&report, Format::Json)).unwrap();
     assert_eq!(json["recommendations"].as_array().unwrap().len(), 5);

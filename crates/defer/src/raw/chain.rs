@@ -89,7 +89,9 @@ const SEG_CLASS: usize = 5;
 const MAX_SEGMENT_RECORD: usize = 512;
 
 /// The header at the start of a pool segment's block: the previous segment's state.
-#[repr(C)]
+/// Aligned to 8 so that its size is a multiple of 8 on 32-bit targets too (three 4-byte
+/// pointers would leave the first record 4-aligned).
+#[repr(C, align(8))]
 struct SegHdr {
     prev_top: *mut u8,
     prev_cursor: *mut u8,
@@ -320,8 +322,11 @@ impl<F: FnOnce()> Thunks<F> {
     };
 }
 
-/// Size of a stub record: `[run][size][block pointer]`.
-const STUB_RECORD: usize = VT + HEAD;
+/// Size of a stub record: `[run][size][block pointer]`, rounded up to 8 (12 bytes on 32-bit
+/// targets would misalign the records below it).
+const STUB_RECORD: usize = (VT + HEAD + INLINE_ALIGN - 1) & !(INLINE_ALIGN - 1);
+
+const _: () = assert!(STUB_RECORD % INLINE_ALIGN == 0);
 
 /// The chain. Not `Send`/`Sync` (raw pointers, `Cell`s): it belongs to one frame of one thread.
 ///
@@ -744,15 +749,21 @@ mod tests {
 
     #[test]
     fn record_sizes() {
-        assert_eq!(Shape::<()>::RECORD, 16);
-        assert_eq!(Shape::<u8>::RECORD, 24);
-        assert_eq!(Shape::<[u64; 3]>::RECORD, 40);
-        const { assert!(Shape::<[u8; 496]>::IN_SEGMENT) };
-        const { assert!(!Shape::<[u8; 497]>::IN_SEGMENT) };
+        assert_eq!(Shape::<()>::RECORD, HEAD);
+        assert_eq!(Shape::<u8>::RECORD, HEAD + 8);
+        assert_eq!(Shape::<[u64; 3]>::RECORD, HEAD + 24);
+        const { assert!(Shape::<[u8; MAX_SEGMENT_RECORD - HEAD]>::IN_SEGMENT) };
+        const { assert!(!Shape::<[u8; MAX_SEGMENT_RECORD - HEAD + 1]>::IN_SEGMENT) };
+        assert_eq!(
+            STUB_RECORD,
+            if VT == 8 { 24 } else { 16 },
+            "three words, rounded up to 8"
+        );
         const { assert!(!Shape::<u128>::IN_SEGMENT || align_of::<u128>() <= 8) };
     }
 
     #[test]
+    #[cfg(target_pointer_width = "64")] // sizes in bytes assume 8-byte words
     fn lifo_across_inline_segments_and_stubs_with_counts() {
         let log = RefCell::new(Vec::new());
         with_chain::<40>(|chain| {
@@ -777,6 +788,7 @@ mod tests {
     /// Registers `n` 32-byte records (two words of captures, `run`, `size`) in a chain with an
     /// `N`-byte inline buffer, checking the counts after the first `check_at`; returns the
     /// counts at the end, after checking that all ran newest first.
+    #[cfg(target_pointer_width = "64")]
     fn push_32s<const N: usize>(
         n: usize,
         check_at: usize,
@@ -799,6 +811,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(target_pointer_width = "64")] // sizes in bytes assume 8-byte words
     fn exact_fit_uses_every_byte_then_overflows() {
         // Two 32-byte records fill the 64 bytes exactly (`room` reaches 0, no borrow); the
         // third borrows and starts a pool segment. 2024 bytes of records per segment: 63 of
@@ -807,6 +820,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(target_pointer_width = "64")] // sizes in bytes assume 8-byte words
     fn buffers_smaller_than_a_record_hold_nothing() {
         assert_eq!(push_32s::<0>(3, 0, (0, 0, 0)), (3, 3, 0));
         assert_eq!(push_32s::<8>(3, 0, (0, 0, 0)), (3, 3, 0));
@@ -815,6 +829,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(target_pointer_width = "64")] // sizes in bytes assume 8-byte words
     fn capacity_rounds_down_to_whole_words() {
         // The inline buffer's top is rounded down to a whole word: 56 usable bytes of 61 hold
         // one 32-byte record, and the second already goes to a pool segment.
@@ -822,6 +837,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(target_pointer_width = "64")] // sizes in bytes assume 8-byte words
     fn inline_count_excludes_stubs_written_inline() {
         let log = RefCell::new(Vec::new());
         with_chain::<128>(|chain| {

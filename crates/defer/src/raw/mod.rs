@@ -10,12 +10,21 @@
 //!   compile time.
 //! - `pool`: the thread-local free lists of blocks by size class.
 //! - `scope`: the public scope types, and the argument why erasing closure lifetimes is sound.
+//! - `async_store`: an async scope's records (sync closures, async closures and their futures,
+//!   pinned in place) in an inline area or blocks of their own; invariants at its top.
+//! - `async_scope` (safe code over `async_store`) and `async_tokio`: the public async scope.
 //!
 //! Every unsafe operation has its own `unsafe` block and a `// SAFETY:` comment.
 
 mod guard;
 pub use guard::Guard;
 
+#[cfg(feature = "async")]
+mod async_scope;
+#[cfg(feature = "async")]
+mod async_store;
+#[cfg(feature = "tokio")]
+mod async_tokio;
 #[cfg(feature = "std")]
 mod chain;
 #[cfg(feature = "std")]
@@ -28,3 +37,11 @@ pub use scope::{
     recover, scope, scope_with_capacity, try_scope, try_scope_with_capacity, DeferHandle, Scope,
     TryScope, DEFAULT_CAPACITY,
 };
+
+#[cfg(feature = "async")]
+pub use async_scope::{
+    async_stats, block_on, catch_unwind, AsyncDeferHandle, AsyncScope, AsyncStats, CancelPolicy,
+    DEFAULT_ASYNC_CAPACITY,
+};
+#[cfg(feature = "async")]
+pub use async_store::Detached;

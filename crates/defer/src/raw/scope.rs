@@ -60,13 +60,19 @@ pub const DEFAULT_CAPACITY: usize = 512;
 /// frugal_defer::scope(|s| escaped = Some(s));
 /// ```
 ///
-/// ```compile_fail
+/// ```compile_fail,E0277
 /// frugal_defer::scope(|s| {
 ///     std::thread::scope(|t| {
-///         t.spawn(|| s.defer(|| ()));
+///         // Fails only because `Scope` is not `Sync` (the closure returns `()`, which is `Send`).
+///         t.spawn(|| {
+///             let _ = s.defer(|| ());
+///         });
 ///     });
 /// });
 /// ```
+///
+/// (The same program with a `Sync` value in place of the scope compiles: `tests/defer.rs`,
+/// `scoped_thread_program_compiles_with_a_sync_value`.)
 ///
 /// A deferred closure cannot borrow a local of the body (it runs after the body returned):
 ///
@@ -284,18 +290,36 @@ fn finish_run(chain: Chain, panics: &PanicsCell, first: PanicPayload) -> Chain {
     chain
 }
 
+/// Records a caught panic, with the collateral an inner scope stashed when it resumed this
+/// payload (so that nested collateral reaches this scope's result, not thread-local storage).
 #[cold]
 #[inline(never)]
 fn record_panic(panics: &PanicsCell, payload: PanicPayload) {
+    let inner = panics::claim_collateral(&payload);
     let mut panics = panics.borrow_mut();
     match panics.as_mut() {
         None => {
             *panics = Some(Box::new(Panics {
                 first: payload,
-                collateral: Vec::new(),
+                collateral: inner,
             }))
         }
-        Some(p) => p.collateral.push(payload),
+        Some(p) => {
+            p.collateral.push(payload);
+            p.collateral.extend(inner);
+        }
+    }
+}
+
+/// Drops a value the scope cannot return (the body's value or result, discarded because a
+/// panic is resumed or recovered): a panic in its destructor becomes collateral instead of
+/// replacing the panic in flight.
+#[cold]
+#[inline(never)]
+fn discard<T>(value: T, collateral: &mut Vec<PanicPayload>) {
+    if let Err(p) = panic::catch_unwind(AssertUnwindSafe(move || drop(value))) {
+        collateral.extend(panics::claim_collateral(&p));
+        collateral.push(p);
     }
 }
 
@@ -331,11 +355,6 @@ impl<'scope, 'env> Scope<'scope, 'env> {
         let panics = self.panics.take()?;
         Some((panics.first, panics.collateral))
     }
-
-    /// `true` if a panic is in flight in this scope (used by `errdefer`).
-    fn panicking(&self) -> bool {
-        self.panics.borrow().is_some()
-    }
 }
 
 impl fmt::Debug for Scope<'_, '_> {
@@ -349,10 +368,14 @@ impl fmt::Debug for Scope<'_, '_> {
     }
 }
 
+/// What a scope that panicked hands back: the first panic, the collateral ones, and the
+/// body's value if the body returned (only deferred calls panicked).
+type Caught<R> = (PanicPayload, Vec<PanicPayload>, Option<R>);
+
 /// Runs `body` with a fresh scope whose inline area is `N` bytes; returns the body's value or
-/// the caught panics (first, collateral).
+/// the caught panics.
 #[inline(always)]
-fn scope_impl<'env, const N: usize, F, R>(body: F) -> Result<R, (PanicPayload, Vec<PanicPayload>)>
+fn scope_impl<'env, const N: usize, F, R>(body: F) -> Result<R, Caught<R>>
 where
     F: for<'scope> FnOnce(&'scope Scope<'scope, 'env>) -> R,
 {
@@ -364,15 +387,34 @@ where
     if !scope.run(|| value = Some(body(&scope))) {
         return Ok(value.expect("nothing panicked, so the body returned"));
     }
-    let panics = scope
+    let (first, collateral) = scope
         .take_panics()
         .expect("`run` reported a panic, so one was recorded");
-    drop(value);
-    Err(panics)
+    Err((first, collateral, value))
 }
 
-fn resume(first: PanicPayload, collateral: Vec<PanicPayload>) -> ! {
-    panics::stash_collateral(collateral);
+/// Resumes the first panic of a scope, after stashing the collateral for an enclosing scope
+/// or [`take_collateral`](crate::take_collateral). The discarded value (if the body returned)
+/// is dropped first, its destructor's panic becoming collateral.
+///
+/// Exception: on a thread that is already unwinding (the scope runs in a destructor called
+/// during unwinding) resuming would abort the process. Then, if the body returned, its value
+/// is returned and every panic of the scope is stashed as collateral; if the body itself
+/// panicked there is no value to return, and the process aborts as for any panic escaping a
+/// destructor during unwinding (use [`recover`](crate::recover()) there).
+#[cold]
+#[inline(never)]
+fn resume_or_return<R>((first, mut collateral, value): Caught<R>) -> R {
+    if std::thread::panicking() {
+        if let Some(value) = value {
+            collateral.insert(0, first);
+            panics::stash_unclaimed(collateral);
+            return value;
+        }
+    } else if let Some(value) = value {
+        discard(value, &mut collateral);
+    }
+    panics::stash_collateral(&first, collateral);
     panic::resume_unwind(first)
 }
 
@@ -423,7 +465,7 @@ where
 {
     match scope_impl::<BYTES, F, R>(body) {
         Ok(value) => value,
-        Err((first, collateral)) => resume(first, collateral),
+        Err(caught) => resume_or_return(caught),
     }
 }
 
@@ -445,8 +487,12 @@ pub fn recover<'env, F, R>(body: F) -> Result<R, Recovered>
 where
     F: for<'scope> FnOnce(&'scope Scope<'scope, 'env>) -> R,
 {
-    scope_impl::<DEFAULT_CAPACITY, F, R>(body)
-        .map_err(|(first, collateral)| Recovered::new(first, collateral))
+    scope_impl::<DEFAULT_CAPACITY, F, R>(body).map_err(|(first, mut collateral, value)| {
+        if let Some(value) = value {
+            discard(value, &mut collateral);
+        }
+        Recovered::new(first, collateral)
+    })
 }
 
 /// A [`Scope`] whose body returns `Result<T, E>`: adds result-aware deferred calls
@@ -459,9 +505,14 @@ where
 /// `errdefer`s registered before it (Go's named-result rewrite).
 pub struct TryScope<'scope, 'env: 'scope, T, E> {
     scope: Scope<'scope, 'env>,
-    /// The body's result, once it returned.
-    outcome: RefCell<Option<Result<T, E>>>,
+    /// The body's result, once it returned. In a separate local of the function that opened
+    /// the scope, like the panics cell: the result-aware calls capture its address, not the
+    /// scope's, so the chain's address stays private (see `Scope::panics`).
+    outcome: &'scope OutcomeCell<T, E>,
 }
+
+/// The body's result of a [`TryScope`], once it returned.
+type OutcomeCell<T, E> = RefCell<Option<Result<T, E>>>;
 
 impl<'scope, 'env, T, E> std::ops::Deref for TryScope<'scope, 'env, T, E> {
     type Target = Scope<'scope, 'env>;
@@ -500,15 +551,21 @@ impl<'scope, 'env, T, E> TryScope<'scope, 'env, T, E> {
     where
         F: FnOnce(Option<&E>) + 'env,
     {
-        let this = NonNull::from(self);
+        let (outcome, panics) = (
+            NonNull::from(self.outcome),
+            NonNull::from(self.scope.panics),
+        );
         let record = self.scope.chain.push(move || {
-            // SAFETY: the wrapper runs (or is dropped) during `Scope::run`, while this `TryScope`
-            // is alive (module soundness argument); only shared borrows are taken.
-            let this = unsafe { this.as_ref() };
-            let outcome = this.outcome.borrow();
+            // SAFETY: the wrapper runs (or is dropped) during `Scope::run`, while the cells of the
+            // function that opened this `TryScope` are alive (module soundness argument); only
+            // shared borrows are taken.
+            let outcome = unsafe { outcome.as_ref() };
+            // SAFETY: likewise for the panics cell.
+            let panics = unsafe { panics.as_ref() };
+            let outcome = outcome.borrow();
             match outcome.as_ref() {
                 Some(Err(e)) => f(Some(e)),
-                Some(Ok(_)) if this.scope.panicking() => {
+                Some(Ok(_)) if panics.borrow().is_some() => {
                     drop(outcome);
                     f(None)
                 }
@@ -530,12 +587,17 @@ impl<'scope, 'env, T, E> TryScope<'scope, 'env, T, E> {
     where
         F: FnOnce() + 'env,
     {
-        let this = NonNull::from(self);
+        let (outcome, panics) = (
+            NonNull::from(self.outcome),
+            NonNull::from(self.scope.panics),
+        );
         let record = self.scope.chain.push(move || {
             // SAFETY: as in `errdefer`.
-            let this = unsafe { this.as_ref() };
-            let ok = matches!(*this.outcome.borrow(), Some(Ok(_)));
-            if ok && !this.scope.panicking() {
+            let outcome = unsafe { outcome.as_ref() };
+            // SAFETY: as in `errdefer`.
+            let panics = unsafe { panics.as_ref() };
+            let ok = matches!(*outcome.borrow(), Some(Ok(_)));
+            if ok && panics.borrow().is_none() {
                 f();
             }
         });
@@ -564,12 +626,12 @@ impl<'scope, 'env, T, E> TryScope<'scope, 'env, T, E> {
     where
         F: FnOnce(&mut Result<T, E>) + 'env,
     {
-        let this = NonNull::from(self);
+        let outcome = NonNull::from(self.outcome);
         let record = self.scope.chain.push(move || {
             // SAFETY: as in `errdefer`; the mutable borrow of the outcome is the only borrow
             // while `f` runs (deferred calls run one at a time).
-            let this = unsafe { this.as_ref() };
-            if let Some(result) = this.outcome.borrow_mut().as_mut() {
+            let outcome = unsafe { outcome.as_ref() };
+            if let Some(result) = outcome.borrow_mut().as_mut() {
                 f(result);
             }
         });
@@ -612,22 +674,22 @@ where
     let mut buf = InlineBuf::<BYTES>::new();
     let cold = Cold::new();
     let panics = ManuallyDrop::new(RefCell::new(None));
+    let outcome = RefCell::new(None);
     let ts = TryScope {
         scope: Scope::new(&mut buf, &cold, &panics),
-        outcome: RefCell::new(None),
+        outcome: &outcome,
     };
     let panicked = ts.scope.run(|| {
         let result = body(&ts);
         *ts.outcome.borrow_mut() = Some(result);
     });
+    let result = outcome.borrow_mut().take();
     if panicked {
         let (first, collateral) = ts
             .scope
             .take_panics()
             .expect("`run` reported a panic, so one was recorded");
-        drop(ts.outcome.borrow_mut().take());
-        resume(first, collateral);
+        return resume_or_return((first, collateral, result));
     }
-    let result = ts.outcome.borrow_mut().take();
     result.expect("no panic was recorded, so the body returned")
 }

@@ -66,6 +66,17 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// An HdrHistogram interval log could not be written or read.
+    #[error("{}: {message}", path.display())]
+    HdrLog {
+        /// The log file.
+        path: std::path::PathBuf,
+        /// What went wrong and what to do.
+        message: String,
+        /// The I/O error, if any.
+        #[source]
+        source: Option<io::Error>,
+    },
 }
 
 impl Error {

@@ -108,6 +108,9 @@ pub struct LoadConfig {
     pub timeout: Duration,
     /// Event-loop threads; `None` = `std::thread::available_parallelism()`.
     pub threads: Option<usize>,
+    /// Also record interval histograms into this HdrHistogram log ([`super::hdrlog`]); the
+    /// caller calls its `finish` after the run.
+    pub hdr_log: Option<Arc<super::hdrlog::IntervalLog>>,
 }
 
 impl LoadConfig {
@@ -121,6 +124,7 @@ impl LoadConfig {
             rate: None,
             timeout: Duration::from_secs(10),
             threads: None,
+            hdr_log: None,
         }
     }
 }
@@ -446,6 +450,9 @@ fn run_load(config: &LoadConfig, progress: Arc<Progress>) -> Result<LoadReport, 
         let start = Instant::now() + Duration::from_millis(2);
         let _ = ctx.start.set(start);
         let _ = ctx.progress.started.set(start);
+        if let Some(log) = &config.hdr_log {
+            log.begin(start + config.warmup, config.duration);
+        }
     }
     ctx.barrier.wait();
     let mut total = Stats::new();
@@ -609,6 +616,9 @@ fn count_error(
     ctx.progress.errors.fetch_add(1, Relaxed);
     if in_window {
         *kind(&mut stats.borrow_mut().errors) += 1;
+        if let Some(log) = &ctx.config.hdr_log {
+            log.record_errors(Instant::now(), 1);
+        }
     }
 }
 
@@ -708,6 +718,9 @@ async fn closed_loop(ctx: &Ctx, mut conn: Option<Conn>, start: Instant, stats: &
                     let mut s = stats.borrow_mut();
                     s.ok += 1;
                     s.uncorrected.saturating_record(nanos(done - sent));
+                    if let Some(log) = &ctx.config.hdr_log {
+                        log.record(done, nanos(done - sent), None);
+                    }
                 }
                 if close {
                     conn = None;
@@ -766,6 +779,9 @@ async fn constant_rate(
         s.unsent += all;
         s.errors.timeout += timed_out;
         ctx.progress.errors.fetch_add(timed_out, Relaxed);
+        if let Some(log) = &ctx.config.hdr_log {
+            log.record_errors(end, timed_out);
+        }
         if all > timed_out {
             s.unfinished += all - timed_out;
             let oldest = slot(k + timed_out);
@@ -809,6 +825,9 @@ async fn constant_rate(
                     s.ok += 1;
                     s.uncorrected.saturating_record(nanos(done - sent));
                     s.corrected.saturating_record(nanos(done - intended));
+                    if let Some(log) = &ctx.config.hdr_log {
+                        log.record(done, nanos(done - sent), Some(nanos(done - intended)));
+                    }
                     if on_time {
                         s.lateness.saturating_record(nanos(sent - intended));
                     }

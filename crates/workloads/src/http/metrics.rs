@@ -45,8 +45,9 @@ pub(crate) struct Metrics {
     pub(crate) accept_fd_exhausted: AtomicU64,
     /// Cleanup actions run (releases of buffers and leases), whatever the strategy.
     pub(crate) defers_run: AtomicU64,
-    /// Leases released by a cleanup bound to the request's cancellation (`chain-cancel`) because
-    /// the request was cancelled.
+    /// Leases released because the request was cancelled: by a cleanup bound to the
+    /// cancellation (`chain-cancel`), or by the cancelled async scope's spawned cleanup
+    /// (`async-chain`).
     pub(crate) leases_released_on_cancel: AtomicU64,
 }
 
@@ -200,7 +201,7 @@ impl Metrics {
             &mut out,
             "frugal_pool_leases_released_on_cancel_total",
             counter,
-            "Leases given back at the moment their request was cancelled (chain-cancel).",
+            "Leases given back because their request was cancelled (chain-cancel: at that moment; async-chain: by the cancelled scope's spawned cleanup).",
             self.leases_released_on_cancel.load(Relaxed).to_string(),
         );
         one(

@@ -29,6 +29,7 @@
 mod bench;
 mod client;
 mod error;
+pub mod hdrlog;
 mod loadgen;
 mod metrics;
 mod pacer;

@@ -50,6 +50,11 @@ pub struct ServeConfig {
     /// that held requests finish within the grace period. Tests use a long hold to keep
     /// requests in flight for as long as they need, whatever the machine's speed.
     pub hold: Duration,
+    /// `async-chain` only: the simulated reset that each request's async cleanup awaits before
+    /// it returns the lease, in microseconds (a `tokio::time::sleep`, whose timer rounds up to
+    /// whole milliseconds; 0, the default, is one `yield_now`: an await that completes after
+    /// the task was rescheduled once).
+    pub release_us: u64,
     /// Response body size in bytes.
     pub response_bytes: usize,
     /// Tokio worker threads; `None` = `std::thread::available_parallelism()`.
@@ -78,6 +83,7 @@ impl Default for ServeConfig {
             strategy: Strategy::Manual,
             work_us: 10,
             hold: Duration::ZERO,
+            release_us: 0,
             response_bytes: 128,
             workers: None,
             lease_pool_size: 128,
@@ -137,6 +143,11 @@ impl State {
         if !self.config.hold.is_zero() && cancelled.is_cancelled() {
             return None;
         }
+        Some(self.produce(buf))
+    }
+
+    /// The work section after the hold: burn `work_us` of CPU, fill the buffer, copy it out.
+    pub(crate) fn produce(&self, buf: &mut Vec<u8>) -> Bytes {
         let us = self.config.work_us;
         if us >= BLOCKING_WORK_US {
             // Work this long would stall the worker's other tasks and, when the worker was the
@@ -151,7 +162,7 @@ impl State {
             let n = (self.config.response_bytes - buf.len()).min(PATTERN.len());
             buf.extend_from_slice(&PATTERN[..n]);
         }
-        Some(Bytes::copy_from_slice(buf))
+        Bytes::copy_from_slice(buf)
     }
 
     /// Waits [`ServeConfig::hold`] unless `cancelled` fires first (`false`) or the service

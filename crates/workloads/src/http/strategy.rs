@@ -1,4 +1,4 @@
-//! The four ways a request releases its resources.
+//! The five ways a request releases its resources.
 //!
 //! Every strategy runs the same request: wait for a lease (within the deadline, abandoning the
 //! wait when the request is cancelled — nothing is held while waiting), hold it through the
@@ -47,15 +47,21 @@ pub enum Strategy {
     /// Like `chain`, with the cleanup bound to the request's cancellation: a cancelled request
     /// releases at the moment it is cancelled, not when its code next runs.
     ChainCancel,
+    /// An async scope (`frugal_defer::async_scope!`): the lease is returned by an async
+    /// cleanup that first awaits a simulated reset (`release_us`); the work section is async
+    /// too (its hold is awaited). A cancelled request drops the scope's future, and the
+    /// scope's policy (`CancelPolicy::SPAWN_TOKIO`) hands the lease's cleanup to the runtime.
+    AsyncChain,
 }
 
 impl Strategy {
     /// All strategies, in the order benchmarks report them.
-    pub const ALL: [Strategy; 4] = [
+    pub const ALL: [Strategy; 5] = [
         Strategy::Manual,
         Strategy::Guard,
         Strategy::Chain,
         Strategy::ChainCancel,
+        Strategy::AsyncChain,
     ];
 
     /// The name used on the command line and in reports.
@@ -65,6 +71,7 @@ impl Strategy {
             Strategy::Guard => "guard",
             Strategy::Chain => "chain",
             Strategy::ChainCancel => "chain-cancel",
+            Strategy::AsyncChain => "async-chain",
         }
     }
 }
@@ -83,7 +90,10 @@ impl FromStr for Strategy {
             .into_iter()
             .find(|st| st.name() == s)
             .ok_or_else(|| {
-                format!("unknown strategy {s:?}; use one of manual, guard, chain, chain-cancel")
+                format!(
+                    "unknown strategy {s:?}; use one of manual, guard, chain, chain-cancel, \
+                     async-chain"
+                )
             })
     }
 }
@@ -115,11 +125,19 @@ pub(crate) async fn handle(
     // goes through its strategy, whose work section then returns at once and whose cleanup
     // gives everything back.
     let _ = state.hold(&token).await;
+    if state.config.strategy == Strategy::AsyncChain {
+        return match async_chain(&state, lease, &token).await {
+            Some(body) => (Outcome::Ok, Some(body)),
+            None => (Outcome::Cancelled, None),
+        };
+    }
     let body = match (state.config.strategy, bound) {
         (Strategy::Manual, _) => manual(&state, lease, &token),
         (Strategy::Guard, _) => guarded(&state, lease, &token),
         (Strategy::ChainCancel, Some(bound)) => chain_cancel(&state, lease, &token, &bound),
-        (Strategy::Chain | Strategy::ChainCancel, _) => chain(&state, lease, &token),
+        (Strategy::Chain | Strategy::ChainCancel | Strategy::AsyncChain, _) => {
+            chain(&state, lease, &token)
+        }
     };
     match body {
         Some(body) => (Outcome::Ok, Some(body)),
@@ -183,6 +201,51 @@ fn chain_cancel(
         let _ = s.defer(|| state.release_buffer(buf.take()));
         state.work(&mut buf.borrow_mut(), token)
     })
+}
+
+/// An async scope: the lease goes back through an async cleanup that awaits a simulated reset
+/// first; the buffer through a sync one. The request's cancellation drops the scope's future
+/// (a lost `select!`): the sync cleanup runs in `Drop`, and the policy spawns the async one,
+/// which then counts the lease as released on cancel. Unlike `chain-cancel`, the work section
+/// must be at an await for this to happen (here: the hold); CPU work runs to its end first.
+async fn async_chain(state: &Arc<State>, lease: Lease, token: &CancellationToken) -> Option<Bytes> {
+    use frugal_defer::{async_scope, CancelPolicy};
+    // Shared with the sync cleanup (a borrow, like `chain`'s cell); `Send`, as the scope's
+    // future runs in a spawned task.
+    let buf = std::sync::Mutex::new(state.take_buffer());
+    let scope = async_scope!(CancelPolicy::SPAWN_TOKIO, |s| {
+        let owner = Arc::clone(state);
+        let seen = token.clone();
+        s.defer_async(move || async move {
+            match owner.config.release_us {
+                0 => tokio::task::yield_now().await,
+                us => tokio::time::sleep(std::time::Duration::from_micros(us)).await,
+            }
+            if seen.is_cancelled() {
+                owner
+                    .metrics
+                    .leases_released_on_cancel
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            owner.release_lease(lease);
+        });
+        let buf = &buf;
+        s.defer(move || state.release_buffer(std::mem::take(&mut lock(buf))));
+        // The hold was awaited by `handle`; cancelled during it, the work section returns
+        // `None` at once and the cleanups give everything back.
+        state.work(&mut lock(buf), token)
+    });
+    tokio::select! {
+        biased;
+        () = token.cancelled() => None,
+        body = scope => body,
+    }
+}
+
+/// Locks the request's buffer (nobody panics while holding it).
+fn lock(buf: &std::sync::Mutex<Vec<u8>>) -> std::sync::MutexGuard<'_, Vec<u8>> {
+    buf.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]

@@ -1,0 +1,478 @@
+//! `frugal bench fleet`: rightsizing a synthetic fleet with the engine computing the statistics
+//! (pushdown) against pulling every sample: wall time, bytes received, peak RSS.
+//!
+//! A local VictoriaMetrics (single node, Debian's `victoria-metrics`) is started on a free
+//! loopback port with a temporary directory and filled through its import API with `--workloads`
+//! gauges of CPU and memory every `--interval` for `--days`; or `--url` names an engine already
+//! holding `fleet_cpu_cores` / `fleet_memory_bytes` by `job`. Each measurement is a child process
+//! (`frugal bench fleet --run-one ...`) so that its peak RSS (`VmHWM`) is its own; the two modes
+//! alternate, `--repeats` times, and medians with min–max are reported.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use ::frugal_rightsize as rs;
+use anyhow::{bail, Context};
+use serde::{Deserialize, Serialize};
+
+const VICTORIA: &str = "/usr/bin/victoria-metrics";
+
+/// Arguments of `frugal bench fleet`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Workloads in the synthetic fleet.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    workloads: u32,
+    /// Days of data.
+    #[arg(long, default_value_t = 2.0)]
+    days: f64,
+    /// Sample interval (and query step).
+    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    interval: Duration,
+    /// Measurements per mode (alternating pushdown and pull).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=50))]
+    repeats: u32,
+    /// Use this engine instead of starting VictoriaMetrics; it must hold `fleet_cpu_cores` and
+    /// `fleet_memory_bytes` by `job` for the range (`--end` minus `--days`).
+    #[arg(long, value_name = "URL")]
+    url: Option<String>,
+    /// End of the range with --url (Unix seconds).
+    #[arg(long, value_name = "UNIX_S", requires = "url")]
+    end: Option<i64>,
+    /// Give up on one engine request after this long.
+    #[arg(long, default_value = "300s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+    /// Also write the report as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Internal: run one measurement (`push` or `pull`) and print it as JSON.
+    #[arg(long, hide = true, value_name = "MODE", requires = "url")]
+    run_one: Option<String>,
+    /// Internal: start of the range for --run-one (Unix seconds).
+    #[arg(long, hide = true, value_name = "UNIX_S")]
+    start: Option<i64>,
+}
+
+/// One measurement.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Run {
+    /// `push` or `pull`.
+    pub mode: String,
+    /// Wall time of fetch + analysis, seconds.
+    pub wall_s: f64,
+    /// Bytes of answers received.
+    pub bytes: u64,
+    /// HTTP requests made.
+    pub requests: u64,
+    /// Workloads in the report.
+    pub workloads: usize,
+    /// Peak resident set size of the measuring process, bytes (`VmHWM`).
+    pub peak_rss_bytes: u64,
+    /// Monthly savings of the fleet, USD (both modes must agree).
+    pub total_monthly_savings_usd: f64,
+}
+
+/// Median, min and max of one quantity.
+#[derive(Clone, Debug, Serialize)]
+pub struct Stat {
+    /// Median.
+    pub median: f64,
+    /// Minimum.
+    pub min: f64,
+    /// Maximum.
+    pub max: f64,
+}
+
+fn stat(mut v: Vec<f64>) -> Stat {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    let median = if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    };
+    Stat {
+        median,
+        min: v[0],
+        max: v[n - 1],
+    }
+}
+
+/// The report of `frugal bench fleet`.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// Workloads.
+    pub workloads: u32,
+    /// Days of data.
+    pub days: f64,
+    /// Sample interval, seconds.
+    pub interval_s: u64,
+    /// Points per metric (workloads × samples).
+    pub points_per_metric: u64,
+    /// The engine.
+    pub engine: String,
+    /// Seconds spent filling the engine (absent with --url).
+    pub fill_s: Option<f64>,
+    /// 1-minute load average before the measurements.
+    pub load_average: Option<f64>,
+    /// CPUs of this machine.
+    pub cpus: usize,
+    /// Every measurement.
+    pub runs: Vec<Run>,
+    /// Pushdown: wall seconds, bytes, peak RSS bytes.
+    pub push: [Stat; 3],
+    /// Pull: wall seconds, bytes, peak RSS bytes.
+    pub pull: [Stat; 3],
+    /// How the queries scale with the fleet.
+    pub scaling: String,
+}
+
+const SCALING: &str = "pushdown: a fixed number of queries (about ten instant queries per \
+chunk of at most --pushdown-max-steps steps, plus 5-minute maxima when the range needs several \
+chunks), each answering one value per workload: bytes grow with the number of workloads, not \
+with the samples (the 5-minute maxima add one point per workload and 5 minutes). pull: one range \
+query per statistic (CPU, memory, and instances, rate, latency when asked) per 10,000-step chunk, \
+each answering every sample of every workload: bytes grow with workloads x samples.";
+
+/// Kills the engine when the benchmark ends, however it ends.
+struct KillOnDrop(Child, PathBuf);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+        let _ = std::fs::remove_dir_all(&self.1);
+    }
+}
+
+fn http(port: u16, method: &str, path: &str, body: &[u8]) -> anyhow::Result<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(120)))?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )?;
+    s.write_all(body)?;
+    let mut text = String::new();
+    s.read_to_string(&mut text)?;
+    Ok(text)
+}
+
+fn start_victoria(dir: &std::path::Path) -> anyhow::Result<(KillOnDrop, u16)> {
+    if !std::path::Path::new(VICTORIA).exists() {
+        bail!("{VICTORIA} is missing: install Debian's victoria-metrics (scripts/deps.sh) or pass --url");
+    }
+    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let child = Command::new(VICTORIA)
+        .arg(format!("-storageDataPath={}", dir.display()))
+        .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
+        .arg("-retentionPeriod=10y")
+        .arg("-loggerLevel=ERROR")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .with_context(|| format!("cannot start {VICTORIA}"))?;
+    let guard = KillOnDrop(child, dir.to_owned());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !http(port, "GET", "/health", b"").is_ok_and(|r| r.contains(" 200 ")) {
+        if Instant::now() > deadline {
+            bail!("victoria-metrics did not answer on 127.0.0.1:{port} within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok((guard, port))
+}
+
+/// Fills the engine: CPU 0.2–1.8 cores with a daily wave and bursts, memory 1–12 GiB.
+fn fill(port: u16, workloads: u32, start: i64, end: i64, interval: i64) -> anyhow::Result<()> {
+    let types = ["m7i.xlarge", "c7i.2xlarge", "r7i.large", "m7i.2xlarge"];
+    let mut body = String::with_capacity(32 << 20);
+    let flush = |body: &mut String| -> anyhow::Result<()> {
+        let answer = http(port, "POST", "/api/v1/import/prometheus", body.as_bytes())?;
+        if !answer.contains(" 204 ") {
+            bail!(
+                "victoria-metrics refused the import: {}",
+                answer.lines().next().unwrap_or("")
+            );
+        }
+        body.clear();
+        Ok(())
+    };
+    for w in 0..workloads {
+        let itype = types[w as usize % types.len()];
+        let base = 0.2 + (w % 17) as f64 * 0.09;
+        let gib = 1.0 + (w % 12) as f64;
+        let mut t = start;
+        let mut i = 0u64;
+        while t <= end {
+            let day = ((t % 86_400) as f64 / 86_400.0 * std::f64::consts::TAU).sin();
+            let burst = if (t / 900 + i64::from(w)) % 16 == 0 {
+                0.3
+            } else {
+                0.0
+            };
+            let noise = ((i * 7919 + u64::from(w) * 104_729) % 101) as f64 / 1000.0;
+            let cpu = base * (1.0 + 0.3 * day) + burst + noise;
+            let mem = gib * 1_073_741_824.0 * (0.9 + noise);
+            let ms = t * 1000;
+            use std::fmt::Write as _;
+            let _ = writeln!(
+                body,
+                "fleet_cpu_cores{{job=\"w{w:05}\",instance_type=\"{itype}\"}} {cpu:.4} {ms}\n\
+                 fleet_memory_bytes{{job=\"w{w:05}\",instance_type=\"{itype}\"}} {mem:.0} {ms}"
+            );
+            if body.len() > 24 << 20 {
+                flush(&mut body)?;
+            }
+            t += interval;
+            i += 1;
+        }
+    }
+    if !body.is_empty() {
+        flush(&mut body)?;
+    }
+    let answer = http(port, "GET", "/internal/force_flush", b"")?;
+    if !answer.contains(" 200 ") {
+        bail!(
+            "victoria-metrics did not flush: {}",
+            answer.lines().next().unwrap_or("")
+        );
+    }
+    Ok(())
+}
+
+fn peak_rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+fn run_one(args: &Args, mode: &str) -> anyhow::Result<ExitCode> {
+    let url = args.url.clone().context("--run-one needs --url")?;
+    let (Some(start_s), Some(end_s)) = (args.start, args.end) else {
+        bail!("--run-one needs --start and --end");
+    };
+    let step_s = args.interval.as_secs() as i64;
+    let opts = rs::prometheus::PromOptions {
+        url,
+        start_s,
+        end_s,
+        step_s,
+        timeout: args.timeout,
+        instance_type: None,
+        instance_type_label: "instance_type".to_owned(),
+        max_response_bytes: u64::MAX,
+        pushdown: mode == "push",
+        max_subquery_steps: rs::pushdown::DEFAULT_MAX_SUBQUERY_STEPS,
+    };
+    let queries = rs::prometheus::Queries {
+        cpu: "fleet_cpu_cores".to_owned(),
+        memory: "fleet_memory_bytes".to_owned(),
+        instances: None,
+        rps: None,
+        latency: None,
+        workload_labels: vec!["job".to_owned()],
+    };
+    let catalog = rs::Catalog::embedded();
+    let config = rs::Config::default();
+    let t0 = Instant::now();
+    let (report, fetched) = match mode {
+        "push" => {
+            let (stats, fetched) =
+                rs::pushdown::fetch(&opts, &queries, config.cpu_percentile, false)?;
+            (rs::pushdown::analyze(&stats, &catalog, &config), fetched)
+        }
+        "pull" => {
+            let mut set = rs::SeriesSet::new();
+            let fetched = rs::prometheus::fetch(&opts, &queries, &mut set)?;
+            (rs::analyze(&set.into_series(), &catalog, &config), fetched)
+        }
+        other => bail!("--run-one {other}: expected push or pull"),
+    };
+    let run = Run {
+        mode: mode.to_owned(),
+        wall_s: t0.elapsed().as_secs_f64(),
+        bytes: fetched.bytes,
+        requests: fetched.requests,
+        workloads: report.recommendations.len(),
+        peak_rss_bytes: peak_rss_bytes(),
+        total_monthly_savings_usd: report.total_monthly_savings_usd,
+    };
+    crate::output::print(&(serde_json::to_string(&run)? + "\n"))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs `frugal bench fleet`.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if let Some(mode) = &args.run_one {
+        return run_one(&args, mode);
+    }
+    let interval = args.interval.as_secs() as i64;
+    if interval < 1 {
+        bail!("--interval must be at least 1s");
+    }
+    if !(args.days > 0.0 && args.days <= 365.0) {
+        bail!("--days must be between 0 and 365");
+    }
+    let span = (args.days * 86_400.0) as i64;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs() as i64;
+    let (guard, url, end, fill_s, engine) = match &args.url {
+        Some(u) => {
+            let end = args.end.unwrap_or(now);
+            (None, u.clone(), end, None, format!("{u} (given)"))
+        }
+        None => {
+            let end = (now - 3600) / 300 * 300;
+            let dir =
+                std::env::temp_dir().join(format!("frugal-bench-fleet-{}", std::process::id()));
+            let (guard, port) = start_victoria(&dir)?;
+            eprintln!(
+                "frugal bench fleet: filling victoria-metrics with {} workloads x {} days at {interval} s ...",
+                args.workloads, args.days
+            );
+            let t0 = Instant::now();
+            fill(port, args.workloads, end - span, end, interval)?;
+            let fill_s = t0.elapsed().as_secs_f64();
+            (
+                Some(guard),
+                format!("http://127.0.0.1:{port}"),
+                end,
+                Some(fill_s),
+                "victoria-metrics (single node, started here)".to_owned(),
+            )
+        }
+    };
+    let load_average = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next()?.parse().ok());
+    let exe = std::env::current_exe().context("cannot find the frugal executable")?;
+    let mut runs = Vec::new();
+    for i in 0..args.repeats {
+        let order = if i % 2 == 0 {
+            ["push", "pull"]
+        } else {
+            ["pull", "push"]
+        };
+        for mode in order {
+            eprintln!(
+                "frugal bench fleet: run {} of {}: {mode} ...",
+                i + 1,
+                args.repeats
+            );
+            let out = Command::new(&exe)
+                .args(["bench", "fleet", "--run-one", mode, "--url", &url])
+                .args(["--start", &(end - span).to_string()])
+                .args(["--end", &end.to_string()])
+                .args(["--interval", &format!("{interval}s")])
+                .args(["--timeout", &format!("{}s", args.timeout.as_secs())])
+                .stdin(Stdio::null())
+                .output()
+                .context("cannot run the measuring child")?;
+            if !out.status.success() {
+                bail!(
+                    "the {mode} measurement failed: {}",
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+            }
+            let run: Run = serde_json::from_slice(&out.stdout)
+                .context("the measuring child printed no report")?;
+            runs.push(run);
+        }
+    }
+    drop(guard);
+    let pick = |mode: &str, f: fn(&Run) -> f64| -> Stat {
+        stat(runs.iter().filter(|r| r.mode == mode).map(f).collect())
+    };
+    let three = |mode: &str| {
+        [
+            pick(mode, |r| r.wall_s),
+            pick(mode, |r| r.bytes as f64),
+            pick(mode, |r| r.peak_rss_bytes as f64),
+        ]
+    };
+    let samples = (span / interval + 1) as u64;
+    let report = Report {
+        workloads: args.workloads,
+        days: args.days,
+        interval_s: interval as u64,
+        points_per_metric: samples * u64::from(args.workloads),
+        engine,
+        fill_s,
+        load_average,
+        cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+        push: three("push"),
+        pull: three("pull"),
+        runs,
+        scaling: SCALING.to_owned(),
+    };
+    let agree = {
+        let s: Vec<f64> = report
+            .runs
+            .iter()
+            .map(|r| r.total_monthly_savings_usd)
+            .collect();
+        let (lo, hi) = s
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(a, b), x| (a.min(*x), b.max(*x)));
+        (hi - lo).abs() <= 0.01 * hi.abs().max(1.0)
+    };
+    crate::output::print(&render(&report, agree))?;
+    if let Some(path) = &args.json {
+        crate::output::write_json(path, &report)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn render(r: &Report, agree: bool) -> String {
+    let mib = |b: f64| b / 1_048_576.0;
+    let row = |name: &str, s: &[Stat; 3]| {
+        format!(
+            "{name:<9} {:>9.2} s ({:.2}-{:.2})  {:>10.2} MiB ({:.2}-{:.2})  {:>8.1} MiB ({:.1}-{:.1})\n",
+            s[0].median, s[0].min, s[0].max,
+            mib(s[1].median), mib(s[1].min), mib(s[1].max),
+            mib(s[2].median), mib(s[2].min), mib(s[2].max),
+        )
+    };
+    let mut out = format!(
+        "fleet: {} workloads x {} days at {} s = {} points per metric; engine {}{}\n\
+         machine: {} CPUs, load average {} before the runs; medians of {} runs per mode (min-max)\n\n\
+         mode           wall time               bytes received            peak RSS\n",
+        r.workloads,
+        r.days,
+        r.interval_s,
+        r.points_per_metric,
+        r.engine,
+        r.fill_s.map_or(String::new(), |s| format!(", filled in {s:.1} s")),
+        r.cpus,
+        r.load_average.map_or("unknown".to_owned(), |l| format!("{l:.2}")),
+        r.runs.len() / 2,
+    );
+    out += &row("pushdown", &r.push);
+    out += &row("pull", &r.pull);
+    let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
+    out += &format!(
+        "\npushdown vs pull: {:.1}x fewer bytes, {:.1}x faster, {:.1}x less peak RSS (medians)\n",
+        ratio(r.pull[1].median, r.push[1].median),
+        ratio(r.pull[0].median, r.push[0].median),
+        ratio(r.pull[2].median, r.push[2].median),
+    );
+    out += if agree {
+        "both paths give the same fleet savings (within 1%)\n"
+    } else {
+        "WARNING: the two paths disagree on the fleet's savings; see the runs in --json\n"
+    };
+    out += &format!("\nscaling: {SCALING}\n");
+    out
+}

@@ -1,0 +1,44 @@
+//! `frugal bench fleet` end to end on a tiny fleet: it starts VictoriaMetrics, fills it, measures
+//! both paths in child processes and writes JSON. No timing is asserted: only that both paths
+//! ran, saw every workload, agree on the savings, and that pushdown received fewer bytes.
+
+use std::process::Command;
+
+#[test]
+fn bench_fleet_measures_both_paths_and_writes_json() {
+    assert!(
+        std::path::Path::new("/usr/bin/victoria-metrics").exists(),
+        "/usr/bin/victoria-metrics is missing: run scripts/deps.sh"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("fleet.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_frugal"))
+        .args(["bench", "fleet", "--workloads", "4", "--days", "0.5"])
+        .args(["--repeats", "1", "--json"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("pushdown vs pull"), "{text}");
+    assert!(text.contains("same fleet savings"), "{text}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let runs = report["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2);
+    for r in runs {
+        assert_eq!(r["workloads"], 4, "{r}");
+        assert!(r["peak_rss_bytes"].as_u64().unwrap() > 0);
+    }
+    let bytes = |m: &str| {
+        runs.iter().find(|r| r["mode"] == m).unwrap()["bytes"]
+            .as_u64()
+            .unwrap()
+    };
+    assert!(bytes("push") < bytes("pull"), "{runs:?}");
+    assert_eq!(report["points_per_metric"], 4 * (43_200 / 15 + 1));
+}

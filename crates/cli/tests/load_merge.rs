@@ -1,0 +1,124 @@
+//! Load from many generators: two `frugal load --hdr-log` processes against one `frugal serve`,
+//! merged with `frugal load merge`, beside one process with the same total connections and rate.
+//!
+//! Bounded: constant rate, 3 s measured each, a server on 127.0.0.1 port 0 killed on drop. The
+//! check that merged percentiles equal those of the union of the raw samples is the unit test
+//! `merged_percentiles_are_those_of_the_union_of_the_samples` in frugal-workloads (raw samples are
+//! not visible from here); this test checks the processes' own reports against the merge.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+const FRUGAL: &str = env!("CARGO_BIN_EXE_frugal");
+
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn json(path: &std::path::Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn two_generators_merged_match_one_and_their_own_reports() {
+    let mut server = KillOnDrop(
+        Command::new(FRUGAL)
+            .args(["serve", "--work-us", "200"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut line = String::new();
+    BufReader::new(server.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name);
+    let load = |conns: &str, rate: &str, name: &str| {
+        Command::new(FRUGAL)
+            .args(["load", &url, "-c", conns, "-d", "3s", "--warmup", "500ms"])
+            .args(["--rate", rate, "-q", "--json"])
+            .arg(p(&format!("{name}.json")))
+            .arg("--hdr-log")
+            .arg(p(&format!("{name}.hlog")))
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    // Two generators at the same time, each half the connections and half the rate.
+    let (mut a, mut b) = (load("8", "200", "a"), load("8", "200", "b"));
+    assert!(a.wait().unwrap().success() && b.wait().unwrap().success());
+    assert!(load("16", "400", "one").wait().unwrap().success());
+
+    let out = Command::new(FRUGAL)
+        .args(["load", "merge", "--json"])
+        .arg(p("merged.json"))
+        .arg(p("a.hlog"))
+        .arg(p("b.hlog"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("2 generators merged"), "{text}");
+    let merged = json(&p("merged.json"));
+    let (ja, jb, one) = (json(&p("a.json")), json(&p("b.json")), json(&p("one.json")));
+    let n = |v: &serde_json::Value, k: &str| v[k].as_u64().unwrap();
+    // Every response and error of both generators, no more, no fewer.
+    assert_eq!(
+        n(&merged, "requests_ok"),
+        n(&ja, "requests_ok") + n(&jb, "requests_ok")
+    );
+    let errors = |v: &serde_json::Value| {
+        ["connect", "timeout", "status", "reset", "other"]
+            .iter()
+            .map(|k| v["errors"][k].as_u64().unwrap())
+            .sum::<u64>()
+    };
+    assert_eq!(n(&merged, "errors"), errors(&ja) + errors(&jb));
+    // Throughput summed; at a constant rate it matches the single process's (the schedule, not
+    // the machine's speed, sets it).
+    let rps = merged["achieved_rps"].as_f64().unwrap();
+    let sum = ja["achieved_rps"].as_f64().unwrap() + jb["achieved_rps"].as_f64().unwrap();
+    assert!(
+        (rps - sum).abs() <= 0.02 * sum,
+        "merged {rps} vs summed {sum}"
+    );
+    let single = one["achieved_rps"].as_f64().unwrap();
+    assert!(
+        (rps - single).abs() <= 0.1 * single,
+        "merged {rps} vs one process {single}"
+    );
+    // A quantile of the union of two samples lies between the two samples' quantiles: checked
+    // for the corrected and uncorrected p99.
+    for (m, g) in [
+        ("latency_ns", "latency_ns"),
+        ("latency_corrected_ns", "latency_corrected_ns"),
+    ] {
+        let p99 = merged[m]["p99"].as_u64().unwrap() as f64;
+        let (x, y) = (
+            ja[g]["p99"].as_u64().unwrap() as f64,
+            jb[g]["p99"].as_u64().unwrap() as f64,
+        );
+        // 0.1%: the histograms' resolution (3 significant digits).
+        assert!(
+            p99 >= x.min(y) * 0.999 && p99 <= x.max(y) * 1.001,
+            "{m}: merged p99 {p99} outside [{x}, {y}]"
+        );
+    }
+}

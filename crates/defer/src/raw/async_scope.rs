@@ -1,0 +1,962 @@
+//! Async scopes: [`AsyncScope`], its cancellation policy and its statistics. The storage (the
+//! only unsafe part) is in `async_store`; this file uses it through a safe interface.
+//!
+//! Why a scope value and macros, not a function taking an async closure: `async_scope(|s|
+//! async { .. })` needs a closure that is higher-ranked over the scope's borrow, and today's
+//! rustc cannot prove such a future `Send` (spawning it fails with "implementation of
+//! `AsyncFnOnce` is not general enough"). A scope that is a plain local of the caller's future
+//! has no such bound: the caller's future is `Send` whenever its captures are.
+
+use std::cell::Cell;
+use std::fmt;
+use std::future::{poll_fn, Future};
+use std::marker::PhantomPinned;
+use std::panic::{self, AssertUnwindSafe};
+use std::pin::{pin, Pin};
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread::{self, Thread};
+use std::time::{Duration, Instant};
+
+use super::async_store::{AsyncRec, Cleanup, Detached, Store, SyncRec, Taken};
+use crate::panics::{self, PanicPayload, Recovered};
+
+/// Default size of an async scope's inline area in bytes.
+pub const DEFAULT_ASYNC_CAPACITY: usize = 256;
+
+/// What a scope does with its async cleanups when its future is dropped before it finished
+/// (the client went away, a `select!` lost, a timeout fired). Sync cleanups always run then,
+/// in `Drop`; so does the sync fallback of a cleanup registered with
+/// [`defer_async_or`](AsyncScope::defer_async_or). The policy decides for the rest — there is
+/// no default: every scope states one.
+#[derive(Clone, Copy)]
+#[non_exhaustive]
+pub enum CancelPolicy {
+    /// Hand each remaining async cleanup to a runtime: the function gets the cleanup as a
+    /// `Send + 'static` future ([`Detached`]) and the scope's cleanup deadline, if any; it
+    /// should spawn it. Cleanups registered with [`defer_async`](AsyncScope::defer_async)
+    /// under this policy live in a block of their own (the thread-local pool: no allocation
+    /// in steady state), so that even a cleanup already running when the scope is dropped is
+    /// handed over, unmoved, and finishes there — shielded from the cancellation that
+    /// triggered it, up to the deadline. With the `tokio` feature,
+    /// `CancelPolicy::SPAWN_TOKIO` does this.
+    Spawn(fn(Detached, Option<Duration>)),
+    /// Drive each remaining async cleanup to completion on the dropping thread, each for at
+    /// most this long (then it is dropped and counted as timed out). Legal only where
+    /// blocking is: outside an async runtime (the future is dropped by plain code) — there a
+    /// small built-in executor parks the thread between wake-ups — or, with the `tokio`
+    /// feature, on a multi-thread tokio runtime, through `block_in_place`. On a
+    /// current-thread tokio runtime it refuses (the cleanup is dropped and counted as
+    /// leaked): blocking the only thread would stall the cleanup's own I/O and timers.
+    /// Without the `tokio` feature a scope dropped inside a runtime blocks the worker thread.
+    Block(Duration),
+    /// Drop the remaining async cleanups without running them (their captures are dropped),
+    /// counted in [`AsyncStats::leaked`].
+    Leak,
+}
+
+impl CancelPolicy {
+    /// [`CancelPolicy::Spawn`] onto the current tokio runtime (`tokio::spawn`), under
+    /// `tokio::time::timeout` when the scope has a cleanup deadline. Outside a runtime the
+    /// cleanup is driven on the dropping thread instead (as [`CancelPolicy::Block`], for the
+    /// deadline, or until done).
+    #[cfg(feature = "tokio")]
+    pub const SPAWN_TOKIO: CancelPolicy = CancelPolicy::Spawn(super::async_tokio::spawn);
+}
+
+impl fmt::Debug for CancelPolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CancelPolicy::Spawn(_) => f.write_str("Spawn"),
+            CancelPolicy::Block(d) => f.debug_tuple("Block").field(d).finish(),
+            CancelPolicy::Leak => f.write_str("Leak"),
+        }
+    }
+}
+
+/// Per-thread counters of async scopes (see [`async_stats`]). Counted on the thread where the
+/// event happens (a scope's future may move between threads; a spawned cleanup finishes on
+/// the runtime's).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AsyncStats {
+    /// Cleanups registered (sync and async).
+    pub registered: u64,
+    /// Of those, stored in the scope's inline area (no allocation).
+    pub inline: u64,
+    /// Of those, stored in a pool block of their own (no allocation in steady state).
+    pub pooled: u64,
+    /// Of those, stored in a heap block of their own (larger than 4 KiB or aligned to more
+    /// than 64).
+    pub heap: u64,
+    /// Scope futures dropped before they finished.
+    pub cancelled_scopes: u64,
+    /// Sync cleanups run in `Drop` because the scope was cancelled.
+    pub ran_on_cancel: u64,
+    /// Sync fallbacks run instead of async cleanups because the scope was cancelled.
+    pub fallbacks: u64,
+    /// Async cleanups handed to a spawner.
+    pub spawned: u64,
+    /// Async cleanups driven to completion on the dropping thread ([`CancelPolicy::Block`]).
+    pub blocked: u64,
+    /// Async cleanups dropped unfinished at their deadline.
+    pub timed_out: u64,
+    /// Async cleanups dropped without running: [`CancelPolicy::Leak`], or a
+    /// [`CancelPolicy::Block`] that was refused.
+    pub leaked: u64,
+}
+
+struct Counters {
+    c: [Cell<u64>; 11],
+}
+
+thread_local! {
+    static COUNTERS: Counters = const { Counters { c: [const { Cell::new(0) }; 11] } };
+}
+
+#[derive(Clone, Copy)]
+enum Count {
+    Registered,
+    Inline,
+    Pooled,
+    Heap,
+    CancelledScopes,
+    RanOnCancel,
+    Fallbacks,
+    Spawned,
+    Blocked,
+    TimedOut,
+    Leaked,
+}
+
+fn count(what: Count, n: u64) {
+    let _ = COUNTERS.try_with(|c| {
+        let cell = &c.c[what as usize];
+        cell.set(cell.get() + n);
+    });
+}
+
+/// This thread's async scope counters.
+#[must_use]
+pub fn async_stats() -> AsyncStats {
+    COUNTERS
+        .try_with(|c| {
+            let g = |w: Count| c.c[w as usize].get();
+            AsyncStats {
+                registered: g(Count::Registered),
+                inline: g(Count::Inline),
+                pooled: g(Count::Pooled),
+                heap: g(Count::Heap),
+                cancelled_scopes: g(Count::CancelledScopes),
+                ran_on_cancel: g(Count::RanOnCancel),
+                fallbacks: g(Count::Fallbacks),
+                spawned: g(Count::Spawned),
+                blocked: g(Count::Blocked),
+                timed_out: g(Count::TimedOut),
+                leaked: g(Count::Leaked),
+            }
+        })
+        .unwrap_or_default()
+}
+
+impl AsyncStats {
+    /// The counts accumulated between `earlier` and `self` (saturating at zero).
+    #[must_use]
+    pub fn since(&self, earlier: &AsyncStats) -> AsyncStats {
+        let d = |a: u64, b: u64| a.saturating_sub(b);
+        AsyncStats {
+            registered: d(self.registered, earlier.registered),
+            inline: d(self.inline, earlier.inline),
+            pooled: d(self.pooled, earlier.pooled),
+            heap: d(self.heap, earlier.heap),
+            cancelled_scopes: d(self.cancelled_scopes, earlier.cancelled_scopes),
+            ran_on_cancel: d(self.ran_on_cancel, earlier.ran_on_cancel),
+            fallbacks: d(self.fallbacks, earlier.fallbacks),
+            spawned: d(self.spawned, earlier.spawned),
+            blocked: d(self.blocked, earlier.blocked),
+            timed_out: d(self.timed_out, earlier.timed_out),
+            leaked: d(self.leaked, earlier.leaked),
+        }
+    }
+}
+
+// Tags of a registration: when it runs, and whether it has a sync fallback.
+const ALWAYS: u8 = 0;
+const ON_ERROR: u8 = 1;
+const ON_SUCCESS: u8 = 2;
+const WHEN: u8 = 3;
+const HAS_FALLBACK: u8 = 4;
+
+/// Uninhabited fallback type for async cleanups without one.
+type NoFallback = fn();
+
+thread_local! {
+    /// Scope ids: a per-thread block of 2^40 ids, taken from a global counter once per thread.
+    static NEXT_ID: Cell<u64> = const { Cell::new(0) };
+}
+
+fn next_id() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static BLOCKS: AtomicU64 = AtomicU64::new(1);
+    NEXT_ID
+        .try_with(|n| {
+            let mut id = n.get();
+            if id & ((1 << 40) - 1) == 0 {
+                // Relaxed: only uniqueness matters.
+                id = BLOCKS.fetch_add(1, Ordering::Relaxed) << 40;
+            }
+            n.set(id + 1);
+            id + 1
+        })
+        .unwrap_or_else(|_| BLOCKS.fetch_add(1, Ordering::Relaxed) << 40)
+}
+
+/// An async defer scope: cleanups — sync closures, and async ones that `.await` — registered
+/// anywhere in an async body and run newest first when the scope ends, each exactly once; or,
+/// if the scope's future is dropped first, handled by its [`CancelPolicy`].
+///
+/// Open one with [`async_scope!`](crate::async_scope), [`async_try_scope!`](crate::async_try_scope)
+/// or [`async_recover!`](crate::async_recover), which run the body, catch its panic, and then
+/// [`finish`](AsyncScope::finish) the scope; or pin one with [`AsyncScope::new`] and
+/// `std::pin::pin!` in your own future, register through [`scope_mut`](AsyncScope::scope_mut)
+/// and call `finish` on every exit (the macros do that for you, panics included).
+///
+/// ```
+/// # futures_lite_block_on(async {
+/// use std::sync::{Arc, Mutex};
+/// use frugal_defer::CancelPolicy;
+///
+/// let log = Arc::new(Mutex::new(Vec::new()));
+/// let answer = frugal_defer::async_scope!(CancelPolicy::Leak, |s| {
+///     let l = Arc::clone(&log);
+///     s.defer_async(move || async move { l.lock().unwrap().push("reset connection") });
+///     let l = &log;
+///     s.defer(move || l.lock().unwrap().push("unlock"));
+///     42
+/// })
+/// .await;
+/// assert_eq!(answer, 42);
+/// assert_eq!(*log.lock().unwrap(), ["unlock", "reset connection"]);
+/// # });
+/// # fn futures_lite_block_on<F: std::future::Future>(f: F) -> F::Output {
+/// #     frugal_defer::block_on(f)
+/// # }
+/// ```
+///
+/// A cleanup cannot borrow a local of the body (it runs after the body's locals are gone):
+///
+/// ```compile_fail
+/// # frugal_defer::block_on(async {
+/// frugal_defer::async_scope!(frugal_defer::CancelPolicy::Leak, |s| {
+///     let name = String::from("local");
+///     s.defer(|| println!("{name}"));
+/// })
+/// .await;
+/// # });
+/// ```
+pub struct AsyncScope<'env, const BYTES: usize = DEFAULT_ASYNC_CAPACITY> {
+    store: Store<'env, BYTES>,
+    policy: CancelPolicy,
+    deadline: Option<Duration>,
+    id: u64,
+    /// Set when `finish` starts running cleanups in place: from then on the scope must not
+    /// move (see [`AsyncScope::scope_mut`]).
+    started: bool,
+    finished: bool,
+    /// Started cleanups are polled where they are: a pinned scope stays put.
+    _pinned: PhantomPinned,
+}
+
+/// The handle of one cleanup of an [`AsyncScope`]: cancel it or run it now, exactly once
+/// either way, with [`AsyncScope::cancel`] or [`AsyncScope::run_now`]. Dropping the handle
+/// does nothing. Using it with another scope panics.
+#[derive(Debug)]
+pub struct AsyncDeferHandle {
+    scope: u64,
+    index: usize,
+}
+
+impl<'env, const BYTES: usize> AsyncScope<'env, BYTES> {
+    /// An empty scope with this cancellation policy (allocates nothing).
+    pub fn new(policy: CancelPolicy) -> Self {
+        AsyncScope {
+            store: Store::new(),
+            policy,
+            deadline: None,
+            id: 0,
+            started: false,
+            finished: false,
+            _pinned: PhantomPinned,
+        }
+    }
+
+    /// Gives every async cleanup of this scope at most `limit` to finish, on every path: at
+    /// normal exit (awaited by the scope), when spawned after a cancellation, and when
+    /// blocked on. A cleanup still running at its deadline is dropped and counted in
+    /// [`AsyncStats::timed_out`]. Needs the `tokio` feature (and a tokio runtime with the
+    /// time driver when the scope awaits its cleanups).
+    #[cfg(feature = "tokio")]
+    #[must_use]
+    pub fn with_cleanup_deadline(mut self, limit: Duration) -> Self {
+        self.deadline = Some(limit);
+        self
+    }
+
+    /// The scope's cancellation policy.
+    pub fn policy(&self) -> CancelPolicy {
+        self.policy
+    }
+
+    /// The pinned scope, to register cleanups with (what the macros lend the body as `s`).
+    ///
+    /// A scope is pinned so that `finish` can run its cleanups where they are, without
+    /// moving them (an async cleanup's future may point into itself once polled). Until
+    /// `finish` started, nothing of the scope is pinned in that sense, so this gives `&mut`.
+    ///
+    /// # Panics
+    /// After `finish` started (a `finish` future was dropped or forgotten midway).
+    pub fn scope_mut(self: Pin<&mut Self>) -> &mut Self {
+        assert!(
+            !self.started,
+            "the scope's cleanups already started: it cannot be borrowed mutably again"
+        );
+        // SAFETY: no cleanup of this scope was started in place (checked above; `started` is
+        // set before the first is and never cleared), so nothing in it relies on its address
+        // yet: moving it through this `&mut` is fine (the type's pinning is its own to define).
+        unsafe { self.get_unchecked_mut() }
+    }
+
+    /// `&mut self` for `finish`, once `started` is set: the caller must not move out of it.
+    fn pinned_mut(self: Pin<&mut Self>) -> &mut Self {
+        // SAFETY: the scope's own code (`finish_impl`) uses this reference in place and never
+        // moves the scope or its store out of it.
+        unsafe { self.get_unchecked_mut() }
+    }
+
+    fn handle(&mut self, index: usize) -> AsyncDeferHandle {
+        if self.id == 0 {
+            self.id = next_id();
+        }
+        AsyncDeferHandle {
+            scope: self.id,
+            index,
+        }
+    }
+
+    /// Registers a sync cleanup: it runs when the scope ends, in LIFO order with the others,
+    /// and also when the scope is cancelled (in `Drop`). Captures are evaluated now.
+    pub fn defer<F>(&mut self, f: F) -> AsyncDeferHandle
+    where
+        F: FnOnce() + Send + 'env,
+    {
+        let i = self.store.push(SyncRec::new(f), ALWAYS);
+        self.handle(i)
+    }
+
+    /// Registers a sync cleanup that runs only if the scope fails: the body panicked or (in
+    /// [`async_try_scope!`](crate::async_try_scope)) returned `Err`, a cleanup that ran before
+    /// it panicked, or the scope was cancelled.
+    pub fn errdefer<F>(&mut self, f: F) -> AsyncDeferHandle
+    where
+        F: FnOnce() + Send + 'env,
+    {
+        let i = self.store.push(SyncRec::new(f), ON_ERROR);
+        self.handle(i)
+    }
+
+    /// Registers a sync cleanup that runs only if the scope succeeds: no panic, not `Err`,
+    /// not cancelled.
+    pub fn on_success<F>(&mut self, f: F) -> AsyncDeferHandle
+    where
+        F: FnOnce() + Send + 'env,
+    {
+        let i = self.store.push(SyncRec::new(f), ON_SUCCESS);
+        self.handle(i)
+    }
+
+    /// Registers an async cleanup: `f` is called when the scope ends and its future awaited
+    /// there, in LIFO order with the other cleanups. If the scope is cancelled first, the
+    /// scope's [`CancelPolicy`] decides (hence `'static`: it may be spawned).
+    pub fn defer_async<F, Fut>(&mut self, f: F) -> AsyncDeferHandle
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.push_async(f, ALWAYS)
+    }
+
+    /// Like [`defer_async`](Self::defer_async), only if the scope fails (see
+    /// [`errdefer`](Self::errdefer)).
+    pub fn errdefer_async<F, Fut>(&mut self, f: F) -> AsyncDeferHandle
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.push_async(f, ON_ERROR)
+    }
+
+    fn push_async<F, Fut>(&mut self, f: F, tag: u8) -> AsyncDeferHandle
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let rec = AsyncRec::<F, Fut, NoFallback>::new(f, None);
+        let i = match self.policy {
+            CancelPolicy::Spawn(_) => self.store.push_spawnable(rec, tag),
+            _ => self.store.push(rec, tag),
+        };
+        self.handle(i)
+    }
+
+    /// Registers an async cleanup that may borrow from outside the scope, with a sync
+    /// `fallback` that runs instead if the scope is cancelled before the cleanup finished
+    /// (whatever the scope's policy; the cleanup's future, if started, is dropped first).
+    /// Stored inline when it fits: no allocation.
+    pub fn defer_async_or<F, Fut, G>(&mut self, f: F, fallback: G) -> AsyncDeferHandle
+    where
+        F: FnOnce() -> Fut + Send + 'env,
+        Fut: Future<Output = ()> + Send + 'env,
+        G: FnOnce() + Send + 'env,
+    {
+        let rec = AsyncRec::<F, Fut, G>::new(f, Some(fallback));
+        let i = self.store.push(rec, ALWAYS | HAS_FALLBACK);
+        self.handle(i)
+    }
+
+    fn check(&self, h: &AsyncDeferHandle) {
+        assert!(
+            h.scope == self.id,
+            "an AsyncDeferHandle was used with a scope other than its own"
+        );
+    }
+
+    /// Cancels a cleanup: it will not run, and its captures are dropped now.
+    ///
+    /// # Panics
+    /// If the handle belongs to another scope.
+    pub fn cancel(&mut self, h: AsyncDeferHandle) {
+        self.check(&h);
+        self.store.kill(h.index);
+    }
+
+    /// Runs a cleanup now (awaiting it if async) instead of at scope exit. A panic in it
+    /// propagates from here; the cleanup counts as done either way. An async cleanup's future
+    /// is moved out of the scope and awaited here (boxed: one allocation), so dropping this
+    /// future before it finished drops the cleanup unfinished (counted as leaked; the scope
+    /// no longer owns it).
+    ///
+    /// # Panics
+    /// If the handle belongs to another scope.
+    pub async fn run_now(&mut self, h: AsyncDeferHandle) {
+        self.check(&h);
+        let Some(fut) = self.store.take_now(h.index) else {
+            return;
+        };
+        /// Counts the cleanup as leaked if dropped before it finished.
+        struct Unfinished(bool);
+        impl Drop for Unfinished {
+            fn drop(&mut self) {
+                if self.0 {
+                    count(Count::Leaked, 1);
+                }
+            }
+        }
+        let mut unfinished = Unfinished(true);
+        fut.await;
+        unfinished.0 = false;
+    }
+
+    /// Runs every cleanup, newest first (awaiting the async ones), as at a normal exit of the
+    /// body; then resumes the first panic of a cleanup, if one panicked (later ones are
+    /// collateral, see [`take_collateral`](crate::take_collateral)).
+    pub async fn finish(self: Pin<&mut Self>) {
+        self.finish_unwind(Ok(())).await
+    }
+
+    /// Runs every cleanup, for a body that ended with `outcome` (its value, or the panic it
+    /// raised); returns the value or resumes the first panic. Used by
+    /// [`async_scope!`](crate::async_scope).
+    #[doc(hidden)]
+    pub async fn finish_unwind<R>(self: Pin<&mut Self>, outcome: Result<R, PanicPayload>) -> R {
+        match self.finish_impl(outcome, false).await {
+            Ok(v) => v,
+            Err((first, collateral, value)) => resume(first, collateral, value),
+        }
+    }
+
+    /// Like [`finish_unwind`](Self::finish_unwind) for a body returning `Result`: `Err` runs
+    /// the error-only cleanups. Used by [`async_try_scope!`](crate::async_try_scope).
+    #[doc(hidden)]
+    pub async fn finish_try<T, E>(
+        self: Pin<&mut Self>,
+        outcome: Result<Result<T, E>, PanicPayload>,
+    ) -> Result<T, E> {
+        let failed = matches!(outcome, Ok(Err(_)));
+        match self.finish_impl(outcome, failed).await {
+            Ok(v) => v,
+            Err((first, collateral, value)) => resume(first, collateral, value),
+        }
+    }
+
+    /// Like [`finish_unwind`](Self::finish_unwind), returning the panics instead of resuming
+    /// them. Used by [`async_recover!`](crate::async_recover).
+    #[doc(hidden)]
+    pub async fn finish_recover<R>(
+        self: Pin<&mut Self>,
+        outcome: Result<R, PanicPayload>,
+    ) -> Result<R, Recovered> {
+        self.finish_impl(outcome, false)
+            .await
+            .map_err(|(first, mut collateral, value)| {
+                if let Some(v) = value {
+                    discard(v, &mut collateral);
+                }
+                Recovered::new(first, collateral)
+            })
+    }
+
+    async fn finish_impl<R>(
+        self: Pin<&mut Self>,
+        outcome: Result<R, PanicPayload>,
+        failed: bool,
+    ) -> Result<R, (PanicPayload, Vec<PanicPayload>, Option<R>)> {
+        let this = self.pinned_mut();
+        this.started = true;
+        let mut panics = Panics::default();
+        let value = match outcome {
+            Ok(v) => Some(v),
+            Err(p) => {
+                panics.record(p);
+                None
+            }
+        };
+        let deadline = this.deadline;
+        while let Some((rec, tag)) = this.store.top() {
+            let run = match tag & WHEN {
+                ON_ERROR => failed || panics.any(),
+                ON_SUCCESS => !failed && !panics.any(),
+                _ => true,
+            };
+            if !run {
+                this.store.drop_top();
+                continue;
+            }
+            let mut rec = rec;
+            let started = panic::catch_unwind(AssertUnwindSafe(|| rec.as_mut().start()));
+            if started.is_err() || !rec.is_async() {
+                // Ran (sync), or panicked starting: done with it.
+                this.store.drop_top();
+                if let Err(p) = started {
+                    panics.record(p);
+                }
+                continue;
+            }
+            // Awaited in place, still linked: should this future be dropped (or leaked)
+            // meanwhile, the scope's `Drop` hands it to the cancellation policy.
+            let result = await_top(&mut this.store, deadline).await;
+            this.store.drop_top();
+            match result {
+                Awaited::Done => {}
+                Awaited::Panicked(p) => panics.record(p),
+                Awaited::TimedOut => count(Count::TimedOut, 1),
+            }
+        }
+        this.finished = true;
+        match panics.first {
+            None => Ok(value.expect("no panic was recorded, so the body returned")),
+            Some(first) => Err((first, panics.collateral, value)),
+        }
+    }
+}
+
+impl<const BYTES: usize> fmt::Debug for AsyncScope<'_, BYTES> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AsyncScope")
+            .field("pending", &self.store.len())
+            .field("policy", &self.policy)
+            .field("deadline", &self.deadline)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The panics of a scope: the first, and the later ones (with the collateral that inner
+/// scopes stashed for them).
+#[derive(Default)]
+struct Panics {
+    first: Option<PanicPayload>,
+    collateral: Vec<PanicPayload>,
+}
+
+impl Panics {
+    fn record(&mut self, p: PanicPayload) {
+        let inner = panics::claim_collateral(&p);
+        if self.first.is_none() {
+            self.first = Some(p);
+        } else {
+            self.collateral.push(p);
+        }
+        self.collateral.extend(inner);
+    }
+
+    fn any(&self) -> bool {
+        self.first.is_some()
+    }
+}
+
+/// Drops a value the scope discards because of a panic; its destructor's panic is collateral.
+fn discard<T>(value: T, collateral: &mut Vec<PanicPayload>) {
+    if let Err(p) = panic::catch_unwind(AssertUnwindSafe(move || drop(value))) {
+        collateral.extend(panics::claim_collateral(&p));
+        collateral.push(p);
+    }
+}
+
+fn resume<R>(first: PanicPayload, mut collateral: Vec<PanicPayload>, value: Option<R>) -> R {
+    if let Some(v) = value {
+        discard(v, &mut collateral);
+    }
+    panics::stash_collateral(&first, collateral);
+    panic::resume_unwind(first)
+}
+
+enum Awaited {
+    Done,
+    Panicked(PanicPayload),
+    /// Only with a deadline (the `tokio` feature).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    TimedOut,
+}
+
+/// Awaits the store's newest record (a started async cleanup), catching its panics, for at
+/// most `deadline` (with the `tokio` feature).
+async fn await_top<const N: usize>(
+    store: &mut Store<'_, N>,
+    deadline: Option<Duration>,
+) -> Awaited {
+    #[cfg(feature = "tokio")]
+    let mut sleep = pin!(deadline.map(tokio::time::sleep));
+    #[cfg(not(feature = "tokio"))]
+    let _ = deadline;
+    poll_fn(|cx| {
+        let Some((rec, _)) = store.top() else {
+            return Poll::Ready(Awaited::Done);
+        };
+        match panic::catch_unwind(AssertUnwindSafe(|| rec.poll_cleanup(cx))) {
+            Ok(Poll::Ready(())) => return Poll::Ready(Awaited::Done),
+            Err(p) => return Poll::Ready(Awaited::Panicked(p)),
+            Ok(Poll::Pending) => {}
+        }
+        #[cfg(feature = "tokio")]
+        if let Some(s) = sleep.as_mut().as_pin_mut() {
+            if s.poll(cx).is_ready() {
+                return Poll::Ready(Awaited::TimedOut);
+            }
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// Applies the cancellation path to one unlinked record (sync: run it; async: its fallback,
+/// else the policy). Panics are caught and kept for [`take_collateral`](crate::take_collateral).
+fn cancel_taken(mut t: Taken<'_>, policy: CancelPolicy, deadline: Option<Duration>) {
+    let tag = t.tag;
+    if let (CancelPolicy::Spawn(spawn), true) = (policy, t.spawnable() && tag & WHEN != ON_SUCCESS)
+    {
+        if let Ok(d) = t.detach() {
+            count(Count::Spawned, 1);
+            guarded(|| spawn(d, deadline));
+            return;
+        }
+        unreachable!("a spawnable record detaches");
+    }
+    cancel_in_place(t.cleanup(), tag, policy, deadline);
+}
+
+/// The cancellation path for a record that stays where it is.
+fn cancel_in_place(
+    mut rec: Pin<&mut dyn Cleanup>,
+    tag: u8,
+    policy: CancelPolicy,
+    deadline: Option<Duration>,
+) {
+    if tag & WHEN == ON_SUCCESS {
+        return; // a cancelled scope did not succeed: dropped unrun, by its condition
+    }
+    if !rec.is_async() {
+        count(Count::RanOnCancel, 1);
+        guarded(|| rec.as_mut().start());
+        return;
+    }
+    if tag & HAS_FALLBACK != 0 {
+        count(Count::Fallbacks, 1);
+        guarded(|| {
+            rec.as_mut().fallback();
+        });
+        return;
+    }
+    match policy {
+        CancelPolicy::Block(limit) => {
+            let limit = deadline.map_or(limit, |d| d.min(limit));
+            guarded(|| match block_on_cleanup(rec.as_mut(), limit) {
+                Blocked::Done => count(Count::Blocked, 1),
+                Blocked::TimedOut => count(Count::TimedOut, 1),
+                Blocked::Refused => count(Count::Leaked, 1),
+            });
+        }
+        // A non-spawnable record under `Spawn` (handled in place by `run_now`'s abandon):
+        // it cannot move, so it is dropped, counted as leaked.
+        CancelPolicy::Spawn(_) | CancelPolicy::Leak => count(Count::Leaked, 1),
+    }
+}
+
+/// Runs `f`, keeping its panic for [`take_collateral`](crate::take_collateral) (we may be in
+/// a destructor during unwinding, where a panic must not escape).
+fn guarded(f: impl FnOnce()) {
+    if let Err(p) = panic::catch_unwind(AssertUnwindSafe(f)) {
+        let mut all = panics::claim_collateral(&p);
+        all.insert(0, p);
+        panics::stash_unclaimed(all);
+    }
+}
+
+impl<const BYTES: usize> Drop for AsyncScope<'_, BYTES> {
+    fn drop(&mut self) {
+        let placed = self.store.placed();
+        count(
+            Count::Registered,
+            placed.inline + placed.pooled + placed.heap,
+        );
+        count(Count::Inline, placed.inline);
+        count(Count::Pooled, placed.pooled);
+        count(Count::Heap, placed.heap);
+        if self.finished {
+            return;
+        }
+        count(Count::CancelledScopes, 1);
+        let (policy, deadline) = (self.policy, self.deadline);
+        while let Some(t) = self.store.pop() {
+            cancel_taken(t, policy, deadline);
+        }
+    }
+}
+
+/// How a blocking drive of a cleanup ended.
+pub(super) enum Blocked {
+    Done,
+    TimedOut,
+    /// Only on a tokio current-thread runtime (the `tokio` feature).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    Refused,
+}
+
+/// Drives `rec` (started or not) to completion on this thread for at most `limit`.
+fn block_on_cleanup(mut rec: Pin<&mut dyn Cleanup>, limit: Duration) -> Blocked {
+    rec.as_mut().start();
+    #[cfg(feature = "tokio")]
+    if let Some(b) = super::async_tokio::block_on_cleanup(rec.as_mut(), limit) {
+        return b;
+    }
+    let deadline = Instant::now() + limit;
+    let waker = Waker::from(Arc::new(ThreadWaker(thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    loop {
+        if rec.as_mut().poll_cleanup(&mut cx).is_ready() {
+            return Blocked::Done;
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Blocked::TimedOut;
+        }
+        thread::park_timeout(deadline - now);
+    }
+}
+
+/// Counts a spawned cleanup that hit its deadline (for the tokio spawner).
+#[cfg(feature = "tokio")]
+pub(super) fn count_timed_out() {
+    count(Count::TimedOut, 1);
+}
+
+/// Drives a detached cleanup on this thread (no runtime to spawn it on), for at most `limit`.
+#[cfg(feature = "tokio")]
+pub(super) fn block_detached(d: Detached, limit: Option<Duration>) {
+    let mut d = pin!(d);
+    let deadline = limit.map(|l| Instant::now() + l);
+    let waker = Waker::from(Arc::new(ThreadWaker(thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    loop {
+        if d.as_mut().poll(&mut cx).is_ready() {
+            count(Count::Blocked, 1);
+            return;
+        }
+        match deadline {
+            None => thread::park(),
+            Some(deadline) => {
+                let now = Instant::now();
+                if now >= deadline {
+                    count(Count::TimedOut, 1);
+                    return;
+                }
+                thread::park_timeout(deadline - now);
+            }
+        }
+    }
+}
+
+struct ThreadWaker(Thread);
+
+impl Wake for ThreadWaker {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// Runs a future to completion on this thread, parking it between wake-ups: a minimal
+/// executor for tests, examples and [`CancelPolicy::Block`] outside a runtime. Futures that
+/// need a runtime's I/O or timers (tokio's) do not make progress here.
+///
+/// ```
+/// assert_eq!(frugal_defer::block_on(async { 1 + 1 }), 2);
+/// ```
+pub fn block_on<F: Future>(f: F) -> F::Output {
+    let mut f = pin!(f);
+    let waker = Waker::from(Arc::new(ThreadWaker(thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    loop {
+        if let Poll::Ready(v) = f.as_mut().poll(&mut cx) {
+            return v;
+        }
+        thread::park();
+    }
+}
+
+/// Polls `f` under `catch_unwind`: its output, or the panic it raised. Used by the macros.
+#[doc(hidden)]
+pub async fn catch_unwind<F: Future>(f: F) -> Result<F::Output, PanicPayload> {
+    let mut f = pin!(f);
+    poll_fn(
+        move |cx| match panic::catch_unwind(AssertUnwindSafe(|| f.as_mut().poll(cx))) {
+            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(p) => Poll::Ready(Err(p)),
+        },
+    )
+    .await
+}
+
+/// Opens an [`AsyncScope`] with a [`CancelPolicy`], runs an async body in it and returns a
+/// future of the body's value: `async_scope!(policy, |s| body).await`. `s` is a
+/// `&mut AsyncScope`; the body is the body of an `async` block (`.await` and `return` work
+/// in it, `return` leaving the body). When the body returns or panics, every cleanup runs
+/// newest first (async ones awaited one after another), each exactly once; then the body's
+/// value is returned, or the first panic resumed. If the future is dropped before that, the
+/// scope's policy applies (see [`CancelPolicy`]).
+///
+/// `async_scope!(policy, BYTES, |s| body)` sets the inline area's size.
+///
+/// ```
+/// use std::sync::atomic::{AtomicU32, Ordering};
+/// use frugal_defer::CancelPolicy;
+///
+/// static RELEASED: AtomicU32 = AtomicU32::new(0);
+/// let r = frugal_defer::block_on(frugal_defer::async_scope!(CancelPolicy::Leak, |s| {
+///     for _ in 0..3 {
+///         s.defer_async(|| async { RELEASED.fetch_add(1, Ordering::SeqCst); });
+///     }
+///     "done"
+/// }));
+/// assert_eq!((r, RELEASED.load(Ordering::SeqCst)), ("done", 3));
+/// ```
+#[macro_export]
+macro_rules! async_scope {
+    ($policy:expr, |$s:ident| $body:expr) => {
+        $crate::async_scope!($policy, $crate::DEFAULT_ASYNC_CAPACITY, |$s| $body)
+    };
+    ($policy:expr, $bytes:expr, |$s:ident| $body:expr) => {
+        async {
+            let mut __frugal_scope =
+                ::core::pin::pin!($crate::AsyncScope::<'_, { $bytes }>::new($policy));
+            let __frugal_out = {
+                let $s = __frugal_scope.as_mut().scope_mut();
+                $crate::__private::catch_unwind(async { $body }).await
+            };
+            __frugal_scope.as_mut().finish_unwind(__frugal_out).await
+        }
+    };
+}
+
+/// Like [`async_scope!`], for a body that returns `Result<T, E>`: `Err` counts as failure
+/// for [`errdefer`](AsyncScope::errdefer) and [`on_success`](AsyncScope::on_success).
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use frugal_defer::CancelPolicy;
+///
+/// let log = Arc::new(Mutex::new(Vec::new()));
+/// let r: Result<(), &str> = frugal_defer::block_on(frugal_defer::async_try_scope!(
+///     CancelPolicy::Leak,
+///     |s| {
+///         let l = &log;
+///         s.errdefer(move || l.lock().unwrap().push("rollback"));
+///         s.on_success(move || l.lock().unwrap().push("commit"));
+///         Err("constraint violated")
+///     }
+/// ));
+/// assert_eq!(r, Err("constraint violated"));
+/// assert_eq!(*log.lock().unwrap(), ["rollback"]);
+/// ```
+#[macro_export]
+macro_rules! async_try_scope {
+    ($policy:expr, |$s:ident| $body:expr) => {
+        async {
+            let mut __frugal_scope = ::core::pin::pin!($crate::AsyncScope::<
+                '_,
+                { $crate::DEFAULT_ASYNC_CAPACITY },
+            >::new($policy));
+            let __frugal_out = {
+                let $s = __frugal_scope.as_mut().scope_mut();
+                $crate::__private::catch_unwind(async { $body }).await
+            };
+            __frugal_scope.as_mut().finish_try(__frugal_out).await
+        }
+    };
+}
+
+/// Like [`async_scope!`], but a panic (of the body or a cleanup) does not propagate: the
+/// future's output is `Result<R, Recovered>`, after every cleanup ran.
+///
+/// ```
+/// let r = frugal_defer::block_on(frugal_defer::async_recover!(
+///     frugal_defer::CancelPolicy::Leak,
+///     |s| {
+///         s.defer(|| panic!("second"));
+///         if true {
+///             panic!("first");
+///         }
+///     }
+/// ));
+/// let rec = r.unwrap_err();
+/// assert_eq!(rec.message(), Some("first"));
+/// assert_eq!(rec.collateral().len(), 1);
+/// ```
+#[macro_export]
+macro_rules! async_recover {
+    ($policy:expr, |$s:ident| $body:expr) => {
+        async {
+            let mut __frugal_scope = ::core::pin::pin!($crate::AsyncScope::<
+                '_,
+                { $crate::DEFAULT_ASYNC_CAPACITY },
+            >::new($policy));
+            let __frugal_out = {
+                let $s = __frugal_scope.as_mut().scope_mut();
+                $crate::__private::catch_unwind(async { $body }).await
+            };
+            __frugal_scope.as_mut().finish_recover(__frugal_out).await
+        }
+    };
+}

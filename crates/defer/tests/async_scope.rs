@@ -1,0 +1,682 @@
+//! Async scopes through the public API: order, conditions, panics, handles, cancellation at
+//! every poll (property tests), and the tokio integration (spawn, block, deadlines with paused
+//! time).
+
+use std::future::Future;
+use std::pin::{pin, Pin};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Once};
+use std::task::{Context, Poll, Waker};
+
+use frugal_defer::{
+    async_recover, async_scope, async_stats, async_try_scope, block_on, take_collateral,
+    AsyncScope, CancelPolicy,
+};
+use proptest::prelude::*;
+
+/// Panics raised on purpose carry this payload; the hook keeps them quiet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Boom(usize);
+
+fn quiet_hook() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if info.payload().downcast_ref::<Boom>().is_none() {
+                default(info);
+            }
+        }));
+    });
+}
+
+fn boom(id: usize) -> ! {
+    std::panic::panic_any(Boom(id))
+}
+
+/// A future that returns `Pending` `n` times (waking itself each time), then `Ready`.
+struct YieldN(usize);
+
+impl Future for YieldN {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0 == 0 {
+            return Poll::Ready(());
+        }
+        self.0 -= 1;
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
+type Log = Arc<Mutex<Vec<String>>>;
+
+fn push(log: &Log, s: impl Into<String>) {
+    log.lock().unwrap().push(s.into());
+}
+
+async fn acquire(s: &mut AsyncScope<'_>, log: &Log, name: &'static str) {
+    push(log, format!("acquire {name}"));
+    YieldN(1).await;
+    let l = Arc::clone(log);
+    s.defer_async(move || async move {
+        YieldN(2).await;
+        push(&l, format!("release {name}"));
+    });
+}
+
+#[test]
+fn cleanups_run_lifo_mixed_sync_and_async_across_loops_and_helpers() {
+    let log: Log = Arc::default();
+    let r = block_on(async_scope!(CancelPolicy::Leak, |s| {
+        acquire(s, &log, "a").await;
+        for i in 0..3 {
+            if i != 1 {
+                let l = &log;
+                s.defer(move || push(l, format!("sync {i}")));
+            }
+        }
+        acquire(s, &log, "b").await;
+        let l = &log;
+        s.defer_async_or(
+            move || async move {
+                YieldN(1).await;
+                push(l, "borrowed async");
+            },
+            || unreachable!("not cancelled"),
+        );
+        push(&log, "body");
+        7
+    }));
+    assert_eq!(r, 7);
+    assert_eq!(
+        *log.lock().unwrap(),
+        [
+            "acquire a",
+            "acquire b",
+            "body",
+            "borrowed async",
+            "release b",
+            "sync 2",
+            "sync 0",
+            "release a"
+        ]
+    );
+}
+
+#[test]
+fn errdefer_and_on_success_follow_the_result() {
+    for fail in [false, true] {
+        let log: Log = Arc::default();
+        let r: Result<u8, &str> = block_on(async_try_scope!(CancelPolicy::Leak, |s| {
+            let l = &log;
+            s.errdefer(move || push(l, "rollback"));
+            s.on_success(move || push(l, "commit"));
+            let l2 = Arc::clone(&log);
+            s.errdefer_async(move || async move { push(&l2, "async rollback") });
+            YieldN(1).await;
+            if fail {
+                Err("no")
+            } else {
+                Ok(1)
+            }
+        }));
+        let expected: &[&str] = if fail {
+            &["async rollback", "rollback"]
+        } else {
+            &["commit"]
+        };
+        assert_eq!(r.is_err(), fail);
+        assert_eq!(*log.lock().unwrap(), expected);
+    }
+}
+
+#[test]
+fn a_panic_in_the_body_runs_every_cleanup_then_resumes() {
+    quiet_hook();
+    let ran = Arc::new(AtomicUsize::new(0));
+    let r = std::panic::catch_unwind(|| {
+        block_on(async_scope!(CancelPolicy::Leak, |s| {
+            for _ in 0..3 {
+                let ran = Arc::clone(&ran);
+                s.defer_async(move || async move {
+                    YieldN(1).await;
+                    ran.fetch_add(1, Ordering::SeqCst);
+                });
+            }
+            YieldN(1).await;
+            if ran.load(Ordering::SeqCst) == 0 {
+                boom(1);
+            }
+        }))
+    });
+    assert_eq!(r.unwrap_err().downcast_ref::<Boom>(), Some(&Boom(1)));
+    assert_eq!(ran.load(Ordering::SeqCst), 3);
+}
+
+#[test]
+fn panics_in_cleanups_do_not_stop_the_others() {
+    quiet_hook();
+    let ran = Arc::new(AtomicUsize::new(0));
+    let r = block_on(async_recover!(CancelPolicy::Leak, |s| {
+        let r1 = Arc::clone(&ran);
+        s.defer(move || {
+            r1.fetch_add(1, Ordering::SeqCst);
+        });
+        s.defer_async(|| async {
+            YieldN(1).await;
+            boom(3)
+        });
+        s.defer(|| boom(2));
+        let r2 = Arc::clone(&ran);
+        s.defer_async(move || async move {
+            r2.fetch_add(1, Ordering::SeqCst);
+        });
+        "value"
+    }));
+    let rec = r.unwrap_err();
+    assert_eq!(rec.payload.downcast_ref::<Boom>(), Some(&Boom(2)));
+    assert_eq!(rec.collateral().len(), 1);
+    assert_eq!(rec.latest().downcast_ref::<Boom>(), Some(&Boom(3)));
+    assert_eq!(ran.load(Ordering::SeqCst), 2);
+}
+
+#[test]
+fn handles_cancel_and_run_now_exactly_once() {
+    let log: Log = Arc::default();
+    let dropped = Arc::new(AtomicUsize::new(0));
+    struct D(Arc<AtomicUsize>);
+    impl Drop for D {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    block_on(async_scope!(CancelPolicy::Leak, |s| {
+        let d = D(Arc::clone(&dropped));
+        let h = s.defer(move || {
+            let _d = d;
+            unreachable!("cancelled")
+        });
+        s.cancel(h);
+        assert_eq!(
+            dropped.load(Ordering::SeqCst),
+            1,
+            "captures dropped at cancel"
+        );
+        let l = Arc::clone(&log);
+        let h = s.defer_async(move || async move {
+            YieldN(2).await;
+            push(&l, "async now");
+        });
+        let l = &log;
+        let h2 = s.defer(move || push(l, "sync now"));
+        s.run_now(h).await;
+        s.run_now(h2).await;
+        push(&log, "body end");
+    }));
+    assert_eq!(*log.lock().unwrap(), ["async now", "sync now", "body end"]);
+}
+
+#[test]
+#[should_panic(expected = "other than its own")]
+fn a_handle_of_another_scope_is_refused() {
+    block_on(async {
+        let mut a: AsyncScope<'_> = AsyncScope::new(CancelPolicy::Leak);
+        let mut b: AsyncScope<'_> = AsyncScope::new(CancelPolicy::Leak);
+        let h = a.defer(|| ());
+        b.defer(|| ());
+        b.cancel(h);
+    });
+}
+
+/// Polls `f` at most `k` times with a no-op waker; `true` if it finished.
+fn poll_k<F: Future>(f: F, k: usize) -> bool {
+    let mut f = pin!(f);
+    let mut cx = Context::from_waker(Waker::noop());
+    for _ in 0..k {
+        if f.as_mut().poll(&mut cx).is_ready() {
+            return true;
+        }
+    }
+    false
+}
+
+#[test]
+fn cancellation_runs_sync_cleanups_and_fallbacks_and_counts_leaks() {
+    let log: Log = Arc::default();
+    let before = async_stats();
+    let finished = poll_k(
+        async_scope!(CancelPolicy::Leak, |s| {
+            let l = &log;
+            s.defer(move || push(l, "sync"));
+            s.defer_async_or(
+                move || async move { push(l, "async cleanup") },
+                move || push(l, "fallback"),
+            );
+            s.on_success(move || push(l, "success only"));
+            s.errdefer(move || push(l, "error only"));
+            let l2 = Arc::clone(&log);
+            s.defer_async(move || async move { push(&l2, "leaked") });
+            YieldN(10).await;
+        }),
+        3,
+    );
+    assert!(!finished);
+    assert_eq!(*log.lock().unwrap(), ["error only", "fallback", "sync"]);
+    let d = async_stats().since(&before);
+    assert_eq!(
+        (d.cancelled_scopes, d.ran_on_cancel, d.fallbacks, d.leaked),
+        (1, 2, 1, 1)
+    );
+    assert_eq!((d.registered, d.inline), (5, 5));
+}
+
+#[test]
+fn block_policy_outside_a_runtime_finishes_async_cleanups_in_drop() {
+    let log: Log = Arc::default();
+    let before = async_stats();
+    let finished = poll_k(
+        async_scope!(
+            CancelPolicy::Block(std::time::Duration::from_secs(5)),
+            |s| {
+                let l = Arc::clone(&log);
+                s.defer_async(move || async move {
+                    YieldN(3).await;
+                    push(&l, "reset");
+                });
+                YieldN(10).await;
+            }
+        ),
+        2,
+    );
+    assert!(!finished);
+    assert_eq!(*log.lock().unwrap(), ["reset"]);
+    assert_eq!(async_stats().since(&before).blocked, 1);
+}
+
+/// Forgets `f` (never polled nor dropped again); returns its memory, to free later with
+/// [`free`] (so that memcheck sees no leak).
+fn forget_boxed<F>(f: Pin<Box<F>>) -> (*mut u8, std::alloc::Layout) {
+    // SAFETY: the box is not used as an `F` any more (neither polled nor dropped): only its
+    // memory is freed later, with `F`'s layout, and nothing points into it.
+    let raw = Box::into_raw(unsafe { Pin::into_inner_unchecked(f) });
+    (raw.cast(), std::alloc::Layout::new::<F>())
+}
+
+/// Frees memory returned by [`forget_boxed`].
+fn free((raw, layout): (*mut u8, std::alloc::Layout)) {
+    // SAFETY: `raw` came from a `Box` of this layout (the global allocator) and is freed once.
+    unsafe { std::alloc::dealloc(raw, layout) }
+}
+
+/// A `finish` leaked while its cleanup runs in place: the scope refuses `&mut` access from
+/// then on, and its `Drop` still disposes of the started cleanup by its policy.
+#[test]
+fn a_leaked_finish_leaves_the_running_cleanup_to_the_scopes_drop() {
+    quiet_hook();
+    let log: Log = Arc::default();
+    let mut scope: Pin<Box<AsyncScope<'static>>> = Box::pin(AsyncScope::new(CancelPolicy::Block(
+        std::time::Duration::from_secs(10),
+    )));
+    let l = Arc::clone(&log);
+    scope.as_mut().scope_mut().defer_async(move || async move {
+        YieldN(3).await;
+        push(&l, "reset");
+    });
+    let mut f = Box::pin(scope.as_mut().finish());
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(f.as_mut().poll(&mut cx).is_pending(), "the cleanup started");
+    let memory = forget_boxed(f);
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _ = scope.as_mut().scope_mut();
+    }));
+    assert!(r.is_err(), "no `&mut` once a cleanup started in place");
+    assert!(log.lock().unwrap().is_empty());
+    drop(scope);
+    assert_eq!(
+        *log.lock().unwrap(),
+        ["reset"],
+        "finished by the Block policy"
+    );
+    free(memory);
+}
+
+// ------------------------------------------------------------------ property tests
+
+#[derive(Debug, Clone, Copy)]
+enum Op {
+    /// A sync cleanup; panics if `true`.
+    Sync(bool),
+    /// An async cleanup that yields this many times, then panics if `true`.
+    Async(u8, bool),
+    /// An async cleanup (yielding this many times) with a sync fallback.
+    AsyncOr(u8),
+    /// The body yields this many times.
+    Yield(u8),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        3 => prop::bool::weighted(0.15).prop_map(Op::Sync),
+        3 => (0u8..3, prop::bool::weighted(0.15)).prop_map(|(n, p)| Op::Async(n, p)),
+        2 => (0u8..3).prop_map(Op::AsyncOr),
+        2 => (0u8..3).prop_map(Op::Yield),
+    ]
+}
+
+/// What happened to each cleanup, and how often each one's captures were dropped.
+#[derive(Default)]
+struct Book {
+    registered: Mutex<Vec<usize>>,
+    events: Mutex<Vec<(usize, &'static str)>>,
+    drops: Mutex<Vec<usize>>,
+}
+
+struct Capture(Arc<Book>, usize);
+
+impl Capture {
+    fn event(&self, what: &'static str) {
+        self.0.events.lock().unwrap().push((self.1, what));
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        self.0.drops.lock().unwrap()[self.1] += 1;
+    }
+}
+
+thread_local! {
+    static SPAWNED: std::cell::RefCell<Vec<frugal_defer::Detached>> = const {
+        std::cell::RefCell::new(Vec::new())
+    };
+}
+
+/// A spawner for the tests: keeps the detached cleanups to run them afterwards.
+fn keep(d: frugal_defer::Detached, _deadline: Option<std::time::Duration>) {
+    SPAWNED.with(|s| s.borrow_mut().push(d));
+}
+
+/// Runs the program, dropping the scope's future after `k` polls; returns the book, whether
+/// the scope finished, and how many events happened before the spawned cleanups ran.
+fn run_program(
+    ops: &[Op],
+    body_panics: bool,
+    policy: CancelPolicy,
+    k: usize,
+) -> (Arc<Book>, bool, usize) {
+    let book = Arc::new(Book::default());
+    *book.drops.lock().unwrap() = vec![0; ops.len()];
+    let b = &book;
+    let fut = async_recover!(policy, |s| {
+        for (i, op) in ops.iter().enumerate() {
+            let c = || Capture(Arc::clone(b), i);
+            match *op {
+                Op::Sync(p) => {
+                    let c = c();
+                    s.defer(move || {
+                        c.event("ran");
+                        if p {
+                            boom(c.1);
+                        }
+                    });
+                }
+                Op::Async(n, p) => {
+                    let c = c();
+                    s.defer_async(move || async move {
+                        YieldN(n as usize).await;
+                        c.event("ran");
+                        if p {
+                            boom(c.1);
+                        }
+                    });
+                }
+                Op::AsyncOr(n) => {
+                    let (c, c2) = (c(), c());
+                    s.defer_async_or(
+                        move || async move {
+                            YieldN(n as usize).await;
+                            c.event("ran");
+                        },
+                        move || c2.event("fallback"),
+                    );
+                }
+                Op::Yield(n) => {
+                    YieldN(n as usize).await;
+                    continue;
+                }
+            }
+            b.registered.lock().unwrap().push(i);
+        }
+        if body_panics {
+            boom(usize::MAX);
+        }
+    });
+    let finished = poll_k(fut, k);
+    let boundary = book.events.lock().unwrap().len();
+    // A test spawner's cleanups run now, in the order they were handed over.
+    let spawned = SPAWNED.with(|s| std::mem::take(&mut *s.borrow_mut()));
+    for d in spawned {
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| block_on(d)));
+    }
+    (book, finished, boundary)
+}
+
+/// Checks one run: every registered cleanup ran or ran its fallback exactly once, or (only
+/// with `Leak`) was counted as leaked; newest first; every capture dropped exactly once.
+fn check_run(
+    ops: &[Op],
+    body_panics: bool,
+    policy: CancelPolicy,
+    k: usize,
+) -> Result<bool, TestCaseError> {
+    let before = async_stats();
+    let (book, finished, boundary) = run_program(ops, body_panics, policy, k);
+    let _ = take_collateral();
+    let leaked = async_stats().since(&before).leaked;
+    let registered = book.registered.lock().unwrap().clone();
+    let events = book.events.lock().unwrap().clone();
+    let drops = book.drops.lock().unwrap().clone();
+    // Newest first: indices strictly decreasing — separately for the cleanups run by the
+    // scope (normally or in `Drop`) and for those handed to the spawner, which run later.
+    let (scope_run, spawned) = events.split_at(boundary);
+    for part in [scope_run, spawned] {
+        prop_assert!(
+            part.windows(2).all(|w| w[0].0 > w[1].0),
+            "LIFO and at most once each: {:?} | {:?}",
+            scope_run,
+            spawned
+        );
+    }
+    let mut missing = 0;
+    for (i, op) in ops.iter().enumerate() {
+        let is_registered = registered.contains(&i);
+        let n = events.iter().filter(|e| e.0 == i).count();
+        let want_drops = match op {
+            Op::Yield(_) => 0,
+            _ if !is_registered => 0,
+            Op::AsyncOr(_) => 2,
+            _ => 1,
+        };
+        prop_assert_eq!(
+            drops[i],
+            want_drops,
+            "captures of {} dropped once: {:?}",
+            i,
+            op
+        );
+        prop_assert!(n <= 1, "cleanup {} ran once at most: {:?}", i, events);
+        if !is_registered {
+            prop_assert_eq!(n, 0);
+            continue;
+        }
+        if n == 0 {
+            prop_assert!(
+                matches!(op, Op::Async(..)) && matches!(policy, CancelPolicy::Leak) && !finished,
+                "cleanup {} ({:?}) neither ran nor was handed to a fallback",
+                i,
+                op
+            );
+            missing += 1;
+        }
+        if matches!(events.iter().find(|e| e.0 == i), Some((_, "fallback"))) {
+            prop_assert!(!finished, "fallbacks run only on cancellation");
+        }
+    }
+    prop_assert_eq!(
+        leaked,
+        missing as u64,
+        "every unrun cleanup is counted as leaked"
+    );
+    Ok(finished)
+}
+
+fn check_every_k(ops: &[Op], body_panics: bool, policy: CancelPolicy) -> Result<(), TestCaseError> {
+    quiet_hook();
+    for k in 0.. {
+        if check_run(ops, body_panics, policy, k)? {
+            return Ok(());
+        }
+        prop_assert!(k < 10_000, "the scope finishes");
+    }
+    Ok(())
+}
+
+proptest! {
+    #[test]
+    fn cancelled_at_every_poll_with_leak(
+        ops in prop::collection::vec(op(), 0..10),
+        body_panics in prop::bool::weighted(0.2),
+    ) {
+        check_every_k(&ops, body_panics, CancelPolicy::Leak)?;
+    }
+
+    #[test]
+    fn cancelled_at_every_poll_with_block(
+        ops in prop::collection::vec(op(), 0..10),
+        body_panics in prop::bool::weighted(0.2),
+    ) {
+        check_every_k(&ops, body_panics, CancelPolicy::Block(std::time::Duration::from_secs(10)))?;
+    }
+
+    #[test]
+    fn cancelled_at_every_poll_with_spawn(
+        ops in prop::collection::vec(op(), 0..10),
+        body_panics in prop::bool::weighted(0.2),
+    ) {
+        check_every_k(&ops, body_panics, CancelPolicy::Spawn(keep))?;
+    }
+}
+
+// ------------------------------------------------------------------ tokio
+
+#[cfg(feature = "tokio")]
+mod with_tokio {
+    use super::*;
+    use std::time::Duration;
+
+    use tokio::sync::oneshot;
+
+    /// The scope loses a `select!`: its async cleanup is spawned, finishes on the runtime,
+    /// shielded from the cancellation, after the sync cleanups ran in `Drop`.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lost_select_spawns_the_async_cleanup() {
+        let log: Log = Arc::default();
+        let (tx, rx) = oneshot::channel();
+        let l = Arc::clone(&log);
+        tokio::select! {
+            _ = async_scope!(CancelPolicy::SPAWN_TOKIO, |s| {
+                s.defer_async(move || async move {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    push(&l, "released");
+                    let _ = tx.send(());
+                });
+                let l = &log;
+                s.defer(move || push(l, "sync"));
+                std::future::pending::<()>().await;
+            }) => unreachable!("the body never ends"),
+            () = tokio::task::yield_now() => {}
+        }
+        tokio::time::timeout(Duration::from_secs(10), rx)
+            .await
+            .expect("the spawned cleanup finished")
+            .expect("sent");
+        assert_eq!(*log.lock().unwrap(), ["sync", "released"]);
+    }
+
+    /// A cleanup that would take an hour is dropped at the scope's one-second deadline, at a
+    /// normal exit and when spawned after a cancellation (paused time: no real waiting).
+    #[tokio::test(start_paused = true)]
+    async fn cleanup_deadlines_with_paused_time() {
+        let before = async_stats();
+        let started = tokio::time::Instant::now();
+        async {
+            let mut s: Pin<&mut AsyncScope<'_>> = pin!(AsyncScope::new(CancelPolicy::SPAWN_TOKIO)
+                .with_cleanup_deadline(Duration::from_secs(1)));
+            s.as_mut()
+                .scope_mut()
+                .defer_async(|| async { tokio::time::sleep(Duration::from_secs(3600)).await });
+            s.finish().await;
+        }
+        .await;
+        assert_eq!(started.elapsed(), Duration::from_secs(1));
+        assert_eq!(async_stats().since(&before).timed_out, 1);
+
+        // Cancelled: the spawned cleanup gets the same deadline on the runtime.
+        let (tx, rx) = oneshot::channel::<()>();
+        let spawned = tokio::spawn(async move {
+            let mut s: Pin<&mut AsyncScope<'_>> = pin!(AsyncScope::new(CancelPolicy::SPAWN_TOKIO)
+                .with_cleanup_deadline(Duration::from_secs(2)));
+            s.as_mut().scope_mut().defer_async(move || async move {
+                let _tx = tx; // dropped when the cleanup is
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+            });
+            std::future::pending::<()>().await;
+            s.finish().await;
+        });
+        tokio::task::yield_now().await;
+        spawned.abort();
+        let t0 = tokio::time::Instant::now();
+        assert!(rx.await.is_err(), "the cleanup was dropped at its deadline");
+        assert_eq!(t0.elapsed(), Duration::from_secs(2));
+    }
+
+    /// `Block` works on a multi-thread runtime (through `block_in_place`) and refuses on a
+    /// current-thread one, counting the cleanup as leaked.
+    #[test]
+    fn block_policy_on_tokio_runtimes() {
+        for (multi, want_blocked, want_leaked) in [(true, 1, 0), (false, 0, 1)] {
+            let rt = if multi {
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .enable_all()
+                    .build()
+            } else {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+            }
+            .unwrap();
+            let log: Log = Arc::default();
+            let l = Arc::clone(&log);
+            let stats = rt.block_on(async move {
+                let before = async_stats();
+                let fut = async_scope!(CancelPolicy::Block(Duration::from_secs(10)), |s| {
+                    s.defer_async(move || async move {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                        push(&l, "reset");
+                    });
+                    std::future::pending::<()>().await;
+                });
+                let _ = tokio::time::timeout(Duration::from_millis(1), fut).await;
+                async_stats().since(&before)
+            });
+            assert_eq!(
+                (stats.blocked, stats.leaked),
+                (want_blocked, want_leaked),
+                "multi: {multi}"
+            );
+            assert_eq!(log.lock().unwrap().len(), want_blocked as usize);
+        }
+    }
+}

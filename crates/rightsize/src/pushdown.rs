@@ -1,0 +1,613 @@
+//! Pushdown: the metrics engine computes the model's statistics, frugal receives a few numbers
+//! per workload.
+//!
+//! [`crate::prometheus::fetch`] (`--no-pushdown`) transfers every sample: 1,000 workloads × 14
+//! days at 15 s are 80 million points per query. Here each statistic is one instant query whose
+//! answer has one value per workload, computed inside the engine with `*_over_time` functions over
+//! PromQL subqueries (Prometheus, Thanos, Mimir and VictoriaMetrics all evaluate them). With `C`
+//! the CPU query, `M` the memory query, `S` the step and `R` the range:
+//!
+//! | statistic | PromQL |
+//! |---|---|
+//! | samples (all / usable) | `count_over_time((C)[R:S])`, `count_over_time((C >= 0 < Inf)[R:S])` |
+//! | mean CPU | `sum_over_time(...)` / the usable count |
+//! | highest CPU | `max_over_time((C >= 0 < Inf)[R:S])` |
+//! | 5-minute windows with data | `count_over_time(max_over_time((C)[5m:S])[R:5m])` |
+//! | P99.5 of the 5-minute maxima | `quantile_over_time(0.995, max_over_time((C)[5m:S])[R:5m])` |
+//! | first / last sample | `min_over_time(timestamp(C)[R:S])`, `max_over_time(...)` |
+//! | peak memory | `max_over_time((M >= 0 < Inf)[R:S])` |
+//! | instances | `sum_over_time` / `count_over_time` of the instance query |
+//!
+//! So the transfer grows with the number of workloads × statistics, not with the samples; the
+//! number of queries is fixed (about ten per chunk), whatever the fleet size.
+//!
+//! **Engine limits.** A subquery makes the engine hold series × steps points: Prometheus refuses
+//! more than `--query.max-samples` (50 million by default), VictoriaMetrics more than
+//! `-search.maxPointsSubqueryPerTimeseries` (100,000) per series and subquery and
+//! `-search.maxPointsPerTimeseries` (30,000) per series and request. Ranges longer than
+//! [`PromOptions::max_subquery_steps`] steps are split into chunks on 5-minute boundaries; sums,
+//! counts, maxima, minima and window counts combine exactly across chunks, a percentile does not:
+//! then the engine returns the 5-minute maxima themselves (one point per workload and 5 minutes,
+//! 20 times fewer than 15-second samples) and the percentile is taken here.
+//!
+//! **What differs from the pull path.** The engine's windows are `(t - 5m, t]` for `t` on
+//! multiples of 5 minutes, ours `[t, t + 5m)`: a sample on a boundary lands in the neighbouring
+//! window, so percentiles can differ slightly (the tests hold both paths within 1%). Pauses in the
+//! data (gaps) are not counted. The SLA screen needs per-window request rates and latencies: when
+//! both queries are given they are fetched at a 5-minute step (one point per window). The hourly
+//! plot series of the HTML report are fetched at a 1-hour step, and only for `--format html`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::catalog::Catalog;
+use crate::error::Result;
+use crate::model::{self, Config, Recommendation, Usage};
+use crate::prometheus::{group, label_set, Client, Fetched, PromOptions, PromValue, Queries};
+use crate::report::Report;
+use crate::series::{Series, Window, WINDOW_MS};
+
+/// The default bound on subquery steps per chunk (see the module documentation).
+pub const DEFAULT_MAX_SUBQUERY_STEPS: i64 = 20_160;
+
+/// What the engine computed for one workload.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct WorkloadStats {
+    /// Workload name (the workload labels' values joined by `/`).
+    pub workload: String,
+    /// Instance type.
+    pub instance_type: String,
+    /// Where the numbers come from (the engine's URL).
+    pub source: String,
+    /// Usable CPU samples (finite, non-negative).
+    pub samples: u64,
+    /// CPU samples the engine had, usable or not.
+    pub samples_all: u64,
+    /// 5-minute windows with data.
+    pub windows: u64,
+    /// First sample, Unix ms.
+    pub first_ms: i64,
+    /// Last sample, Unix ms.
+    pub last_ms: i64,
+    /// Sum of the CPU samples, cores (mean = sum / samples).
+    pub cpu_sum: f64,
+    /// The configured percentile of the 5-minute CPU maxima, cores.
+    pub percentile_cpu_cores: f64,
+    /// Highest CPU sample, cores.
+    pub max_cpu_cores: f64,
+    /// Highest memory sample, bytes (`None`: the memory query has nothing for this workload).
+    pub peak_memory_bytes: Option<f64>,
+    /// Sum and count of instance-count samples.
+    pub instances_sum: f64,
+    /// Samples of the instance count.
+    pub instances_n: u64,
+    /// 5-minute windows with mean CPU, mean request rate and max latency, for the SLA screen.
+    pub service_windows: Vec<Window>,
+    /// Hourly CPU maxima, (Unix ms of the hour, cores), for plots.
+    pub trace_cpu: Vec<(i64, f64)>,
+    /// Hourly memory maxima, (Unix ms of the hour, bytes), for plots.
+    pub trace_memory: Vec<(i64, f64)>,
+    /// Set when the workload cannot be analysed; says why.
+    pub skipped: Option<String>,
+}
+
+/// The chunks `(start, end]` of a range: at most `max_steps` steps each, inner boundaries on
+/// multiples of 5 minutes so that windows are never cut.
+pub fn chunks(start_s: i64, end_s: i64, step_s: i64, max_steps: i64) -> Vec<(i64, i64)> {
+    let w = WINDOW_MS / 1000;
+    let span = (max_steps.max(1).saturating_mul(step_s) / w * w).max(w);
+    let mut out = Vec::new();
+    let mut s = start_s;
+    while s < end_s {
+        let mut e = (s + span).div_euclid(w) * w;
+        if e <= s {
+            e = s + span;
+        }
+        let e = e.min(end_s);
+        out.push((s, e));
+        s = e;
+    }
+    out
+}
+
+/// Chunks `[s, e]` (both ends evaluated) of a range query at `step_s` from `first` to `last`:
+/// at most 10,000 steps (Prometheus's 11,000 points per series) and, with the step each point's
+/// subquery reaches back, at most `max_span_s` seconds of inner points.
+pub fn range_chunks(first: i64, last: i64, step_s: i64, max_span_s: i64) -> Vec<(i64, i64)> {
+    let steps = ((max_span_s - step_s) / step_s).clamp(1, 10_000);
+    let mut out = Vec::new();
+    let mut s = first;
+    while s <= last {
+        let e = (s + (steps - 1) * step_s).min(last);
+        out.push((s, e));
+        s = e + step_s;
+    }
+    out
+}
+
+fn value(v: Option<(f64, PromValue)>) -> Option<f64> {
+    match v {
+        Some((_, PromValue::Num(x))) if x.is_finite() => Some(x),
+        _ => None,
+    }
+}
+
+/// Asks the engine for every workload's statistics over the range.
+///
+/// `percentile` is the configured percentile of the 5-minute maxima ([`Config::cpu_percentile`]);
+/// `want_trace` fetches the hourly plot series too. Workloads that cannot be analysed come back
+/// with [`WorkloadStats::skipped`] set.
+pub fn fetch(
+    opts: &PromOptions,
+    queries: &Queries,
+    percentile: f64,
+    want_trace: bool,
+) -> Result<(Vec<WorkloadStats>, Fetched)> {
+    let client = Client::new(opts)?;
+    let labels = &queries.workload_labels;
+    let step = format!("{}s", opts.step_s);
+    let usable = |q: &str| format!("(({q}) >= 0 < Inf)");
+    let cpu = usable(&queries.cpu);
+    let mem = usable(&queries.memory);
+    let parts = chunks(
+        opts.start_s,
+        opts.end_s,
+        opts.step_s,
+        opts.max_subquery_steps,
+    );
+    let mut stats: BTreeMap<String, WorkloadStats> = BTreeMap::new();
+    let mut unnamed: BTreeMap<String, ()> = BTreeMap::new();
+    // Workloads another query has but the CPU query has not: name -> that query.
+    let only_in: std::cell::RefCell<BTreeMap<String, String>> = Default::default();
+    let mut fetched = Fetched::default();
+
+    // One instant query at the chunk's end: `f(answer's value, stats)` for each workload.
+    let run = |what: &str,
+               query: String,
+               time: i64,
+               stats: &mut BTreeMap<String, WorkloadStats>,
+               unnamed: &mut BTreeMap<String, ()>,
+               create: bool,
+               f: &mut dyn FnMut(Option<f64>, &mut WorkloadStats)|
+     -> Result<()> {
+        let answer = client.query(&query, time)?;
+        let (named, without) = group(&client, what, &query, labels, &answer)?;
+        for s in without {
+            unnamed.insert(label_set(&s.metric), ());
+        }
+        for (name, series) in named {
+            if create && !stats.contains_key(&name) {
+                let itype = series
+                    .metric
+                    .get(&opts.instance_type_label)
+                    .cloned()
+                    .or_else(|| opts.instance_type.clone());
+                let Some(itype) = itype else {
+                    return Err(client.err(format!(
+                        "series {name} has no `{}` label; pass --instance-type TYPE",
+                        opts.instance_type_label
+                    )));
+                };
+                stats.insert(
+                    name.clone(),
+                    WorkloadStats {
+                        workload: name.clone(),
+                        instance_type: itype,
+                        source: opts.url.clone(),
+                        first_ms: i64::MAX,
+                        last_ms: i64::MIN,
+                        ..WorkloadStats::default()
+                    },
+                );
+            }
+            match stats.get_mut(&name) {
+                Some(st) => f(value(series.value), st),
+                None => {
+                    only_in
+                        .borrow_mut()
+                        .entry(name)
+                        .or_insert_with(|| what.to_owned());
+                }
+            }
+        }
+        Ok(())
+    };
+
+    let single = parts.len() == 1;
+    let q = percentile / 100.0;
+    for &(s, e) in &parts {
+        let r = format!("{}s", e - s);
+        let (st, un) = (&mut stats, &mut unnamed);
+        run(
+            "CPU",
+            format!("count_over_time(({})[{r}:{step}])", queries.cpu),
+            e,
+            st,
+            un,
+            true,
+            &mut |v, w| w.samples_all += v.unwrap_or(0.0) as u64,
+        )?;
+        run(
+            "CPU",
+            format!("count_over_time({cpu}[{r}:{step}])"),
+            e,
+            st,
+            un,
+            false,
+            &mut |v, w| w.samples += v.unwrap_or(0.0) as u64,
+        )?;
+        run(
+            "CPU",
+            format!("sum_over_time({cpu}[{r}:{step}])"),
+            e,
+            st,
+            un,
+            false,
+            &mut |v, w| w.cpu_sum += v.unwrap_or(0.0),
+        )?;
+        run(
+            "CPU",
+            format!("max_over_time({cpu}[{r}:{step}])"),
+            e,
+            st,
+            un,
+            false,
+            &mut |v, w| w.max_cpu_cores = w.max_cpu_cores.max(v.unwrap_or(0.0)),
+        )?;
+        run(
+            "CPU",
+            format!("min_over_time(timestamp({cpu})[{r}:{step}])"),
+            e,
+            st,
+            un,
+            false,
+            &mut |v, w| {
+                if let Some(t) = v {
+                    w.first_ms = w.first_ms.min((t * 1000.0).round() as i64);
+                }
+            },
+        )?;
+        run(
+            "CPU",
+            format!("max_over_time(timestamp({cpu})[{r}:{step}])"),
+            e,
+            st,
+            un,
+            false,
+            &mut |v, w| {
+                if let Some(t) = v {
+                    w.last_ms = w.last_ms.max((t * 1000.0).round() as i64);
+                }
+            },
+        )?;
+        if single {
+            run(
+                "CPU",
+                format!("count_over_time(max_over_time({cpu}[5m:{step}])[{r}:5m])"),
+                e,
+                st,
+                un,
+                false,
+                &mut |v, w| w.windows += v.unwrap_or(0.0) as u64,
+            )?;
+            run(
+                "CPU",
+                format!("quantile_over_time({q}, max_over_time({cpu}[5m:{step}])[{r}:5m])"),
+                e,
+                st,
+                un,
+                false,
+                &mut |v, w| w.percentile_cpu_cores = v.unwrap_or(0.0),
+            )?;
+        }
+        run(
+            "memory",
+            format!("max_over_time({mem}[{r}:{step}])"),
+            e,
+            st,
+            un,
+            false,
+            &mut |v, w| {
+                if let Some(m) = v {
+                    w.peak_memory_bytes = Some(w.peak_memory_bytes.unwrap_or(0.0).max(m));
+                }
+            },
+        )?;
+        if let Some(inst) = &queries.instances {
+            let inst = usable(inst);
+            run(
+                "instances",
+                format!("sum_over_time({inst}[{r}:{step}])"),
+                e,
+                st,
+                un,
+                false,
+                &mut |v, w| w.instances_sum += v.unwrap_or(0.0),
+            )?;
+            run(
+                "instances",
+                format!("count_over_time({inst}[{r}:{step}])"),
+                e,
+                st,
+                un,
+                false,
+                &mut |v, w| w.instances_n += v.unwrap_or(0.0) as u64,
+            )?;
+        }
+    }
+
+    // Series at a coarse step: 5-minute maxima (percentile over several chunks), the SLA
+    // screen's windows, the hourly plot series.
+    let range =
+        |query: String, step_s: i64, what: &str| -> Result<BTreeMap<String, Vec<(i64, f64)>>> {
+            let mut out: BTreeMap<String, Vec<(i64, f64)>> = BTreeMap::new();
+            // Evaluate at multiples of the step: each point summarises (t - step, t].
+            let first = (opts.start_s + step_s).div_euclid(step_s) * step_s;
+            let last = opts.end_s.div_euclid(step_s) * step_s;
+            if last < first {
+                return Ok(out);
+            }
+            // Each point's subquery reaches one step back: keep the inner points of one request
+            // under the subquery bound too (VictoriaMetrics refuses more than
+            // -search.maxPointsPerTimeseries, 30,000 by default, per series and request).
+            for (s, e) in range_chunks(
+                first,
+                last,
+                step_s,
+                opts.max_subquery_steps.saturating_mul(opts.step_s),
+            ) {
+                let answer = client.query_range(&query, s, e, step_s)?;
+                let (named, _) = group(&client, what, &query, labels, &answer)?;
+                for (name, series) in named {
+                    let v = out.entry(name).or_default();
+                    for (t, x) in &series.values {
+                        if let PromValue::Num(x) = x {
+                            if x.is_finite() {
+                                v.push(((*t * 1000.0).round() as i64, *x));
+                            }
+                        }
+                    }
+                }
+            }
+            Ok(out)
+        };
+    if !single {
+        let maxima = range(format!("max_over_time({cpu}[5m:{step}])"), 300, "CPU")?;
+        for (name, points) in maxima {
+            if let Some(w) = stats.get_mut(&name) {
+                let mut values: Vec<f64> = points.iter().map(|p| p.1).collect();
+                w.windows = values.len() as u64;
+                w.percentile_cpu_cores = model::percentile(&mut values, percentile);
+            }
+        }
+    }
+    if let (Some(rps), Some(lat)) = (&queries.rps, &queries.latency) {
+        let cpu_mean = range(format!("avg_over_time({cpu}[5m:{step}])"), 300, "CPU")?;
+        let rps = range(
+            format!("avg_over_time({}[5m:{step}])", usable(rps)),
+            300,
+            "request-rate",
+        )?;
+        let lat = range(
+            format!("max_over_time({}[5m:{step}])", usable(lat)),
+            300,
+            "latency",
+        )?;
+        for (name, w) in &mut stats {
+            let (Some(c), Some(r), Some(l)) = (cpu_mean.get(name), rps.get(name), lat.get(name))
+            else {
+                continue;
+            };
+            let r: BTreeMap<i64, f64> = r.iter().copied().collect();
+            let l: BTreeMap<i64, f64> = l.iter().copied().collect();
+            for &(t, cpu) in c {
+                let (Some(rate), Some(latency)) = (r.get(&t), l.get(&t)) else {
+                    continue;
+                };
+                w.service_windows.push(Window {
+                    start_ms: t - WINDOW_MS,
+                    samples: 1,
+                    cpu_max: cpu,
+                    cpu_sum: cpu,
+                    memory_max: 0.0,
+                    instances_sum: 0.0,
+                    instances_n: 0,
+                    rps_sum: *rate,
+                    rps_n: 1,
+                    latency_max: *latency,
+                    latency_n: 1,
+                });
+            }
+        }
+    }
+    if want_trace {
+        let c = range(format!("max_over_time({cpu}[1h:{step}])"), 3600, "CPU")?;
+        let m = range(format!("max_over_time({mem}[1h:{step}])"), 3600, "memory")?;
+        for (name, w) in &mut stats {
+            let hour = |v: &Vec<(i64, f64)>| v.iter().map(|&(t, x)| (t - 3_600_000, x)).collect();
+            if let Some(v) = c.get(name) {
+                w.trace_cpu = hour(v);
+            }
+            if let Some(v) = m.get(name) {
+                w.trace_memory = hour(v);
+            }
+        }
+    }
+
+    let mut out: Vec<WorkloadStats> = Vec::with_capacity(stats.len() + unnamed.len());
+    for (name, mut w) in stats {
+        if w.samples == 0 {
+            w.skipped = Some(format!(
+                "the CPU query returned no usable value ({} values, all NaN, infinite or negative)",
+                w.samples_all
+            ));
+        } else if w.peak_memory_bytes.is_none() {
+            w.skipped = Some(
+                "the memory query returned no usable value for this workload; check its labels \
+                 match the CPU query's"
+                    .to_owned(),
+            );
+        } else if w.samples < w.samples_all {
+            fetched
+                .workload_notes
+                .entry(name)
+                .or_default()
+                .push(format!(
+                "dropped {} of {} CPU values (NaN, infinite or negative), counted by the engine",
+                w.samples_all - w.samples,
+                w.samples_all
+            ));
+        }
+        fetched.samples += w.samples;
+        out.push(w);
+    }
+    if out.is_empty() && unnamed.is_empty() {
+        return Err(client.err(format!(
+            "the CPU query returned no series between {} and {}: {}; check the metric names and \
+             the range, or pass --query-cpu",
+            opts.start_s, opts.end_s, queries.cpu
+        )));
+    }
+    for (name, what) in only_in.into_inner() {
+        out.push(WorkloadStats {
+            workload: name,
+            instance_type: opts.instance_type.clone().unwrap_or_else(|| "?".to_owned()),
+            source: opts.url.clone(),
+            skipped: Some(format!(
+                "the {what} query has this workload but the CPU query does not"
+            )),
+            ..WorkloadStats::default()
+        });
+    }
+    for (labels_text, ()) in unnamed {
+        out.push(WorkloadStats {
+            workload: labels_text,
+            instance_type: opts.instance_type.clone().unwrap_or_else(|| "?".to_owned()),
+            source: opts.url.clone(),
+            skipped: Some(format!(
+                "series without the workload label{} {}: aggregate by {} in the query",
+                if labels.len() == 1 { "" } else { "s" },
+                labels.join(", "),
+                labels.join(", ")
+            )),
+            ..WorkloadStats::default()
+        });
+    }
+    client.finish(&mut fetched);
+    Ok((out, fetched))
+}
+
+/// Analyses one workload's engine-computed statistics.
+pub fn recommend(stats: &WorkloadStats, catalog: &Catalog, config: &Config) -> Recommendation {
+    let mut rec = model::blank(&stats.workload, &stats.source, &stats.instance_type);
+    if let Some(why) = &stats.skipped {
+        rec.reason = Some(why.clone());
+        return rec;
+    }
+    let Some(current) = catalog.get(&stats.instance_type) else {
+        rec.reason = Some(model::unknown_type(&stats.instance_type));
+        return rec;
+    };
+    let service = (!stats.service_windows.is_empty())
+        .then(|| {
+            let series = Series {
+                workload: stats.workload.clone(),
+                instance_type: stats.instance_type.clone(),
+                source: stats.source.clone(),
+                windows: stats.service_windows.clone(),
+                samples: stats.service_windows.len() as u64,
+                first_ms: stats.first_ms,
+                last_ms: stats.last_ms,
+                gaps: 0,
+                longest_gap_ms: 0,
+                skipped: None,
+                warnings: Vec::new(),
+                unordered: false,
+            };
+            model::service_model(&series, current, config)
+        })
+        .flatten();
+    let usage = Usage {
+        samples: stats.samples,
+        windows: stats.windows as usize,
+        span_hours: (stats.last_ms - stats.first_ms).max(0) as f64 / 3_600_000.0,
+        gaps: 0,
+        mean_cpu_cores: stats.cpu_sum / stats.samples.max(1) as f64,
+        percentile_cpu_cores: stats.percentile_cpu_cores,
+        max_cpu_cores: stats.max_cpu_cores,
+        peak_memory_bytes: stats.peak_memory_bytes.unwrap_or(0.0),
+        instances: if stats.instances_n > 0 {
+            stats.instances_sum / stats.instances_n as f64
+        } else {
+            1.0
+        },
+        service,
+    };
+    let vcpus = f64::from(current.vcpus);
+    let bytes = current.memory_bytes();
+    rec.trace = stats
+        .trace_cpu
+        .iter()
+        .map(|&(t, c)| (t, (c / vcpus) as f32))
+        .collect();
+    rec.memory_trace = stats
+        .trace_memory
+        .iter()
+        .map(|&(t, m)| (t, (m / bytes) as f32))
+        .collect();
+    model::recommend_usage(rec, usage, current, catalog, config)
+}
+
+/// Analyses every workload's statistics: the pushdown counterpart of [`crate::analyze`].
+pub fn analyze(stats: &[WorkloadStats], catalog: &Catalog, config: &Config) -> Report {
+    let recs = stats
+        .iter()
+        .map(|s| recommend(s, catalog, config))
+        .collect();
+    Report::from_recommendations(recs, catalog, config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_cut_on_window_boundaries_and_cover_the_range() {
+        let (start, end) = (1_000_007, 1_000_007 + 14 * 86_400);
+        for max in [100, 5_000, 20_160, 1_000_000] {
+            let c = chunks(start, end, 15, max);
+            assert_eq!(c[0].0, start);
+            assert_eq!(c.last().unwrap().1, end);
+            for (i, &(s, e)) in c.iter().enumerate() {
+                assert!(e > s);
+                assert!((e - s) / 15 <= max.max(20), "{max}: {s}..{e}");
+                if i + 1 < c.len() {
+                    assert_eq!(e % 300, 0, "inner boundaries on 5-minute multiples");
+                    assert_eq!(c[i + 1].0, e, "no hole, no overlap");
+                }
+            }
+        }
+        assert_eq!(chunks(0, 600, 60, 1_000_000), vec![(0, 600)]);
+    }
+
+    #[test]
+    fn range_chunks_bound_the_inner_points() {
+        // 14 days of 5-minute maxima over 15-second samples, 20,160 inner steps allowed.
+        let (first, last) = (300, 300 + 14 * 86_400);
+        let c = range_chunks(first, last, 300, 20_160 * 15);
+        assert_eq!(c[0].0, first);
+        assert_eq!(c.last().unwrap().1, last);
+        for (i, &(s, e)) in c.iter().enumerate() {
+            // The inner subquery spans (s - 5m, e]: at 15 s, at most 20,160 points.
+            assert!((e - s + 300) / 15 <= 20_160, "{s}..{e}");
+            if i > 0 {
+                assert_eq!(s, c[i - 1].1 + 300, "no hole, no overlap");
+            }
+        }
+        assert_eq!(c.len(), 5); // 4,033 points, 1,007 per chunk
+                                // Prometheus's points limit binds when the inner steps are coarse.
+        let c = range_chunks(0, 20_000 * 60, 60, i64::MAX / 2);
+        assert!(c.iter().all(|(s, e)| (e - s) / 60 < 10_000));
+    }
+}
