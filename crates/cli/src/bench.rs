@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 #[path = "bench_defer.rs"]
-mod bench_defer;
+pub(crate) mod bench_defer;
 #[path = "bench_fleet.rs"]
 mod bench_fleet;
 #[path = "bench_http.rs"]

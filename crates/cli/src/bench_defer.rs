@@ -60,11 +60,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
 
-    let mut config = if args.quick {
-        Config::quick()
-    } else {
-        Config::full()
-    };
+    let mut config = config(args.quick, args.no_go, args.no_sim)?;
     if !args.strategy.is_empty() {
         config.strategies = args
             .strategy
@@ -79,31 +75,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .map(|s| Scenario::parse(s))
             .collect::<Result<_, _>>()?;
     }
-    config.alloc_probe = Some(crate::alloc_count::alloc_snapshot);
-    config.go = !args.no_go;
-    if !args.no_sim {
-        // Go children (the simulated test binary) inherit this: callgrind aborts on the Go
-        // runtime's asynchronous-preemption signals. Set while this process has one thread.
-        let godebug = std::env::var("GODEBUG").unwrap_or_default();
-        if !godebug.contains("asyncpreemptoff") {
-            let value = if godebug.is_empty() {
-                "asyncpreemptoff=1".to_owned()
-            } else {
-                format!("{godebug},asyncpreemptoff=1")
-            };
-            std::env::set_var("GODEBUG", value);
-        }
-        let exe = std::env::current_exe().context("cannot find the path of this executable")?;
-        config.sim = Some(SimCommand {
-            argv: vec![
-                exe.to_string_lossy().into_owned(),
-                "bench".to_owned(),
-                "defer".to_owned(),
-                "--run-op".to_owned(),
-            ],
-        });
-    }
-
     let bar = progress_bar();
     let mut report = defer_bench::run(&config, &mut |p| {
         bar.set_length(p.total);
@@ -145,6 +116,42 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The benchmark's configuration: the quick or full profile, the binary's allocation counter,
+/// Go unless `no_go`, and the simulated counters (this binary re-executed under valgrind) unless
+/// `no_sim`. Also used by `frugal report`.
+pub(crate) fn config(quick: bool, no_go: bool, no_sim: bool) -> anyhow::Result<Config> {
+    let mut config = if quick {
+        Config::quick()
+    } else {
+        Config::full()
+    };
+    config.alloc_probe = Some(crate::alloc_count::alloc_snapshot);
+    config.go = !no_go;
+    if !no_sim {
+        // Go children (the simulated test binary) inherit this: callgrind aborts on the Go
+        // runtime's asynchronous-preemption signals. Set while this process has one thread.
+        let godebug = std::env::var("GODEBUG").unwrap_or_default();
+        if !godebug.contains("asyncpreemptoff") {
+            let value = if godebug.is_empty() {
+                "asyncpreemptoff=1".to_owned()
+            } else {
+                format!("{godebug},asyncpreemptoff=1")
+            };
+            std::env::set_var("GODEBUG", value);
+        }
+        let exe = std::env::current_exe().context("cannot find the path of this executable")?;
+        config.sim = Some(SimCommand {
+            argv: vec![
+                exe.to_string_lossy().into_owned(),
+                "bench".to_owned(),
+                "defer".to_owned(),
+                "--run-op".to_owned(),
+            ],
+        });
+    }
+    Ok(config)
 }
 
 pub(crate) fn progress_bar() -> indicatif::ProgressBar {

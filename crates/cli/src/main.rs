@@ -16,6 +16,7 @@ mod bench;
 mod load;
 mod output;
 mod ranges;
+mod report;
 mod rightsize;
 mod serve;
 mod stat;
@@ -41,6 +42,8 @@ enum Command {
     Load(load::Args),
     /// Recommend a cheaper instance type from utilization data, with risk and savings.
     Rightsize(rightsize::Args),
+    /// The main job: run the experiments and join them into one page, from cleanup cost to dollars.
+    Report(report::Args),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +54,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Load(args) => load::run(args),
         Command::Rightsize(args) => rightsize::run(args),
+        Command::Report(args) => report::run(args),
     };
     match result {
         Ok(code) => code,

@@ -3,6 +3,7 @@
 //! - [`defer_bench`]: what a deferred cleanup costs, strategy by strategy (and Go's `defer` when a
 //!   Go toolchain is present), with the article's claims judged in [`claims`];
 //! - [`tasks`]: resident and virtual memory per tokio task, OS thread and goroutine;
+//! - [`chapter1`]: the size of a static Go HTTP server binary and the cost of a context switch;
 //! - [`http`]: an HTTP service whose per-request cleanup strategy is selectable, and a load
 //!   generator with coordinated-omission correction.
 //!
@@ -21,6 +22,7 @@
 //! `crates/workloads/go/` (embedded in the binary and built with the `go` on `PATH`).
 #![deny(unsafe_code)]
 
+pub mod chapter1;
 pub mod claims;
 pub mod defer_bench;
 pub mod http;

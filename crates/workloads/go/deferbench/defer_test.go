@@ -8,11 +8,19 @@
 //   - DeferNoCapture: `defer` in a loop of a call without arguments, so that only the runtime's
 //     records can allocate (not the closure that captures a deferred call's arguments).
 //   - FuncSlice: a []func() appended to and run in reverse, the naive closure list.
+//   - BatchDefer: the article's batchDefer (section 4.1) exactly as written — a new sync.Pool per
+//     call, the cleanups appended to a pooled slice, run by one deferred closure. As written it
+//     runs the cleanups when batchDefer itself returns (so it is deferred once by the caller here,
+//     `defer batchDefer(...)`), in registration order (FIFO, unlike defer's LIFO), and the pool
+//     is new on every call, so nothing is ever reused.
 //
 // Run with `go test -bench . -benchmem`; frugal parses the standard output lines.
 package deferbench
 
-import "testing"
+import (
+	"sync"
+	"testing"
+)
 
 // env mirrors the Rust engine's state: a count of held resources, a checksum of the
 // released ones, and an 8 MiB buffer that the "touch" scenario writes to.
@@ -273,6 +281,49 @@ func catch(f func(*env, uint64), ev *env, s uint64) {
 	f(ev, s)
 }
 
+// ---- the article's batchDefer (4.1), as written ----
+
+func batchDefer(fns ...func()) {
+	// 使用 sync.Pool 复用切片,避免 GC 压力 (the article's comment: "reuse slices with sync.Pool")
+	pool := sync.Pool{New: func() interface{} { return make([]func(), 0, 16) }}
+	fnsPool := pool.Get().([]func())
+	fnsPool = append(fnsPool, fns...)
+	defer func() {
+		for _, fn := range fnsPool {
+			fn()
+		}
+		pool.Put(fnsPool[:0])
+	}()
+}
+
+//go:noinline
+func straight8Batch(ev *env, s uint64) {
+	a := acquire(ev, s)
+	b := acquire(ev, s+1)
+	c := acquire(ev, s+2)
+	d := acquire(ev, s+3)
+	f := acquire(ev, s+4)
+	g := acquire(ev, s+5)
+	h := acquire(ev, s+6)
+	k := acquire(ev, s+7)
+	defer batchDefer(
+		func() { release(ev, a) }, func() { release(ev, b) },
+		func() { release(ev, c) }, func() { release(ev, d) },
+		func() { release(ev, f) }, func() { release(ev, g) },
+		func() { release(ev, h) }, func() { release(ev, k) },
+	)
+}
+
+//go:noinline
+func loopBatch(ev *env, s uint64, n int) {
+	var fs []func()
+	for i := 0; i < n; i++ {
+		id := acquire(ev, s+uint64(i))
+		fs = append(fs, func() { release(ev, id) })
+	}
+	defer batchDefer(fs...)
+}
+
 // ---- benchmarks: Benchmark<Strategy>/<scenario> ----
 
 func run(b *testing.B, f func(*env, uint64)) {
@@ -312,4 +363,12 @@ func BenchmarkDeferNoCapture(b *testing.B) {
 
 func BenchmarkFuncSlice(b *testing.B) {
 	scenarios(b, oneFuncSlice, straight8FuncSlice, loopFuncSlice, touchFuncSlice, panicFuncSlice)
+}
+
+// BenchmarkBatchDefer measures the article's batchDefer where it would be used: many cleanups
+// deferred at once.
+func BenchmarkBatchDefer(b *testing.B) {
+	b.Run("straight8", func(b *testing.B) { run(b, straight8Batch) })
+	b.Run("loop8", func(b *testing.B) { run(b, func(ev *env, s uint64) { loopBatch(ev, s, loopN8) }) })
+	b.Run("loop64", func(b *testing.B) { run(b, func(ev *env, s uint64) { loopBatch(ev, s, loopN64) }) })
 }

@@ -152,6 +152,11 @@ fn go_note(strategy: &str, scenario: &str) -> Option<String> {
             Some("defer in a loop, no arguments: only the pooled records".to_owned())
         }
         ("go-defer", "panic") => Some("open-coded; the panic path scans the frame".to_owned()),
+        ("go-batch-defer", _) => Some(
+            "the article's batchDefer as written: a new sync.Pool per call (never reused), \
+             cleanups run FIFO when batchDefer returns"
+                .to_owned(),
+        ),
         _ => None,
     }
 }

