@@ -48,8 +48,8 @@ pub enum Strategy {
     /// releases at the moment it is cancelled, not when its code next runs.
     ChainCancel,
     /// An async scope (`frugal_defer::async_scope!`): the lease is returned by an async
-    /// cleanup that first awaits a simulated reset (`release_us`); the work section is async
-    /// too (its hold is awaited). A cancelled request drops the scope's future, and the
+    /// cleanup that first awaits a simulated reset (`release_us`); the hold is awaited inside
+    /// the scope. A request cancelled while it runs drops the scope's future, and the
     /// scope's policy (`CancelPolicy::SPAWN_TOKIO`) hands the lease's cleanup to the runtime.
     AsyncChain,
 }
@@ -120,17 +120,19 @@ pub(crate) async fn handle(
         },
         () = token.cancelled() => return (Outcome::Cancelled, None),
     };
-    // The hold (a slow downstream call made with the lease) is awaited here, before the
-    // strategy's synchronous scope: it takes no thread. Cancelled during it, the request still
-    // goes through its strategy, whose work section then returns at once and whose cleanup
-    // gives everything back.
-    let _ = state.hold(&token).await;
     if state.config.strategy == Strategy::AsyncChain {
+        // The async scope awaits the hold inside its body, so a request cancelled during the
+        // hold drops the scope mid-body and its cancellation policy returns the lease.
         return match async_chain(&state, lease, &token).await {
             Some(body) => (Outcome::Ok, Some(body)),
             None => (Outcome::Cancelled, None),
         };
     }
+    // The hold (a slow downstream call made with the lease) is awaited here, before the
+    // strategy's synchronous scope: it takes no thread. Cancelled during it, the request still
+    // goes through its strategy, whose work section then returns at once and whose cleanup
+    // gives everything back.
+    let _ = state.hold(&token).await;
     let body = match (state.config.strategy, bound) {
         (Strategy::Manual, _) => manual(&state, lease, &token),
         (Strategy::Guard, _) => guarded(&state, lease, &token),
@@ -231,14 +233,17 @@ async fn async_chain(state: &Arc<State>, lease: Lease, token: &CancellationToken
         });
         let buf = &buf;
         s.defer(move || state.release_buffer(std::mem::take(&mut lock(buf))));
-        // The hold was awaited by `handle`; cancelled during it, the work section returns
-        // `None` at once and the cleanups give everything back.
-        state.work(&mut lock(buf), token)
+        if !state.hold(token).await {
+            return None;
+        }
+        Some(state.produce(&mut lock(buf)))
     });
+    // The scope is polled first, so its body has registered the cleanups before a
+    // cancellation can drop it.
     tokio::select! {
         biased;
-        () = token.cancelled() => None,
         body = scope => body,
+        () = token.cancelled() => None,
     }
 }
 
