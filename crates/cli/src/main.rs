@@ -18,6 +18,7 @@ mod output;
 mod rightsize;
 mod serve;
 mod stat;
+mod trace;
 
 /// Command-line interface of `frugal`.
 #[derive(Debug, Parser)]
@@ -40,6 +41,8 @@ enum Command {
     Load(load::Args),
     /// Recommend a cheaper instance type from utilization data, with risk and savings.
     Rightsize(rightsize::Args),
+    /// Count a process's defers with bpftrace (USDT probes, or Go's runtime with --go).
+    Trace(trace::Args),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +53,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve::run(args),
         Command::Load(args) => load::run(args),
         Command::Rightsize(args) => rightsize::run(args),
+        Command::Trace(args) => trace::run(args),
     };
     match result {
         Ok(code) => code,

@@ -4,8 +4,9 @@
 //! Two programs: [`defer_program`] counts the `frugal_defer` USDT probes of a binary built
 //! with `frugal-defer`'s `usdt` feature; [`go_program`] puts uprobes on a Go binary's runtime
 //! defer functions (`runtime.deferproc`, `runtime.deferprocStack`, `runtime.deferreturn`,
-//! `runtime.gopanic`). Both print, every interval, the counts of that interval (marker
-//! `frugal:interval`), and at the end the totals (marker `frugal:end`). Counts are bpftrace
+//! `runtime.gopanic`). Both print, every interval, the counts of that interval followed by
+//! the marker `frugal:interval`, and at the end the last (partial) interval's counts, its
+//! marker, the marker `frugal:end` and the totals. Counts are bpftrace
 //! `count()` maps: per-CPU, exact (no sampling). An interval's counts are printed and then
 //! cleared, so an event between the two on another CPU may be missed by the interval (never
 //! by the totals, which are never cleared).
@@ -33,7 +34,6 @@ use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read as _};
-use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -228,17 +228,25 @@ impl Bpftrace {
                 cmd.arg("-p").arg(pid.to_string());
             }
             Target::Command(argv) => {
-                let run = dir.path().join("run.sh");
-                let mut text = String::from("#!/bin/sh\nexec");
-                for a in argv {
-                    text.push(' ');
-                    text.push_str(&shell_quote(&a.to_string_lossy()));
+                // bpftrace splits `-c` at spaces and does not start it through a shell (a
+                // wrapper script would do, but then bpftrace looks for the probes' semaphores
+                // in the wrapper's memory and fails): arguments must be free of whitespace.
+                if let Some(bad) = argv.iter().find(|a| !command_arg_ok(a)) {
+                    return Err(Error::Bpftrace {
+                        message: format!(
+                            "cannot pass {bad:?} to the command: bpftrace's -c splits its command \
+                             at spaces; start the program yourself and attach with --pid"
+                        ),
+                    });
                 }
-                text.push('\n');
-                std::fs::write(&run, text).map_err(io("writing the command script"))?;
-                std::fs::set_permissions(&run, std::fs::Permissions::from_mode(0o755))
-                    .map_err(io("making the command script executable"))?;
-                cmd.arg("-c").arg(&run);
+                let mut c = OsString::new();
+                for (i, a) in argv.iter().enumerate() {
+                    if i > 0 {
+                        c.push(" ");
+                    }
+                    c.push(a);
+                }
+                cmd.arg("-c").arg(c);
             }
         }
         cmd.arg(&script)
@@ -313,6 +321,13 @@ impl Session {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The PID of the command bpftrace started (its child), while it runs.
+    pub fn child_pid(&self) -> Option<u32> {
+        let bt = self.child.as_ref()?.id();
+        let children = std::fs::read_to_string(format!("/proc/{bt}/task/{bt}/children")).ok()?;
+        children.split_whitespace().next()?.parse().ok()
     }
 
     /// True once bpftrace has ended.
@@ -532,23 +547,28 @@ fn push_interval_and_end(
     duration: Option<Duration>,
     end_extra: impl FnOnce(&mut String),
 ) {
+    // An interval's maps come first, then its marker; END closes the last (partial) interval
+    // the same way before the totals.
+    let interval_maps = |s: &mut String| {
+        for m in maps {
+            let _ = write!(s, " print(@i_{m}); clear(@i_{m});");
+        }
+        s.push_str(" printf(\"frugal:interval\\n\");");
+    };
     let ms = interval.as_millis().max(1);
-    let _ = write!(s, "interval:ms:{ms} {{ printf(\"frugal:interval\\n\");");
-    for m in maps {
-        let _ = write!(s, " print(@i_{m}); clear(@i_{m});");
-    }
+    let _ = write!(s, "interval:ms:{ms} {{");
+    interval_maps(s);
     s.push_str(" }\n");
     if let Some(d) = duration {
         let _ = writeln!(s, "interval:ms:{} {{ exit(); }}", d.as_millis().max(1));
     }
-    s.push_str("END { printf(\"frugal:end\\n\");");
+    s.push_str("END {");
+    interval_maps(s);
+    s.push_str(" printf(\"frugal:end\\n\");");
     for m in maps {
         let _ = write!(s, " print(@{m});");
     }
     end_extra(s);
-    for m in maps {
-        let _ = write!(s, " clear(@i_{m});");
-    }
     s.push_str(" }\n");
 }
 
@@ -597,8 +617,10 @@ pub fn has_tracing_caps(cap_eff: u64) -> bool {
     has(CAP_SYS_ADMIN) || (has(CAP_BPF) && has(CAP_PERFMON))
 }
 
-fn shell_quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', r"'\''"))
+/// Whether bpftrace's `-c` passes `arg` through unchanged: not empty, no whitespace.
+pub fn command_arg_ok(arg: &std::ffi::OsStr) -> bool {
+    let bytes = arg.as_encoded_bytes();
+    !bytes.is_empty() && !bytes.iter().any(u8::is_ascii_whitespace)
 }
 
 #[cfg(test)]
@@ -655,9 +677,12 @@ mod tests {
     }
 
     #[test]
-    fn quoting_survives_spaces_and_quotes() {
-        assert_eq!(shell_quote("a b"), "'a b'");
-        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+    fn command_args_without_whitespace_only() {
+        assert!(command_arg_ok("--rounds".as_ref()));
+        assert!(command_arg_ok("it's".as_ref()));
+        assert!(!command_arg_ok("a b".as_ref()));
+        assert!(!command_arg_ok("a\tb".as_ref()));
+        assert!(!command_arg_ok("".as_ref()));
     }
 
     #[test]
