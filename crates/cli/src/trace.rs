@@ -404,7 +404,11 @@ impl Collect {
         report.call_ns_hist = self.hists.get("call_ns").cloned().unwrap_or_default();
         if let Some(go) = report.go.as_mut() {
             go.calls = self.go_totals.clone();
+            let symbols = bpftrace::Symbols::load(Path::new(&report.binary));
             go.callers = self.go_callers.clone();
+            for c in &mut go.callers {
+                c.caller = symbols.resolve(&c.caller);
+            }
             return;
         }
         report.defers = Some(Defers {

@@ -572,6 +572,87 @@ fn push_interval_and_end(
     s.push_str(" }\n");
 }
 
+/// The function symbols of an ELF64 executable (its `.symtab`), to name the callers bpftrace
+/// could not (it resolves addresses when it prints, from the process's memory map: after a
+/// traced command ended, it prints them as hex).
+#[derive(Debug, Default)]
+pub struct Symbols {
+    /// (start, size, name), sorted by start.
+    funcs: Vec<(u64, u64, String)>,
+}
+
+impl Symbols {
+    /// Reads the function symbols of `path`. Position-independent executables (whose run-time
+    /// addresses depend on where they were loaded) and stripped ones give an empty table.
+    pub fn load(path: &Path) -> Symbols {
+        std::fs::read(path)
+            .ok()
+            .and_then(|data| parse_elf_functions(&data))
+            .map(|mut funcs| {
+                funcs.sort_by_key(|f| f.0);
+                Symbols { funcs }
+            })
+            .unwrap_or_default()
+    }
+
+    /// The function containing `addr`, if known.
+    pub fn name(&self, addr: u64) -> Option<&str> {
+        let i = self.funcs.partition_point(|f| f.0 <= addr).checked_sub(1)?;
+        let (start, size, name) = &self.funcs[i];
+        (addr < start + (*size).max(1)).then_some(name.as_str())
+    }
+
+    /// `text` if it is not a hex address, else the function containing that address (or
+    /// `text` unchanged).
+    pub fn resolve(&self, text: &str) -> String {
+        text.strip_prefix("0x")
+            .and_then(|h| u64::from_str_radix(h, 16).ok())
+            .and_then(|a| self.name(a))
+            .map_or_else(|| text.to_owned(), str::to_owned)
+    }
+}
+
+/// `(start, size, name)` of every `STT_FUNC` symbol of a little-endian ELF64 `ET_EXEC` file.
+fn parse_elf_functions(data: &[u8]) -> Option<Vec<(u64, u64, String)>> {
+    let u16_at = |o: usize| Some(u16::from_le_bytes(data.get(o..o + 2)?.try_into().ok()?));
+    let u32_at = |o: usize| Some(u32::from_le_bytes(data.get(o..o + 4)?.try_into().ok()?));
+    let u64_at = |o: usize| Some(u64::from_le_bytes(data.get(o..o + 8)?.try_into().ok()?));
+    const ET_EXEC: u16 = 2;
+    const SHT_SYMTAB: u32 = 2;
+    const STT_FUNC: u8 = 2;
+    if data.get(0..6)? != b"\x7fELF\x02\x01" || u16_at(16)? != ET_EXEC {
+        return None;
+    }
+    let shoff = usize::try_from(u64_at(0x28)?).ok()?;
+    let shentsize = usize::from(u16_at(0x3a)?);
+    let shnum = usize::from(u16_at(0x3c)?);
+    let section = |i: usize| shoff.checked_add(i.checked_mul(shentsize)?);
+    let mut out = Vec::new();
+    for i in 0..shnum {
+        let sh = section(i)?;
+        if u32_at(sh + 4)? != SHT_SYMTAB {
+            continue;
+        }
+        let (off, size) = (u64_at(sh + 0x18)? as usize, u64_at(sh + 0x20)? as usize);
+        let strtab = section(u32_at(sh + 0x28)? as usize)?;
+        let (str_off, str_size) = (u64_at(strtab + 0x18)? as usize, u64_at(strtab + 0x20)? as usize);
+        let strings = data.get(str_off..str_off.checked_add(str_size)?)?;
+        let syms = data.get(off..off.checked_add(size)?)?;
+        for sym in syms.chunks_exact(24) {
+            if sym[4] & 0xf != STT_FUNC {
+                continue;
+            }
+            let name_off = u32::from_le_bytes(sym[0..4].try_into().ok()?) as usize;
+            let value = u64::from_le_bytes(sym[8..16].try_into().ok()?);
+            let size = u64::from_le_bytes(sym[16..24].try_into().ok()?);
+            let name = strings.get(name_off..)?;
+            let end = name.iter().position(|&b| b == 0)?;
+            out.push((value, size, String::from_utf8_lossy(&name[..end]).into_owned()));
+        }
+    }
+    Some(out)
+}
+
 fn find_on_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
@@ -626,6 +707,20 @@ pub fn command_arg_ok(arg: &std::ffi::OsStr) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn elf_parser_never_panics_on_garbage() {
+        assert!(parse_elf_functions(b"").is_none());
+        assert!(parse_elf_functions(b"\x7fELF\x02\x01\0\0\0\0\0\0\0\0\0\0\x02\0").is_none());
+        let mut junk = b"\x7fELF\x02\x01".to_vec();
+        junk.resize(200, 0xff);
+        junk[16] = 2;
+        junk[17] = 0;
+        assert!(parse_elf_functions(&junk).is_none());
+        let s = Symbols::default();
+        assert_eq!(s.resolve("0x1234"), "0x1234");
+        assert_eq!(s.resolve("main.f"), "main.f");
+    }
 
     #[test]
     fn versions() {
