@@ -9,6 +9,8 @@ PACKAGES=(
   linux-perf      # `perf stat`, the reference our software counts are compared with
   python3         # scripts/valgrind-tests.sh reads cargo's JSON messages
   prometheus      # frugal-rightsize's integration test: /usr/bin/prometheus and /usr/bin/promtool
+  bpftrace        # `frugal trace` and its tests (crates/cli/tests/trace.rs; they run as root)
+  golang-go       # crates/cli/tests/trace.rs builds a Go program to trace with uprobes
 )
 
 missing=()

@@ -313,6 +313,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(path) = &args.json {
         output::write_json(path, &report)?;
     }
+    if let (Target::Pid(pid), Some(d)) = (&target, args.duration) {
+        let gone = !Path::new(&format!("/proc/{pid}")).exists();
+        if gone && !interrupted.load(Ordering::Relaxed) {
+            bail!(
+                "process {pid} exited after {:.1}s, before --duration {} ended: the counts above \
+                 cover only its life",
+                report.duration_s,
+                humantime::format_duration(d)
+            );
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -119,32 +119,34 @@ fn demo_counts_are_exact() {
         &["--interval", "200ms"],
         &[DEMO, "--rounds", &rounds.to_string(), "--wait-ms", "301"],
     );
-    // The demo's doc table: per round 206 defers in 7 scopes, 1 cancelled, 1 panic, 6 pool
-    // segments; 3 misses in the first round (an empty pool), hits for the rest.
-    assert_eq!(u(&r, &["defers", "registered"]), 206 * rounds);
+    // The demo's doc table: per round 209 defers in 7 scopes (14 inline), 1 cancelled, 1 run
+    // early, 2 panics caught, 6 pool segments: 3 misses in the first round (an empty pool),
+    // hits for the rest.
+    assert_eq!(u(&r, &["defers", "registered"]), 209 * rounds);
     assert_eq!(u(&r, &["defers", "cancelled"]), rounds);
-    assert_eq!(u(&r, &["defers", "run"]), 205 * rounds);
+    assert_eq!(u(&r, &["defers", "run_now"]), rounds);
+    assert_eq!(u(&r, &["defers", "run"]), 208 * rounds);
     assert_eq!(u(&r, &["scopes"]), 7 * rounds);
-    assert_eq!(u(&r, &["panics"]), rounds);
+    assert_eq!(u(&r, &["panics"]), 2 * rounds);
     assert_eq!(u(&r, &["defers", "pool_misses"]), 3);
     assert_eq!(u(&r, &["defers", "pool_hits"]), 6 * rounds - 3);
-    // Inline: 1 + 2 + 2 + 2 + 2 + 2 (64-byte areas: two records each) + 1 (the recover
-    // scope, default capacity).
-    assert_eq!(u(&r, &["defers", "pooled"]), (206 - 12) * rounds);
+    assert_eq!(u(&r, &["defers", "pooled"]), 195 * rounds);
     assert_eq!(u(&r, &["defers", "heap"]), 0);
     assert_eq!(
         hist(&r, "chain_length_hist"),
         [
-            (1, 1, 2 * rounds),
+            (1, 1, rounds),
             (2, 3, 2 * rounds),
-            (4, 7, rounds),
+            (4, 7, 2 * rounds),
             (64, 127, rounds),
             (128, 255, rounds)
         ]
     );
-    // Every record's exit is timed, the cancelled one's too.
+    // Every record's exit is timed (the cancelled and the early-run one's too). `call_start`
+    // and `call_end` fire only in the run loop that a scope picks when their USDT semaphore is
+    // set: these counts prove that bpftrace set it.
     let timed: u64 = hist(&r, "call_ns_hist").iter().map(|b| b.2).sum();
-    assert_eq!(timed, 206 * rounds);
+    assert_eq!(timed, 209 * rounds);
     // Intervals add up to the totals (the last one closes at the end).
     let intervals = r["intervals"].as_array().expect("intervals");
     assert!(!intervals.is_empty());
@@ -152,15 +154,26 @@ fn demo_counts_are_exact() {
         .iter()
         .map(|i| i["counts"]["registered"].as_u64().unwrap_or(0))
         .sum();
-    assert!(sum <= 206 * rounds, "intervals never count more than the total");
+    assert!(
+        sum <= 209 * rounds,
+        "intervals never count more than the total"
+    );
     // The demo's own view agrees.
     let stdout = String::from_utf8_lossy(&out.stdout);
     let own: Value = stdout
         .lines()
         .find_map(|l| serde_json::from_str(l).ok())
         .expect("the demo printed its JSON line");
-    assert_eq!(u(&own, &["registered"]), 206 * rounds);
+    assert_eq!(u(&own, &["registered"]), 209 * rounds);
     assert_eq!(u(&own, &["pool_misses"]), 3);
+    // The traced run loop ran every deferred call exactly once, panics and all: the demo's sum
+    // is the untraced one.
+    let untraced = Command::new(DEMO)
+        .args(["--rounds", &rounds.to_string()])
+        .output()
+        .expect("the demo runs");
+    let untraced: Value = serde_json::from_slice(&untraced.stdout).expect("the demo's JSON");
+    assert_eq!(own["sum"], untraced["sum"]);
     assert!(stdout.contains("defers/s"), "the interval table:\n{stdout}");
     // Software counters are counted; hardware ones are a number or say why not, never a
     // silent zero.
@@ -183,7 +196,10 @@ fn not_root_error() {
         .expect("the frugal binary runs");
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("needs root") || err.contains("bpftrace not found"), "{err}");
+    assert!(
+        err.contains("needs root") || err.contains("bpftrace not found"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -197,7 +213,12 @@ fn non_root_is_told_which_capability() {
         return;
     }
     let out = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"])
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
         .arg(env!("CARGO_BIN_EXE_frugal"))
         .args(["trace", "--", "/bin/true"])
         .output()
@@ -231,7 +252,10 @@ fn usage_errors_exit_2() {
         &["trace", "--", DEMO, "two words"],
         &["trace", "--pid", "1", "--", DEMO],
     ] {
-        let out = frugal().args(args).output().expect("the frugal binary runs");
+        let out = frugal()
+            .args(args)
+            .output()
+            .expect("the frugal binary runs");
         assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
     }
 }
@@ -243,7 +267,10 @@ fn bad_targets_are_one_line_errors() {
     }
     let cases: [(&[&str], &str); 4] = [
         (&["--pid", "4000000000"], "no process with PID"),
-        (&["--", "/bin/true"], "built without frugal-defer's `usdt` feature"),
+        (
+            &["--", "/bin/true"],
+            "built without frugal-defer's `usdt` feature",
+        ),
         (&["--go", "--", "/bin/true"], "not a Go binary"),
         (&["--", "/nonexistent/program"], "cannot open"),
     ];
@@ -317,6 +344,40 @@ fn attach_by_pid_and_detach_cleanly() {
     assert!(u(&r, &["defers", "registered"]) > 0, "{r}");
     assert_no_bpftrace_left(&pid);
     assert!(demo.0.try_wait().expect("try_wait works").is_none());
+}
+
+#[test]
+fn pid_that_exits_during_the_trace_is_an_error() {
+    if !can_trace() {
+        return not_root_error();
+    }
+    let mut demo = Reaped(
+        Command::new(DEMO)
+            .args(["--seconds", "4"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("the demo starts"),
+    );
+    let pid = demo.0.id().to_string();
+    // Reap the demo as soon as it exits, so that its PID disappears from /proc.
+    let waiter = std::thread::spawn(move || {
+        let _ = demo.0.wait();
+        demo
+    });
+    let out = frugal()
+        .args(["trace", "--pid", &pid, "--duration", "60s"])
+        .output()
+        .expect("the frugal binary runs");
+    drop(waiter.join());
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("exited after"), "{err}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("defers registered"),
+        "totals still printed:\n{stdout}"
+    );
+    assert_no_bpftrace_left(&pid);
 }
 
 /// Waits until a bpftrace attached to `pid` runs (at most 30 s).
@@ -393,6 +454,9 @@ fn go_loop_defers_are_counted() {
     assert_eq!(from("runtime.deferproc", "main.openCoded"), 0);
     assert_eq!(from("runtime.deferprocStack", "main.openCoded"), 0);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("open-codes"), "the note is printed:\n{stdout}");
+    assert!(
+        stdout.contains("open-codes"),
+        "the note is printed:\n{stdout}"
+    );
     assert_no_bpftrace_left(bin_s);
 }

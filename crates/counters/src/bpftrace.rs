@@ -635,7 +635,10 @@ fn parse_elf_functions(data: &[u8]) -> Option<Vec<(u64, u64, String)>> {
         }
         let (off, size) = (u64_at(sh + 0x18)? as usize, u64_at(sh + 0x20)? as usize);
         let strtab = section(u32_at(sh + 0x28)? as usize)?;
-        let (str_off, str_size) = (u64_at(strtab + 0x18)? as usize, u64_at(strtab + 0x20)? as usize);
+        let (str_off, str_size) = (
+            u64_at(strtab + 0x18)? as usize,
+            u64_at(strtab + 0x20)? as usize,
+        );
         let strings = data.get(str_off..str_off.checked_add(str_size)?)?;
         let syms = data.get(off..off.checked_add(size)?)?;
         for sym in syms.chunks_exact(24) {
@@ -647,7 +650,11 @@ fn parse_elf_functions(data: &[u8]) -> Option<Vec<(u64, u64, String)>> {
             let size = u64::from_le_bytes(sym[16..24].try_into().ok()?);
             let name = strings.get(name_off..)?;
             let end = name.iter().position(|&b| b == 0)?;
-            out.push((value, size, String::from_utf8_lossy(&name[..end]).into_owned()));
+            out.push((
+                value,
+                size,
+                String::from_utf8_lossy(&name[..end]).into_owned(),
+            ));
         }
     }
     Some(out)

@@ -5,18 +5,19 @@
 //!
 //! | scope | defers | chain length bucket | pool segments |
 //! |---|---:|---|---:|
-//! | 1 defer | 1 | [1, 2) | 0 |
-//! | 2 defers (exact fit) | 2 | [2, 4) | 0 |
-//! | 5 defers | 5 | [4, 8) | 1 |
-//! | 64 defers | 64 | [64, 128) | 1 |
-//! | 130 defers | 130 | [128, 256) | 3 |
-//! | 3 defers, one cancelled | 3 | [2, 4) | 0 |
-//! | `recover`, 1 defer, the body panics | 1 | [1, 2) | 0 |
+//! | 1 defer | 1 | [1, 1] | 0 |
+//! | 2 defers (exact fit) | 2 | [2, 3] | 0 |
+//! | 5 defers | 5 | [4, 7] | 1 |
+//! | 64 defers | 64 | [64, 127] | 1 |
+//! | 130 defers | 130 | [128, 255] | 3 |
+//! | 4 defers: one cancelled, one run early by its handle | 4 | [4, 7] | 1 |
+//! | `recover` (default capacity), 3 defers, the middle one panics, so does the body | 3 | [2, 3] | 0 |
 //!
-//! So a round registers 206 defers in 7 scopes, cancels 1, runs 205 and catches 1 panic; it
-//! takes 5 pool segments. The thread's pool starts empty and keeps released segments, so the
-//! first round misses 3 times (the 5-defer scope's segment, then 2 of the 130-defer scope's
-//! 3) and hits 2 times; every later round hits 5 times.
+//! So a round registers 209 defers in 7 scopes (14 of them inline, 195 pooled), cancels 1,
+//! runs 208 (one of them early) and catches 2 panics; it takes 6 pool segments. The thread's
+//! pool starts empty and keeps released segments, so the first round misses 3 times (the
+//! 5-defer scope's segment, then 2 of the 130-defer scope's 3) and hits 3 times; every later
+//! round hits 6 times. The printed `sum` depends on every deferred call running exactly once.
 //!
 //! `frugal-trace-demo [--rounds N] [--wait-ms MS] [--seconds S]`: waits MS milliseconds, then
 //! runs N rounds (default 1), or rounds for S seconds; prints one JSON line with what it did
@@ -52,17 +53,20 @@ fn round(c: &Cell<u64>) {
     scope_with_capacity::<64, _, _>(|s| {
         s.defer(move || cleanup(c, 1));
         s.defer(move || cleanup(c, 2)).cancel();
-        s.defer(move || cleanup(c, 3));
+        s.defer(move || cleanup(c, 3)).run_now();
+        s.defer(move || cleanup(c, 5));
     });
     let r = recover(|s| {
-        s.defer(move || cleanup(c, 4));
+        s.defer(move || cleanup(c, 7));
+        s.defer(|| std::panic::panic_any("demo panic in a deferred call"));
+        s.defer(move || cleanup(c, 11));
         std::panic::panic_any("demo panic");
     });
     assert!(r.is_err(), "the recover scope's body panics");
 }
 
 /// Defers registered by one round.
-const DEFERS_PER_ROUND: u64 = 206;
+const DEFERS_PER_ROUND: u64 = 209;
 
 fn arg(args: &[String], name: &str) -> Option<u64> {
     let i = args.iter().position(|a| a == name)?;
