@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use frugal_counters::bpftrace::{self, Bpftrace, Bucket, Next, Output, Target};
@@ -251,7 +251,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut session = bt.start(&program, &target)?;
     let mut state = Collect::default();
     let mut counters: Option<TargetCounters> = None;
-    let mut started: Option<Instant> = None;
+    let mut begin_ns: Option<u64> = None;
     let mut forwarded = false;
     let mut printed_header = false;
     loop {
@@ -266,38 +266,45 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Next::Idle => {}
             Next::Ended => break,
             Next::Output(Output::Attached(_)) => {}
-            Next::Output(Output::Printf(p)) if p == "frugal:begin" => {
-                started = Some(Instant::now());
-                let pid = match &target {
-                    Target::Pid(pid) => Some(*pid),
-                    Target::Command(_) => session.child_pid(),
-                };
-                counters = pid.map(TargetCounters::open);
-            }
-            Next::Output(Output::Printf(p)) if p == "frugal:interval" => {
-                let t = started.map_or(0.0, |s| s.elapsed().as_secs_f64());
-                let mut iv = state.finish_interval();
-                iv.dt_s = t - report.intervals.last().map_or(0.0, |l: &Interval| l.t_s);
-                iv.t_s = t;
-                if let Some(c) = counters.as_mut() {
-                    iv.counters = c.interval();
+            Next::Output(Output::Printf(p)) => match bpftrace::parse_marker(&p) {
+                Some(("frugal:begin", ns)) => {
+                    begin_ns = Some(ns);
+                    let pid = match &target {
+                        Target::Pid(pid) => Some(*pid),
+                        Target::Command(_) => session.child_pid(),
+                    };
+                    counters = pid.map(TargetCounters::open);
                 }
-                if !printed_header {
-                    output::print(&interval_header(args.go))?;
-                    printed_header = true;
+                Some(("frugal:interval", ns)) if !state.in_end => {
+                    let t = ns.saturating_sub(begin_ns.unwrap_or(ns)) as f64 / 1e9;
+                    let mut iv = state.finish_interval();
+                    iv.dt_s = t - report.intervals.last().map_or(0.0, |l: &Interval| l.t_s);
+                    iv.t_s = t;
+                    if let Some(c) = counters.as_mut() {
+                        iv.counters = c.interval();
+                    }
+                    // A last partial interval of a few milliseconds (the end timer right
+                    // after an interval) would print a meaningless rate: JSON only.
+                    if iv.dt_s >= args.interval.as_secs_f64() / 10.0 {
+                        if !printed_header {
+                            output::print(&interval_header(args.go))?;
+                            printed_header = true;
+                        }
+                        output::print(&interval_line(&iv, args.go))?;
+                    }
+                    report.intervals.push(iv);
                 }
-                output::print(&interval_line(&iv, args.go))?;
-                report.intervals.push(iv);
-            }
-            Next::Output(Output::Printf(p)) if p == "frugal:end" => {
-                state.in_end = true;
-                report.duration_s = report.intervals.last().map_or(0.0, |l| l.t_s);
-            }
+                Some(("frugal:end", _)) => {
+                    state.in_end = true;
+                    report.duration_s = report.intervals.last().map_or(0.0, |l| l.t_s);
+                }
+                _ => {}
+            },
             Next::Output(other) => state.take(other),
         }
     }
     drop(session);
-    if started.is_none() {
+    if begin_ns.is_none() {
         bail!("bpftrace ended before attaching its probes");
     }
     state.fill(&mut report);

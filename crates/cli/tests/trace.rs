@@ -82,8 +82,9 @@ fn trace_json(args: &[&str], cmd: &[&str]) -> (Value, Output) {
     let out = c.output().expect("the frugal binary runs");
     assert!(
         out.status.success(),
-        "frugal trace failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+        "frugal trace {args:?} failed: {}\nstdout:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
     );
     let text = std::fs::read_to_string(&json).expect("the JSON report was written");
     (serde_json::from_str(&text).expect("the report parses"), out)

@@ -4,9 +4,11 @@
 //! Two programs: [`defer_program`] counts the `frugal_defer` USDT probes of a binary built
 //! with `frugal-defer`'s `usdt` feature; [`go_program`] puts uprobes on a Go binary's runtime
 //! defer functions (`runtime.deferproc`, `runtime.deferprocStack`, `runtime.deferreturn`,
-//! `runtime.gopanic`). Both print, every interval, the counts of that interval followed by
-//! the marker `frugal:interval`, and at the end the last (partial) interval's counts, its
-//! marker, the marker `frugal:end` and the totals. Counts are bpftrace
+//! `runtime.gopanic`). Both print `frugal:begin NS` once attached, then every interval the
+//! counts of that interval followed by the marker `frugal:interval NS` (NS: bpftrace's clock,
+//! nanoseconds), and at the end (the `duration` timer, or END) the last (partial) interval's
+//! counts, its marker, the marker `frugal:end NS` and the totals (with a duration, END prints
+//! them once more: read the first). Counts are bpftrace
 //! `count()` maps: per-CPU, exact (no sampling). An interval's counts are printed and then
 //! cleared, so an event between the two on another CPU may be missed by the interval (never
 //! by the totals, which are never cleared).
@@ -423,6 +425,16 @@ pub fn parse_output_line(line: &str) -> Option<Output> {
     }
 }
 
+/// Every program's first probe: the marker `frugal:begin NS`, NS being bpftrace's `elapsed`
+/// clock (nanoseconds since it started), as in every `frugal:interval NS` marker.
+const BEGIN: &str = "BEGIN { printf(\"frugal:begin %lld\\n\", elapsed); }\n";
+
+/// Parses a marker line `NAME NS` into `(NAME, NS)` (`NS` is bpftrace's `elapsed`).
+pub fn parse_marker(line: &str) -> Option<(&str, u64)> {
+    let (name, ns) = line.split_once(' ')?;
+    Some((name, ns.trim().parse().ok()?))
+}
+
 /// The maps of [`defer_program`]: (probe, count maps it increments).
 const DEFER_COUNTS: [(&str, &str); 8] = [
     ("defer_register", "registered"),
@@ -460,7 +472,7 @@ pub fn defer_program(
 ) -> String {
     let bin = binary.display();
     let has = |p: &str| probes.iter().any(|q| q == p);
-    let mut s = String::from("BEGIN { printf(\"frugal:begin\\n\"); }\n");
+    let mut s = String::from(BEGIN);
     for (probe, map) in DEFER_COUNTS {
         if !has(probe) {
             continue;
@@ -526,7 +538,7 @@ pub fn go_program(
     duration: Option<Duration>,
 ) -> String {
     let bin = binary.display();
-    let mut s = String::from("BEGIN { printf(\"frugal:begin\\n\"); }\n");
+    let mut s = String::from(BEGIN);
     for f in functions {
         let _ = writeln!(
             s,
@@ -547,29 +559,32 @@ fn push_interval_and_end(
     duration: Option<Duration>,
     end_extra: impl FnOnce(&mut String),
 ) {
-    // An interval's maps come first, then its marker; END closes the last (partial) interval
-    // the same way before the totals.
-    let interval_maps = |s: &mut String| {
-        for m in maps {
-            let _ = write!(s, " print(@i_{m}); clear(@i_{m});");
-        }
-        s.push_str(" printf(\"frugal:interval\\n\");");
-    };
-    let ms = interval.as_millis().max(1);
-    let _ = write!(s, "interval:ms:{ms} {{");
-    interval_maps(s);
-    s.push_str(" }\n");
-    if let Some(d) = duration {
-        let _ = writeln!(s, "interval:ms:{} {{ exit(); }}", d.as_millis().max(1));
-    }
-    s.push_str("END {");
-    interval_maps(s);
-    s.push_str(" printf(\"frugal:end\\n\");");
+    // An interval's maps come first, then its marker.
+    let mut interval_body = String::new();
     for m in maps {
-        let _ = write!(s, " print(@{m});");
+        let _ = write!(interval_body, " print(@i_{m}); clear(@i_{m});");
     }
-    end_extra(s);
-    s.push_str(" }\n");
+    interval_body.push_str(" printf(\"frugal:interval %lld\\n\", elapsed);");
+    // The end: the last (partial) interval, then the totals.
+    let mut end_body = interval_body.clone();
+    end_body.push_str(" printf(\"frugal:end %lld\\n\", elapsed);");
+    for m in maps {
+        let _ = write!(end_body, " print(@{m});");
+    }
+    end_extra(&mut end_body);
+    let ms = interval.as_millis().max(1);
+    let _ = writeln!(s, "interval:ms:{ms} {{{interval_body} }}");
+    if let Some(d) = duration {
+        // The totals are printed at the timer, before `exit()`: bpftrace detaches its probes
+        // before END, one by one, while the target keeps running, so counts taken in END
+        // would mix probes that were still attached with probes that were not.
+        let _ = writeln!(
+            s,
+            "interval:ms:{} {{{end_body} exit(); }}",
+            d.as_millis().max(1)
+        );
+    }
+    let _ = writeln!(s, "END {{{end_body} }}");
 }
 
 /// The function symbols of an ELF64 executable (its `.symtab`), to name the callers bpftrace
@@ -614,9 +629,11 @@ impl Symbols {
 
 /// `(start, size, name)` of every `STT_FUNC` symbol of a little-endian ELF64 `ET_EXEC` file.
 fn parse_elf_functions(data: &[u8]) -> Option<Vec<(u64, u64, String)>> {
-    let u16_at = |o: usize| Some(u16::from_le_bytes(data.get(o..o + 2)?.try_into().ok()?));
-    let u32_at = |o: usize| Some(u32::from_le_bytes(data.get(o..o + 4)?.try_into().ok()?));
-    let u64_at = |o: usize| Some(u64::from_le_bytes(data.get(o..o + 8)?.try_into().ok()?));
+    let bytes = |o: usize, n: usize| data.get(o..o.checked_add(n)?);
+    let u16_at = |o: usize| Some(u16::from_le_bytes(bytes(o, 2)?.try_into().ok()?));
+    let u32_at = |o: usize| Some(u32::from_le_bytes(bytes(o, 4)?.try_into().ok()?));
+    let u64_at = |o: usize| Some(u64::from_le_bytes(bytes(o, 8)?.try_into().ok()?));
+    let at = |base: usize, off: usize| base.checked_add(off);
     const ET_EXEC: u16 = 2;
     const SHT_SYMTAB: u32 = 2;
     const STT_FUNC: u8 = 2;
@@ -630,15 +647,14 @@ fn parse_elf_functions(data: &[u8]) -> Option<Vec<(u64, u64, String)>> {
     let mut out = Vec::new();
     for i in 0..shnum {
         let sh = section(i)?;
-        if u32_at(sh + 4)? != SHT_SYMTAB {
+        if u32_at(at(sh, 4)?)? != SHT_SYMTAB {
             continue;
         }
-        let (off, size) = (u64_at(sh + 0x18)? as usize, u64_at(sh + 0x20)? as usize);
-        let strtab = section(u32_at(sh + 0x28)? as usize)?;
-        let (str_off, str_size) = (
-            u64_at(strtab + 0x18)? as usize,
-            u64_at(strtab + 0x20)? as usize,
-        );
+        let off = usize::try_from(u64_at(at(sh, 0x18)?)?).ok()?;
+        let size = usize::try_from(u64_at(at(sh, 0x20)?)?).ok()?;
+        let strtab = section(usize::try_from(u32_at(at(sh, 0x28)?)?).ok()?)?;
+        let str_off = usize::try_from(u64_at(at(strtab, 0x18)?)?).ok()?;
+        let str_size = usize::try_from(u64_at(at(strtab, 0x20)?)?).ok()?;
         let strings = data.get(str_off..str_off.checked_add(str_size)?)?;
         let syms = data.get(off..off.checked_add(size)?)?;
         for sym in syms.chunks_exact(24) {
@@ -730,6 +746,16 @@ mod tests {
     }
 
     #[test]
+    fn markers() {
+        assert_eq!(
+            parse_marker("frugal:interval 1500"),
+            Some(("frugal:interval", 1500))
+        );
+        assert_eq!(parse_marker("frugal:interval"), None);
+        assert_eq!(parse_marker("frugal:interval x"), None);
+    }
+
+    #[test]
     fn versions() {
         assert_eq!(parse_version("bpftrace v0.17.0\n"), Some((0, 17, 0)));
         assert_eq!(parse_version("bpftrace v0.20.2-1"), Some((0, 20, 2)));
@@ -803,6 +829,6 @@ mod tests {
         );
         assert!(p.contains("uprobe:/bin/g:runtime.deferproc"));
         assert!(p.contains("interval:ms:500"));
-        assert!(p.contains("interval:ms:3000 { exit(); }"));
+        assert!(p.contains("interval:ms:3000 {") && p.contains("exit(); }"));
     }
 }
