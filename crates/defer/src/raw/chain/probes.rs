@@ -31,11 +31,19 @@
 //! chosen once per scope by reading a *semaphore*: a `u16` that the kernel increments while a
 //! tracer is attached to either probe (uprobe `ref_ctr_offset`, Linux 4.20+; bpftrace uses
 //! it). Untraced, a scope pays one compare and branch for it; no defer pays anything.
+//! `crates/cli/tests/trace.rs` checks that bpftrace sets it: every record exit is timed.
+//!
+//! Measured with `cargo bench -p frugal-defer [--features usdt] -- --callgrind` (Rust 1.95,
+//! x86-64), instructions per defer beyond the call, off → on and untraced: chain inline
+//! straight-line 9.1 → 10.0, in a loop 12.0 → 13.0, overflow 14.6 → 15.6; per scope 43 → 60,
+//! 50 → 56, 181 → 189 (the two scope probes, `scope_exit`'s four arguments, the semaphore
+//! test). With the feature off the code is unchanged (the same counts as before the probes).
 //!
 //! Why not the `probe` crate (0.5, which emits the same notes and works with bpftrace here):
 //! its `probe!` passes every argument through a register (`in(reg)`), so a registration probe
 //! with the record's size and storage costs two `mov $imm` besides the `nop`: +3 instructions
-//! per defer. `asm!`'s `const` operands put them into the note instead. The note layout below
+//! per defer (by construction: one `mov` per argument). `asm!`'s `const` operands put them
+//! into the note instead. The note layout below
 //! is the SystemTap v3 one, as in `<sys/sdt.h>` and the `probe` crate. x86-64 Linux only; on
 //! other targets the feature compiles to nothing.
 
