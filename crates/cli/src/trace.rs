@@ -7,7 +7,19 @@
 //! none in a loop; Go 1.14+) call no runtime function at all, so no uprobe sees them: only
 //! defers in loops (`runtime.deferproc`, heap records), stack-allocated records
 //! (`runtime.deferprocStack`), the `runtime.deferreturn` that runs records, and panics
-//! (`runtime.gopanic`) are counted.
+//! (`runtime.gopanic`) are counted. An entry uprobe also fires again when a call restarts after
+//! growing the goroutine's stack (`morestack`), a few extra hits per goroutine.
+//!
+//! What tracing costs: every probe hit is a uprobe, a trap into the kernel that runs a BPF
+//! program, microseconds each. Measured on the project's 2-core VM (busy with other builds):
+//! `frugal-trace-demo --seconds 3` (release) runs about 5.3 million defers/s untraced and
+//! about 0.116 million traced (three probe hits per defer: register, call start, call end),
+//! about 2.7 µs per hit; Go's `deferproc` about 5 µs per hit. With nobody tracing, a probe is
+//! a `nop` (see `frugal-defer`'s `usdt` feature).
+//!
+//! Attached to a running process, calls registered before the probes were attached are run
+//! after it: `run` may exceed `registered`. Totals are read from bpftrace's maps one after
+//! another while the target runs, so two totals may differ by the events in between.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
