@@ -246,6 +246,25 @@ fn missing_bpftrace_names_the_package() {
 }
 
 #[test]
+fn too_old_bpftrace_is_named() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().expect("a temporary directory can be created");
+    let fake = dir.path().join("bpftrace");
+    std::fs::write(&fake, "#!/bin/sh\necho 'bpftrace v0.9.4'\n").expect("the script is written");
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755))
+        .expect("the script is made executable");
+    let out = frugal()
+        .args(["trace", "--", DEMO])
+        .env("FRUGAL_BPFTRACE", &fake)
+        .output()
+        .expect("the frugal binary runs");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("0.9.4 is too old"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+}
+
+#[test]
 fn usage_errors_exit_2() {
     for args in [
         &["trace"][..],
