@@ -11,6 +11,8 @@ PACKAGES=(
   prometheus      # frugal-rightsize's integration test: /usr/bin/prometheus and /usr/bin/promtool
   chromium        # crates/cli/tests/report.rs opens the report page in a real (headless) browser
   victoria-metrics # frugal rightsize --prometheus tests: the same fleet in VictoriaMetrics (single node)
+  bpftrace        # `frugal trace` and its tests (crates/cli/tests/trace.rs; they run as root)
+  golang-go       # crates/cli/tests/trace.rs builds a Go program to trace with uprobes
 )
 
 missing=()

@@ -20,6 +20,7 @@ mod report;
 mod rightsize;
 mod serve;
 mod stat;
+mod trace;
 
 /// Command-line interface of `frugal`.
 #[derive(Debug, Parser)]
@@ -44,6 +45,8 @@ enum Command {
     Rightsize(rightsize::Args),
     /// The main job: run the experiments and join them into one page, from cleanup cost to dollars.
     Report(report::Args),
+    /// Count a process's defers with bpftrace (USDT probes, or Go's runtime with --go).
+    Trace(trace::Args),
 }
 
 fn main() -> ExitCode {
@@ -55,6 +58,7 @@ fn main() -> ExitCode {
         Command::Load(args) => load::run(args),
         Command::Rightsize(args) => rightsize::run(args),
         Command::Report(args) => report::run(args),
+        Command::Trace(args) => trace::run(args),
     };
     match result {
         Ok(code) => code,

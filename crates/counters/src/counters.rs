@@ -74,6 +74,8 @@ pub(crate) enum Mode {
     ThisThread,
     /// Children spawned by the calling thread from now on: inherited, enabled at `exec`.
     ChildrenFromExec,
+    /// Another thread (any process), enabled at once, inherited by the threads it creates.
+    Task(u32),
 }
 
 /// One raw reading of one counter.
@@ -188,6 +190,22 @@ impl CounterSet {
         Ok(set)
     }
 
+    /// Opens `events` on thread `tid` of any process (a process's main thread has its PID as
+    /// `tid`) and starts counting; threads it creates from now on are counted too (inherit).
+    /// Other threads of the process are not: open one set per thread of `/proc/PID/task`.
+    /// Needs the permission to trace `tid` (root, or the same user and `perf_event_paranoid`
+    /// allowing it).
+    pub fn open_task(events: &[Event], tid: u32) -> Result<CounterSet, Error> {
+        let mut set = CounterSet::open_mode(events, Mode::Task(tid))?;
+        for (i, group) in set.groups.iter_mut().enumerate() {
+            group.enable_group().map_err(|source| Error::Counter {
+                event: format!("group {i}"),
+                source,
+            })?;
+        }
+        Ok(set)
+    }
+
     pub(crate) fn open_mode(events: &[Event], mode: Mode) -> Result<CounterSet, Error> {
         let mut set = CounterSet {
             events: Vec::new(),
@@ -245,8 +263,17 @@ impl CounterSet {
             .exclude_kernel(scope == Scope::UserOnly)
             .exclude_hv(true)
             .enabled(false);
-        if self.mode == Mode::ChildrenFromExec {
-            builder.inherit(true).enable_on_exec(true);
+        match self.mode {
+            Mode::ThisThread => {}
+            Mode::ChildrenFromExec => {
+                builder.inherit(true).enable_on_exec(true);
+            }
+            Mode::Task(tid) => {
+                builder
+                    .observe_pid(libc::pid_t::try_from(tid).unwrap_or(libc::pid_t::MAX))
+                    .any_cpu()
+                    .inherit(true);
+            }
         }
     }
 
@@ -278,6 +305,16 @@ impl CounterSet {
                 other => other,
             };
             match opened {
+                Ok((_, Scope::UserOnly))
+                    if event == Event::ContextSwitches && matches!(self.mode, Mode::Task(_)) =>
+                {
+                    // getrusage cannot count another process's threads.
+                    self.status[index] = CounterStatus::Failed {
+                        message: "context switches of another process need kernel counting: \
+                                  run as root"
+                            .to_owned(),
+                    };
+                }
                 Ok((_, Scope::UserOnly)) if event == Event::ContextSwitches => {
                     // A user-only context-switch counter reads 0: every switch happens in the
                     // kernel. Count them with getrusage instead, and say so. (The counter just
@@ -381,6 +418,7 @@ impl CounterSet {
                 let switches = match self.mode {
                     Mode::ThisThread => sys::thread_context_switches(),
                     Mode::ChildrenFromExec => sys::children_context_switches(),
+                    Mode::Task(_) => unreachable!("a task's context switches never use getrusage"),
                 }
                 .map_err(|source| Error::Io {
                     context: "getrusage".to_owned(),

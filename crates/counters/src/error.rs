@@ -97,6 +97,33 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// bpftrace is not on `PATH` (nor at `FRUGAL_BPFTRACE`).
+    #[error(
+        "bpftrace not found on PATH: install it with `sudo apt-get install bpftrace` \
+         (or point FRUGAL_BPFTRACE at the bpftrace binary)"
+    )]
+    BpftraceMissing,
+    /// bpftrace is older than [`bpftrace::MIN_VERSION`](crate::bpftrace::MIN_VERSION).
+    #[error(
+        "bpftrace {found} is too old: version 0.12 or later is needed (JSON output, USDT \
+         semaphores); install a newer one (`sudo apt-get install bpftrace` on a current distribution)"
+    )]
+    BpftraceTooOld {
+        /// The version found.
+        found: String,
+    },
+    /// This process may not load BPF programs.
+    #[error(
+        "tracing needs root (or the capabilities CAP_BPF and CAP_PERFMON, or CAP_SYS_ADMIN): \
+         run it with sudo"
+    )]
+    BpftracePermission,
+    /// bpftrace failed.
+    #[error("{message}")]
+    Bpftrace {
+        /// What went wrong, with bpftrace's own message.
+        message: String,
+    },
     /// A measurement was asked for with zero samples or zero iterations.
     #[error("invalid measurement parameters: {0}")]
     InvalidInput(String),

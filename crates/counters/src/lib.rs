@@ -7,7 +7,9 @@
 //!    counters measured and subtracted.
 //! 2. [`stat_command`]: count a whole command like `perf stat -- CMD` (inherited by its threads
 //!    and children, counting from `exec`), optionally repeated.
-//! 3. [`sim`]: run a command, or one function of the current program, under valgrind's cache and
+//! 3. [`bpftrace`]: count USDT probes (`frugal-defer`'s) and uprobes (Go's runtime defer
+//!    functions) of a process or command with bpftrace, per interval and in total.
+//! 4. [`sim`]: run a command, or one function of the current program, under valgrind's cache and
 //!    branch simulators when the machine has no hardware counters.
 //!
 //! Every counter is an `Option`-like [`CounterStatus`]: an event the machine cannot count is
@@ -26,6 +28,7 @@
 // `unsafe` lives only in `sys` (the libc calls perf-event2 does not wrap).
 #![deny(unsafe_code)]
 
+pub mod bpftrace;
 mod counters;
 mod error;
 mod event;

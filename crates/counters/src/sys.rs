@@ -16,6 +16,16 @@ pub(crate) fn children_context_switches() -> io::Result<u64> {
     rusage(libc::RUSAGE_CHILDREN)
 }
 
+/// Sends SIGINT to process `pid` (ignoring errors: the process may have ended already).
+pub(crate) fn interrupt(pid: u32) {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return;
+    };
+    // SAFETY: kill(2) only takes integers; a stale pid at worst signals nothing (ESRCH). The
+    // pid is a child we spawned and have not reaped, so it cannot have been reused.
+    unsafe { libc::kill(pid, libc::SIGINT) };
+}
+
 fn rusage(who: libc::c_int) -> io::Result<u64> {
     let mut usage = MaybeUninit::<libc::rusage>::zeroed();
     // SAFETY: `usage` is a valid, writable `rusage` for the duration of the call, and `who` is

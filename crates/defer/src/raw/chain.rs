@@ -56,6 +56,8 @@ use std::ptr::{self, NonNull};
 
 use super::pool;
 
+pub(super) mod probes;
+
 /// The `run` word of a record: runs the closure of the record starting at the last argument
 /// if live (releasing a stub's block). That argument is the run loop's cursor before the step.
 ///
@@ -140,6 +142,7 @@ impl Record {
     /// not consumed, and the chain has not been run yet).
     #[inline]
     pub(super) unsafe fn cancel(self) {
+        probes::cancel();
         let slot = self.slot.as_ptr();
         // Mark spent first: even if the destructor panics, the closure is never dropped again.
         // SAFETY: the record is pending (caller contract): its `run` word belongs to the
@@ -156,6 +159,7 @@ impl Record {
     /// As for [`Record::cancel`].
     #[inline]
     pub(super) unsafe fn run_now(self) {
+        probes::run_now();
         let slot = self.slot.as_ptr();
         // SAFETY: as in `cancel`.
         unsafe { slot.cast::<Run>().write(self.vt.spent) };
@@ -480,6 +484,7 @@ impl Chain {
             && (Shape::<F>::IN_SEGMENT || self.floor.get() == self.base)
             && !borrow
         {
+            probes::register::<F, { probes::BUMP }>();
             let slot = self.floor.get().wrapping_add(room);
             // SAFETY: `[slot, slot + RECORD)` lies in the current segment's free bytes
             // `[floor, cursor)` (`room` did not underflow: invariant 1), now claimed by moving
@@ -631,6 +636,7 @@ fn push_slow<F: FnOnce()>(mut s: State, f: F) -> (State, Record) {
         // SAFETY: a fresh segment has room for any in-segment record (compile-time assert
         // above), and the cursor was moved to its start.
         let record = unsafe { write_record(s.cursor, f) };
+        probes::register::<F, { probes::NEW_SEGMENT }>();
         return (s, record);
     }
     // Own block: pool class if one fits, else the heap.
@@ -671,6 +677,7 @@ fn push_slow<F: FnOnce()>(mut s: State, f: F) -> (State, Record) {
         &cold.stub_heap
     };
     counter.set(counter.get() + 1);
+    probes::register_stub::<F>();
     // SAFETY: as in `write_record`: inside a live allocation, so not null.
     let slot = unsafe { NonNull::new_unchecked(slot) };
     let record = Record {

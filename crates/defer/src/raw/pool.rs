@@ -121,10 +121,12 @@ pub(crate) fn acquire(class: usize) -> NonNull<u8> {
     match POOL.try_with(|p| p.pop(class)).ok().flatten() {
         Some(block) => {
             stats::pool_hit();
+            super::chain::probes::pool_hit(class);
             block
         }
         None => {
             stats::pool_miss();
+            super::chain::probes::pool_miss(class);
             alloc_block(class)
         }
     }

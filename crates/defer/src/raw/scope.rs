@@ -20,7 +20,7 @@ use std::mem::ManuallyDrop;
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr::NonNull;
 
-use super::chain::{Chain, Cold, InlineBuf, Record};
+use super::chain::{probes, Chain, Cold, InlineBuf, Record};
 use crate::cancel::CancelToken;
 use crate::panics::{self, PanicPayload, Recovered};
 use crate::stats;
@@ -284,7 +284,7 @@ impl<'scope, 'env> Scope<'scope, 'env> {
 #[inline(never)]
 fn finish_run(chain: Chain, panics: &PanicsCell, first: PanicPayload) -> Chain {
     record_panic(panics, first);
-    while let Err(p) = panic::catch_unwind(AssertUnwindSafe(|| chain.run_all())) {
+    while let Err(p) = panic::catch_unwind(AssertUnwindSafe(|| probes::run_all(&chain))) {
         record_panic(panics, p);
     }
     chain
@@ -295,6 +295,7 @@ fn finish_run(chain: Chain, panics: &PanicsCell, first: PanicPayload) -> Chain {
 #[cold]
 #[inline(never)]
 fn record_panic(panics: &PanicsCell, payload: PanicPayload) {
+    probes::panic_caught();
     let inner = panics::claim_collateral(&payload);
     let mut panics = panics.borrow_mut();
     match panics.as_mut() {
@@ -336,9 +337,10 @@ impl<'scope, 'env> Scope<'scope, 'env> {
     /// escapes to the deferred calls, so LLVM could not prove it empty).
     #[inline(always)]
     fn run(&self, body: impl FnOnce()) -> bool {
+        probes::scope_enter();
         let first = panic::catch_unwind(AssertUnwindSafe(|| {
             body();
-            self.chain.run_all();
+            probes::run_all(&self.chain);
         }));
         let panicked = first.is_err();
         if let Err(p) = first {
@@ -347,6 +349,7 @@ impl<'scope, 'env> Scope<'scope, 'env> {
         }
         let (registered, pooled, heap) = self.chain.counts();
         stats::add_scope(registered, pooled, heap);
+        probes::scope_exit(registered, pooled, heap, panicked);
         panicked
     }
 

@@ -1,0 +1,3 @@
+module frugal.invalid/godefers
+
+go 1.19
