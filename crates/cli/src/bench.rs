@@ -8,6 +8,8 @@ mod bench_defer;
 mod bench_http;
 #[path = "bench_io.rs"]
 mod bench_io;
+#[path = "bench_locality.rs"]
+mod bench_locality;
 #[path = "bench_tasks.rs"]
 mod bench_tasks;
 
@@ -22,6 +24,9 @@ pub enum Command {
     Http(bench_http::Args),
     /// Random 4 KiB reads at queue depth 64 through io_uring, fio beside it (article 2.5).
     Io(bench_io::Args),
+    /// Memory locality: access patterns x working sets, cache/TLB misses, huge pages, NUMA
+    /// (article chapter 3).
+    Locality(bench_locality::Args),
 }
 
 /// Runs one experiment.
@@ -31,5 +36,6 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Tasks(args) => bench_tasks::run(args),
         Command::Http(args) => bench_http::run(args),
         Command::Io(args) => bench_io::run(args),
+        Command::Locality(args) => bench_locality::run(args),
     }
 }

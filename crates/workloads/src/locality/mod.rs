@@ -244,12 +244,17 @@ impl Config {
         }
     }
 
-    /// Checks every size before anything is allocated.
+    /// Checks every working-set size before anything is allocated. The huge-page size is
+    /// checked when that part runs: it is skipped, with a note, when memory is short.
     pub fn validate(&self) -> Result<(), Error> {
         let available = mem_available_bytes();
-        let mut all: Vec<u64> = self.sizes.clone();
-        all.extend(self.huge_pages_bytes);
-        for &size in &all {
+        if self.sizes.is_empty() {
+            return Err(Error::BadSize {
+                size_bytes: 0,
+                why: "no working set sizes given",
+            });
+        }
+        for &size in &self.sizes {
             check_size(size, available)?;
         }
         Ok(())
@@ -512,7 +517,8 @@ pub(crate) fn time_layout(
 
 /// The TLB model over the addresses the pattern reads, for 4 KiB and 2 MiB pages.
 fn tlb_sim(layout: &Layout, geometry: &TlbGeometry, accesses: u64) -> TlbSimRow {
-    let warm = layout.accesses_per_pass().clamp(1, 4 << 20);
+    // Enough to fill any TLB modelled here (a few thousand pages) and reach steady state.
+    let warm = layout.accesses_per_pass().clamp(1, accesses.max(1));
     let run = |shift| {
         let mut sim = TlbSim::for_geometry(geometry, shift);
         let mut cursor = Cursor::new(SEED);
@@ -713,6 +719,10 @@ fn huge_pages(config: &Config, progress: &mut dyn FnMut(String)) -> Result<HugeP
             .push("huge pages not measured in this run".to_owned());
         return Ok(hp);
     };
+    if let Err(e) = check_size(size, mem_available_bytes()) {
+        hp.notes.push(format!("huge pages not measured: {e}"));
+        return Ok(hp);
+    }
     if enabled.as_deref().is_none_or(|e| e.contains("[never]")) {
         hp.notes.push(format!(
             "transparent huge pages are {} here, so the thp rows get 4 KiB pages: enable them \

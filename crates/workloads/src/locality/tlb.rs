@@ -239,6 +239,15 @@ impl TlbGeometry {
         found.then_some(g)
     }
 
+    /// Where the geometry came from, for tables: `cpuid (AMD)`, `cpuid (Intel)`, `defaults`.
+    pub fn source_label(&self) -> &'static str {
+        match self.source {
+            GeometrySource::CpuidAmd => "cpuid (AMD)",
+            GeometrySource::CpuidIntel => "cpuid (Intel)",
+            GeometrySource::Default => "stated defaults, cpuid said nothing",
+        }
+    }
+
     /// The two levels for pages of `2^shift` bytes ([`SHIFT_4K`] or [`SHIFT_2M`]).
     pub fn levels(&self, shift: u32) -> (TlbLevel, TlbLevel) {
         if shift >= SHIFT_2M {
