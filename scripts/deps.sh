@@ -9,6 +9,7 @@ PACKAGES=(
   linux-perf      # `perf stat`, the reference our software counts are compared with
   python3         # scripts/valgrind-tests.sh reads cargo's JSON messages
   prometheus      # frugal-rightsize's integration test: /usr/bin/prometheus and /usr/bin/promtool
+  linux-libc-dev  # bench locality: /usr/include/linux/mempolicy.h, the RECLAIM_* bits claim 3.2 is checked against
 )
 
 missing=()

@@ -33,7 +33,11 @@ fn run_json(args: &[&str]) -> (LocalityReport, serde_json::Value, String) {
         serde_json::from_str(&serde_json::to_string(&report).unwrap()).unwrap();
     assert_eq!(report, again, "what we write is what we read");
     let value = serde_json::from_str(&text).unwrap();
-    (report, value, String::from_utf8_lossy(&out.stdout).into_owned())
+    (
+        report,
+        value,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
 }
 
 #[test]
@@ -53,7 +57,10 @@ fn quick_end_to_end_with_the_json_schema() {
     assert_eq!(report.rows.len(), Pattern::ALL.len() * 2);
     for row in &report.rows {
         let t = &row.time_ns;
-        assert!(t.median > 0.0 && t.min <= t.median && t.median <= t.max, "{row:?}");
+        assert!(
+            t.median > 0.0 && t.min <= t.median && t.median <= t.max,
+            "{row:?}"
+        );
         assert_eq!(t.samples.len(), 7);
         let tlb = row.tlb_sim.as_ref().expect("every row runs the TLB model");
         assert!(tlb.simulated);
@@ -72,7 +79,10 @@ fn quick_end_to_end_with_the_json_schema() {
     let t = seq.tlb_sim.as_ref().unwrap();
     let per_page = t.page_4k.accesses as f64 / 512.0;
     if report.tlb.l1_4k.entries < 256 {
-        assert!((t.page_4k.l1_misses as f64 - per_page).abs() <= 1.0, "{t:?}");
+        assert!(
+            (t.page_4k.l1_misses as f64 - per_page).abs() <= 1.0,
+            "{t:?}"
+        );
     }
     // Without simulation the cache columns are absent unless a PMU counted them.
     match report.counter_source {
@@ -84,7 +94,11 @@ fn quick_end_to_end_with_the_json_schema() {
     assert_eq!(hp.status, "measured");
     assert_eq!(hp.rows.len(), 4);
     for row in hp.rows.iter().filter(|r| r.pages == "4k") {
-        assert_eq!(row.anon_huge_bytes, Some(0), "MADV_NOHUGEPAGE got huge pages");
+        assert_eq!(
+            row.anon_huge_bytes,
+            Some(0),
+            "MADV_NOHUGEPAGE got huge pages"
+        );
     }
     // NUMA facts and claims.
     assert!(json["numa"]["note"].as_str().unwrap().contains("node"));
@@ -144,7 +158,11 @@ fn simulated_figures_are_marked() {
     }
     assert_eq!(report.counter_source, CounterSource::Simulated);
     assert_eq!(json["counter_source"], "simulated");
-    assert!(report.counter_note.as_deref().unwrap().contains("SIMULATED"));
+    assert!(report
+        .counter_note
+        .as_deref()
+        .unwrap()
+        .contains("SIMULATED"));
     assert!(stdout.contains("SIMULATED"), "{stdout}");
     let misses = |p| {
         let c = report.row(p, 1 << 20).unwrap().counters.clone().unwrap();

@@ -1121,4 +1121,143 @@ mod tests {
         assert_eq!(c.verdict, Verdict::NotMeasurable);
         assert!(c.why.contains("not-installed"));
     }
+
+    mod locality_rows {
+        use super::*;
+        use crate::locality::numa::{NumaSection, ReclaimBit, SourceCheck};
+        use crate::locality::tlb::{TlbCounts, TlbGeometry};
+        use crate::locality::{AccessCounters, HugePages, Row as LRow, TlbSimRow};
+
+        fn row(pattern: &str, ns: f64, walks_per_1000: u64, l1d: Option<f64>) -> LRow {
+            let counts = TlbCounts {
+                accesses: 1000,
+                l1_misses: walks_per_1000,
+                walks: walks_per_1000,
+            };
+            LRow {
+                pattern: pattern.to_owned(),
+                access_unit: "word".to_owned(),
+                size_bytes: 64 << 20,
+                time_ns: Spread::from_samples(vec![ns], 1),
+                counters: l1d.map(|m| AccessCounters {
+                    source: CounterSource::Simulated,
+                    accesses: 1000,
+                    l1d_misses: Some(m),
+                    llc_misses: Some(m),
+                    dtlb_misses: None,
+                }),
+                tlb_sim: Some(TlbSimRow {
+                    simulated: true,
+                    accesses: 1000,
+                    page_4k: counts,
+                    page_2m: TlbCounts::default(),
+                }),
+            }
+        }
+
+        fn report(rows: Vec<LRow>, write_comment: &str, zone: Option<bool>) -> LocalityReport {
+            LocalityReport {
+                schema_version: 1,
+                quick: true,
+                machine: Machine {
+                    cpu: "test".to_owned(),
+                    cores: 1,
+                    kernel: "test".to_owned(),
+                },
+                caches: None,
+                tlb: TlbGeometry::DEFAULT,
+                counter_source: CounterSource::Simulated,
+                counter_note: None,
+                rows,
+                huge_pages: HugePages {
+                    status: "skipped".to_owned(),
+                    thp_enabled: None,
+                    thp_defrag: None,
+                    size_bytes: 0,
+                    rows: Vec::new(),
+                    notes: Vec::new(),
+                },
+                numa: NumaSection {
+                    nodes: Vec::new(),
+                    zone_reclaim_mode: Some(0),
+                    zone_reclaim_bits: Vec::new(),
+                    rows: Vec::new(),
+                    note: "one NUMA node".to_owned(),
+                    source_check: SourceCheck {
+                        header: Some("h".to_owned()),
+                        reclaim_bits: vec![ReclaimBit {
+                            name: "RECLAIM_WRITE".to_owned(),
+                            value: 2,
+                            comment: write_comment.to_owned(),
+                        }],
+                        kernel_has_zone_reclaim: zone,
+                        kernel_has_node_reclaim: zone.map(|z| !z),
+                    },
+                },
+                claims: Vec::new(),
+                notes: Vec::new(),
+            }
+        }
+
+        #[test]
+        fn locality_verdicts_follow_the_numbers() {
+            let claims = locality_claims(&report(
+                vec![
+                    row("seq", 1.0, 2, None),               // 0.2%: outside 0.25..1%
+                    row("chase-shuffled", 90.0, 900, None), // 90% > 15%
+                    row("soa", 3.0, 2, None),
+                    row("hot-aligned", 50.0, 0, Some(1.0)),
+                    row("hot-straddle", 60.0, 0, Some(2.0)),
+                ],
+                "Writeout pages during reclaim",
+                Some(false),
+            ));
+            let v = |id| find(&claims, id).verdict;
+            assert_eq!(v("3.1-tlb-sequential"), Verdict::DoesNotHold);
+            assert!(
+                (find(&claims, "3.1-tlb-sequential").measured_value.unwrap() - 0.2).abs() < 1e-9
+            );
+            assert_eq!(v("3.1-tlb-random"), Verdict::Holds);
+            assert_eq!(v("3.1-hot-struct-one-line"), Verdict::Holds);
+            assert_eq!(v("3.1-soa-vs-list"), Verdict::Holds);
+            assert_eq!(find(&claims, "3.1-soa-vs-list").measured_value, Some(30.0));
+            assert_eq!(v("3.2-reclaim-write-migration"), Verdict::DoesNotHold);
+            assert_eq!(v("3.2-zone-reclaim-snippet"), Verdict::DoesNotHold);
+            assert_eq!(v("3.2-numa-deterministic-release"), Verdict::NotMeasurable);
+
+            // Other numbers, other verdicts.
+            let claims = locality_claims(&report(
+                vec![
+                    row("seq", 1.0, 5, None),
+                    row("chase-shuffled", 2.0, 100, None),
+                    row("soa", 3.0, 2, None),
+                    row("hot-aligned", 50.0, 0, Some(2.0)),
+                    row("hot-straddle", 60.0, 0, Some(2.0)),
+                ],
+                "Migrate pages to a remote node",
+                Some(true),
+            ));
+            let v = |id| find(&claims, id).verdict;
+            assert_eq!(v("3.1-tlb-sequential"), Verdict::Holds);
+            assert_eq!(v("3.1-tlb-random"), Verdict::DoesNotHold);
+            assert_eq!(v("3.1-hot-struct-one-line"), Verdict::DoesNotHold);
+            assert_eq!(v("3.1-soa-vs-list"), Verdict::DoesNotHold);
+            assert_eq!(v("3.2-reclaim-write-migration"), Verdict::Holds);
+            assert_eq!(v("3.2-zone-reclaim-snippet"), Verdict::Holds);
+        }
+
+        #[test]
+        fn missing_rows_and_counters_are_not_measurable() {
+            let claims = locality_claims(&report(Vec::new(), "", None));
+            for id in [
+                "3.1-tlb-sequential",
+                "3.1-tlb-random",
+                "3.1-hot-struct-one-line",
+                "3.1-soa-vs-list",
+                "3.2-zone-reclaim-snippet",
+            ] {
+                assert_eq!(find(&claims, id).verdict, Verdict::NotMeasurable, "{id}");
+            }
+        }
+    }
 }
