@@ -344,9 +344,9 @@ fn render(r: &LocalityReport, out: &mut String) {
                 star(c.and_then(|c| c.l1d_misses)),
                 star(c.and_then(|c| c.llc_misses)),
                 opt(c.and_then(|c| c.dtlb_misses), 4),
-                opt(tl.map(|t| t.page_4k.l1_miss_rate()), 4),
-                opt(tl.map(|t| t.page_4k.walk_rate()), 4),
-                opt(tl.map(|t| t.page_2m.walk_rate()), 5),
+                opt(tl.map(|t| t.l1_misses_per_access(false)), 4),
+                opt(tl.map(|t| t.walks_per_access(false)), 4),
+                opt(tl.map(|t| t.walks_per_access(true)), 5),
             ]);
         }
     }

@@ -61,7 +61,7 @@ fn quick_end_to_end_with_the_json_schema() {
             t.median > 0.0 && t.min <= t.median && t.median <= t.max,
             "{row:?}"
         );
-        assert_eq!(t.samples.len(), 7);
+        assert_eq!(t.samples.len(), 15);
         let tlb = row.tlb_sim.as_ref().expect("every row runs the TLB model");
         assert!(tlb.simulated);
         assert!(tlb.page_4k.accesses > 0 && tlb.page_4k.walks <= tlb.page_4k.l1_misses);

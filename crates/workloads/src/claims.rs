@@ -695,7 +695,7 @@ fn tlb_rate(row: &locality::Row) -> Option<(f64, &'static str)> {
     }
     row.tlb_sim.as_ref().filter(|t| t.accesses > 0).map(|t| {
         (
-            t.page_4k.walk_rate(),
+            t.walks_per_access(false),
             "SIMULATED: TLB model, page walks, 4 KiB pages",
         )
     })
@@ -750,9 +750,9 @@ fn tlb_random(report: &LocalityReport) -> Claim {
         format!(
             "; the model with 2 MiB pages: {:.2}% walks per hop, L1 dTLB misses {:.1}% (4 KiB) \
              -> {:.1}% (2 MiB)",
-            t.page_2m.walk_rate() * 100.0,
-            t.page_4k.l1_miss_rate() * 100.0,
-            t.page_2m.l1_miss_rate() * 100.0
+            t.walks_per_access(true) * 100.0,
+            t.l1_misses_per_access(false) * 100.0,
+            t.l1_misses_per_access(true) * 100.0
         )
     });
     match tlb_rate(row) {

@@ -44,9 +44,9 @@
 //!       "counters": { "source": "hardware" | "simulated", "accesses": u64,
 //!                     "l1d_misses": f64 | null, "llc_misses": f64 | null,
 //!                     "dtlb_misses": f64 | null } | null,     // per access
-//!       "tlb_sim": { "simulated": true, "accesses": u64,
+//!       "tlb_sim": { "simulated": true, "accesses": u64,   // pattern accesses traced
 //!                    "page_4k": TlbCounts, "page_2m": TlbCounts } | null
-//!   } ],                                      // TlbCounts: { accesses, l1_misses, walks }
+//!   } ],            // TlbCounts: { accesses (words read = TLB lookups), l1_misses, walks }
 //!   "huge_pages": { "status": "measured" | "skipped", "thp_enabled": str | null,
 //!                   "thp_defrag": str | null, "size_bytes": u64,
 //!                   "rows": [ { "pattern": str, "pages": "4k" | "thp", "time_ns": Spread,
@@ -200,8 +200,10 @@ impl Config {
             quick: true,
             sizes: default_sizes(false),
             patterns: Pattern::ALL.to_vec(),
-            samples: 7,
-            sample_time: Duration::from_millis(3),
+            // Many short samples: on a shared machine a 1 ms sample is more often left alone by
+            // the scheduler, and the median then ignores the preempted ones.
+            samples: 15,
+            sample_time: Duration::from_millis(1),
             sim: None,
             sim_all_sizes: false,
             sim_accesses: 100_000,
@@ -217,8 +219,8 @@ impl Config {
         Config {
             quick: false,
             sizes: default_sizes(true),
-            samples: 15,
-            sample_time: Duration::from_millis(10),
+            samples: 31,
+            sample_time: Duration::from_millis(2),
             sim_all_sizes: true,
             sim_accesses: 200_000,
             tlb_accesses: 1_000_000,
@@ -365,12 +367,27 @@ pub struct AccessCounters {
 pub struct TlbSimRow {
     /// Always true: a model fed with the pattern's data addresses, not a measurement.
     pub simulated: bool,
-    /// Accesses counted (after a warm-up pass).
+    /// Pattern accesses traced (after a warm-up pass); a struct or record access reads several
+    /// words, each one a TLB lookup counted in `page_4k.accesses`.
     pub accesses: u64,
     /// With 4 KiB pages.
     pub page_4k: TlbCounts,
     /// With 2 MiB pages.
     pub page_2m: TlbCounts,
+}
+
+impl TlbSimRow {
+    /// L1 dTLB misses per pattern access, 4 KiB (`huge = false`) or 2 MiB pages.
+    pub fn l1_misses_per_access(&self, huge: bool) -> f64 {
+        let c = if huge { &self.page_2m } else { &self.page_4k };
+        c.l1_misses as f64 / self.accesses.max(1) as f64
+    }
+
+    /// Page walks (misses of both TLB levels) per pattern access.
+    pub fn walks_per_access(&self, huge: bool) -> f64 {
+        let c = if huge { &self.page_2m } else { &self.page_4k };
+        c.walks as f64 / self.accesses.max(1) as f64
+    }
 }
 
 /// One (pattern, working set) row.
@@ -531,7 +548,7 @@ fn tlb_sim(layout: &Layout, geometry: &TlbGeometry, accesses: u64) -> TlbSimRow 
     let page_2m = run(SHIFT_2M);
     TlbSimRow {
         simulated: true,
-        accesses: page_4k.accesses,
+        accesses,
         page_4k,
         page_2m,
     }
@@ -880,15 +897,16 @@ pub fn run(config: &Config, progress: &mut dyn FnMut(Progress)) -> Result<Locali
             }
             done.set(done.get() + 1);
         }
-        if sizes.iter().any(|s| !sim_sizes.contains(s)) {
+        let unsimulated: Vec<String> = sizes
+            .iter()
+            .filter(|s| !sim_sizes.contains(s))
+            .map(|&s| human_bytes(s))
+            .collect();
+        if !unsimulated.is_empty() {
             notes.push(format!(
-                "simulated counters only at {} (valgrind runs ~50x slower); use the full \
-                 profile for every size up to {} MiB",
-                sim_sizes
-                    .iter()
-                    .map(|&s| human_bytes(s))
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                "no simulated cache counts at {} (valgrind runs ~50x slower: only sets up to {} \
+                 MiB are simulated, and the quick profile simulates only the largest of them)",
+                unsimulated.join(", "),
                 SIM_MAX_BYTES >> 20
             ));
         }
