@@ -756,13 +756,36 @@ fn huge_pages(config: &Config, progress: &mut dyn FnMut(String)) -> Result<HugeP
                 size >> 20
             ));
             let t = Instant::now();
-            let l = layout(pattern, size, policy)?;
+            let l = match layout(pattern, size, policy) {
+                Ok(l) => l,
+                Err(Error::Map { source, .. }) if policy == PagePolicy::Huge => {
+                    hp.notes.push(format!(
+                        "{pattern}: madvise(MADV_HUGEPAGE) was refused ({source}): this kernel \
+                         offers no transparent huge pages, so there is no thp row"
+                    ));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             let setup_ms = t.elapsed().as_secs_f64() * 1e3;
             let anon = std::fs::read_to_string("/proc/self/smaps")
                 .ok()
                 .and_then(|s| anon_huge_bytes(&s, l.region.start(), l.region.len()));
             let mut cursor = Cursor::new(SEED);
             let time_ns = time_layout(&l, &mut cursor, config.samples, config.sample_time);
+            let fraction = anon.map(|a| a as f64 / l.region.len() as f64);
+            if policy == PagePolicy::Huge && anon.is_none() {
+                hp.notes.push(format!(
+                    "{pattern}: AnonHugePages of the region could not be read from \
+                     /proc/self/smaps, so it is unknown whether huge pages were obtained"
+                ));
+            } else if policy == PagePolicy::Huge && anon != Some(0) && fraction < Some(0.9) {
+                hp.notes.push(format!(
+                    "{pattern}: only {:.0}% of the MADV_HUGEPAGE region got huge pages (memory \
+                     fragmentation): the thp row mixes page sizes",
+                    fraction.unwrap_or(0.0) * 100.0
+                ));
+            }
             if policy == PagePolicy::Huge && anon == Some(0) {
                 hp.notes.push(format!(
                     "{pattern}: the kernel gave no huge pages for the MADV_HUGEPAGE region \
@@ -777,7 +800,7 @@ fn huge_pages(config: &Config, progress: &mut dyn FnMut(String)) -> Result<HugeP
                 pages: pages.to_owned(),
                 time_ns,
                 anon_huge_bytes: anon,
-                huge_fraction: anon.map(|a| a as f64 / l.region.len() as f64),
+                huge_fraction: fraction,
                 setup_ms,
             });
         }

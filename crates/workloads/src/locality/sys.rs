@@ -75,7 +75,11 @@ impl Region {
         // madvise with these advice values changes only the page-size policy, not contents.
         let rc = unsafe { libc::madvise(start as *mut libc::c_void, len, advice) };
         if rc != 0 {
-            return Err(io::Error::last_os_error());
+            let e = io::Error::last_os_error();
+            // A kernel without THP rejects both advices with EINVAL: its pages are small anyway.
+            if !(policy == PagePolicy::Small && e.raw_os_error() == Some(libc::EINVAL)) {
+                return Err(e);
+            }
         }
         Ok(region)
     }
