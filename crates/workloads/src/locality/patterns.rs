@@ -97,16 +97,6 @@ impl Pattern {
     pub fn parse(name: &str) -> Option<Pattern> {
         Pattern::ALL.into_iter().find(|p| p.key() == name)
     }
-
-    /// The smallest working set this pattern can use.
-    pub fn min_bytes(self) -> usize {
-        match self {
-            Pattern::Stride4k => 4096,
-            Pattern::Aos | Pattern::Soa => LINE,
-            Pattern::HotAligned | Pattern::HotStraddle => 128,
-            _ => LINE,
-        }
-    }
 }
 
 impl fmt::Display for Pattern {
