@@ -212,3 +212,85 @@ fn bad_input_exits_2_with_one_line() {
     let out = frugal(&["--sizes", "1000000G"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("larger than the memory available"));
 }
+
+/// The TLB model's address source, checked against an independent one: valgrind lackey's trace
+/// of the simulated child (`--trace-mem=yes`) must read the same words, in the same order, as
+/// the in-process trace the model is fed.
+#[test]
+fn the_traced_addresses_match_valgrind_lackey() {
+    if Command::new("valgrind").arg("--version").output().is_err() {
+        eprintln!("skipped: valgrind is not installed (scripts/deps.sh installs it)");
+        return;
+    }
+    use std::io::{BufRead, Read};
+    // Two seeded walks: if the model's trace were not what the binary reads, these would differ.
+    for (pattern, key) in [
+        (Pattern::ChaseShuffled, "chase-shuffled"),
+        (Pattern::Random, "random"),
+    ] {
+        let (size, accesses) = (64u64 << 10, 2_000u64);
+        // lackey's log streams through a pipe (it logs every instruction too: ~100 MB).
+        let mut child = Command::new("valgrind")
+            .arg("--tool=lackey")
+            .arg("--trace-mem=yes")
+            .arg("--log-fd=2")
+            .arg(env!("CARGO_BIN_EXE_frugal"))
+            .args(["bench", "locality", "--sim-child", key])
+            .arg(size.to_string())
+            .arg(accesses.to_string())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("valgrind runs");
+        let all_loads: Vec<usize> = std::io::BufReader::new(child.stderr.take().unwrap())
+            .lines()
+            .map_while(Result::ok)
+            .filter_map(|l| {
+                let rest = l.strip_prefix(" L ")?;
+                usize::from_str_radix(rest.split(',').next()?, 16).ok()
+            })
+            .collect();
+        let mut stdout = String::new();
+        child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut stdout)
+            .unwrap();
+        assert!(child.wait().unwrap().success(), "{key}: {stdout}");
+        let field = |name: &str| -> usize {
+            let v = stdout
+                .split_whitespace()
+                .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+                .unwrap_or_else(|| panic!("no {name} in {stdout}"));
+            match v.strip_prefix("0x") {
+                Some(hex) => usize::from_str_radix(hex, 16).unwrap(),
+                None => v.parse().unwrap(),
+            }
+        };
+        let (start, len, warm) = (
+            field("region_start"),
+            field("region_len"),
+            field("warmup_accesses"),
+        );
+        // Data loads inside the working set, in order (" L addr,size"); the set-up only
+        // stores there, so the first `warm` loads are the warm-up pass.
+        let loads: Vec<usize> = all_loads
+            .into_iter()
+            .filter(|&a| (start..start + len).contains(&a))
+            .map(|a| a - start)
+            .collect();
+        let ours = frugal_workloads::locality::trace_offsets(pattern, size, accesses).unwrap();
+        assert_eq!(ours.len(), accesses as usize, "{key}: one word per access");
+        assert!(
+            loads.len() >= warm + ours.len(),
+            "{key}: {} loads",
+            loads.len()
+        );
+        assert_eq!(
+            &loads[warm..warm + ours.len()],
+            &ours[..],
+            "{key}: lackey's loads differ from the model's trace"
+        );
+    }
+}

@@ -9,7 +9,10 @@
 //! - L1d and LLC misses: from the PMU where present, else simulated by valgrind (callgrind, the
 //!   cache geometry from sysfs, run in a re-executed child, see [`SimCommand`]), marked so;
 //! - dTLB misses: from the PMU where present; always also from a trace-driven TLB model
-//!   ([`tlb`]) with this CPU's TLB geometry (`cpuid`), for 4 KiB and 2 MiB pages — simulated;
+//!   ([`tlb`]) with this CPU's TLB geometry (`cpuid`), for 4 KiB and 2 MiB pages — simulated.
+//!   The trace is the data addresses the walk's own code reads, recorded in-process by the same
+//!   generic kernel that is timed ([`trace_offsets`]); a test lines it up, load for load, with
+//!   valgrind lackey's `--trace-mem=yes` trace of the simulated child;
 //! - transparent huge pages, for real: random and pointer-chase walks over ≥ 1 GiB with 4 KiB
 //!   pages vs `madvise(MADV_HUGEPAGE)`, in wall clock, with the `AnonHugePages` obtained;
 //! - NUMA: node count, `zone_reclaim_mode`, local vs remote where there are two nodes, and a
@@ -603,17 +606,64 @@ fn sim_warmup(layout: &Layout, cursor: &mut Cursor, accesses: u64) -> u64 {
     layout.run(cursor, accesses, &mut NoTrace)
 }
 
+/// What a simulated child did, printed on its stdout so a trace of it can be lined up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SimChildRun {
+    /// Checksum of the walk (keeps the reads alive).
+    pub checksum: u64,
+    /// Address of the working set's first byte.
+    pub region_start: usize,
+    /// Its length in bytes.
+    pub region_len: usize,
+    /// Accesses of the (uncollected) warm-up pass before the collected ones.
+    pub warmup_accesses: u64,
+}
+
 /// Body of the re-executed child that valgrind simulates: lays out `pattern` over `size_bytes`
 /// (not collected), warms up with one pass (not collected), then runs `accesses` accesses in
-/// the collected function `sim_region`. Returns the walk's checksum.
-pub fn sim_child(pattern: &str, size_bytes: u64, accesses: u64) -> Result<u64, Error> {
+/// the collected function `sim_region`.
+pub fn sim_child(pattern: &str, size_bytes: u64, accesses: u64) -> Result<SimChildRun, Error> {
     let pattern = parse_pattern(pattern)?;
     check_size(size_bytes, mem_available_bytes())?;
     let l = layout(pattern, size_bytes, PagePolicy::Small)?;
     let mut cursor = Cursor::new(SEED);
-    let warm = l.accesses_per_pass().clamp(1, 2 << 20);
+    let warm = warmup_accesses(&l);
     black_box(sim_warmup(&l, &mut cursor, warm));
-    Ok(black_box(sim_region(&l, &mut cursor, accesses)))
+    Ok(SimChildRun {
+        checksum: black_box(sim_region(&l, &mut cursor, accesses)),
+        region_start: l.region.start(),
+        region_len: l.region.len(),
+        warmup_accesses: warm,
+    })
+}
+
+fn warmup_accesses(l: &Layout) -> u64 {
+    l.accesses_per_pass().clamp(1, 2 << 20)
+}
+
+/// The address trace the TLB model is fed, as offsets into the working set: the data words
+/// `pattern` reads over `size_bytes` in the `accesses` accesses that follow [`sim_child`]'s
+/// warm-up. Layouts and walks are seeded, so this is the same sequence a [`sim_child`] run
+/// reads in its collected region; a test lines it up with valgrind lackey's trace of one.
+pub fn trace_offsets(
+    pattern: Pattern,
+    size_bytes: u64,
+    accesses: u64,
+) -> Result<Vec<usize>, Error> {
+    struct Record(Vec<usize>);
+    impl Sink for Record {
+        fn touch(&mut self, addr: usize) {
+            self.0.push(addr);
+        }
+    }
+    check_size(size_bytes, mem_available_bytes())?;
+    let l = layout(pattern, size_bytes, PagePolicy::Small)?;
+    let mut cursor = Cursor::new(SEED);
+    black_box(l.run(&mut cursor, warmup_accesses(&l), &mut NoTrace));
+    let mut rec = Record(Vec::new());
+    black_box(l.run(&mut cursor, accesses, &mut rec));
+    let start = l.region.start();
+    Ok(rec.0.into_iter().map(|a| a - start).collect())
 }
 
 /// Parses a pattern name.
