@@ -538,8 +538,14 @@ pub(crate) fn time_layout(
 
 /// The TLB model over the addresses the pattern reads, for 4 KiB and 2 MiB pages.
 fn tlb_sim(layout: &Layout, geometry: &TlbGeometry, accesses: u64) -> TlbSimRow {
-    // Enough to fill any TLB modelled here (a few thousand pages) and reach steady state.
-    let warm = layout.accesses_per_pass().clamp(1, accesses.max(1));
+    // A whole pass reaches the steady state; past 4M accesses the set is far beyond any TLB's
+    // reach and as many accesses as are counted fill it just as well.
+    let pass = layout.accesses_per_pass().max(1);
+    let warm = if pass <= 4 << 20 {
+        pass
+    } else {
+        accesses.max(1)
+    };
     let run = |shift| {
         let mut sim = TlbSim::for_geometry(geometry, shift);
         let mut cursor = Cursor::new(SEED);
