@@ -779,14 +779,30 @@ fn hot_struct_line(report: &LocalityReport) -> Claim {
         claim: "an alignas(64) struct of float x[16] is loaded by a single cache line fill",
         article_value: "1 line fill",
         rule: "holds if reading the aligned 64-byte struct costs <= 1.2 L1d misses and the \
-               same struct straddling two lines >= 1.6, at the largest working set (cold lines)",
+               same struct straddling two lines >= 1.6, at the largest working set with cache \
+               counts (cold lines)",
     };
-    let misses = |p| {
-        let row = report.largest(p)?;
+    // The largest working set where both structs have cache-miss counts (simulation stops at
+    // locality::SIM_MAX_BYTES).
+    let misses = |p: Pattern, size: u64| {
+        let row = report.row(p, size)?;
         let c = row.counters.as_ref()?;
         Some((row, c.l1d_misses?, c.source))
     };
-    match (misses(Pattern::HotAligned), misses(Pattern::HotStraddle)) {
+    let size = report
+        .rows
+        .iter()
+        .filter(|r| r.pattern == Pattern::HotAligned.key())
+        .map(|r| r.size_bytes)
+        .filter(|&s| {
+            misses(Pattern::HotAligned, s).is_some() && misses(Pattern::HotStraddle, s).is_some()
+        })
+        .max()
+        .unwrap_or(0);
+    match (
+        misses(Pattern::HotAligned, size),
+        misses(Pattern::HotStraddle, size),
+    ) {
         (Some((a, ma, source)), Some((s, ms, _))) => draft.done(
             format!(
                 "hot-aligned vs hot-straddle over {} ({})",
