@@ -13,6 +13,7 @@ PACKAGES=(
   victoria-metrics # frugal rightsize --prometheus tests: the same fleet in VictoriaMetrics (single node)
   bpftrace        # `frugal trace` and its tests (crates/cli/tests/trace.rs; they run as root)
   golang-go       # crates/cli/tests/trace.rs builds a Go program to trace with uprobes
+  linux-libc-dev  # bench locality: /usr/include/linux/mempolicy.h, the RECLAIM_* bits claim 3.2 is checked against
 )
 
 missing=()

@@ -10,6 +10,8 @@ mod bench_fleet;
 mod bench_http;
 #[path = "bench_io.rs"]
 mod bench_io;
+#[path = "bench_locality.rs"]
+mod bench_locality;
 #[path = "bench_tasks.rs"]
 mod bench_tasks;
 
@@ -26,6 +28,9 @@ pub enum Command {
     Io(bench_io::Args),
     /// Rightsizing a synthetic fleet: engine-side statistics (pushdown) against pulling samples.
     Fleet(bench_fleet::Args),
+    /// Memory locality: access patterns x working sets, cache/TLB misses, huge pages, NUMA
+    /// (article chapter 3).
+    Locality(bench_locality::Args),
 }
 
 /// Runs one experiment.
@@ -36,5 +41,6 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Http(args) => bench_http::run(args),
         Command::Io(args) => bench_io::run(args),
         Command::Fleet(args) => bench_fleet::run(args),
+        Command::Locality(args) => bench_locality::run(args),
     }
 }

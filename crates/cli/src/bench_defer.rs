@@ -24,7 +24,7 @@ pub struct Args {
     #[arg(long, value_name = "FILE", value_parser = crate::ranges::output_file)]
     json: Option<PathBuf>,
     /// Add the claims ledger: the article's numbers beside ours, with verdicts (also measures
-    /// task memory, a few seconds more).
+    /// task memory and a reduced locality run, some seconds more).
     #[arg(long)]
     claims: bool,
     /// Only these strategies (comma-separated: manual, guard, scopeguard, chain-inline,
@@ -96,6 +96,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         None
     };
     report.claims = claims::ledger(&report, tasks.as_ref());
+    if args.claims {
+        // Chapter 3 (locality): a reduced run, one working set past the last-level cache.
+        match super::bench_locality::claims_for_ledger(args.no_sim) {
+            Ok(rows) => report.claims.extend(rows),
+            Err(err) => eprintln!("frugal: warning: locality claims not measured: {err:#}"),
+        }
+    }
 
     let to_stdout_json = args.json.as_deref() == Some(std::path::Path::new("-"));
     let mut text = String::new();

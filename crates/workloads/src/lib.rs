@@ -15,6 +15,7 @@
 //! | `frugal bench defer --claims` | [`claims::ledger`] | [`claims::Claim`] (the report's `claims`) | [schema](claims#json-schema) |
 //! | `frugal bench tasks [-n N] [--json FILE]` | [`tasks::run`] | [`tasks::TasksReport`] | [schema](tasks#json-schema) |
 //! | `frugal bench io [--qd 64] [--direct] [--compare-fio] [--json FILE]` | [`io::run`], [`io::run_fio`] | [`io::IoReport`] | the types' field docs (`schema_version` 1) |
+//! | `frugal bench locality [--quick] [--sizes LIST] [--json FILE]` | [`locality::run`] | [`locality::LocalityReport`] | [schema](locality#json-schema) |
 //! | `frugal serve`, `frugal load URL [--json FILE]`, `frugal bench http [--quick] [--json FILE]` | [`http::serve`], [`http::load()`], [`http::bench()`] | [`http::LoadReport`], [`http::BenchReport`] | the types' field docs; no `schema_version` yet (the service's own counters: `GET /metrics`, Prometheus text) |
 //!
 //! The defer and tasks reports carry `schema_version`; counters are `null` when not measured, never zero,
@@ -27,4 +28,5 @@ pub mod claims;
 pub mod defer_bench;
 pub mod http;
 pub mod io;
+pub mod locality;
 pub mod tasks;
