@@ -17,6 +17,11 @@ pub const MAX_STASHED_COLLATERAL: usize = 64;
 /// resumed payload claims its collateral by that address (`resume_unwind` and
 /// `catch_unwind` hand the same box through), so nested collateral reaches the enclosing
 /// result instead of staying here.
+///
+/// Known limit: a payload caught by a plain `catch_unwind` (not a scope) and dropped leaves its
+/// collateral here under an address the allocator may hand to a later panic's payload; a scope
+/// that catches that later payload then claims the older collateral as its own. Nothing is lost
+/// or run twice — the collateral is only attributed to the wrong panic.
 struct Stash {
     entries: std::collections::VecDeque<(usize, PanicPayload)>,
     discarded: u64,

@@ -114,6 +114,10 @@ fn collateral_of_an_inner_scope_reaches_the_enclosing_recover() {
 fn stashed_collateral_is_bounded_and_the_rest_counted() {
     quiet_hook();
     let before = collateral_discarded();
+    // The caught payloads stay alive: stashed collateral is keyed by its payload's address,
+    // and a freed payload's address reused by the next panic would let that panic claim the
+    // older collateral (a known limit, documented in `panics.rs`).
+    let mut caught = Vec::new();
     for i in 0..MAX_STASHED_COLLATERAL + 10 {
         let r = panic::catch_unwind(|| {
             scope(|s| {
@@ -121,7 +125,7 @@ fn stashed_collateral_is_bounded_and_the_rest_counted() {
                 panic!("first")
             })
         });
-        assert!(r.is_err());
+        caught.push(r.expect_err("the body panics"));
     }
     let kept: Vec<_> = take_collateral().iter().map(|p| boom_id(&**p)).collect();
     assert_eq!(kept.len(), MAX_STASHED_COLLATERAL);
