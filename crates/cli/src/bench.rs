@@ -11,7 +11,7 @@ mod bench_http;
 #[path = "bench_io.rs"]
 mod bench_io;
 #[path = "bench_locality.rs"]
-mod bench_locality;
+pub(crate) mod bench_locality;
 #[path = "bench_tasks.rs"]
 mod bench_tasks;
 

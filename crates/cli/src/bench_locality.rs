@@ -152,7 +152,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn sim_command() -> anyhow::Result<SimCommand> {
+pub(crate) fn sim_command() -> anyhow::Result<SimCommand> {
     use anyhow::Context;
     let exe = std::env::current_exe().context("cannot find the path of this executable")?;
     Ok(SimCommand {

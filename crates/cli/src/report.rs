@@ -16,7 +16,7 @@ use frugal_report::{
     render_html, render_text, FleetTrace, FullReport, MachineFacts, Step, StepStatus,
 };
 use frugal_rightsize as rs;
-use frugal_workloads::{chapter1, claims, defer_bench, http, io, tasks};
+use frugal_workloads::{chapter1, claims, defer_bench, http, io, locality, tasks};
 
 /// Arguments of `frugal report`.
 #[derive(Debug, clap::Args)]
@@ -189,8 +189,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             // from run-to-run noise.
             if args.quick {
                 config.connections = 100;
-                config.duration = Duration::from_millis(1500);
-                config.warmup = Duration::from_millis(500);
+                config.duration = Duration::from_secs(1);
+                config.warmup = Duration::from_millis(300);
                 config.repeats = 2;
             } else {
                 config.connections = 10_000;
@@ -215,6 +215,26 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 );
             })?;
             Ok(Some(serde_json::to_value(&report)?))
+        },
+    );
+    let locality = run.step(
+        "locality",
+        "bench locality (caches, TLB, huge pages)",
+        "frugal bench locality",
+        |p| {
+            // Quick: the working set past the last-level cache that the chapter-3 claims need;
+            // full: the quick profile of `bench locality` (four sizes, huge pages measured).
+            let mut config = if args.quick {
+                locality::Config::claims_only()
+            } else {
+                locality::Config::quick()
+            };
+            if has_valgrind() {
+                config.sim = Some(crate::bench::bench_locality::sim_command()?);
+            }
+            Ok(Some(locality::run(&config, &mut |x| {
+                p.fraction(x.done, x.total, &x.label)
+            })?))
         },
     );
     let rightsize = run.step(
@@ -250,6 +270,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let claims = ledger_rows(
         defer.as_ref(),
         tasks.as_ref(),
+        locality.as_ref(),
         chapter1.as_ref(),
         io.as_ref(),
         service.as_ref(),
@@ -284,7 +305,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         io,
         service,
         service_raw,
-        locality_raw: None,
+        locality,
         rightsize,
         fleet_traces,
         bridge,
@@ -407,6 +428,7 @@ fn bridge_for(service: &ServiceSummary, rps: f64) -> Bridge {
 fn ledger_rows(
     defer: Option<&defer_bench::DeferReport>,
     tasks: Option<&tasks::TasksReport>,
+    locality: Option<&locality::LocalityReport>,
     chapter1: Option<&Chapter1>,
     io: Option<&io::IoReport>,
     service: Option<&ServiceSummary>,
@@ -419,6 +441,12 @@ fn ledger_rows(
         rows.extend(claims::ledger(d, tasks).into_iter().map(|claim| LedgerRow {
             claim,
             command: "frugal bench defer --claims".to_owned(),
+        }));
+    }
+    if let Some(l) = locality {
+        rows.extend(claims::locality_claims(l).into_iter().map(|claim| LedgerRow {
+            claim,
+            command: "frugal bench locality".to_owned(),
         }));
     }
     rows.extend(ledger::io_claims(io, pmu));
@@ -574,8 +602,10 @@ fn weight(id: &str, quick: bool) -> f64 {
         ("chapter1", false) => 18.0,
         ("io", true) => 6.0,
         ("io", false) => 20.0,
-        ("http", true) => 35.0,
+        ("http", true) => 28.0,
         ("http", false) => 180.0,
+        ("locality", true) => 25.0,
+        ("locality", false) => 40.0,
         _ => 1.0,
     }
 }

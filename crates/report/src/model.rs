@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use frugal_rightsize::Report as RightsizeReport;
 use frugal_workloads::defer_bench::DeferReport;
 use frugal_workloads::io::IoReport;
+use frugal_workloads::locality::LocalityReport;
 use frugal_workloads::tasks::TasksReport;
 
 use crate::bridge::Bridge;
@@ -54,8 +55,9 @@ pub struct FullReport {
     pub service: Option<ServiceSummary>,
     /// `frugal bench http`, the raw report as it was written (its own JSON layout).
     pub service_raw: Option<serde_json::Value>,
-    /// `frugal bench locality`, the raw report, when that experiment exists and ran.
-    pub locality_raw: Option<serde_json::Value>,
+    /// `frugal bench locality` (the quick report runs only the working set past the last-level
+    /// cache that the chapter-3 claims need).
+    pub locality: Option<LocalityReport>,
     /// `frugal rightsize` on the embedded (synthetic) sample fleet.
     pub rightsize: Option<RightsizeReport>,
     /// Hourly CPU maxima of each sample workload, for the fleet plots (the rightsize report
