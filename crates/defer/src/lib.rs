@@ -206,8 +206,12 @@
 //! register sync cleanups ([`AsyncScope::defer`]) and async ones ([`AsyncScope::defer_async`],
 //! [`AsyncScope::defer_async_or`]) anywhere in it — loops, branches, helpers that take
 //! `&mut AsyncScope` — and they run newest first when the body ends, the async ones awaited
-//! one after another. [`async_try_scope!`] adds `Err` to the failure conditions of
-//! [`errdefer`](AsyncScope::errdefer) / [`on_success`](AsyncScope::on_success);
+//! one after another. [`async_try_scope!`] opens an [`AsyncTryScope`] for a body returning
+//! `Result<T, E>`, with the sync [`TryScope`]'s result-aware calls:
+//! [`errdefer`](AsyncTryScope::errdefer) gets `Option<&E>` (`None`: a panic, or
+//! cancellation), [`errdefer_async`](AsyncTryScope::errdefer_async) likewise makes its future
+//! from it, [`finally`](AsyncTryScope::finally) gets `&mut Result<T, E>` and may rewrite it,
+//! and `Err` counts as failure for [`on_success`](AsyncTryScope::on_success);
 //! [`async_recover!`] returns panics as [`Recovered`]; handles cancel a cleanup or run it now.
 //!
 //! ```
@@ -233,14 +237,19 @@
 //! cleanup runs exactly once, newest first, async ones awaited in that order; a panic in a
 //! cleanup is caught, the rest still run, and the first panic is resumed at the end (later
 //! ones are collateral, as in Step 6). [`errdefer`](AsyncScope::errdefer) runs on a panic,
-//! on `Err`, or on cancellation; [`on_success`](AsyncScope::on_success) only on success.
+//! on `Err`, or on cancellation; [`on_success`](AsyncScope::on_success) only on success. In an
+//! [`AsyncTryScope`] both look at the result as it is when they run, so a
+//! [`finally`](AsyncTryScope::finally) that turns `Err` into `Ok` turns off the `errdefer`s
+//! registered before it (Go's named-result rewrite, as in the sync [`TryScope`]); `finally`
+//! runs when the body returned, not after a panic in the body, nor on cancellation.
 //!
 //! **Cancellation is explicit.** A Rust future is cancelled by being *dropped*: no await can
 //! happen any more, so async cleanups cannot run where they were registered. Every scope
 //! states a [`CancelPolicy`] — there is no default — and when its future is dropped before
 //! it finished (a client went away, a `select!` lost, a timeout fired), in `Drop`, newest
 //! first:
-//! - sync cleanups run (and sync `errdefer`s; `on_success` cleanups are dropped unrun);
+//! - sync cleanups run (and sync `errdefer`s, with `None` for the error; `on_success` and
+//!   `finally` cleanups are dropped unrun);
 //! - an async cleanup registered with [`defer_async_or`](AsyncScope::defer_async_or) runs its
 //!   sync fallback instead (its future, if it had started, is dropped first);
 //! - every other async cleanup follows the policy: [`CancelPolicy::Spawn`] hands it to a
@@ -459,8 +468,8 @@ pub use stats::{reset_stats, stats, Stats};
 
 #[cfg(feature = "async")]
 pub use raw::{
-    async_stats, block_on, AsyncDeferHandle, AsyncScope, AsyncStats, CancelPolicy, Detached,
-    DEFAULT_ASYNC_CAPACITY,
+    async_stats, block_on, AsyncDeferHandle, AsyncScope, AsyncStats, AsyncTryScope, CancelPolicy,
+    Detached, DEFAULT_ASYNC_CAPACITY,
 };
 
 /// Items the macros use; not part of the API.

@@ -33,13 +33,41 @@ use std::task::{Context, Poll};
 
 use super::pool;
 
+/// The body's result as a result-aware cleanup sees it when it starts: a type-erased pointer
+/// to the `Option<Result<T, E>>` that an `AsyncTryScope<T, E>`'s finish holds (`None` in the
+/// option: the body panicked), or nothing (a plain scope, cancellation, `run_now`).
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Outcome(Option<NonNull<()>>);
+
+impl Outcome {
+    /// No result to show.
+    pub(crate) const NONE: Outcome = Outcome(None);
+
+    /// Shows `value` to the cleanup about to start.
+    pub(crate) fn of<R>(value: &mut Option<R>) -> Outcome {
+        Outcome(Some(NonNull::from(value).cast()))
+    }
+
+    /// The result, if the body returned one.
+    ///
+    /// # Safety
+    /// `self` was made by [`Outcome::of`] from an `Option<Result<T, E>>` that is still alive
+    /// and not otherwise borrowed while the returned reference is used (or is
+    /// [`Outcome::NONE`]).
+    pub(crate) unsafe fn result<'a, T, E>(self) -> Option<&'a mut Result<T, E>> {
+        let p = self.0?.cast::<Option<Result<T, E>>>();
+        // SAFETY: the caller's contract: `p` is a live, unaliased `Option<Result<T, E>>`.
+        unsafe { &mut *p.as_ptr() }.as_mut()
+    }
+}
+
 /// A type-erased cleanup: a sync closure, or an async one (a closure that makes a future).
 pub(crate) trait Cleanup: Send {
     /// `true` for an async cleanup.
     fn is_async(&self) -> bool;
     /// Sync: runs the closure. Async: calls the closure and keeps its future (not polled yet).
-    /// Does nothing the second time.
-    fn start(self: Pin<&mut Self>);
+    /// Either closure is given `outcome`. Does nothing the second time.
+    fn start(self: Pin<&mut Self>, outcome: Outcome);
     /// Polls the started future (sync: `Ready`). `Ready` once done; the future is dropped then.
     fn poll_cleanup(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()>;
     /// Drops the closure or future (unrun or half-run) and runs the fallback given at
@@ -62,17 +90,17 @@ impl<F> SyncRec<F> {
     }
 }
 
-impl<F: FnOnce() + Send> Cleanup for SyncRec<F> {
+impl<F: FnOnce(Outcome) + Send> Cleanup for SyncRec<F> {
     fn is_async(&self) -> bool {
         false
     }
 
-    fn start(self: Pin<&mut Self>) {
+    fn start(self: Pin<&mut Self>, outcome: Outcome) {
         // SAFETY: `F` is not structurally pinned (nothing ever gets a `Pin<&mut F>`), so
         // moving it out of the pinned record is fine.
         let this = unsafe { self.get_unchecked_mut() };
         if let Some(f) = this.0.take() {
-            f();
+            f(outcome);
         }
     }
 
@@ -85,7 +113,7 @@ impl<F: FnOnce() + Send> Cleanup for SyncRec<F> {
     }
 
     fn take_boxed<'s>(self: Pin<&'s mut Self>) -> Option<BoxedCleanup<'s>> {
-        self.start();
+        self.start(Outcome::NONE);
         None
     }
 }
@@ -115,7 +143,7 @@ impl<F, Fut, G> AsyncRec<F, Fut, G> {
 
 impl<F, Fut, G> Cleanup for AsyncRec<F, Fut, G>
 where
-    F: FnOnce() -> Fut + Send,
+    F: FnOnce(Outcome) -> Fut + Send,
     Fut: Future<Output = ()> + Send,
     G: FnOnce() + Send,
 {
@@ -123,7 +151,7 @@ where
         true
     }
 
-    fn start(self: Pin<&mut Self>) {
+    fn start(self: Pin<&mut Self>, outcome: Outcome) {
         // SAFETY: only `Running`'s future is structurally pinned, and it is not moved here: a
         // `Pending` closure is moved out (not pinned), and the new future is written in place.
         let this = unsafe { self.get_unchecked_mut() };
@@ -131,7 +159,7 @@ where
             let Slot::Pending(f) = mem::replace(&mut this.slot, Slot::Done) else {
                 unreachable!("matched `Pending` just above")
             };
-            this.slot = Slot::Running(f());
+            this.slot = Slot::Running(f(outcome));
         }
     }
 
@@ -175,7 +203,7 @@ where
         let Slot::Pending(f) = mem::replace(&mut this.slot, Slot::Done) else {
             unreachable!("matched `Pending` just above")
         };
-        Some(Box::pin(f()))
+        Some(Box::pin(f(Outcome::NONE)))
     }
 }
 
@@ -572,7 +600,7 @@ impl Future for Detached {
         let rec = unsafe { &mut *(self.as_dyn)(self.at) };
         // SAFETY: the record stays in its block until dropped in place by `Detached`'s drop.
         let mut rec = unsafe { Pin::new_unchecked(rec) };
-        rec.as_mut().start();
+        rec.as_mut().start(Outcome::NONE);
         rec.poll_cleanup(cx)
     }
 }
