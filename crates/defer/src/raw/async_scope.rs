@@ -11,6 +11,7 @@ use std::cell::Cell;
 use std::fmt;
 use std::future::{poll_fn, Future};
 use std::marker::{PhantomData, PhantomPinned};
+use std::mem;
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::{pin, Pin};
 use std::sync::Arc;
@@ -533,7 +534,7 @@ impl<'env, const BYTES: usize> AsyncScope<'env, BYTES> {
     async fn finish_impl<R>(
         self: Pin<&mut Self>,
         outcome: Result<R, PanicPayload>,
-        failed: fn(&R) -> bool,
+        failed: impl Fn(&R) -> bool,
         show: bool,
     ) -> Result<R, (PanicPayload, Vec<PanicPayload>, Option<R>)> {
         let this = self.pinned_mut();
@@ -546,46 +547,48 @@ impl<'env, const BYTES: usize> AsyncScope<'env, BYTES> {
                 None
             }
         };
-        let deadline = this.deadline;
-        while let Some((rec, tag)) = this.store.top() {
-            let failing = panics.any() || value.as_ref().is_some_and(failed);
-            let run = match tag & WHEN {
-                ON_ERROR => failing,
-                ON_SUCCESS => !failing,
-                _ => true,
-            };
-            if !run {
-                this.store.drop_top();
-                continue;
-            }
-            let mut rec = rec;
-            let started = panic::catch_unwind(AssertUnwindSafe(|| {
-                // Made here, not held across an await: `Outcome` is not `Send`.
-                let shown = if show {
-                    Outcome::of(&mut value)
-                } else {
-                    Outcome::NONE
-                };
-                rec.as_mut().start(shown)
+        let mut timer = Timer {
+            limit: this.deadline,
+            #[cfg(feature = "tokio")]
+            sleep: pin!(None),
+            #[cfg(not(feature = "tokio"))]
+            sleep: PhantomData,
+        };
+        let store = &mut this.store;
+        // One `catch_unwind` around the loop over the records, entered again after a panic
+        // (the panicking record dropped, the panic recorded), not one per cleanup.
+        let mut resumed = false;
+        poll_fn(|cx| loop {
+            let any_panic = panics.any();
+            let mut running = false;
+            let step = panic::catch_unwind(AssertUnwindSafe(|| {
+                run_records(
+                    store,
+                    Gate {
+                        any_panic,
+                        value: &mut value,
+                        failed: &failed,
+                        show,
+                    },
+                    cx,
+                    &mut timer,
+                    &mut resumed,
+                    &mut running,
+                )
             }));
-            if started.is_err() || !rec.is_async() {
-                // Ran (sync), or panicked starting: done with it.
-                this.store.drop_top();
-                if let Err(p) = started {
+            match step {
+                Ok(poll) => return poll,
+                Err(p) => {
+                    resumed = false;
+                    if running {
+                        // It panicked starting or polling: done with it (still linked).
+                        store.drop_top();
+                    }
                     panics.record(p);
                 }
-                continue;
             }
-            // Awaited in place, still linked: should this future be dropped (or leaked)
-            // meanwhile, the scope's `Drop` hands it to the cancellation policy.
-            let result = await_top(&mut this.store, deadline).await;
-            this.store.drop_top();
-            match result {
-                Awaited::Done => {}
-                Awaited::Panicked(p) => panics.record(p),
-                Awaited::TimedOut => count(Count::TimedOut, 1),
-            }
-        }
+        })
+        .await;
         this.finished = true;
         match panics.first {
             None => Ok(value.expect("no panic was recorded, so the body returned")),
@@ -869,42 +872,111 @@ fn resume<R>(first: PanicPayload, mut collateral: Vec<PanicPayload>, value: Opti
     panic::resume_unwind(first)
 }
 
-enum Awaited {
-    Done,
-    Panicked(PanicPayload),
-    /// Only with a deadline (the `tokio` feature).
-    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
-    TimedOut,
+/// What decides whether a record runs, and what result-aware records are shown.
+struct Gate<'a, R, D> {
+    /// A panic was recorded (the body's or a cleanup's).
+    any_panic: bool,
+    /// The body's value, if it returned.
+    value: &'a mut Option<R>,
+    /// Whether the value counts as a failure.
+    failed: &'a D,
+    /// Show the value to the records (an `AsyncTryScope`'s `finish_try` only).
+    show: bool,
 }
 
-/// Awaits the store's newest record (a started async cleanup), catching its panics, for at
-/// most `deadline` (with the `tokio` feature).
-async fn await_top<const N: usize>(
-    store: &mut Store<'_, N>,
-    deadline: Option<Duration>,
-) -> Awaited {
+/// The deadline of the async cleanup being awaited (with the `tokio` feature).
+struct Timer<'a> {
+    /// Only read with the `tokio` feature (without it, scopes have no deadline).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    limit: Option<Duration>,
     #[cfg(feature = "tokio")]
-    let mut sleep = pin!(deadline.map(tokio::time::sleep));
+    sleep: Pin<&'a mut Option<tokio::time::Sleep>>,
     #[cfg(not(feature = "tokio"))]
-    let _ = deadline;
-    poll_fn(|cx| {
-        let Some((rec, _)) = store.top() else {
-            return Poll::Ready(Awaited::Done);
-        };
-        match panic::catch_unwind(AssertUnwindSafe(|| rec.poll_cleanup(cx))) {
-            Ok(Poll::Ready(())) => return Poll::Ready(Awaited::Done),
-            Err(p) => return Poll::Ready(Awaited::Panicked(p)),
-            Ok(Poll::Pending) => {}
-        }
+    sleep: PhantomData<&'a ()>,
+}
+
+impl Timer<'_> {
+    /// Starts the deadline of a cleanup that did not complete at once.
+    fn arm(&mut self) {
         #[cfg(feature = "tokio")]
-        if let Some(s) = sleep.as_mut().as_pin_mut() {
+        if let Some(limit) = self.limit {
+            self.sleep.set(Some(tokio::time::sleep(limit)));
+        }
+    }
+
+    /// `true` if the armed deadline passed (it is disarmed then).
+    fn fired(&mut self, cx: &mut Context<'_>) -> bool {
+        #[cfg(feature = "tokio")]
+        if let Some(s) = self.sleep.as_mut().as_pin_mut() {
             if s.poll(cx).is_ready() {
-                return Poll::Ready(Awaited::TimedOut);
+                self.sleep.set(None);
+                return true;
             }
         }
-        Poll::Pending
-    })
-    .await
+        let _ = cx;
+        false
+    }
+
+    /// Disarms the deadline (the cleanup finished).
+    fn disarm(&mut self) {
+        #[cfg(feature = "tokio")]
+        if self.limit.is_some() {
+            self.sleep.set(None);
+        }
+    }
+}
+
+/// Runs the store's records newest first until one is pending (`Pending`, the record left
+/// linked and running, `resumed` set) or none is left. `running` is set while a record is
+/// being started or polled, so that the caller, catching a panic, knows it is still linked.
+/// Records are dropped (unlinked) after they finished or were skipped by their condition.
+fn run_records<const N: usize, R, D: Fn(&R) -> bool>(
+    store: &mut Store<'_, N>,
+    gate: Gate<'_, R, D>,
+    cx: &mut Context<'_>,
+    timer: &mut Timer<'_>,
+    resumed: &mut bool,
+    running: &mut bool,
+) -> Poll<()> {
+    while let Some((rec, tag)) = store.top() {
+        let fresh = !mem::replace(resumed, false);
+        if fresh {
+            let failing = gate.any_panic || gate.value.as_ref().is_some_and(gate.failed);
+            let run = match tag & WHEN {
+                ON_ERROR => failing,
+                ON_SUCCESS => !failing,
+                _ => true,
+            };
+            if !run {
+                store.drop_top();
+                continue;
+            }
+        }
+        let shown = if gate.show {
+            Outcome::of(gate.value)
+        } else {
+            Outcome::NONE
+        };
+        *running = true;
+        // Starts it if fresh (a no-op when resumed) and polls it: a sync record, or an async
+        // one that completes at once, costs this one call.
+        let poll = rec.run(shown, cx);
+        *running = false;
+        if poll.is_pending() {
+            if fresh {
+                timer.arm();
+            }
+            if !timer.fired(cx) {
+                *resumed = true;
+                return Poll::Pending;
+            }
+            count(Count::TimedOut, 1);
+        } else if !fresh {
+            timer.disarm();
+        }
+        store.drop_top();
+    }
+    Poll::Ready(())
 }
 
 /// Applies the cancellation path to one unlinked record (sync: run it; async: its fallback,
@@ -973,13 +1045,20 @@ fn guarded(f: impl FnOnce()) {
 impl<const BYTES: usize> Drop for AsyncScope<'_, BYTES> {
     fn drop(&mut self) {
         let placed = self.store.placed();
-        count(
-            Count::Registered,
-            placed.inline + placed.pooled + placed.heap,
-        );
-        count(Count::Inline, placed.inline);
-        count(Count::Pooled, placed.pooled);
-        count(Count::Heap, placed.heap);
+        // One thread-local access for the four counts.
+        let _ = COUNTERS.try_with(|c| {
+            let add = |w: Count, n: u64| {
+                let cell = &c.c[w as usize];
+                cell.set(cell.get() + n);
+            };
+            add(
+                Count::Registered,
+                placed.inline + placed.pooled + placed.heap,
+            );
+            add(Count::Inline, placed.inline);
+            add(Count::Pooled, placed.pooled);
+            add(Count::Heap, placed.heap);
+        });
         if self.finished {
             return;
         }

@@ -70,6 +70,10 @@ pub(crate) trait Cleanup: Send {
     fn start(self: Pin<&mut Self>, outcome: Outcome);
     /// Polls the started future (sync: `Ready`). `Ready` once done; the future is dropped then.
     fn poll_cleanup(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()>;
+    /// [`start`](Self::start) then [`poll_cleanup`](Self::poll_cleanup), in one call (the
+    /// scope's fast path: a sync cleanup or an async one that completes at once costs one
+    /// dynamic call).
+    fn run(self: Pin<&mut Self>, outcome: Outcome, cx: &mut Context<'_>) -> Poll<()>;
     /// Drops the closure or future (unrun or half-run) and runs the fallback given at
     /// registration, if any; returns whether there was one.
     fn fallback(self: Pin<&mut Self>) -> bool;
@@ -105,6 +109,11 @@ impl<F: FnOnce(Outcome) + Send> Cleanup for SyncRec<F> {
     }
 
     fn poll_cleanup(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<()> {
+        Poll::Ready(())
+    }
+
+    fn run(self: Pin<&mut Self>, outcome: Outcome, _cx: &mut Context<'_>) -> Poll<()> {
+        self.start(outcome);
         Poll::Ready(())
     }
 
@@ -179,6 +188,11 @@ where
             }
             Poll::Pending => Poll::Pending,
         }
+    }
+
+    fn run(mut self: Pin<&mut Self>, outcome: Outcome, cx: &mut Context<'_>) -> Poll<()> {
+        self.as_mut().start(outcome);
+        self.poll_cleanup(cx)
     }
 
     fn fallback(self: Pin<&mut Self>) -> bool {
