@@ -190,6 +190,7 @@ where
         }
     }
 
+    #[inline]
     fn run(mut self: Pin<&mut Self>, outcome: Outcome, cx: &mut Context<'_>) -> Poll<()> {
         self.as_mut().start(outcome);
         self.poll_cleanup(cx)
@@ -340,6 +341,7 @@ impl<'env, const N: usize> Store<'env, N> {
 
     /// Stores `rec` as the newest record and returns its index. `inline_ok`: it may go in the
     /// inline area; `spawnable` requires `P: 'static` and puts it in a block.
+    #[inline]
     pub(crate) fn push<P: Cleanup + 'env>(&mut self, rec: P, tag: u8) -> usize {
         self.push_impl(rec, tag, false)
     }
@@ -350,6 +352,7 @@ impl<'env, const N: usize> Store<'env, N> {
         self.push_impl(rec, tag, true)
     }
 
+    #[inline]
     fn push_impl<P: Cleanup + 'env>(&mut self, rec: P, tag: u8, spawnable: bool) -> usize {
         if self.entries.capacity() == 0 {
             self.entries = take_vec();
@@ -404,6 +407,7 @@ impl<'env, const N: usize> Store<'env, N> {
     }
 
     /// The address of a record's storage.
+    #[inline]
     fn addr(&mut self, loc: Loc) -> *mut u8 {
         match loc {
             Loc::Inline(off) => self.inline.0.as_mut_ptr().cast::<u8>().wrapping_add(off),
@@ -412,6 +416,7 @@ impl<'env, const N: usize> Store<'env, N> {
     }
 
     /// The live record at `index`, pinned in place, with its tag.
+    #[inline]
     pub(crate) fn get(&mut self, index: usize) -> Option<(Pin<&mut dyn Cleanup>, u8)> {
         let e = self.entries.get(index)?;
         if !e.live {
@@ -466,6 +471,7 @@ impl<'env, const N: usize> Store<'env, N> {
     /// The newest live record, pinned in place, with its tag (dead ones on the way are
     /// released). It stays linked while the caller runs it, so that if the caller is dropped
     /// or leaked midway, whoever disposes of the store next (the scope's `Drop`) finds it.
+    #[inline]
     pub(crate) fn top(&mut self) -> Option<(Pin<&mut dyn Cleanup>, u8)> {
         loop {
             let e = self.entries.last()?;
@@ -480,6 +486,7 @@ impl<'env, const N: usize> Store<'env, N> {
     }
 
     /// Unlinks and drops the newest record (after [`top`](Self::top) ran it, or to skip it).
+    #[inline]
     pub(crate) fn drop_top(&mut self) {
         if let Some(t) = self.pop() {
             drop(t);
@@ -487,6 +494,7 @@ impl<'env, const N: usize> Store<'env, N> {
     }
 
     /// Unlinks the newest live record (releasing dead ones on the way) for the caller to run.
+    #[inline]
     pub(crate) fn pop(&mut self) -> Option<Taken<'_>> {
         loop {
             let e = self.entries.pop()?;
@@ -520,6 +528,7 @@ impl<const N: usize> Drop for Store<'_, N> {
 }
 
 /// Releases a record's block (nothing for inline records).
+#[inline]
 fn release(loc: Loc) {
     match loc {
         Loc::Inline(_) => {}
