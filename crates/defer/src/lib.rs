@@ -206,8 +206,12 @@
 //! register sync cleanups ([`AsyncScope::defer`]) and async ones ([`AsyncScope::defer_async`],
 //! [`AsyncScope::defer_async_or`]) anywhere in it — loops, branches, helpers that take
 //! `&mut AsyncScope` — and they run newest first when the body ends, the async ones awaited
-//! one after another. [`async_try_scope!`] adds `Err` to the failure conditions of
-//! [`errdefer`](AsyncScope::errdefer) / [`on_success`](AsyncScope::on_success);
+//! one after another. [`async_try_scope!`] opens an [`AsyncTryScope`] for a body returning
+//! `Result<T, E>`, with the sync [`TryScope`]'s result-aware calls:
+//! [`errdefer`](AsyncTryScope::errdefer) gets `Option<&E>` (`None`: a panic, or
+//! cancellation), [`errdefer_async`](AsyncTryScope::errdefer_async) likewise makes its future
+//! from it, [`finally`](AsyncTryScope::finally) gets `&mut Result<T, E>` and may rewrite it,
+//! and `Err` counts as failure for [`on_success`](AsyncTryScope::on_success);
 //! [`async_recover!`] returns panics as [`Recovered`]; handles cancel a cleanup or run it now.
 //!
 //! ```
@@ -233,14 +237,19 @@
 //! cleanup runs exactly once, newest first, async ones awaited in that order; a panic in a
 //! cleanup is caught, the rest still run, and the first panic is resumed at the end (later
 //! ones are collateral, as in Step 6). [`errdefer`](AsyncScope::errdefer) runs on a panic,
-//! on `Err`, or on cancellation; [`on_success`](AsyncScope::on_success) only on success.
+//! on `Err`, or on cancellation; [`on_success`](AsyncScope::on_success) only on success. In an
+//! [`AsyncTryScope`] both look at the result as it is when they run, so a
+//! [`finally`](AsyncTryScope::finally) that turns `Err` into `Ok` turns off the `errdefer`s
+//! registered before it (Go's named-result rewrite, as in the sync [`TryScope`]); `finally`
+//! runs when the body returned, not after a panic in the body, nor on cancellation.
 //!
 //! **Cancellation is explicit.** A Rust future is cancelled by being *dropped*: no await can
 //! happen any more, so async cleanups cannot run where they were registered. Every scope
 //! states a [`CancelPolicy`] — there is no default — and when its future is dropped before
 //! it finished (a client went away, a `select!` lost, a timeout fired), in `Drop`, newest
 //! first:
-//! - sync cleanups run (and sync `errdefer`s; `on_success` cleanups are dropped unrun);
+//! - sync cleanups run (and sync `errdefer`s, with `None` for the error; `on_success` and
+//!   `finally` cleanups are dropped unrun);
 //! - an async cleanup registered with [`defer_async_or`](AsyncScope::defer_async_or) runs its
 //!   sync fallback instead (its future, if it had started, is dropped first);
 //! - every other async cleanup follows the policy: [`CancelPolicy::Spawn`] hands it to a
@@ -290,24 +299,34 @@
 //! record (its closure, then its future, plus the fallback) fits is stored there, without
 //! allocation; larger ones, and `defer_async` under `Spawn`, take a block of the thread-local
 //! pool (no allocation in steady state; counted by a test with a counting allocator). The
-//! records are type-erased and every cleanup runs under its own `catch_unwind`. Measured with
-//! `cargo bench -p frugal-defer -- --callgrind --filter async` (Rust 1.95, x86-64, futures
-//! that complete at once), instructions per operation:
+//! records are type-erased; `finish` runs them newest first in one loop under one
+//! `catch_unwind` (entered again after a panic), starting and polling each with one dynamic
+//! call, so a sync cleanup or an async one that completes at once never leaves the loop.
+//! Measured with `cargo bench -p frugal-defer -- --callgrind --filter async` (Rust 1.95,
+//! x86-64, futures that complete at once), instructions per operation:
 //!
 //! | case | 1 cleanup | 8 | 64 |
 //! |---|---:|---:|---:|
 //! | the same awaits written by hand | 41 | 181 | 1301 |
-//! | `defer_async_or` (inline) | 827 | 3305 | 23129 |
-//! | `defer_async` under `Spawn` (pool block) | 875 | 3683 | 26141 |
+//! | `defer_async_or` (inline) | 707 | 2205 | 14189 |
+//! | `defer_async` under `Spawn` (pool block) | 756 | 2591 | 17265 |
 //! | sync calls written by hand | 24 | 80 | 528 |
-//! | `defer` in an async scope | 689 | 2194 | 14234 |
+//! | `defer` in an async scope | 679 | 1981 | 12397 |
 //!
-//! About 330 instructions per async cleanup beyond the await itself, and 200 per sync one: far
-//! above the 2× target of issue 11 for trivial cleanups (18× with 64 of them; in wall clock,
-//! `cargo bench -p frugal-defer -- --filter async` on a busy 2-core VM, fastest of 31 samples,
-//! about 15×: 56 ns against 3.8 ns per cleanup), small beside a cleanup that does I/O (one
-//! system call costs more). Use the sync [`scope`] inside the async body for hot sync-only
-//! cleanup.
+//! (Before the single loop: 827 / 3305 / 23129 for `defer_async_or`.) About 200 instructions
+//! per async cleanup beyond the await itself and 185 per sync one, plus about 500 per scope:
+//! the 2× target of issue 11 is not met for trivial cleanups (11× with 64 of them; in wall
+//! clock, `cargo bench -p frugal-defer -- --filter async` on a loaded 2-core VM, medians of
+//! 31 samples, about 8×: 36 ns against 4.4 ns per cleanup, 0 allocations). The
+//! floor is set by type erasure, which registration in loops and branches needs: per cleanup
+//! a record written into the scope plus a LIFO entry for it (~55 instructions), one dynamic
+//! call that starts and polls it (~30, moving the closure out and building its future in
+//! place), the loop's bookkeeping to find, check and unlink the newest entry (~80), and a
+//! dynamic drop in place with its storage released (~30) — against about 20 for a trivial
+//! future awaited inline by hand, which the compiler sees through entirely. Only a scope whose
+//! cleanups' types are known at compile time could reach 2×, and that cannot register in a
+//! loop. Beside a cleanup that does I/O (one system call costs more) the overhead is small;
+//! use the sync [`scope`] inside the async body for hot sync-only cleanup.
 //!
 //! # Storage
 //!
@@ -475,8 +494,8 @@ pub use stats::{reset_stats, stats, Stats};
 
 #[cfg(feature = "async")]
 pub use raw::{
-    async_stats, block_on, AsyncDeferHandle, AsyncScope, AsyncStats, CancelPolicy, Detached,
-    DEFAULT_ASYNC_CAPACITY,
+    async_stats, block_on, AsyncDeferHandle, AsyncScope, AsyncStats, AsyncTryScope, CancelPolicy,
+    Detached, DEFAULT_ASYNC_CAPACITY,
 };
 
 /// Items the macros use; not part of the API.

@@ -3,6 +3,7 @@
 //! time).
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Once};
@@ -110,10 +111,10 @@ fn errdefer_and_on_success_follow_the_result() {
         let log: Log = Arc::default();
         let r: Result<u8, &str> = block_on(async_try_scope!(CancelPolicy::Leak, |s| {
             let l = &log;
-            s.errdefer(move || push(l, "rollback"));
+            s.errdefer(move |_| push(l, "rollback"));
             s.on_success(move || push(l, "commit"));
             let l2 = Arc::clone(&log);
-            s.errdefer_async(move || async move { push(&l2, "async rollback") });
+            s.errdefer_async(move |_| async move { push(&l2, "async rollback") });
             YieldN(1).await;
             if fail {
                 Err("no")
@@ -128,6 +129,236 @@ fn errdefer_and_on_success_follow_the_result() {
         };
         assert_eq!(r.is_err(), fail);
         assert_eq!(*log.lock().unwrap(), expected);
+    }
+}
+
+#[test]
+fn errdefer_sees_the_error_or_none_for_a_panic() {
+    let log: Log = Arc::default();
+    let r: Result<u8, String> = block_on(async_try_scope!(CancelPolicy::Leak, |s| {
+        let l = &log;
+        s.errdefer(move |e| push(l, format!("sync {e:?}")));
+        let l2 = Arc::clone(&log);
+        s.errdefer_async(move |e: Option<&String>| {
+            let e = e.cloned();
+            async move { push(&l2, format!("async {e:?}")) }
+        });
+        YieldN(1).await;
+        Err("full".to_string())
+    }));
+    assert_eq!(r, Err("full".to_string()));
+    assert_eq!(
+        *log.lock().unwrap(),
+        [r#"async Some("full")"#, r#"sync Some("full")"#]
+    );
+
+    quiet_hook();
+    let log: Log = Arc::default();
+    let r = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        block_on(async_try_scope!(CancelPolicy::Leak, |s| {
+            let l = &log;
+            s.errdefer(move |e: Option<&String>| push(l, format!("sync {e:?}")));
+            s.finally(move |_: &mut Result<u8, String>| push(l, "finally"));
+            let l2 = Arc::clone(&log);
+            s.errdefer_async(move |e: Option<&String>| {
+                let e = e.cloned();
+                async move { push(&l2, format!("async {e:?}")) }
+            });
+            YieldN(1).await;
+            if true {
+                boom(1);
+            }
+            Ok(1)
+        }))
+    }));
+    assert!(r.is_err());
+    // No result: the errdefers get `None`, the `finally` does not run.
+    assert_eq!(*log.lock().unwrap(), ["async None", "sync None"]);
+}
+
+#[test]
+fn finally_rewrites_the_result_and_later_cleanups_see_the_rewrite() {
+    let log: Log = Arc::default();
+    let r: Result<u32, String> = block_on(async_try_scope!(CancelPolicy::Leak, 64, |s| {
+        let l = &log;
+        // Registered before `finally`: runs after it, sees the rewritten `Ok`.
+        s.errdefer(move |e| push(l, format!("early errdefer {e:?}")));
+        s.on_success(move || push(l, "success"));
+        s.finally(move |r: &mut Result<u32, String>| {
+            push(l, format!("finally saw {r:?}"));
+            if r.is_err() {
+                *r = Ok(0);
+            }
+        });
+        // Registered after `finally`: runs before it, sees the `Err`.
+        s.errdefer(move |e| push(l, format!("late errdefer {e:?}")));
+        YieldN(2).await;
+        Err("cache miss".to_string())
+    }));
+    assert_eq!(r, Ok(0));
+    assert_eq!(
+        *log.lock().unwrap(),
+        [
+            r#"late errdefer Some("cache miss")"#,
+            r#"finally saw Err("cache miss")"#,
+            "success",
+        ]
+    );
+
+    // The other way: `finally` turns `Ok` into `Err`, and the errdefers before it run.
+    let log: Log = Arc::default();
+    let r: Result<u32, String> = block_on(async_try_scope!(CancelPolicy::Leak, |s| {
+        let l = &log;
+        s.errdefer(move |e| push(l, format!("errdefer {e:?}")));
+        s.on_success(move || push(l, "success"));
+        s.finally(|r: &mut Result<u32, String>| *r = Err("vetoed".to_string()));
+        Ok(7)
+    }));
+    assert_eq!(r, Err("vetoed".to_string()));
+    assert_eq!(*log.lock().unwrap(), [r#"errdefer Some("vetoed")"#]);
+}
+
+#[test]
+fn a_panicking_cleanup_makes_errdefers_see_none_and_discards_the_result() {
+    quiet_hook();
+    let log: Log = Arc::default();
+    let r = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        block_on(async_try_scope!(CancelPolicy::Leak, |s| {
+            let l = &log;
+            s.errdefer(move |e: Option<&String>| push(l, format!("errdefer {e:?}")));
+            s.finally(move |r: &mut Result<u8, String>| push(l, format!("finally {r:?}")));
+            s.defer(|| boom(2));
+            Ok(5)
+        }))
+    }));
+    assert!(r.is_err());
+    assert_eq!(*log.lock().unwrap(), ["finally Ok(5)", "errdefer None"]);
+}
+
+/// A capture that counts its drops (made with `counted`, which counts it made).
+struct Counted(Arc<Mutex<Vec<usize>>>, usize);
+
+fn counted(made: &Arc<Mutex<Vec<usize>>>, drops: &Arc<Mutex<Vec<usize>>>, i: usize) -> Counted {
+    made.lock().unwrap()[i] += 1;
+    Counted(Arc::clone(drops), i)
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.lock().unwrap()[self.1] += 1;
+    }
+}
+
+#[test]
+fn a_try_scope_dropped_after_every_k_polls() {
+    // Three sync result-aware cleanups and two async ones around yields; for every k the
+    // scope's future is dropped after k polls (or finishes). Finished: the result decides.
+    // Cancelled: the errdefers run with `None` (the async one's fallback is its sync
+    // twin), `finally` and `on_success` do not, nothing runs twice, every capture is
+    // dropped once.
+    for fail in [false, true] {
+        let mut finished_at = None;
+        for k in 0..40 {
+            let log: Log = Arc::default();
+            let drops = Arc::new(Mutex::new(vec![0; 5]));
+            let made = Arc::new(Mutex::new(vec![0; 5]));
+            let before = async_stats();
+            let fut = async_try_scope!(CancelPolicy::Leak, |s| {
+                let (l, d, m) = (&log, &drops, &made);
+                let c0 = counted(m, d, 0);
+                s.errdefer(move |e: Option<&&str>| {
+                    let _c = c0;
+                    push(l, format!("errdefer {e:?}"));
+                });
+                YieldN(1).await;
+                let c1 = counted(m, d, 1);
+                s.on_success(move || {
+                    let _c = c1;
+                    push(l, "success");
+                });
+                let c2 = counted(m, d, 2);
+                s.finally(move |r: &mut Result<u8, &str>| {
+                    let _c = c2;
+                    push(l, format!("finally {r:?}"));
+                });
+                YieldN(1).await;
+                let (c3, l3) = (counted(m, d, 3), Arc::clone(l));
+                s.errdefer_async(move |e: Option<&&str>| {
+                    let e = e.copied();
+                    async move {
+                        YieldN(2).await;
+                        let _c = c3;
+                        push(&l3, format!("async errdefer {e:?}"));
+                    }
+                });
+                let c4 = counted(m, d, 4);
+                s.defer_async_or(
+                    move || async move {
+                        YieldN(1).await;
+                        push(l, "async or");
+                    },
+                    move || {
+                        let _c = c4;
+                        push(l, "fallback");
+                    },
+                );
+                YieldN(1).await;
+                if fail {
+                    Err("no")
+                } else {
+                    Ok(1)
+                }
+            });
+            let finished = poll_k(fut, k);
+            let log = log.lock().unwrap().clone();
+            let made = made.lock().unwrap().clone();
+            assert!(made.iter().all(|&n| n <= 1), "k = {k}");
+            assert_eq!(
+                *drops.lock().unwrap(),
+                made,
+                "k = {k}: every capture dropped once"
+            );
+            let d = async_stats().since(&before);
+            if finished {
+                let expected: Vec<&str> = if fail {
+                    vec![
+                        "async or",
+                        r#"async errdefer Some("no")"#,
+                        r#"finally Err("no")"#,
+                        r#"errdefer Some("no")"#,
+                    ]
+                } else {
+                    vec!["async or", "finally Ok(1)", "success"]
+                };
+                assert_eq!(log, expected, "k = {k}");
+                assert_eq!(made, [1; 5], "k = {k}");
+                finished_at.get_or_insert(k);
+                continue;
+            }
+            assert_eq!(d.cancelled_scopes, u64::from(k > 0), "k = {k}");
+            // Cancelled: the errdefer, once registered, runs (with `None`) and runs last;
+            // `finally` and `on_success` never run; the async cleanup or its fallback at most once.
+            assert!(
+                !log.iter()
+                    .any(|e| e.starts_with("finally") || e == "success"),
+                "k = {k}: {log:?}"
+            );
+            let errdefers = log.iter().filter(|e| *e == "errdefer None").count();
+            assert_eq!(errdefers, usize::from(k > 0), "k = {k}: {log:?}");
+            assert_eq!(
+                log.last().map(String::as_str),
+                (k > 0).then_some("errdefer None"),
+                "k = {k}"
+            );
+            assert!(
+                log.iter()
+                    .filter(|e| *e == "fallback" || *e == "async or")
+                    .count()
+                    <= 1,
+                "k = {k}: {log:?}"
+            );
+        }
+        assert!(finished_at.is_some(), "the scope finishes within 40 polls");
     }
 }
 

@@ -10,7 +10,8 @@
 use std::cell::Cell;
 use std::fmt;
 use std::future::{poll_fn, Future};
-use std::marker::PhantomPinned;
+use std::marker::{PhantomData, PhantomPinned};
+use std::mem;
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::{pin, Pin};
 use std::sync::Arc;
@@ -18,7 +19,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
-use super::async_store::{AsyncRec, Cleanup, Detached, Store, SyncRec, Taken};
+use super::async_store::{AsyncRec, Cleanup, Detached, Outcome, Store, SyncRec, Taken};
 use crate::panics::{self, PanicPayload, Recovered};
 
 /// Default size of an async scope's inline area in bytes.
@@ -349,7 +350,7 @@ impl<'env, const BYTES: usize> AsyncScope<'env, BYTES> {
     where
         F: FnOnce() + Send + 'env,
     {
-        let i = self.store.push(SyncRec::new(f), ALWAYS);
+        let i = self.store.push(SyncRec::new(move |_: Outcome| f()), ALWAYS);
         self.handle(i)
     }
 
@@ -360,7 +361,9 @@ impl<'env, const BYTES: usize> AsyncScope<'env, BYTES> {
     where
         F: FnOnce() + Send + 'env,
     {
-        let i = self.store.push(SyncRec::new(f), ON_ERROR);
+        let i = self
+            .store
+            .push(SyncRec::new(move |_: Outcome| f()), ON_ERROR);
         self.handle(i)
     }
 
@@ -370,7 +373,9 @@ impl<'env, const BYTES: usize> AsyncScope<'env, BYTES> {
     where
         F: FnOnce() + Send + 'env,
     {
-        let i = self.store.push(SyncRec::new(f), ON_SUCCESS);
+        let i = self
+            .store
+            .push(SyncRec::new(move |_: Outcome| f()), ON_SUCCESS);
         self.handle(i)
     }
 
@@ -400,6 +405,14 @@ impl<'env, const BYTES: usize> AsyncScope<'env, BYTES> {
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
+        self.push_async_made(move |_: Outcome| f(), tag)
+    }
+
+    fn push_async_made<F, Fut>(&mut self, f: F, tag: u8) -> AsyncDeferHandle
+    where
+        F: FnOnce(Outcome) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
         let rec = AsyncRec::<F, Fut, NoFallback>::new(f, None);
         let i = match self.policy {
             CancelPolicy::Spawn(_) => self.store.push_spawnable(rec, tag),
@@ -418,7 +431,7 @@ impl<'env, const BYTES: usize> AsyncScope<'env, BYTES> {
         Fut: Future<Output = ()> + Send + 'env,
         G: FnOnce() + Send + 'env,
     {
-        let rec = AsyncRec::<F, Fut, G>::new(f, Some(fallback));
+        let rec = AsyncRec::<_, Fut, G>::new(move |_: Outcome| f(), Some(fallback));
         let i = self.store.push(rec, ALWAYS | HAS_FALLBACK);
         self.handle(i)
     }
@@ -478,7 +491,7 @@ impl<'env, const BYTES: usize> AsyncScope<'env, BYTES> {
     /// [`async_scope!`](crate::async_scope).
     #[doc(hidden)]
     pub async fn finish_unwind<R>(self: Pin<&mut Self>, outcome: Result<R, PanicPayload>) -> R {
-        match self.finish_impl(outcome, false).await {
+        match self.finish_impl(outcome, |_| false, false).await {
             Ok(v) => v,
             Err((first, collateral, value)) => resume(first, collateral, value),
         }
@@ -491,8 +504,7 @@ impl<'env, const BYTES: usize> AsyncScope<'env, BYTES> {
         self: Pin<&mut Self>,
         outcome: Result<Result<T, E>, PanicPayload>,
     ) -> Result<T, E> {
-        let failed = matches!(outcome, Ok(Err(_)));
-        match self.finish_impl(outcome, failed).await {
+        match self.finish_impl(outcome, Result::is_err, false).await {
             Ok(v) => v,
             Err((first, collateral, value)) => resume(first, collateral, value),
         }
@@ -505,67 +517,308 @@ impl<'env, const BYTES: usize> AsyncScope<'env, BYTES> {
         self: Pin<&mut Self>,
         outcome: Result<R, PanicPayload>,
     ) -> Result<R, Recovered> {
-        self.finish_impl(outcome, false)
-            .await
-            .map_err(|(first, mut collateral, value)| {
+        self.finish_impl(outcome, |_| false, false).await.map_err(
+            |(first, mut collateral, value)| {
                 if let Some(v) = value {
                     discard(v, &mut collateral);
                 }
                 Recovered::new(first, collateral)
-            })
+            },
+        )
     }
 
+    /// Runs the cleanups. `failed`: whether the body's value counts as a failure (looked at
+    /// before each cleanup: a `finally` may rewrite it). `show`: the result-aware cleanups of
+    /// an [`AsyncTryScope`] see the value (only its `finish_try` sets this, with the `R` its
+    /// records were made for).
     async fn finish_impl<R>(
         self: Pin<&mut Self>,
         outcome: Result<R, PanicPayload>,
-        failed: bool,
+        failed: impl Fn(&R) -> bool,
+        show: bool,
     ) -> Result<R, (PanicPayload, Vec<PanicPayload>, Option<R>)> {
         let this = self.pinned_mut();
         this.started = true;
         let mut panics = Panics::default();
-        let value = match outcome {
+        let mut value = match outcome {
             Ok(v) => Some(v),
             Err(p) => {
                 panics.record(p);
                 None
             }
         };
-        let deadline = this.deadline;
-        while let Some((rec, tag)) = this.store.top() {
-            let run = match tag & WHEN {
-                ON_ERROR => failed || panics.any(),
-                ON_SUCCESS => !failed && !panics.any(),
-                _ => true,
-            };
-            if !run {
-                this.store.drop_top();
-                continue;
-            }
-            let mut rec = rec;
-            let started = panic::catch_unwind(AssertUnwindSafe(|| rec.as_mut().start()));
-            if started.is_err() || !rec.is_async() {
-                // Ran (sync), or panicked starting: done with it.
-                this.store.drop_top();
-                if let Err(p) = started {
+        let mut timer = Timer {
+            limit: this.deadline,
+            #[cfg(feature = "tokio")]
+            sleep: pin!(None),
+            #[cfg(not(feature = "tokio"))]
+            sleep: PhantomData,
+        };
+        let store = &mut this.store;
+        // One `catch_unwind` around the loop over the records, entered again after a panic
+        // (the panicking record dropped, the panic recorded), not one per cleanup.
+        let mut resumed = false;
+        poll_fn(|cx| loop {
+            let any_panic = panics.any();
+            let mut running = false;
+            let step = panic::catch_unwind(AssertUnwindSafe(|| {
+                run_records(
+                    store,
+                    Gate {
+                        any_panic,
+                        value: &mut value,
+                        failed: &failed,
+                        show,
+                    },
+                    cx,
+                    &mut timer,
+                    &mut resumed,
+                    &mut running,
+                )
+            }));
+            match step {
+                Ok(poll) => return poll,
+                Err(p) => {
+                    resumed = false;
+                    if running {
+                        // It panicked starting or polling: done with it (still linked).
+                        store.drop_top();
+                    }
                     panics.record(p);
                 }
-                continue;
             }
-            // Awaited in place, still linked: should this future be dropped (or leaked)
-            // meanwhile, the scope's `Drop` hands it to the cancellation policy.
-            let result = await_top(&mut this.store, deadline).await;
-            this.store.drop_top();
-            match result {
-                Awaited::Done => {}
-                Awaited::Panicked(p) => panics.record(p),
-                Awaited::TimedOut => count(Count::TimedOut, 1),
-            }
-        }
+        })
+        .await;
         this.finished = true;
         match panics.first {
             None => Ok(value.expect("no panic was recorded, so the body returned")),
             Some(first) => Err((first, panics.collateral, value)),
         }
+    }
+}
+
+/// An [`AsyncScope`] whose body returns `Result<T, E>`, as [`TryScope`](crate::TryScope) is
+/// for the sync chain: [`errdefer`](AsyncTryScope::errdefer) sees the error,
+/// [`finally`](AsyncTryScope::finally) may rewrite the result, and `Err` counts as failure
+/// for [`on_success`](AsyncTryScope::on_success). What
+/// [`async_try_scope!`](crate::async_try_scope) lends its body as `s`.
+///
+/// The result-aware cleanups share the one LIFO order with the others and look at the result
+/// as it is when they run: a `finally` that turns `Err` into `Ok` turns off the `errdefer`s
+/// registered before it (they run after it), as in the sync [`TryScope`](crate::TryScope).
+/// On cancellation there is no result: `errdefer`s get `None`, `finally`s do not run.
+///
+/// It has the methods of [`AsyncScope`] that register and handle cleanups, but does not
+/// dereference to it: a helper that takes `&mut AsyncScope` cannot be handed this one.
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use frugal_defer::CancelPolicy;
+///
+/// let log = Arc::new(Mutex::new(Vec::new()));
+/// let r: Result<u32, String> = frugal_defer::block_on(frugal_defer::async_try_scope!(
+///     CancelPolicy::Leak,
+///     |s| {
+///         let l = &log;
+///         s.errdefer(move |e| l.lock().unwrap().push(format!("rollback: {e:?}")));
+///         s.finally(|r: &mut Result<u32, String>| {
+///             if r.is_err() {
+///                 *r = Ok(0); // fall back to a default
+///             }
+///         });
+///         Err("cache miss".to_string())
+///     }
+/// ));
+/// assert_eq!(r, Ok(0)); // rewritten by `finally`, so the `errdefer` did not run
+/// assert!(log.lock().unwrap().is_empty());
+/// ```
+pub struct AsyncTryScope<'env, T, E, const BYTES: usize = DEFAULT_ASYNC_CAPACITY> {
+    /// Structurally pinned (see `finish_try`).
+    scope: AsyncScope<'env, BYTES>,
+    /// Invariant in `T` and `E`: its records read and write exactly that result type.
+    result: PhantomData<Invariant<Result<T, E>>>,
+}
+
+/// Makes a `PhantomData` invariant in `T`.
+type Invariant<T> = fn(T) -> T;
+
+impl<'env, T, E, const BYTES: usize> AsyncTryScope<'env, T, E, BYTES> {
+    /// An empty scope with this cancellation policy (allocates nothing).
+    pub fn new(policy: CancelPolicy) -> Self {
+        AsyncTryScope {
+            scope: AsyncScope::new(policy),
+            result: PhantomData,
+        }
+    }
+
+    /// As [`AsyncScope::with_cleanup_deadline`].
+    #[cfg(feature = "tokio")]
+    #[must_use]
+    pub fn with_cleanup_deadline(mut self, limit: Duration) -> Self {
+        self.scope.deadline = Some(limit);
+        self
+    }
+
+    /// The scope's cancellation policy.
+    pub fn policy(&self) -> CancelPolicy {
+        self.scope.policy
+    }
+
+    /// As [`AsyncScope::scope_mut`].
+    ///
+    /// # Panics
+    /// After `finish_try` started.
+    pub fn scope_mut(self: Pin<&mut Self>) -> &mut Self {
+        assert!(
+            !self.scope.started,
+            "the scope's cleanups already started: it cannot be borrowed mutably again"
+        );
+        // SAFETY: as in `AsyncScope::scope_mut`: nothing was started in place yet.
+        unsafe { self.get_unchecked_mut() }
+    }
+
+    /// As [`AsyncScope::defer`].
+    pub fn defer<F>(&mut self, f: F) -> AsyncDeferHandle
+    where
+        F: FnOnce() + Send + 'env,
+    {
+        self.scope.defer(f)
+    }
+
+    /// Registers a sync cleanup that runs only if the scope fails: the result is `Err` when it
+    /// runs, something panicked (the body, or a cleanup that ran before it), or the scope
+    /// was cancelled. `f` gets `Some(&e)` for an `Err(e)` result, `None` when there is no
+    /// result (a panic in the body, cancellation) or the result is `Ok` and a cleanup
+    /// panicked.
+    pub fn errdefer<F>(&mut self, f: F) -> AsyncDeferHandle
+    where
+        F: FnOnce(Option<&E>) + Send + 'env,
+        T: 'env,
+        E: 'env,
+    {
+        let rec = SyncRec::new(move |o: Outcome| {
+            // SAFETY: a record of an `AsyncTryScope<T, E>` is shown only the
+            // `Option<Result<T, E>>` of its `finish_try` (`show` is set nowhere else), alive
+            // and unborrowed while the record starts; or nothing.
+            match unsafe { o.result::<T, E>() } {
+                Some(Err(e)) => f(Some(e)),
+                _ => f(None),
+            }
+        });
+        let i = self.scope.store.push(rec, ON_ERROR);
+        self.scope.handle(i)
+    }
+
+    /// As [`AsyncScope::on_success`]: only if the result is `Ok` when it runs and nothing
+    /// panicked.
+    pub fn on_success<F>(&mut self, f: F) -> AsyncDeferHandle
+    where
+        F: FnOnce() + Send + 'env,
+    {
+        self.scope.on_success(f)
+    }
+
+    /// Registers a sync cleanup that runs whenever the body returned (`Ok` or `Err`; not when
+    /// it panicked, nor on cancellation) and may rewrite the result. If a cleanup panics, the
+    /// result is discarded with the panic.
+    pub fn finally<F>(&mut self, f: F) -> AsyncDeferHandle
+    where
+        F: FnOnce(&mut Result<T, E>) + Send + 'env,
+        T: 'env,
+        E: 'env,
+    {
+        let rec = SyncRec::new(move |o: Outcome| {
+            // SAFETY: as in `errdefer`.
+            if let Some(r) = unsafe { o.result::<T, E>() } {
+                f(r);
+            }
+        });
+        let i = self.scope.store.push(rec, ALWAYS);
+        self.scope.handle(i)
+    }
+
+    /// As [`AsyncScope::defer_async`].
+    pub fn defer_async<F, Fut>(&mut self, f: F) -> AsyncDeferHandle
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.scope.defer_async(f)
+    }
+
+    /// Like [`errdefer`](Self::errdefer) for an async cleanup: `f` sees the error (or `None`,
+    /// as there) and makes the future to await, which owns what it needs of the error (it
+    /// may be spawned on cancellation: `'static`, as for
+    /// [`defer_async`](AsyncScope::defer_async)).
+    pub fn errdefer_async<F, Fut>(&mut self, f: F) -> AsyncDeferHandle
+    where
+        F: FnOnce(Option<&E>) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+        T: 'static,
+        E: 'static,
+    {
+        let make = move |o: Outcome| {
+            // SAFETY: as in `errdefer`.
+            match unsafe { o.result::<T, E>() } {
+                Some(Err(e)) => f(Some(e)),
+                _ => f(None),
+            }
+        };
+        self.scope.push_async_made(make, ON_ERROR)
+    }
+
+    /// As [`AsyncScope::defer_async_or`].
+    pub fn defer_async_or<F, Fut, G>(&mut self, f: F, fallback: G) -> AsyncDeferHandle
+    where
+        F: FnOnce() -> Fut + Send + 'env,
+        Fut: Future<Output = ()> + Send + 'env,
+        G: FnOnce() + Send + 'env,
+    {
+        self.scope.defer_async_or(f, fallback)
+    }
+
+    /// As [`AsyncScope::cancel`].
+    ///
+    /// # Panics
+    /// If the handle belongs to another scope.
+    pub fn cancel(&mut self, h: AsyncDeferHandle) {
+        self.scope.cancel(h);
+    }
+
+    /// As [`AsyncScope::run_now`]; there is no result yet, so an `errdefer` run now gets
+    /// `None` and a `finally` does nothing.
+    ///
+    /// # Panics
+    /// If the handle belongs to another scope.
+    pub async fn run_now(&mut self, h: AsyncDeferHandle) {
+        self.scope.run_now(h).await;
+    }
+
+    /// Runs every cleanup for a body that ended with `outcome` (its result, or the panic it
+    /// raised), showing the result to the result-aware ones; returns the result as the
+    /// cleanups left it, or resumes the first panic. Used by
+    /// [`async_try_scope!`](crate::async_try_scope).
+    #[doc(hidden)]
+    pub async fn finish_try(
+        self: Pin<&mut Self>,
+        outcome: Result<Result<T, E>, PanicPayload>,
+    ) -> Result<T, E> {
+        // SAFETY: `scope` is structurally pinned: `AsyncTryScope` never moves it out once
+        // pinned (it has no `Drop`, is `!Unpin` through the scope, and lends `&mut self` only
+        // before the cleanups started).
+        let scope = unsafe { self.map_unchecked_mut(|s| &mut s.scope) };
+        match scope.finish_impl(outcome, Result::is_err, true).await {
+            Ok(v) => v,
+            Err((first, collateral, value)) => resume(first, collateral, value),
+        }
+    }
+}
+
+impl<T, E, const BYTES: usize> fmt::Debug for AsyncTryScope<'_, T, E, BYTES> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AsyncTryScope")
+            .field("scope", &self.scope)
+            .finish()
     }
 }
 
@@ -619,42 +872,111 @@ fn resume<R>(first: PanicPayload, mut collateral: Vec<PanicPayload>, value: Opti
     panic::resume_unwind(first)
 }
 
-enum Awaited {
-    Done,
-    Panicked(PanicPayload),
-    /// Only with a deadline (the `tokio` feature).
-    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
-    TimedOut,
+/// What decides whether a record runs, and what result-aware records are shown.
+struct Gate<'a, R, D> {
+    /// A panic was recorded (the body's or a cleanup's).
+    any_panic: bool,
+    /// The body's value, if it returned.
+    value: &'a mut Option<R>,
+    /// Whether the value counts as a failure.
+    failed: &'a D,
+    /// Show the value to the records (an `AsyncTryScope`'s `finish_try` only).
+    show: bool,
 }
 
-/// Awaits the store's newest record (a started async cleanup), catching its panics, for at
-/// most `deadline` (with the `tokio` feature).
-async fn await_top<const N: usize>(
-    store: &mut Store<'_, N>,
-    deadline: Option<Duration>,
-) -> Awaited {
+/// The deadline of the async cleanup being awaited (with the `tokio` feature).
+struct Timer<'a> {
+    /// Only read with the `tokio` feature (without it, scopes have no deadline).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    limit: Option<Duration>,
     #[cfg(feature = "tokio")]
-    let mut sleep = pin!(deadline.map(tokio::time::sleep));
+    sleep: Pin<&'a mut Option<tokio::time::Sleep>>,
     #[cfg(not(feature = "tokio"))]
-    let _ = deadline;
-    poll_fn(|cx| {
-        let Some((rec, _)) = store.top() else {
-            return Poll::Ready(Awaited::Done);
-        };
-        match panic::catch_unwind(AssertUnwindSafe(|| rec.poll_cleanup(cx))) {
-            Ok(Poll::Ready(())) => return Poll::Ready(Awaited::Done),
-            Err(p) => return Poll::Ready(Awaited::Panicked(p)),
-            Ok(Poll::Pending) => {}
-        }
+    sleep: PhantomData<&'a ()>,
+}
+
+impl Timer<'_> {
+    /// Starts the deadline of a cleanup that did not complete at once.
+    fn arm(&mut self) {
         #[cfg(feature = "tokio")]
-        if let Some(s) = sleep.as_mut().as_pin_mut() {
+        if let Some(limit) = self.limit {
+            self.sleep.set(Some(tokio::time::sleep(limit)));
+        }
+    }
+
+    /// `true` if the armed deadline passed (it is disarmed then).
+    fn fired(&mut self, cx: &mut Context<'_>) -> bool {
+        #[cfg(feature = "tokio")]
+        if let Some(s) = self.sleep.as_mut().as_pin_mut() {
             if s.poll(cx).is_ready() {
-                return Poll::Ready(Awaited::TimedOut);
+                self.sleep.set(None);
+                return true;
             }
         }
-        Poll::Pending
-    })
-    .await
+        let _ = cx;
+        false
+    }
+
+    /// Disarms the deadline (the cleanup finished).
+    fn disarm(&mut self) {
+        #[cfg(feature = "tokio")]
+        if self.limit.is_some() {
+            self.sleep.set(None);
+        }
+    }
+}
+
+/// Runs the store's records newest first until one is pending (`Pending`, the record left
+/// linked and running, `resumed` set) or none is left. `running` is set while a record is
+/// being started or polled, so that the caller, catching a panic, knows it is still linked.
+/// Records are dropped (unlinked) after they finished or were skipped by their condition.
+fn run_records<const N: usize, R, D: Fn(&R) -> bool>(
+    store: &mut Store<'_, N>,
+    gate: Gate<'_, R, D>,
+    cx: &mut Context<'_>,
+    timer: &mut Timer<'_>,
+    resumed: &mut bool,
+    running: &mut bool,
+) -> Poll<()> {
+    while let Some((rec, tag)) = store.top() {
+        let fresh = !mem::replace(resumed, false);
+        if fresh {
+            let failing = gate.any_panic || gate.value.as_ref().is_some_and(gate.failed);
+            let run = match tag & WHEN {
+                ON_ERROR => failing,
+                ON_SUCCESS => !failing,
+                _ => true,
+            };
+            if !run {
+                store.drop_top();
+                continue;
+            }
+        }
+        let shown = if gate.show {
+            Outcome::of(gate.value)
+        } else {
+            Outcome::NONE
+        };
+        *running = true;
+        // Starts it if fresh (a no-op when resumed) and polls it: a sync record, or an async
+        // one that completes at once, costs this one call.
+        let poll = rec.run(shown, cx);
+        *running = false;
+        if poll.is_pending() {
+            if fresh {
+                timer.arm();
+            }
+            if !timer.fired(cx) {
+                *resumed = true;
+                return Poll::Pending;
+            }
+            count(Count::TimedOut, 1);
+        } else if !fresh {
+            timer.disarm();
+        }
+        store.drop_top();
+    }
+    Poll::Ready(())
 }
 
 /// Applies the cancellation path to one unlinked record (sync: run it; async: its fallback,
@@ -685,7 +1007,7 @@ fn cancel_in_place(
     }
     if !rec.is_async() {
         count(Count::RanOnCancel, 1);
-        guarded(|| rec.as_mut().start());
+        guarded(|| rec.as_mut().start(Outcome::NONE));
         return;
     }
     if tag & HAS_FALLBACK != 0 {
@@ -723,13 +1045,20 @@ fn guarded(f: impl FnOnce()) {
 impl<const BYTES: usize> Drop for AsyncScope<'_, BYTES> {
     fn drop(&mut self) {
         let placed = self.store.placed();
-        count(
-            Count::Registered,
-            placed.inline + placed.pooled + placed.heap,
-        );
-        count(Count::Inline, placed.inline);
-        count(Count::Pooled, placed.pooled);
-        count(Count::Heap, placed.heap);
+        // One thread-local access for the four counts.
+        let _ = COUNTERS.try_with(|c| {
+            let add = |w: Count, n: u64| {
+                let cell = &c.c[w as usize];
+                cell.set(cell.get() + n);
+            };
+            add(
+                Count::Registered,
+                placed.inline + placed.pooled + placed.heap,
+            );
+            add(Count::Inline, placed.inline);
+            add(Count::Pooled, placed.pooled);
+            add(Count::Heap, placed.heap);
+        });
         if self.finished {
             return;
         }
@@ -752,7 +1081,7 @@ pub(super) enum Blocked {
 
 /// Drives `rec` (started or not) to completion on this thread for at most `limit`.
 fn block_on_cleanup(mut rec: Pin<&mut dyn Cleanup>, limit: Duration) -> Blocked {
-    rec.as_mut().start();
+    rec.as_mut().start(Outcome::NONE);
     #[cfg(feature = "tokio")]
     if let Some(b) = super::async_tokio::block_on_cleanup(rec.as_mut(), limit) {
         return b;
@@ -890,8 +1219,11 @@ macro_rules! async_scope {
     };
 }
 
-/// Like [`async_scope!`], for a body that returns `Result<T, E>`: `Err` counts as failure
-/// for [`errdefer`](AsyncScope::errdefer) and [`on_success`](AsyncScope::on_success).
+/// Like [`async_scope!`], for a body that returns `Result<T, E>`: `s` is a
+/// `&mut` [`AsyncTryScope`], whose [`errdefer`](AsyncTryScope::errdefer) sees the error
+/// (`None` for a panic or cancellation), whose [`finally`](AsyncTryScope::finally) may
+/// rewrite the result, and for which `Err` counts as failure.
+/// `async_try_scope!(policy, BYTES, |s| body)` sets the inline area's size.
 ///
 /// ```
 /// use std::sync::{Arc, Mutex};
@@ -902,22 +1234,23 @@ macro_rules! async_scope {
 ///     CancelPolicy::Leak,
 ///     |s| {
 ///         let l = &log;
-///         s.errdefer(move || l.lock().unwrap().push("rollback"));
-///         s.on_success(move || l.lock().unwrap().push("commit"));
+///         s.errdefer(move |e| l.lock().unwrap().push(format!("rollback: {e:?}")));
+///         s.on_success(move || l.lock().unwrap().push("commit".to_string()));
 ///         Err("constraint violated")
 ///     }
 /// ));
 /// assert_eq!(r, Err("constraint violated"));
-/// assert_eq!(*log.lock().unwrap(), ["rollback"]);
+/// assert_eq!(*log.lock().unwrap(), [r#"rollback: Some("constraint violated")"#]);
 /// ```
 #[macro_export]
 macro_rules! async_try_scope {
     ($policy:expr, |$s:ident| $body:expr) => {
+        $crate::async_try_scope!($policy, $crate::DEFAULT_ASYNC_CAPACITY, |$s| $body)
+    };
+    ($policy:expr, $bytes:expr, |$s:ident| $body:expr) => {
         async {
-            let mut __frugal_scope = ::core::pin::pin!($crate::AsyncScope::<
-                '_,
-                { $crate::DEFAULT_ASYNC_CAPACITY },
-            >::new($policy));
+            let mut __frugal_scope =
+                ::core::pin::pin!($crate::AsyncTryScope::<'_, _, _, { $bytes }>::new($policy));
             let __frugal_out = {
                 let $s = __frugal_scope.as_mut().scope_mut();
                 $crate::__private::catch_unwind(async { $body }).await

@@ -33,15 +33,47 @@ use std::task::{Context, Poll};
 
 use super::pool;
 
+/// The body's result as a result-aware cleanup sees it when it starts: a type-erased pointer
+/// to the `Option<Result<T, E>>` that an `AsyncTryScope<T, E>`'s finish holds (`None` in the
+/// option: the body panicked), or nothing (a plain scope, cancellation, `run_now`).
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Outcome(Option<NonNull<()>>);
+
+impl Outcome {
+    /// No result to show.
+    pub(crate) const NONE: Outcome = Outcome(None);
+
+    /// Shows `value` to the cleanup about to start.
+    pub(crate) fn of<R>(value: &mut Option<R>) -> Outcome {
+        Outcome(Some(NonNull::from(value).cast()))
+    }
+
+    /// The result, if the body returned one.
+    ///
+    /// # Safety
+    /// `self` was made by [`Outcome::of`] from an `Option<Result<T, E>>` that is still alive
+    /// and not otherwise borrowed while the returned reference is used (or is
+    /// [`Outcome::NONE`]).
+    pub(crate) unsafe fn result<'a, T, E>(self) -> Option<&'a mut Result<T, E>> {
+        let p = self.0?.cast::<Option<Result<T, E>>>();
+        // SAFETY: the caller's contract: `p` is a live, unaliased `Option<Result<T, E>>`.
+        unsafe { &mut *p.as_ptr() }.as_mut()
+    }
+}
+
 /// A type-erased cleanup: a sync closure, or an async one (a closure that makes a future).
 pub(crate) trait Cleanup: Send {
     /// `true` for an async cleanup.
     fn is_async(&self) -> bool;
     /// Sync: runs the closure. Async: calls the closure and keeps its future (not polled yet).
-    /// Does nothing the second time.
-    fn start(self: Pin<&mut Self>);
+    /// Either closure is given `outcome`. Does nothing the second time.
+    fn start(self: Pin<&mut Self>, outcome: Outcome);
     /// Polls the started future (sync: `Ready`). `Ready` once done; the future is dropped then.
     fn poll_cleanup(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()>;
+    /// [`start`](Self::start) then [`poll_cleanup`](Self::poll_cleanup), in one call (the
+    /// scope's fast path: a sync cleanup or an async one that completes at once costs one
+    /// dynamic call).
+    fn run(self: Pin<&mut Self>, outcome: Outcome, cx: &mut Context<'_>) -> Poll<()>;
     /// Drops the closure or future (unrun or half-run) and runs the fallback given at
     /// registration, if any; returns whether there was one.
     fn fallback(self: Pin<&mut Self>) -> bool;
@@ -62,21 +94,26 @@ impl<F> SyncRec<F> {
     }
 }
 
-impl<F: FnOnce() + Send> Cleanup for SyncRec<F> {
+impl<F: FnOnce(Outcome) + Send> Cleanup for SyncRec<F> {
     fn is_async(&self) -> bool {
         false
     }
 
-    fn start(self: Pin<&mut Self>) {
+    fn start(self: Pin<&mut Self>, outcome: Outcome) {
         // SAFETY: `F` is not structurally pinned (nothing ever gets a `Pin<&mut F>`), so
         // moving it out of the pinned record is fine.
         let this = unsafe { self.get_unchecked_mut() };
         if let Some(f) = this.0.take() {
-            f();
+            f(outcome);
         }
     }
 
     fn poll_cleanup(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<()> {
+        Poll::Ready(())
+    }
+
+    fn run(self: Pin<&mut Self>, outcome: Outcome, _cx: &mut Context<'_>) -> Poll<()> {
+        self.start(outcome);
         Poll::Ready(())
     }
 
@@ -85,7 +122,7 @@ impl<F: FnOnce() + Send> Cleanup for SyncRec<F> {
     }
 
     fn take_boxed<'s>(self: Pin<&'s mut Self>) -> Option<BoxedCleanup<'s>> {
-        self.start();
+        self.start(Outcome::NONE);
         None
     }
 }
@@ -115,7 +152,7 @@ impl<F, Fut, G> AsyncRec<F, Fut, G> {
 
 impl<F, Fut, G> Cleanup for AsyncRec<F, Fut, G>
 where
-    F: FnOnce() -> Fut + Send,
+    F: FnOnce(Outcome) -> Fut + Send,
     Fut: Future<Output = ()> + Send,
     G: FnOnce() + Send,
 {
@@ -123,7 +160,7 @@ where
         true
     }
 
-    fn start(self: Pin<&mut Self>) {
+    fn start(self: Pin<&mut Self>, outcome: Outcome) {
         // SAFETY: only `Running`'s future is structurally pinned, and it is not moved here: a
         // `Pending` closure is moved out (not pinned), and the new future is written in place.
         let this = unsafe { self.get_unchecked_mut() };
@@ -131,7 +168,7 @@ where
             let Slot::Pending(f) = mem::replace(&mut this.slot, Slot::Done) else {
                 unreachable!("matched `Pending` just above")
             };
-            this.slot = Slot::Running(f());
+            this.slot = Slot::Running(f(outcome));
         }
     }
 
@@ -151,6 +188,12 @@ where
             }
             Poll::Pending => Poll::Pending,
         }
+    }
+
+    #[inline]
+    fn run(mut self: Pin<&mut Self>, outcome: Outcome, cx: &mut Context<'_>) -> Poll<()> {
+        self.as_mut().start(outcome);
+        self.poll_cleanup(cx)
     }
 
     fn fallback(self: Pin<&mut Self>) -> bool {
@@ -175,7 +218,7 @@ where
         let Slot::Pending(f) = mem::replace(&mut this.slot, Slot::Done) else {
             unreachable!("matched `Pending` just above")
         };
-        Some(Box::pin(f()))
+        Some(Box::pin(f(Outcome::NONE)))
     }
 }
 
@@ -298,6 +341,7 @@ impl<'env, const N: usize> Store<'env, N> {
 
     /// Stores `rec` as the newest record and returns its index. `inline_ok`: it may go in the
     /// inline area; `spawnable` requires `P: 'static` and puts it in a block.
+    #[inline]
     pub(crate) fn push<P: Cleanup + 'env>(&mut self, rec: P, tag: u8) -> usize {
         self.push_impl(rec, tag, false)
     }
@@ -308,6 +352,7 @@ impl<'env, const N: usize> Store<'env, N> {
         self.push_impl(rec, tag, true)
     }
 
+    #[inline]
     fn push_impl<P: Cleanup + 'env>(&mut self, rec: P, tag: u8, spawnable: bool) -> usize {
         if self.entries.capacity() == 0 {
             self.entries = take_vec();
@@ -362,6 +407,7 @@ impl<'env, const N: usize> Store<'env, N> {
     }
 
     /// The address of a record's storage.
+    #[inline]
     fn addr(&mut self, loc: Loc) -> *mut u8 {
         match loc {
             Loc::Inline(off) => self.inline.0.as_mut_ptr().cast::<u8>().wrapping_add(off),
@@ -370,6 +416,7 @@ impl<'env, const N: usize> Store<'env, N> {
     }
 
     /// The live record at `index`, pinned in place, with its tag.
+    #[inline]
     pub(crate) fn get(&mut self, index: usize) -> Option<(Pin<&mut dyn Cleanup>, u8)> {
         let e = self.entries.get(index)?;
         if !e.live {
@@ -424,6 +471,7 @@ impl<'env, const N: usize> Store<'env, N> {
     /// The newest live record, pinned in place, with its tag (dead ones on the way are
     /// released). It stays linked while the caller runs it, so that if the caller is dropped
     /// or leaked midway, whoever disposes of the store next (the scope's `Drop`) finds it.
+    #[inline]
     pub(crate) fn top(&mut self) -> Option<(Pin<&mut dyn Cleanup>, u8)> {
         loop {
             let e = self.entries.last()?;
@@ -438,6 +486,7 @@ impl<'env, const N: usize> Store<'env, N> {
     }
 
     /// Unlinks and drops the newest record (after [`top`](Self::top) ran it, or to skip it).
+    #[inline]
     pub(crate) fn drop_top(&mut self) {
         if let Some(t) = self.pop() {
             drop(t);
@@ -445,6 +494,7 @@ impl<'env, const N: usize> Store<'env, N> {
     }
 
     /// Unlinks the newest live record (releasing dead ones on the way) for the caller to run.
+    #[inline]
     pub(crate) fn pop(&mut self) -> Option<Taken<'_>> {
         loop {
             let e = self.entries.pop()?;
@@ -478,6 +528,7 @@ impl<const N: usize> Drop for Store<'_, N> {
 }
 
 /// Releases a record's block (nothing for inline records).
+#[inline]
 fn release(loc: Loc) {
     match loc {
         Loc::Inline(_) => {}
@@ -572,7 +623,7 @@ impl Future for Detached {
         let rec = unsafe { &mut *(self.as_dyn)(self.at) };
         // SAFETY: the record stays in its block until dropped in place by `Detached`'s drop.
         let mut rec = unsafe { Pin::new_unchecked(rec) };
-        rec.as_mut().start();
+        rec.as_mut().start(Outcome::NONE);
         rec.poll_cleanup(cx)
     }
 }

@@ -40,8 +40,8 @@ pub use scope::{
 
 #[cfg(feature = "async")]
 pub use async_scope::{
-    async_stats, block_on, catch_unwind, AsyncDeferHandle, AsyncScope, AsyncStats, CancelPolicy,
-    DEFAULT_ASYNC_CAPACITY,
+    async_stats, block_on, catch_unwind, AsyncDeferHandle, AsyncScope, AsyncStats, AsyncTryScope,
+    CancelPolicy, DEFAULT_ASYNC_CAPACITY,
 };
 #[cfg(feature = "async")]
 pub use async_store::Detached;
