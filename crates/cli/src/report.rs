@@ -444,10 +444,14 @@ fn ledger_rows(
         }));
     }
     if let Some(l) = locality {
-        rows.extend(claims::locality_claims(l).into_iter().map(|claim| LedgerRow {
-            claim,
-            command: "frugal bench locality".to_owned(),
-        }));
+        rows.extend(
+            claims::locality_claims(l)
+                .into_iter()
+                .map(|claim| LedgerRow {
+                    claim,
+                    command: "frugal bench locality".to_owned(),
+                }),
+        );
     }
     rows.extend(ledger::io_claims(io, pmu));
     rows.extend(ledger::batch_defer_claims(defer));

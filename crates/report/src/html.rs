@@ -737,7 +737,10 @@ fn locality(r: &FullReport, h: &mut String) {
                     .find(|x| &x.pattern == p && x.size_bytes == size)
             };
             Bars {
-                name: format!("working set {}", frugal_workloads::locality::human_bytes(size)),
+                name: format!(
+                    "working set {}",
+                    frugal_workloads::locality::human_bytes(size)
+                ),
                 values: patterns
                     .iter()
                     .map(|p| cell(p).map(|x| x.time_ns.median))
@@ -783,7 +786,11 @@ fn locality(r: &FullReport, h: &mut String) {
                 fmt(c.and_then(|c| c.l1d_misses)),
                 fmt(c.and_then(|c| c.llc_misses)),
                 x.tlb_sim.as_ref().map_or("-".to_owned(), |t| {
-                    format!("{:.4}* / {:.5}*", t.walks_per_access(false), t.walks_per_access(true))
+                    format!(
+                        "{:.4}* / {:.5}*",
+                        t.walks_per_access(false),
+                        t.walks_per_access(true)
+                    )
                 }),
             ]
         })
@@ -821,12 +828,18 @@ fn locality(r: &FullReport, h: &mut String) {
             "<h3>Huge pages, measured ({} working set)</h3>",
             frugal_workloads::locality::human_bytes(hp.size_bytes)
         );
-        table(h, &["pattern", "pages", "ns/access", "huge pages obtained"], &rows, 2);
+        table(
+            h,
+            &["pattern", "pages", "ns/access", "huge pages obtained"],
+            &rows,
+            2,
+        );
     }
     for n in hp.notes.iter().chain(std::iter::once(&l.numa.note)) {
         let _ = write!(h, "<p class=\"note\">{}</p>", esc(n));
     }
-    let _ = writeln!(
+    let _ =
+        writeln!(
         h,
         "<p class=\"note\">* simulated: caches by valgrind ({}), TLB walks by a trace-driven TLB \
          model (no PMU here, or none asked).</p></section>",

@@ -57,6 +57,7 @@ fn essence(report: &Report) -> Report {
         .map(|x| x.monthly_savings_usd)
         .sum();
     r.total_annual_savings_usd = r.recommendations.iter().map(|x| x.annual_savings_usd).sum();
+    r.summary = frugal_rightsize::Summary::of(&r.recommendations);
     r
 }
 
