@@ -267,16 +267,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let bridge = service.as_ref().map(|s| bridge_for(s, rps));
     let step_down = ledger::step_down_matrix();
-    let claims = ledger_rows(
-        defer.as_ref(),
-        tasks.as_ref(),
-        locality.as_ref(),
-        chapter1.as_ref(),
-        io.as_ref(),
-        service.as_ref(),
-        &step_down,
-        machine.pmu,
-    );
+
     let fleet_traces = rightsize
         .as_ref()
         .map(|r| {
@@ -289,7 +280,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 .collect()
         })
         .unwrap_or_default();
-    let report = FullReport {
+    let mut report = FullReport {
         schema: frugal_report::SCHEMA.to_owned(),
         schema_version: frugal_report::SCHEMA_VERSION,
         frugal_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -311,8 +302,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         bridge,
         chapter1,
         step_down,
-        claims,
+        claims: Vec::new(),
     };
+    report.claims = ledger_rows(&report);
     write_outputs(&report, &args.out)?;
     let failed: Vec<&Step> = report
         .steps
@@ -425,16 +417,11 @@ fn bridge_for(service: &ServiceSummary, rps: f64) -> Bridge {
     )
 }
 
-fn ledger_rows(
-    defer: Option<&defer_bench::DeferReport>,
-    tasks: Option<&tasks::TasksReport>,
-    locality: Option<&locality::LocalityReport>,
-    chapter1: Option<&Chapter1>,
-    io: Option<&io::IoReport>,
-    service: Option<&ServiceSummary>,
-    step_down: &[ledger::StepDown],
-    pmu: bool,
-) -> Vec<LedgerRow> {
+/// The claims ledger from everything the run measured.
+fn ledger_rows(r: &FullReport) -> Vec<LedgerRow> {
+    let (defer, tasks, locality) = (r.defer.as_ref(), r.tasks.as_ref(), r.locality.as_ref());
+    let (chapter1, io, service) = (r.chapter1.as_ref(), r.io.as_ref(), r.service.as_ref());
+    let (step_down, pmu) = (&r.step_down, r.machine.pmu);
     let mut rows: Vec<LedgerRow> = Vec::new();
     rows.extend(ledger::chapter1_claims(chapter1));
     if let Some(d) = defer {
