@@ -67,8 +67,19 @@ mod sdt {
     /// The semaphore of `call_start` and `call_end`: non-zero while a tracer is attached to
     /// either. The kernel (or the tracer, through `/proc/PID/mem`) increments it in place; we
     /// only read it. In `.probes`, where `<sys/sdt.h>` puts semaphores.
+    ///
+    /// Page-aligned: when a program is started under a tracer (`bpftrace -c`), Linux sets the
+    /// semaphore as the program's segments are mapped, in the first writable mapping of the
+    /// file page that holds it. Unaligned, that page could also be the tail of the preceding
+    /// (RELRO) segment, mapped first and still writable then: the kernel incremented that copy
+    /// and the semaphore stayed 0 (seen here: every call probe silent under `-c`, fine with
+    /// `-p`). On a page of its own, the only mapping of its file page is the real one.
     #[link_section = ".probes"]
-    pub(crate) static CALLS: AtomicU16 = AtomicU16::new(0);
+    pub(crate) static CALLS: Semaphore = Semaphore(AtomicU16::new(0));
+
+    /// A USDT semaphore alone on its page (see [`CALLS`]).
+    #[repr(C, align(4096))]
+    pub(crate) struct Semaphore(pub(crate) AtomicU16);
 
     /// Emits one SDT probe: a `nop` and its note. `$args` is the note's argument string in
     /// the assembler's syntax (AT&T: `8@{0}` for a register operand, `8@${0}` for a `const`
@@ -208,7 +219,7 @@ pub(crate) fn panic_caught() {
 #[inline(always)]
 pub(crate) fn run_all(chain: &Chain) {
     #[cfg(all(feature = "usdt", target_os = "linux", target_arch = "x86_64"))]
-    if sdt::CALLS.load(std::sync::atomic::Ordering::Relaxed) != 0 {
+    if sdt::CALLS.0.load(std::sync::atomic::Ordering::Relaxed) != 0 {
         // A detached copy, as on the panic path: the chain's address stays private to the
         // function that opened the scope. A panic is carried out of `run_traced` and resumed
         // only once the copy's state (the records already exited) is back in `chain`.
