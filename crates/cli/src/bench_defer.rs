@@ -325,7 +325,14 @@ fn render_claims(claims: &[Claim], tasks: Option<&TasksReport>, out: &mut String
         let _ = writeln!(out);
         bench_tasks::render(tasks, out);
     }
-    let _ = writeln!(out, "\nclaims ledger (article vs this machine)");
+    render_ledger("claims ledger (article vs this machine)", claims, out);
+}
+
+/// The claims ledger as text: a heading, then each claim with the article's value, ours, the
+/// verdict, the subject, the rule and why (`bench defer --claims`, `bench locality`).
+pub(crate) fn render_ledger(heading: &str, claims: &[Claim], out: &mut String) {
+    use std::fmt::Write as _;
+    let _ = writeln!(out, "\n{heading}");
     for c in claims {
         let _ = writeln!(
             out,

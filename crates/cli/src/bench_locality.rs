@@ -435,24 +435,11 @@ fn render(r: &LocalityReport, out: &mut String) {
         let _ = writeln!(out, "note: {note}");
     }
 
-    let _ = writeln!(out, "\nclaims ledger, chapter 3 (article vs this machine)");
-    for c in &r.claims {
-        let _ = writeln!(
-            out,
-            "- [{}] §{} {}\n    article: {}   measured: {}   => {}\n    subject: {}; rule: {}",
-            c.id,
-            c.section,
-            c.claim,
-            c.article_value,
-            c.measured.as_deref().unwrap_or("-"),
-            c.verdict.label().to_uppercase(),
-            c.subject,
-            c.rule
-        );
-        if !c.why.is_empty() {
-            let _ = writeln!(out, "    why: {}", c.why);
-        }
-    }
+    super::bench_defer::render_ledger(
+        "claims ledger, chapter 3 (article vs this machine)",
+        &r.claims,
+        out,
+    );
 }
 
 #[cfg(test)]
