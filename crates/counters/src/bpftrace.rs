@@ -497,8 +497,7 @@ pub fn defer_program(
         let _ = writeln!(
             s,
             "usdt:{bin}:{DEFER_PROVIDER}:call_end /@depth[tid] > 0/ {{ \
-             @call_ns = hist(nsecs - @start[tid, @depth[tid]]); \
-             delete(@start[tid, @depth[tid]]); @depth[tid] = @depth[tid] - 1; }}"
+             @call_ns = hist(nsecs - @start[tid, @depth[tid]]); @depth[tid] = @depth[tid] - 1; }}"
         );
     }
     let present: Vec<&str> = DEFER_COUNTS
@@ -520,9 +519,17 @@ pub fn defer_program(
             s.push_str(" print(@chain_length);");
         }
         if has("call_end") && has("call_start") {
-            s.push_str(" print(@call_ns); clear(@start); clear(@depth);");
+            s.push_str(" print(@call_ns);");
         }
     });
+    if has("call_end") && has("call_start") {
+        // Only in END, when bpftrace has detached every probe: bpftrace 0.17's `clear()`
+        // snapshots the keys and then deletes them one by one, and aborts the whole run
+        // ("Could not clear map") if a probe changed the map in between. The start times are
+        // overwritten, never deleted, by the probes, so the map stays threads × depth small.
+        let end = s.rfind("END {").expect("push_interval_and_end writes END");
+        s.insert_str(end + "END {".len(), " clear(@start); clear(@depth);");
+    }
     s
 }
 
