@@ -102,7 +102,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         "bench defer (strategies × scenarios)",
         "frugal bench defer --claims",
         |p| {
-            let mut config = crate::bench::bench_defer::config(args.quick, false, !has_valgrind())?;
+            let mut config = crate::bench::defer::config(args.quick, false, !has_valgrind())?;
             // Every Go row under callgrind takes minutes with a current Go (a panic row ran for
             // more than five): the report simulates the Go rows its claims use, as the quick
             // profile does (`frugal bench defer` simulates them all).
@@ -234,7 +234,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 locality::Config::quick()
             };
             if has_valgrind() {
-                config.sim = Some(crate::bench::bench_locality::sim_command()?);
+                config.sim = Some(crate::bench::locality::sim_command()?);
             }
             Ok(Some(locality::run(&config, &mut |x| {
                 p.fraction(x.done, x.total, &x.label)

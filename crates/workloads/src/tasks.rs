@@ -822,6 +822,117 @@ pub fn run(
     })
 }
 
+impl frugal_output::Render for TasksReport {
+    const SCHEMA: &'static str = "frugal-bench-tasks";
+    const VERSION: u32 = SCHEMA_VERSION;
+
+    fn document(&self) -> frugal_output::Document {
+        use frugal_output::units::{bytes, fixed, MISSING};
+        use frugal_output::{Document, Table};
+        let kib = |b: f64| fixed(b / 1024.0, 1);
+        let mut doc = Document::new(format!(
+            "frugal bench tasks -n {}: memory per task (KiB), each kind in a fresh process",
+            self.requested
+        ));
+        doc.line(
+            "resident = RSS delta; kernel = KernelStack + PageTables deltas (machine-wide); \
+             virtual = VmSize delta (stack reservations)",
+        );
+        let mut table = Table::numeric([
+            "kind", "started", "stack", "rss", "pss", "kstack", "ptables", "virtual", "res@100k",
+            "virt@100k",
+        ]);
+        let human = |b: f64| {
+            if b.abs() >= 1024.0 * 1024.0 * 1024.0 {
+                bytes(b)
+            } else {
+                format!("{} MiB", fixed(b / 1024.0 / 1024.0, 0))
+            }
+        };
+        for r in &self.rows {
+            table.row([
+                r.kind.clone(),
+                r.started.to_string(),
+                r.stack_reservation_bytes
+                    .map_or(MISSING.to_owned(), |b| format!("{} KiB", b / 1024)),
+                kib(r.rss_per_task_bytes),
+                kib(r.pss_per_task_bytes),
+                r.kernel_stack_per_task_bytes.map_or(MISSING.to_owned(), kib),
+                r.page_tables_per_task_bytes.map_or(MISSING.to_owned(), kib),
+                kib(r.vm_per_task_bytes),
+                r.rss_at_100k_bytes.map_or(MISSING.to_owned(), human),
+                r.vm_at_100k_bytes.map_or(MISSING.to_owned(), human),
+            ]);
+        }
+        doc.table(table);
+        for r in &self.rows {
+            if let Some(stop) = &r.stopped_by {
+                doc.line(format!(
+                    "  {}: stopped at {} of {}: {stop}",
+                    r.kind, r.started, r.requested
+                ));
+            }
+        }
+        let mut notes: Vec<&str> = Vec::new();
+        for note in self.rows.iter().filter_map(|r| r.note.as_deref()) {
+            for part in note.split("; ") {
+                if !notes.contains(&part) {
+                    notes.push(part);
+                }
+            }
+        }
+        for note in notes {
+            doc.note(note);
+        }
+        match self.go.status.as_str() {
+            "ran" | "skipped" => {}
+            status => {
+                doc.line(format!(
+                    "  goroutines: {status}: {}",
+                    self.go.message.as_deref().unwrap_or("")
+                ));
+            }
+        }
+        doc
+    }
+
+    /// Raw numbers, one row per kind, units in the headers (bytes per task; empty = not
+    /// measured).
+    fn csv_table(&self) -> Option<frugal_output::Table> {
+        let mut t = frugal_output::Table::numeric([
+            "kind",
+            "requested",
+            "started",
+            "stack_reservation_bytes",
+            "rss_bytes_per_task",
+            "pss_bytes_per_task",
+            "kernel_stack_bytes_per_task",
+            "page_tables_bytes_per_task",
+            "vm_bytes_per_task",
+            "rss_bytes_at_100k",
+            "vm_bytes_at_100k",
+        ]);
+        let o = |x: Option<f64>| x.map_or(String::new(), |x| x.to_string());
+        for r in &self.rows {
+            t.row([
+                r.kind.clone(),
+                r.requested.to_string(),
+                r.started.to_string(),
+                r.stack_reservation_bytes
+                    .map_or(String::new(), |b| b.to_string()),
+                r.rss_per_task_bytes.to_string(),
+                r.pss_per_task_bytes.to_string(),
+                o(r.kernel_stack_per_task_bytes),
+                o(r.page_tables_per_task_bytes),
+                r.vm_per_task_bytes.to_string(),
+                o(r.rss_at_100k_bytes),
+                o(r.vm_at_100k_bytes),
+            ]);
+        }
+        Some(t)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

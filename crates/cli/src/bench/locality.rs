@@ -124,7 +124,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
 
-    let bar = super::bench_defer::progress_bar();
+    let bar = super::defer::progress_bar();
     let result = locality::run(&config, &mut |p| {
         bar.set_length(p.total);
         bar.set_position(p.done);
@@ -435,7 +435,7 @@ fn render(r: &LocalityReport, out: &mut String) {
         let _ = writeln!(out, "note: {note}");
     }
 
-    super::bench_defer::render_ledger(
+    super::defer::render_ledger(
         "claims ledger, chapter 3 (article vs this machine)",
         &r.claims,
         out,

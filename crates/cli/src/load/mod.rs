@@ -12,14 +12,13 @@ use frugal_workloads::http::{load, LatencySummary, LoadConfig, LoadReport, Progr
 
 use crate::ranges;
 
-#[path = "load_merge.rs"]
-mod load_merge;
+mod merge;
 
 /// `frugal load merge`.
 #[derive(Debug, clap::Subcommand)]
 pub enum LoadCommand {
     /// Combine the HdrHistogram logs (--hdr-log) of several generators into one report.
-    Merge(load_merge::Args),
+    Merge(merge::Args),
 }
 
 /// Arguments of `frugal load`.
@@ -153,7 +152,7 @@ pub(crate) fn percent(fraction: f64) -> String {
 /// Runs `frugal load`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(LoadCommand::Merge(m)) = args.command {
-        return load_merge::run(m);
+        return merge::run(m);
     }
     let url: Url = args
         .url

@@ -12,7 +12,7 @@ use frugal_workloads::defer_bench::{
 };
 use frugal_workloads::tasks::TasksReport;
 
-use super::bench_tasks;
+use super::tasks;
 
 /// Arguments of `frugal bench defer`.
 #[derive(Debug, clap::Args)]
@@ -84,7 +84,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     bar.finish_and_clear();
 
     let tasks = if args.claims {
-        match bench_tasks::measure(if args.quick { 20_000 } else { 100_000 }) {
+        match tasks::measure(if args.quick { 20_000 } else { 100_000 }, false) {
             Ok(tasks) => Some(tasks),
             Err(err) => {
                 // The defer table stands on its own; the task claims then say "not measured".
@@ -98,7 +98,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     report.claims = claims::ledger(&report, tasks.as_ref());
     if args.claims {
         // Chapter 3 (locality): a reduced run, one working set past the last-level cache.
-        match super::bench_locality::claims_for_ledger(args.no_sim) {
+        match super::locality::claims_for_ledger(args.no_sim) {
             Ok(rows) => report.claims.extend(rows),
             Err(err) => eprintln!("frugal: warning: locality claims not measured: {err:#}"),
         }
@@ -323,7 +323,7 @@ fn render_claims(claims: &[Claim], tasks: Option<&TasksReport>, out: &mut String
     use std::fmt::Write as _;
     if let Some(tasks) = tasks {
         let _ = writeln!(out);
-        bench_tasks::render(tasks, out);
+        out.push_str(&frugal_output::Render::document(tasks).to_text(&frugal_output::Style::plain()));
     }
     render_ledger("claims ledger (article vs this machine)", claims, out);
 }
