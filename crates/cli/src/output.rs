@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use frugal_output::{ColorChoice, Render, Style, Versioned};
+use frugal_output::{ColorChoice, Render, Style};
 use serde::Serialize;
 
 /// What `--format` puts on stdout.
@@ -118,9 +118,7 @@ pub fn emit<R: Render + Serialize>(out: &OutputArgs, report: &R) -> anyhow::Resu
 
 /// The report's versioned JSON, pretty, with a final newline.
 pub fn json<R: Render + Serialize>(report: &R) -> anyhow::Result<String> {
-    Versioned::new(R::SCHEMA, R::VERSION, report)
-        .to_json()
-        .context("cannot serialize the report")
+    report.to_json().context("cannot serialize the report")
 }
 
 /// The report's CSV table.

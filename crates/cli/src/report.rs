@@ -13,10 +13,12 @@ use frugal_report::bridge::{self, Bridge};
 use frugal_report::ledger::{self, Chapter1, LedgerRow};
 use frugal_report::service::ServiceSummary;
 use frugal_report::{
-    render_html, render_text, FleetTrace, FullReport, MachineFacts, Step, StepStatus,
+    render_html, FleetTrace, FullReport, MachineFacts, Step, StepStatus,
 };
 use frugal_rightsize as rs;
 use frugal_workloads::{chapter1, claims, defer_bench, http, io, locality, tasks};
+
+use crate::output::{Format, OutputArgs};
 
 /// Arguments of `frugal report`.
 #[derive(Debug, clap::Args)]
@@ -52,9 +54,8 @@ pub struct Args {
     /// when given, else beside the JSON).
     #[arg(long, value_name = "DIR")]
     from: Option<PathBuf>,
-    /// No progress display.
-    #[arg(short = 'q', long)]
-    quiet: bool,
+    #[command(flatten)]
+    output: crate::output::OutputArgs,
 }
 
 /// Why the `--rps` range.
@@ -69,7 +70,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let generated_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create the output directory {}", args.out.display()))?;
-    let mut run = Runner::new(args.quick, args.quiet);
+    let mut run = Runner::new(args.quick, args.output.quiet);
 
     let machine = run.step("machine", "machine facts", "frugal report", |_| {
         Ok(Some(machine_facts()))
@@ -309,7 +310,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         claims: Vec::new(),
     };
     report.claims = ledger_rows(&report);
-    write_outputs(&report, &args.out)?;
+    write_outputs(&report, &args.out, &args.output)?;
     let failed: Vec<&Step> = report
         .steps
         .iter()
@@ -368,8 +369,8 @@ fn rerender(dir: &Path, args: &Args) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(out)
         .with_context(|| format!("cannot create the output directory {}", out.display()))?;
     write_page(&report, out)?;
-    crate::output::print(&render_text(&report))?;
-    println!("page: {}", out.join("report.html").display());
+    crate::output::emit(&args.output, &report)?;
+    where_written(&args.output, &format!("page: {}", out.join("report.html").display()))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -379,15 +380,28 @@ fn write_page(report: &FullReport, dir: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write {}", html.display()))
 }
 
-fn write_outputs(report: &FullReport, dir: &Path) -> anyhow::Result<()> {
+fn write_outputs(report: &FullReport, dir: &Path, output: &OutputArgs) -> anyhow::Result<()> {
     crate::output::write_json(&dir.join("report.json"), report)?;
     write_page(report, dir)?;
-    crate::output::print(&render_text(report))?;
-    println!(
-        "page: {}\ndata: {}",
-        dir.join("report.html").display(),
-        dir.join("report.json").display()
-    );
+    crate::output::emit(output, report)?;
+    where_written(
+        output,
+        &format!(
+            "page: {}\ndata: {}",
+            dir.join("report.html").display(),
+            dir.join("report.json").display()
+        ),
+    )
+}
+
+/// Where the page went: after the table on stdout, on stderr when stdout holds JSON, CSV or
+/// Markdown (and not at all with -q then).
+fn where_written(output: &OutputArgs, lines: &str) -> anyhow::Result<()> {
+    if output.format == Format::Table {
+        crate::output::print(&format!("{lines}\n"))?;
+    } else if !output.quiet {
+        eprintln!("{lines}");
+    }
     Ok(())
 }
 
@@ -608,19 +622,7 @@ fn weight(id: &str, quick: bool) -> f64 {
 impl Runner {
     fn new(quick: bool, quiet: bool) -> Runner {
         let total: f64 = STEPS.iter().map(|id| weight(id, quick)).sum();
-        let bar = if quiet {
-            indicatif::ProgressBar::hidden()
-        } else {
-            // indicatif draws only when stderr is a terminal.
-            indicatif::ProgressBar::new((total * 10.0) as u64)
-        };
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {wide_bar} {percent:>3}% eta {eta} {msg}",
-            )
-            .expect("the progress template is valid"),
-        );
-        bar.enable_steady_tick(Duration::from_millis(200));
+        let bar = crate::output::bar((total * 10.0) as u64, quiet);
         Runner {
             quick,
             bar,

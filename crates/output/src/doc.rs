@@ -158,6 +158,16 @@ pub trait Render {
     fn csv_table(&self) -> Option<Table> {
         self.document().tables().next().cloned()
     }
+
+    /// The JSON document: the report's fields under [`Versioned`]'s `schema` and `version`.
+    /// A report whose own fields already name its schema (a persisted format with readers)
+    /// overrides this to serialize itself as it is.
+    fn to_json(&self) -> serde_json::Result<String>
+    where
+        Self: Serialize + Sized,
+    {
+        Versioned::new(Self::SCHEMA, Self::VERSION, self).to_json()
+    }
 }
 
 /// A report with its schema name and version on top, for JSON files:
