@@ -26,7 +26,12 @@
 pub mod chapter1;
 pub mod claims;
 pub mod defer_bench;
+mod error;
+mod go;
 pub mod http;
 pub mod io;
 pub mod locality;
+pub mod sim;
 pub mod tasks;
+
+pub use error::Error;

@@ -68,18 +68,19 @@ mod patterns;
 mod sys;
 pub mod tlb;
 
-use std::ffi::OsString;
 use std::hint::black_box;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use frugal_counters::sim::{CacheGeometry, Simulator};
+use frugal_counters::sim::CacheGeometry;
 use frugal_counters::{Event, Measurement};
 use serde::{Deserialize, Serialize};
 
 use crate::claims::Claim;
-pub use crate::defer_bench::{CounterSource, Machine, Progress, Spread};
+pub use crate::defer_bench::Spread;
+use crate::sim::parallel_map;
+pub use crate::sim::{CounterSource, Machine, Progress, SimCommand};
+use crate::Error;
 use patterns::{Cursor, Layout};
 pub use patterns::{NoTrace, Pattern, Sink};
 use sys::{PagePolicy, Region};
@@ -96,77 +97,6 @@ pub const SIM_MAX_BYTES: u64 = 256 << 20;
 
 /// Seed of every random layout and walk, so runs are comparable.
 const SEED: u64 = 0x9e37_79b9_7f4a_7c15;
-
-/// What can go wrong.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// A working set that cannot be used (zero, below one page).
-    #[error("working set of {size_bytes} bytes: {why}")]
-    BadSize {
-        /// The size given.
-        size_bytes: u64,
-        /// Why it is refused.
-        why: &'static str,
-    },
-    /// A working set larger than the memory available; refused before allocating.
-    #[error(
-        "working set of {} MiB is larger than the memory available ({} MiB MemAvailable); \
-         choose a smaller size",
-        size_bytes >> 20,
-        available_bytes >> 20
-    )]
-    TooLarge {
-        /// The size given.
-        size_bytes: u64,
-        /// `MemAvailable` from /proc/meminfo.
-        available_bytes: u64,
-    },
-    /// An unknown pattern name.
-    #[error("unknown pattern {name:?}; expected one of: {expected}")]
-    UnknownPattern {
-        /// The name given.
-        name: String,
-        /// The accepted names.
-        expected: String,
-    },
-    /// Mapping the working set failed.
-    #[error("could not map a working set of {size_bytes} bytes")]
-    Map {
-        /// The size.
-        size_bytes: u64,
-        /// The cause (`mmap` or `madvise`).
-        #[source]
-        source: std::io::Error,
-    },
-    /// The simulated counters could not be taken.
-    #[error("simulated counters for {what} failed; pass --no-sim to skip them")]
-    Simulation {
-        /// Which row.
-        what: String,
-        /// The cause.
-        #[source]
-        source: frugal_counters::Error,
-    },
-}
-
-impl Error {
-    /// True for errors in what the user asked for (a CLI exits 2 on these).
-    pub fn is_usage(&self) -> bool {
-        matches!(
-            self,
-            Error::BadSize { .. } | Error::TooLarge { .. } | Error::UnknownPattern { .. }
-        )
-    }
-}
-
-/// How to get simulated counters: re-run a program (this binary) under valgrind.
-#[derive(Debug, Clone)]
-pub struct SimCommand {
-    /// The program and leading arguments; the engine appends `PATTERN SIZE_BYTES ACCESSES`,
-    /// and the program must then call [`sim_child`] with them.
-    pub argv: Vec<String>,
-}
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -571,9 +501,7 @@ const HW_EVENTS: [Event; 3] = [
 ];
 
 fn hardware_available() -> bool {
-    Measurement::new(&[Event::L1DcacheLoadMisses])
-        .map(|mut m| m.counters().status().iter().all(|s| s.is_counting()))
-        .unwrap_or(false)
+    crate::sim::pmu_counts(Event::L1DcacheLoadMisses)
 }
 
 fn hardware_counters(layout: &Layout, samples: u32) -> Option<AccessCounters> {
@@ -686,28 +614,17 @@ fn simulate(
     size: u64,
     accesses: u64,
 ) -> Result<AccessCounters, Error> {
-    let what = format!("{pattern} at {size} B");
-    let (exe, leading) = cmd.argv.split_first().ok_or_else(|| Error::Simulation {
-        what: what.clone(),
-        source: frugal_counters::Error::InvalidInput("empty re-exec command".to_owned()),
-    })?;
-    let args: Vec<OsString> = leading
-        .iter()
-        .map(OsString::from)
-        .chain([
-            pattern.key().into(),
-            size.to_string().into(),
-            accesses.to_string().into(),
-        ])
-        .collect();
-    let sim_err = |source| Error::Simulation {
-        what: what.clone(),
-        source,
-    };
-    let run = Simulator::new()
-        .map_err(sim_err)?
-        .run_function(Path::new(exe), &args, "*locality::sim_region*")
-        .map_err(sim_err)?;
+    let args = [
+        pattern.key().to_owned(),
+        size.to_string(),
+        accesses.to_string(),
+    ];
+    let run = cmd
+        .simulate(&args, "*locality::sim_region*")
+        .map_err(|source| Error::Simulation {
+            what: format!("{pattern} at {size} B"),
+            source,
+        })?;
     let c = run.counts;
     let n = accesses.max(1) as f64;
     Ok(AccessCounters {
@@ -717,34 +634,6 @@ fn simulate(
         llc_misses: Some((c.ll_data_read_misses + c.ll_data_write_misses) as f64 / n),
         dtlb_misses: None,
     })
-}
-
-/// Maps `f` over `items` on up to two threads, keeping the order.
-fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .clamp(1, 2);
-    let next = AtomicUsize::new(0);
-    let slots: Vec<std::sync::Mutex<Option<R>>> =
-        items.iter().map(|_| std::sync::Mutex::new(None)).collect();
-    std::thread::scope(|s| {
-        for _ in 0..workers {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(item) = items.get(i) else { break };
-                let r = f(item);
-                *slots[i].lock().expect("no worker panics holding a slot") = Some(r);
-            });
-        }
-    });
-    slots
-        .into_iter()
-        .map(|m| {
-            m.into_inner()
-                .expect("no worker panicked")
-                .expect("every item was mapped")
-        })
-        .collect()
 }
 
 fn read_trim(path: &str) -> Option<String> {
