@@ -95,7 +95,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
-    report.claims = claims::ledger(&report, tasks.as_ref());
+    report.claims = defer_bench::ledger::claims(&report, tasks.as_ref());
     if args.claims {
         // Chapter 3 (locality): a reduced run, one working set past the last-level cache.
         match super::locality::claims_for_ledger(args.no_sim) {
@@ -323,7 +323,9 @@ fn render_claims(claims: &[Claim], tasks: Option<&TasksReport>, out: &mut String
     use std::fmt::Write as _;
     if let Some(tasks) = tasks {
         let _ = writeln!(out);
-        out.push_str(&frugal_output::Render::document(tasks).to_text(&frugal_output::Style::plain()));
+        out.push_str(
+            &frugal_output::Render::document(tasks).to_text(&frugal_output::Style::plain()),
+        );
     }
     render_ledger("claims ledger (article vs this machine)", claims, out);
 }

@@ -50,7 +50,7 @@
 //!   } ],
 //!   "go": { "status": "ran" | "not-installed" | "failed" | "skipped", "version": str | null,
 //!           "message": str | null, "simulated": str | null },
-//!   "claims": [ Claim ]             // see crate::claims::Claim
+//!   "claims": [ Claim ]             // see crate::claims::Claim, filled from ledger::claims
 //! }
 //! ```
 //! All per-operation figures are per call of the measured function, so a row of `loop64`
@@ -58,6 +58,7 @@
 
 mod counters;
 mod go;
+pub mod ledger;
 mod ops;
 mod stats;
 
@@ -70,6 +71,7 @@ use serde::{Deserialize, Serialize};
 pub use go::{parse_go_bench, GoBenchLine};
 pub use stats::Spread;
 
+use crate::claims::Claim;
 pub use crate::sim::{CounterSource, Machine, Progress, SimCommand};
 use crate::Error;
 
@@ -393,8 +395,8 @@ pub struct DeferReport {
     pub rows: Vec<Row>,
     /// The Go side.
     pub go: GoSection,
-    /// The claims ledger (filled by [`crate::claims::ledger`]; empty if not asked for).
-    pub claims: Vec<crate::claims::Claim>,
+    /// The claims ledger (filled by the caller from [`ledger::claims`]; empty if not asked for).
+    pub claims: Vec<Claim>,
 }
 
 impl DeferReport {

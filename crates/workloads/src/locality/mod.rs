@@ -62,6 +62,7 @@
 //! }
 //! ```
 
+pub mod ledger;
 pub mod numa;
 mod patterns;
 #[allow(unsafe_code)]
@@ -911,7 +912,7 @@ pub fn run(config: &Config, progress: &mut dyn FnMut(Progress)) -> Result<Locali
         claims: Vec::new(),
         notes,
     };
-    report.claims = crate::claims::locality_claims(&report);
+    report.claims = ledger::claims(&report);
     Ok(report)
 }
 
