@@ -1,5 +1,6 @@
-//! What the counting experiments share: where counter figures come from ([`CounterSource`]),
-//! the machine they ran on ([`Machine`]), progress reports ([`Progress`]), and the simulation
+//! What the counting experiments share: wall time per operation over repeated samples
+//! ([`Timing`]), where counter figures come from ([`CounterSource`]), the machine they ran on
+//! ([`Machine`]), progress reports ([`Progress`]), and the simulation
 //! plumbing — the command that re-executes this binary under valgrind ([`SimCommand`]), the
 //! check for a hardware PMU, and the two-thread pool the valgrind children run on.
 //!
@@ -11,7 +12,85 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use frugal_counters::sim::{SimRun, Simulator};
 use frugal_counters::{Event, Measurement};
+use frugal_output::Summary;
 use serde::{Deserialize, Serialize};
+
+/// Wall time per operation over repeated samples, in nanoseconds: the workspace's one sample
+/// summary ([`Summary`], whose fields it derefs to) and how many operations each sample timed.
+///
+/// In JSON the summary's fields and `iters_per_sample` sit side by side:
+/// `{ "n", "min", "p25", "median", "p75", "max", "mean", "stddev", "samples",
+/// "iters_per_sample" }`. Files written before `n`, `mean` and `stddev` existed still load:
+/// those are computed from `samples`.
+///
+/// ```
+/// let t = frugal_workloads::sim::Timing::from_samples(vec![3.0, 1.0, 2.0], 1000);
+/// assert_eq!((t.median, t.iters_per_sample), (2.0, 1000));
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "TimingFile")]
+pub struct Timing {
+    /// The samples (ns per operation) and their statistics.
+    #[serde(flatten)]
+    pub summary: Summary,
+    /// Operations timed per sample.
+    pub iters_per_sample: u64,
+}
+
+impl Timing {
+    /// Summarizes samples (ns per operation, in the order taken). No samples give zeros.
+    pub fn from_samples(samples: Vec<f64>, iters_per_sample: u64) -> Timing {
+        Timing {
+            summary: Summary::from_samples(samples),
+            iters_per_sample,
+        }
+    }
+}
+
+impl std::ops::Deref for Timing {
+    type Target = Summary;
+
+    fn deref(&self) -> &Summary {
+        &self.summary
+    }
+}
+
+/// A [`Timing`] as files hold it, old ones (without `n`, `mean`, `stddev`) included.
+#[derive(Deserialize)]
+struct TimingFile {
+    median: f64,
+    p25: f64,
+    p75: f64,
+    min: f64,
+    max: f64,
+    iters_per_sample: u64,
+    samples: Vec<f64>,
+    n: Option<usize>,
+    mean: Option<f64>,
+    stddev: Option<f64>,
+}
+
+impl From<TimingFile> for Timing {
+    fn from(f: TimingFile) -> Timing {
+        // The order statistics are kept as written; what an old file lacks comes from its
+        // samples.
+        let from_samples = Summary::from_samples(f.samples.clone());
+        Timing {
+            summary: Summary {
+                n: f.n.unwrap_or(from_samples.n),
+                min: f.min,
+                p25: f.p25,
+                median: f.median,
+                p75: f.p75,
+                max: f.max,
+                mean: f.mean.unwrap_or(from_samples.mean),
+                stddev: f.stddev.unwrap_or(from_samples.stddev),
+                samples: f.samples,
+            },
+            iters_per_sample: f.iters_per_sample,
+        }
+    }
+}
 
 /// Where the counter columns came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -136,6 +215,36 @@ pub(crate) fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timing_summarizes_and_round_trips() {
+        let t = Timing::from_samples(vec![5.0, 1.0, 3.0, 2.0, 4.0], 10);
+        assert_eq!(
+            (t.median, t.p25, t.p75, t.min, t.max),
+            (3.0, 2.0, 4.0, 1.0, 5.0)
+        );
+        assert_eq!(t.samples, vec![5.0, 1.0, 3.0, 2.0, 4.0]);
+        assert!((t.spread_percent() - 100.0 / 3.0).abs() < 1e-9);
+        let json = serde_json::to_value(&t).unwrap();
+        assert_eq!(json["iters_per_sample"], 10);
+        assert_eq!(json["median"], 3.0);
+        assert_eq!(json["n"], 5);
+        let back: Timing = serde_json::from_value(json).unwrap();
+        assert_eq!(back, t);
+        assert_eq!(Timing::from_samples(vec![], 1).median, 0.0);
+    }
+
+    #[test]
+    fn old_timings_without_n_mean_stddev_load() {
+        let old = r#"{"median": 2.0, "p25": 1.5, "p75": 2.5, "min": 1.0, "max": 3.0,
+                      "iters_per_sample": 64, "samples": [1.0, 2.0, 3.0]}"#;
+        let t: Timing = serde_json::from_str(old).unwrap();
+        assert_eq!(
+            (t.n, t.mean, t.stddev, t.iters_per_sample),
+            (3, 2.0, 1.0, 64)
+        );
+        assert_eq!((t.p25, t.p75), (1.5, 2.5));
+    }
 
     #[test]
     fn parallel_map_keeps_the_order() {

@@ -7,7 +7,7 @@ use std::process::Command;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Config, GoSection, Row, Spread};
+use super::{Config, GoSection, Row, Timing};
 use crate::go::{go_command, go_version, tail, HOW_TO_GET_GO};
 use crate::Error;
 
@@ -128,7 +128,7 @@ pub(crate) fn rows_from_lines(lines: &[GoBenchLine]) -> Vec<Row> {
                 strategy,
                 scenario,
                 defers_per_op,
-                time_ns: Some(Spread::from_samples(samples, iters)),
+                time_ns: Some(Timing::from_samples(samples, iters)),
                 allocs_per_op: mean(|l| l.allocs_per_op),
                 alloc_bytes_per_op: mean(|l| l.bytes_per_op),
                 counters: None,

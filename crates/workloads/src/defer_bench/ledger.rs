@@ -573,7 +573,7 @@ fn batch_claims_33(report: &DeferReport) -> Vec<Claim> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::defer_bench::{GoSection, Machine, OpCounters, Spread};
+    use crate::defer_bench::{GoSection, Machine, OpCounters, Timing};
 
     fn row(strategy: &str, scenario: &str, defers: u32, allocs: f64, bytes: f64) -> Row {
         Row {
@@ -586,7 +586,7 @@ mod tests {
             strategy: strategy.to_owned(),
             scenario: scenario.to_owned(),
             defers_per_op: defers,
-            time_ns: Some(Spread::from_samples(vec![10.0, 11.0], 100)),
+            time_ns: Some(Timing::from_samples(vec![10.0, 11.0], 100)),
             allocs_per_op: Some(allocs),
             alloc_bytes_per_op: Some(bytes),
             counters: None,

@@ -39,8 +39,9 @@
 //!       "strategy": str,            // e.g. "manual", "guard", "chain-inline", "go-defer"
 //!       "scenario": str,            // "one" | "straight8" | "loop8" | "loop64" | "touch" | "panic"
 //!       "defers_per_op": u32,
-//!       "time_ns": { "median": f64, "p25": f64, "p75": f64, "min": f64, "max": f64,
-//!                    "iters_per_sample": u64, "samples": [f64] } | null,
+//!       "time_ns": { "n": usize, "min": f64, "p25": f64, "median": f64, "p75": f64,
+//!                    "max": f64, "mean": f64, "stddev": f64, "samples": [f64],
+//!                    "iters_per_sample": u64 } | null,     // crate::sim::Timing
 //!       "allocs_per_op": f64 | null, "alloc_bytes_per_op": f64 | null,
 //!       "counters": { "source": "hardware" | "simulated", "instructions": f64 | null,
 //!                     "branches": f64 | null, "branch_misses": f64 | null,
@@ -60,7 +61,6 @@ mod counters;
 mod go;
 pub mod ledger;
 mod ops;
-mod stats;
 
 use std::fmt;
 use std::hint::black_box;
@@ -69,10 +69,9 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 pub use go::{parse_go_bench, GoBenchLine};
-pub use stats::Spread;
 
 use crate::claims::Claim;
-pub use crate::sim::{CounterSource, Machine, Progress, SimCommand};
+pub use crate::sim::{CounterSource, Machine, Progress, SimCommand, Timing};
 use crate::Error;
 
 /// Schema version of [`DeferReport`]; bumped on incompatible changes.
@@ -352,7 +351,7 @@ pub struct Row {
     /// Deferred calls per operation.
     pub defers_per_op: u32,
     /// Wall time per operation.
-    pub time_ns: Option<Spread>,
+    pub time_ns: Option<Timing>,
     /// Heap allocations per operation.
     pub allocs_per_op: Option<f64>,
     /// Heap bytes per operation.
@@ -434,7 +433,7 @@ fn check_leak(env: &ops::Env, strategy: Strategy, scenario: Scenario) -> Result<
 }
 
 /// Times one operation: calibrates the iterations per sample, then takes `samples` samples.
-fn time_op(op: ops::Op, env: &ops::Env, config: &Config, seed: &mut u64) -> Spread {
+fn time_op(op: ops::Op, env: &ops::Env, config: &Config, seed: &mut u64) -> Timing {
     let mut iters: u64 = 1;
     loop {
         let start = Instant::now();
@@ -456,7 +455,7 @@ fn time_op(op: ops::Op, env: &ops::Env, config: &Config, seed: &mut u64) -> Spre
         *seed += iters;
         samples.push(start.elapsed().as_nanos() as f64 / iters as f64);
     }
-    Spread::from_samples(samples, iters)
+    Timing::from_samples(samples, iters)
 }
 
 /// Allocations per operation in steady state (after the timing warmed any pool up).

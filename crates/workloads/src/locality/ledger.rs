@@ -345,7 +345,7 @@ mod tests {
     }
     use crate::locality::numa::{NumaSection, ReclaimBit, SourceCheck};
     use crate::locality::tlb::{TlbCounts, TlbGeometry};
-    use crate::locality::{AccessCounters, HugePages, Machine, Row as LRow, Spread, TlbSimRow};
+    use crate::locality::{AccessCounters, HugePages, Machine, Row as LRow, Timing, TlbSimRow};
 
     fn row(pattern: &str, ns: f64, walks_per_1000: u64, l1d: Option<f64>) -> LRow {
         let counts = TlbCounts {
@@ -357,7 +357,7 @@ mod tests {
             pattern: pattern.to_owned(),
             access_unit: "word".to_owned(),
             size_bytes: 64 << 20,
-            time_ns: Spread::from_samples(vec![ns], 1),
+            time_ns: Timing::from_samples(vec![ns], 1),
             counters: l1d.map(|m| AccessCounters {
                 source: CounterSource::Simulated,
                 accesses: 1000,

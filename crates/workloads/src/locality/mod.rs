@@ -43,7 +43,7 @@
 //!   "counter_source": "hardware" | "simulated" | "none", "counter_note": str | null,
 //!   "rows": [ {
 //!       "pattern": str, "access_unit": str, "size_bytes": u64,
-//!       "time_ns": Spread,                    // ns per access, see defer_bench::Spread
+//!       "time_ns": Timing,                    // ns per access, see sim::Timing
 //!       "counters": { "source": "hardware" | "simulated", "accesses": u64,
 //!                     "l1d_misses": f64 | null, "llc_misses": f64 | null,
 //!                     "dtlb_misses": f64 | null } | null,     // per access
@@ -52,7 +52,7 @@
 //!   } ],            // TlbCounts: { accesses (words read = TLB lookups), l1_misses, walks }
 //!   "huge_pages": { "status": "measured" | "skipped", "thp_enabled": str | null,
 //!                   "thp_defrag": str | null, "size_bytes": u64,
-//!                   "rows": [ { "pattern": str, "pages": "4k" | "thp", "time_ns": Spread,
+//!                   "rows": [ { "pattern": str, "pages": "4k" | "thp", "time_ns": Timing,
 //!                               "anon_huge_bytes": u64 | null, "huge_fraction": f64 | null,
 //!                               "setup_ms": f64 } ],
 //!                   "notes": [str] },
@@ -78,9 +78,8 @@ use frugal_counters::{Event, Measurement};
 use serde::{Deserialize, Serialize};
 
 use crate::claims::Claim;
-pub use crate::defer_bench::Spread;
 use crate::sim::parallel_map;
-pub use crate::sim::{CounterSource, Machine, Progress, SimCommand};
+pub use crate::sim::{CounterSource, Machine, Progress, SimCommand, Timing};
 use crate::Error;
 use patterns::{Cursor, Layout};
 pub use patterns::{NoTrace, Pattern, Sink};
@@ -334,7 +333,7 @@ pub struct Row {
     /// Working set in bytes (4 KiB pages: `MADV_NOHUGEPAGE`).
     pub size_bytes: u64,
     /// Wall-clock ns per access.
-    pub time_ns: Spread,
+    pub time_ns: Timing,
     /// Cache (and, with a PMU, dTLB) misses per access; `None` when not measured.
     pub counters: Option<AccessCounters>,
     /// The TLB model's figures.
@@ -349,7 +348,7 @@ pub struct HugePageRow {
     /// `4k` (`MADV_NOHUGEPAGE`) or `thp` (`MADV_HUGEPAGE`).
     pub pages: String,
     /// Wall-clock ns per access.
-    pub time_ns: Spread,
+    pub time_ns: Timing,
     /// `AnonHugePages` of the region from /proc/self/smaps after it was written.
     pub anon_huge_bytes: Option<u64>,
     /// `anon_huge_bytes` / region size.
@@ -448,7 +447,7 @@ pub(crate) fn time_layout(
     cursor: &mut Cursor,
     samples: u32,
     sample_time: Duration,
-) -> Spread {
+) -> Timing {
     let warm = layout.accesses_per_pass().clamp(1, 4 << 20);
     black_box(layout.run(cursor, warm, &mut NoTrace));
     // Calibrate: how many accesses fill one sample.
@@ -464,7 +463,7 @@ pub(crate) fn time_layout(
             t.elapsed().as_nanos() as f64 / iters as f64
         })
         .collect();
-    Spread::from_samples(samples, iters)
+    Timing::from_samples(samples, iters)
 }
 
 /// The TLB model over the addresses the pattern reads, for 4 KiB and 2 MiB pages.
