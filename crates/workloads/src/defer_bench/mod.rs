@@ -61,6 +61,7 @@ mod counters;
 mod go;
 pub mod ledger;
 mod ops;
+mod render;
 
 use std::fmt;
 use std::hint::black_box;
@@ -69,6 +70,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 pub use go::{parse_go_bench, GoBenchLine};
+pub use render::{WithLedger, LEDGER_HEADING};
 
 use crate::claims::Claim;
 pub use crate::sim::{CounterSource, Machine, Progress, SimCommand, Timing};

@@ -65,6 +65,7 @@
 pub mod ledger;
 pub mod numa;
 mod patterns;
+mod render;
 #[allow(unsafe_code)]
 mod sys;
 pub mod tlb;
@@ -83,6 +84,7 @@ pub use crate::sim::{CounterSource, Machine, Progress, SimCommand, Timing};
 use crate::Error;
 use patterns::{Cursor, Layout};
 pub use patterns::{NoTrace, Pattern, Sink};
+pub use render::LEDGER_HEADING;
 use sys::{PagePolicy, Region};
 use tlb::{TlbCounts, TlbGeometry, TlbSim, SHIFT_2M, SHIFT_4K};
 
