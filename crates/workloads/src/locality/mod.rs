@@ -19,7 +19,7 @@
 //!   source-level check of the article's `zone_reclaim()` snippet ([`numa`]).
 //!
 //! The claims ledger rows for chapter 3 are computed from the report by
-//! [`crate::claims::locality_claims`].
+//! [`ledger::claims`].
 //!
 //! ```no_run
 //! use frugal_workloads::locality::{self, Config};
