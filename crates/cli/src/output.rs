@@ -150,7 +150,8 @@ pub fn write_json<T: serde::Serialize>(path: &Path, report: &T) -> anyhow::Resul
 }
 
 /// The one progress template: what runs, how far, time left.
-const TEMPLATE: &str = "{spinner:.green} {msg:<38!} [{bar:30.cyan/blue}] {percent:>3}% {elapsed_precise} (ETA {eta})";
+const TEMPLATE: &str =
+    "{spinner:.green} {msg:<38!} [{bar:30.cyan/blue}] {percent:>3}% {elapsed_precise} (ETA {eta})";
 
 /// A progress bar of `len` steps on stderr; hidden when `quiet` or stderr is not a terminal.
 pub fn bar(len: u64, quiet: bool) -> indicatif::ProgressBar {

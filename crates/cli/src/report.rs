@@ -16,7 +16,7 @@ use frugal_report::{
     render_html, FleetTrace, FullReport, MachineFacts, Step, StepStatus,
 };
 use frugal_rightsize as rs;
-use frugal_workloads::{chapter1, claims, defer_bench, http, io, locality, tasks};
+use frugal_workloads::{chapter1, defer_bench, http, io, locality, tasks};
 
 use crate::output::{Format, OutputArgs};
 
@@ -443,14 +443,18 @@ fn ledger_rows(r: &FullReport) -> Vec<LedgerRow> {
     let mut rows: Vec<LedgerRow> = Vec::new();
     rows.extend(ledger::chapter1_claims(chapter1));
     if let Some(d) = defer {
-        rows.extend(claims::ledger(d, tasks).into_iter().map(|claim| LedgerRow {
-            claim,
-            command: "frugal bench defer --claims".to_owned(),
-        }));
+        rows.extend(
+            defer_bench::ledger::claims(d, tasks)
+                .into_iter()
+                .map(|claim| LedgerRow {
+                    claim,
+                    command: "frugal bench defer --claims".to_owned(),
+                }),
+        );
     }
     if let Some(l) = locality {
         rows.extend(
-            claims::locality_claims(l)
+            locality::ledger::claims(l)
                 .into_iter()
                 .map(|claim| LedgerRow {
                     claim,

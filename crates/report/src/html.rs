@@ -633,7 +633,7 @@ fn service(r: &FullReport, h: &mut String) {
         }],
     });
     figure(h, &svg, "cleanup strategy", "p99 latency (ms)", "");
-    let fmt = |r: &Option<crate::stats::Range>, d: usize| {
+    let fmt = |r: &Option<frugal_output::Summary>, d: usize| {
         r.as_ref().map_or("-".to_owned(), |r| {
             format!("{:.d$} ({:.d$}–{:.d$})", r.median, r.min, r.max)
         })

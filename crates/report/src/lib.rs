@@ -44,5 +44,4 @@ mod text;
 
 pub use html::{esc, render_html, SECTIONS};
 pub use model::{FleetTrace, FullReport, MachineFacts, Step, StepStatus, SCHEMA, SCHEMA_VERSION};
-pub use stats::Range;
 pub use text::render_text;

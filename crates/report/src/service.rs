@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::stats::Range;
+use frugal_output::Summary;
 
 /// The service benchmark per strategy.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -32,12 +32,15 @@ pub struct StrategyLine {
     /// Runs per mode that went into the medians.
     pub runs: u32,
     /// Closed-loop throughput, requests per second.
-    pub closed_loop_rps: Option<Range>,
+    #[serde(default, deserialize_with = "crate::stats::opt_summary")]
+    pub closed_loop_rps: Option<Summary>,
     /// Constant-rate 99th percentile latency (corrected for coordinated omission), ms.
-    pub p99_ms: Option<Range>,
+    #[serde(default, deserialize_with = "crate::stats::opt_summary")]
+    pub p99_ms: Option<Summary>,
     /// Server CPU per request at the constant rate, microseconds (closed loop when no
     /// constant-rate run exists).
-    pub cpu_us_per_request: Option<Range>,
+    #[serde(default, deserialize_with = "crate::stats::opt_summary")]
+    pub cpu_us_per_request: Option<Summary>,
     /// Server resident memory at the end of the runs, bytes (largest seen).
     pub rss_bytes: u64,
     /// Failed requests over all runs.
@@ -89,7 +92,7 @@ impl ServiceSummary {
                         .filter_map(|r| num(r, key))
                         .map(|x| x * scale)
                         .collect();
-                    Range::of(&values)
+                    Summary::of(values)
                 };
                 let cpu_rows = if constant.is_empty() {
                     &closed
@@ -130,7 +133,7 @@ impl ServiceSummary {
 
 /// Says whether the CPU-per-request medians differ by more than the runs' spread.
 fn noise_statement(lines: &[StrategyLine]) -> String {
-    let cpu: Vec<(&str, &Range)> = lines
+    let cpu: Vec<(&str, &Summary)> = lines
         .iter()
         .filter_map(|l| Some((l.strategy.as_str(), l.cpu_us_per_request.as_ref()?)))
         .collect();

@@ -1,57 +1,78 @@
-//! The one summary the page shows for repeated figures: median and range.
+//! Reading summaries from report files of every age.
+//!
+//! The page's repeated figures are [`frugal_output::Summary`] values, the workspace's one
+//! sample summary. Report files written before that held only `{n, median, min, max}` (the
+//! report's own `Range`); [`opt_summary`] reads both, so `frugal report --from DIR` still loads
+//! them.
 
-use serde::{Deserialize, Serialize};
+use frugal_output::Summary;
+use serde::{Deserialize, Deserializer};
 
-/// Median, minimum and maximum of `n` values.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Range {
-    /// How many values.
-    pub n: u32,
-    /// Their median.
-    pub median: f64,
-    /// The smallest.
-    pub min: f64,
-    /// The largest.
-    pub max: f64,
+/// A summary as a file holds it: every field but the median and the range may be missing.
+#[derive(Deserialize)]
+struct SummaryFile {
+    n: usize,
+    median: f64,
+    min: f64,
+    max: f64,
+    p25: Option<f64>,
+    p75: Option<f64>,
+    mean: Option<f64>,
+    stddev: Option<f64>,
+    #[serde(default)]
+    samples: Vec<f64>,
 }
 
-impl Range {
-    /// Summarises `values`; `None` when there are none.
-    pub fn of(values: &[f64]) -> Option<Range> {
-        let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
-        if v.is_empty() {
-            return None;
+impl From<SummaryFile> for Summary {
+    fn from(f: SummaryFile) -> Summary {
+        // An old file has no samples and no quartiles: the median stands in for what is
+        // missing (the page shows the median and the range only).
+        Summary {
+            n: f.n,
+            min: f.min,
+            p25: f.p25.unwrap_or(f.median),
+            median: f.median,
+            p75: f.p75.unwrap_or(f.median),
+            max: f.max,
+            mean: f.mean.unwrap_or(f.median),
+            stddev: f.stddev.unwrap_or(0.0),
+            samples: f.samples,
         }
-        v.sort_by(f64::total_cmp);
-        Some(Range {
-            n: v.len() as u32,
-            median: median(&v),
-            min: v[0],
-            max: v[v.len() - 1],
-        })
     }
 }
 
-/// Median of sorted, non-empty `v`.
-pub fn median(v: &[f64]) -> f64 {
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
+/// `deserialize_with` for an `Option<Summary>` field that old files hold as a `Range`.
+pub(crate) fn opt_summary<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Summary>, D::Error> {
+    Ok(Option::<SummaryFile>::deserialize(d)?.map(Summary::from))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    #[derive(Deserialize)]
+    struct Holder {
+        #[serde(default, deserialize_with = "opt_summary")]
+        s: Option<Summary>,
+    }
+
     #[test]
-    fn range_of_odd_even_and_empty() {
-        let r = Range::of(&[3.0, 1.0, 2.0]).unwrap();
-        assert_eq!((r.n, r.median, r.min, r.max), (3, 2.0, 1.0, 3.0));
-        assert_eq!(Range::of(&[4.0, 1.0]).unwrap().median, 2.5);
-        assert!(Range::of(&[]).is_none());
-        assert!(Range::of(&[f64::NAN]).is_none());
+    fn reads_old_ranges_and_new_summaries() {
+        let old: Holder =
+            serde_json::from_str(r#"{"s": {"n": 3, "median": 2.0, "min": 1.0, "max": 3.0}}"#)
+                .unwrap();
+        let s = old.s.unwrap();
+        assert_eq!(
+            (s.n, s.median, s.min, s.max, s.p25),
+            (3, 2.0, 1.0, 3.0, 2.0)
+        );
+        let new = Summary::from_samples(vec![1.0, 2.0, 4.0]);
+        let json = format!(r#"{{"s": {}}}"#, serde_json::to_string(&new).unwrap());
+        let back: Holder = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.s.unwrap(), new);
+        let none: Holder = serde_json::from_str(r#"{"s": null}"#).unwrap();
+        assert!(none.s.is_none());
+        let absent: Holder = serde_json::from_str("{}").unwrap();
+        assert!(absent.s.is_none());
     }
 }

@@ -22,7 +22,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::defer_bench::{go_command, go_version, Error};
+use crate::go::{go_command, go_version};
+use crate::Error;
 
 const GO_MOD: &str = include_str!("../go/httpserver/go.mod");
 const MAIN_GO: &str = include_str!("../go/httpserver/main.go");
@@ -54,7 +55,7 @@ pub fn go_binary() -> Result<Option<GoBinary>, Error> {
         let path = built.dir.path().join(name);
         std::fs::metadata(&path)
             .map(|m| m.len())
-            .map_err(|source| Error::Io { path, source })
+            .map_err(|source| Error::File { path, source })
     };
     Ok(Some(GoBinary {
         go_version: built.version.clone(),
@@ -67,17 +68,10 @@ fn build() -> Result<Option<Built>, Error> {
     let Some(version) = go_version() else {
         return Ok(None);
     };
-    let dir = tempfile::Builder::new()
-        .prefix("frugal-go-httpserver-")
-        .tempdir()
-        .map_err(|source| Error::Io {
-            path: std::env::temp_dir(),
-            source,
-        })?;
-    for (name, text) in [("go.mod", GO_MOD), ("main.go", MAIN_GO)] {
-        let path = dir.path().join(name);
-        std::fs::write(&path, text).map_err(|source| Error::Io { path, source })?;
-    }
+    let dir = crate::go::module_dir(
+        "frugal-go-httpserver-",
+        &[("go.mod", GO_MOD), ("main.go", MAIN_GO)],
+    )?;
     let build = |out: &str, extra: &[&str]| -> Result<(), Error> {
         let mut cmd = go_command(dir.path());
         cmd.env("CGO_ENABLED", "0")
@@ -172,7 +166,7 @@ pub fn go_gc_pauses(duration: Duration, connections: u64) -> Result<Option<GcPau
     let mut line = String::new();
     BufReader::new(stdout)
         .read_line(&mut line)
-        .map_err(|source| Error::Io {
+        .map_err(|source| Error::File {
             path: binary.clone(),
             source,
         })?;
@@ -253,7 +247,7 @@ pub struct ContextSwitch {
 
 /// Ping-pong between two threads over a Unix socket pair, `samples` times `round_trips`.
 pub fn context_switch(round_trips: u32, samples: u32) -> Result<ContextSwitch, Error> {
-    let io_err = |source| Error::Io {
+    let io_err = |source| Error::File {
         path: PathBuf::from("socketpair"),
         source,
     };

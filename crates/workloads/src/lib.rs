@@ -12,7 +12,7 @@
 //! | command | engine | report (serde) | schema |
 //! |---|---|---|---|
 //! | `frugal bench defer [--quick] [--json FILE]` | [`defer_bench::run`] | [`defer_bench::DeferReport`] | [schema](defer_bench#json-schema) |
-//! | `frugal bench defer --claims` | [`claims::ledger`] | [`claims::Claim`] (the report's `claims`) | [schema](claims#json-schema) |
+//! | `frugal bench defer --claims` | [`defer_bench::ledger::claims`], [`locality::ledger::claims`] | [`claims::Claim`] (the report's `claims`) | [schema](claims#json-schema) |
 //! | `frugal bench tasks [-n N] [--json FILE]` | [`tasks::run`] | [`tasks::TasksReport`] | [schema](tasks#json-schema) |
 //! | `frugal bench io [--qd 64] [--direct] [--compare-fio] [--json FILE]` | [`io::run`], [`io::run_fio`] | [`io::IoReport`] | the types' field docs (`schema_version` 1) |
 //! | `frugal bench locality [--quick] [--sizes LIST] [--json FILE]` | [`locality::run`] | [`locality::LocalityReport`] | [schema](locality#json-schema) |
@@ -26,7 +26,12 @@
 pub mod chapter1;
 pub mod claims;
 pub mod defer_bench;
+mod error;
+mod go;
 pub mod http;
 pub mod io;
 pub mod locality;
+pub mod sim;
 pub mod tasks;
+
+pub use error::Error;

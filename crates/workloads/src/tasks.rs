@@ -28,7 +28,6 @@
 //!   "go": { "status": "ran"|"not-installed"|"failed"|"skipped", "message": str|null } }
 //! ```
 
-use std::io::Write;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -36,7 +35,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::defer_bench::Error;
+use crate::Error;
 
 /// Schema version of [`TasksReport`] (2: machine-wide per-task figures and the `at_100k`
 /// extrapolations may be `null`).
@@ -700,25 +699,11 @@ fn run_child_process(mut cmd: Command, label: &str) -> Result<ChildReport, Error
 fn build_go_tasks() -> Result<(tempfile::TempDir, std::path::PathBuf), Error> {
     const GO_MOD: &str = include_str!("../go/tasks/go.mod");
     const MAIN: &str = include_str!("../go/tasks/main.go");
-    let scratch = tempfile::Builder::new()
-        .prefix("frugal-go-tasks-")
-        .tempdir()
-        .map_err(|source| Error::Io {
-            path: std::env::temp_dir(),
-            source,
-        })?;
+    let scratch =
+        crate::go::module_dir("frugal-go-tasks-", &[("go.mod", GO_MOD), ("main.go", MAIN)])?;
     let dir = scratch.path().to_path_buf();
-    for (name, text) in [("go.mod", GO_MOD), ("main.go", MAIN)] {
-        let path = dir.join(name);
-        let mut f = std::fs::File::create(&path).map_err(|source| Error::Io {
-            path: path.clone(),
-            source,
-        })?;
-        f.write_all(text.as_bytes())
-            .map_err(|source| Error::Io { path, source })?;
-    }
     let bin = dir.join("tasks");
-    let out = crate::defer_bench::go_command(&dir)
+    let out = crate::go::go_command(&dir)
         .args(["build", "-o"])
         .arg(&bin)
         .arg(".")
@@ -758,10 +743,10 @@ pub fn run(
     for (i, &kind) in config.kinds.iter().enumerate() {
         progress(i as u64, total, kind.key());
         if kind == TaskKind::Goroutine {
-            if crate::defer_bench::go_version().is_none() {
+            if crate::go::go_version().is_none() {
                 go = GoStatus {
                     status: "not-installed".to_owned(),
-                    message: Some(crate::defer_bench::HOW_TO_GET_GO.to_owned()),
+                    message: Some(crate::go::HOW_TO_GET_GO.to_owned()),
                 };
                 continue;
             }
@@ -839,7 +824,15 @@ impl frugal_output::Render for TasksReport {
              virtual = VmSize delta (stack reservations)",
         );
         let mut table = Table::numeric([
-            "kind", "started", "stack", "rss", "pss", "kstack", "ptables", "virtual", "res@100k",
+            "kind",
+            "started",
+            "stack",
+            "rss",
+            "pss",
+            "kstack",
+            "ptables",
+            "virtual",
+            "res@100k",
             "virt@100k",
         ]);
         let human = |b: f64| {
@@ -857,7 +850,8 @@ impl frugal_output::Render for TasksReport {
                     .map_or(MISSING.to_owned(), |b| format!("{} KiB", b / 1024)),
                 kib(r.rss_per_task_bytes),
                 kib(r.pss_per_task_bytes),
-                r.kernel_stack_per_task_bytes.map_or(MISSING.to_owned(), kib),
+                r.kernel_stack_per_task_bytes
+                    .map_or(MISSING.to_owned(), kib),
                 r.page_tables_per_task_bytes.map_or(MISSING.to_owned(), kib),
                 kib(r.vm_per_task_bytes),
                 r.rss_at_100k_bytes.map_or(MISSING.to_owned(), human),

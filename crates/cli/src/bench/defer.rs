@@ -2,15 +2,11 @@
 //! ledger. Also home of the binary's counting global allocator (per-thread counts), which
 //! the allocation columns read.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use frugal_workloads::claims::{self, Claim};
-use frugal_workloads::defer_bench::{
-    self, Config, CounterSource, DeferReport, Row, Scenario, SimCommand, Strategy,
-};
-use frugal_workloads::tasks::TasksReport;
+use frugal_output::Render;
+use frugal_workloads::defer_bench::{self, Config, Scenario, SimCommand, Strategy, WithLedger};
 
 use super::tasks;
 
@@ -20,9 +16,6 @@ pub struct Args {
     /// Quick profile for CI: fewer, shorter samples (under 20 s).
     #[arg(long)]
     quick: bool,
-    /// Also write the report as JSON to FILE (`-` for stdout, then the table goes to stderr).
-    #[arg(long, value_name = "FILE", value_parser = crate::ranges::output_file)]
-    json: Option<PathBuf>,
     /// Add the claims ledger: the article's numbers beside ours, with verdicts (also measures
     /// task memory and a reduced locality run, some seconds more).
     #[arg(long)]
@@ -40,6 +33,8 @@ pub struct Args {
     /// Skip the Go benchmark.
     #[arg(long)]
     no_go: bool,
+    #[command(flatten)]
+    output: crate::output::OutputArgs,
     /// Internal: run one operation N times (the child that valgrind simulates).
     #[arg(long, hide = true, num_args = 3, value_names = ["STRATEGY", "SCENARIO", "ITERS"])]
     run_op: Option<Vec<String>>,
@@ -75,7 +70,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .map(|s| Scenario::parse(s))
             .collect::<Result<_, _>>()?;
     }
-    let bar = progress_bar();
+    let mut output = args.output.clone();
+    // `--json -` (the old spelling of `--format json`): JSON on stdout, the table on stderr.
+    let json_to_stdout = output.json.as_deref() == Some(std::path::Path::new("-"));
+    if json_to_stdout {
+        output.json = None;
+        output.format = crate::output::Format::Json;
+    }
+    let bar = crate::output::bar(1, output.quiet);
     let mut report = defer_bench::run(&config, &mut |p| {
         bar.set_length(p.total);
         bar.set_position(p.done);
@@ -84,7 +86,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     bar.finish_and_clear();
 
     let tasks = if args.claims {
-        match tasks::measure(if args.quick { 20_000 } else { 100_000 }, false) {
+        match tasks::measure(if args.quick { 20_000 } else { 100_000 }, output.quiet) {
             Ok(tasks) => Some(tasks),
             Err(err) => {
                 // The defer table stands on its own; the task claims then say "not measured".
@@ -95,32 +97,29 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
-    report.claims = claims::ledger(&report, tasks.as_ref());
+    report.claims = defer_bench::ledger::claims(&report, tasks.as_ref());
     if args.claims {
         // Chapter 3 (locality): a reduced run, one working set past the last-level cache.
-        match super::locality::claims_for_ledger(args.no_sim) {
+        match super::locality::claims_for_ledger(args.no_sim, output.quiet) {
             Ok(rows) => report.claims.extend(rows),
             Err(err) => eprintln!("frugal: warning: locality claims not measured: {err:#}"),
         }
     }
 
-    let to_stdout_json = args.json.as_deref() == Some(std::path::Path::new("-"));
-    let mut text = String::new();
-    render(&report, &mut text);
     if args.claims {
-        render_claims(&report.claims, tasks.as_ref(), &mut text);
-    }
-    if to_stdout_json {
-        eprint!("{text}");
-    } else {
-        crate::output::print(&text)?;
-    }
-    if let Some(path) = &args.json {
-        if to_stdout_json {
-            println!("{}", serde_json::to_string_pretty(&report)?);
-        } else {
-            crate::output::write_json(path, &report)?;
+        let shown = WithLedger {
+            report: &report,
+            tasks: tasks.as_ref(),
+        };
+        if json_to_stdout {
+            eprint!("{}", shown.document().to_text(&output.stderr_style()));
         }
+        crate::output::emit(&output, &shown)?;
+    } else {
+        if json_to_stdout {
+            eprint!("{}", report.document().to_text(&output.stderr_style()));
+        }
+        crate::output::emit(&output, &report)?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -159,195 +158,4 @@ pub(crate) fn config(quick: bool, no_go: bool, no_sim: bool) -> anyhow::Result<C
         });
     }
     Ok(config)
-}
-
-pub(crate) fn progress_bar() -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::new(1);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {elapsed} {msg}")
-            .expect("the progress template is valid"),
-    );
-    bar
-}
-
-fn fmt_opt(v: Option<f64>, decimals: usize) -> String {
-    v.map_or_else(|| "-".to_owned(), |v| format!("{v:.decimals$}"))
-}
-
-fn render(report: &DeferReport, out: &mut String) {
-    use std::fmt::Write as _;
-    let m = &report.machine;
-    let _ = writeln!(
-        out,
-        "frugal bench defer{}: {} ({} cores), Linux {}",
-        if report.quick { " --quick" } else { "" },
-        m.cpu,
-        m.cores,
-        m.kernel
-    );
-    let counters = match report.counter_source {
-        CounterSource::Hardware => "hardware (PMU)".to_owned(),
-        CounterSource::Simulated => "SIMULATED by valgrind (no PMU here)".to_owned(),
-        CounterSource::None => "none".to_owned(),
-    };
-    let _ = writeln!(
-        out,
-        "per op = one call registering and running all its defers; ns: median ± half IQR; \
-         counters: {counters}"
-    );
-    if cfg!(debug_assertions) {
-        let _ = writeln!(
-            out,
-            "  warning: this is a debug build, timings and counts are not representative; \
-             build with `cargo build --release`"
-        );
-    }
-    if let Some(note) = &report.counter_note {
-        let _ = writeln!(out, "  note: {note}");
-    }
-    let header = [
-        "scenario", "strategy", "ns/op", "±%", "ns/defer", "instr", "branch", "br-miss",
-        "L1d-miss", "allocs", "bytes",
-    ];
-    let mut table: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
-    let mut notes: Vec<String> = Vec::new();
-    let scenarios: Vec<&str> = {
-        let mut v: Vec<&str> = Vec::new();
-        for r in &report.rows {
-            if !v.contains(&r.scenario.as_str()) {
-                v.push(&r.scenario);
-            }
-        }
-        v
-    };
-    for scenario in scenarios {
-        for row in report.rows.iter().filter(|r| r.scenario == scenario) {
-            table.push(row_cells(row, &mut notes));
-        }
-    }
-    let widths: Vec<usize> = (0..header.len())
-        .map(|i| {
-            table
-                .iter()
-                .map(|r| r[i].chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    for (n, row) in table.iter().enumerate() {
-        let line: Vec<String> = row
-            .iter()
-            .enumerate()
-            .map(|(i, cell)| {
-                if i < 2 {
-                    format!("{cell:<w$}", w = widths[i])
-                } else {
-                    format!("{cell:>w$}", w = widths[i])
-                }
-            })
-            .collect();
-        let _ = writeln!(out, "{}", line.join("  ").trim_end());
-        if n == 0 {
-            let _ = writeln!(
-                out,
-                "{}",
-                "-".repeat(widths.iter().sum::<usize>() + 2 * (widths.len() - 1))
-            );
-        }
-    }
-    for (i, note) in notes.iter().enumerate() {
-        let _ = writeln!(out, "  [{}] {note}", i + 1);
-    }
-    let go = &report.go;
-    match go.status.as_str() {
-        "ran" => {
-            let _ = writeln!(
-                out,
-                "Go: {} ({}); {}",
-                go.version.as_deref().unwrap_or("?"),
-                go.message.as_deref().unwrap_or(""),
-                go.simulated.as_deref().unwrap_or("")
-            );
-        }
-        _ => {
-            let _ = writeln!(
-                out,
-                "Go: {}: {}",
-                go.status,
-                go.message.as_deref().unwrap_or("")
-            );
-        }
-    }
-}
-
-fn row_cells(row: &Row, notes: &mut Vec<String>) -> Vec<String> {
-    let time = row.time_ns.as_ref();
-    let c = row.counters.as_ref();
-    let mut strategy = row.strategy.clone();
-    if let Some(note) = &row.note {
-        let idx = match notes.iter().position(|n| n == note) {
-            Some(i) => i,
-            None => {
-                notes.push(note.clone());
-                notes.len() - 1
-            }
-        };
-        strategy.push_str(&format!(" [{}]", idx + 1));
-    }
-    let sim = |v: Option<f64>| {
-        let s = fmt_opt(v, 1);
-        match (c.map(|c| c.source), v) {
-            (Some(CounterSource::Simulated), Some(_)) => format!("{s}*"),
-            _ => s,
-        }
-    };
-    vec![
-        row.scenario.clone(),
-        strategy,
-        fmt_opt(time.map(|t| t.median), 1),
-        fmt_opt(time.map(|t| t.spread_percent()), 0),
-        fmt_opt(
-            time.map(|t| t.median / f64::from(row.defers_per_op.max(1))),
-            2,
-        ),
-        sim(c.and_then(|c| c.instructions)),
-        sim(c.and_then(|c| c.branches)),
-        sim(c.and_then(|c| c.branch_misses)),
-        sim(c.and_then(|c| c.l1d_misses)),
-        fmt_opt(row.allocs_per_op, 2),
-        fmt_opt(row.alloc_bytes_per_op, 0),
-    ]
-}
-
-fn render_claims(claims: &[Claim], tasks: Option<&TasksReport>, out: &mut String) {
-    use std::fmt::Write as _;
-    if let Some(tasks) = tasks {
-        let _ = writeln!(out);
-        out.push_str(&frugal_output::Render::document(tasks).to_text(&frugal_output::Style::plain()));
-    }
-    render_ledger("claims ledger (article vs this machine)", claims, out);
-}
-
-/// The claims ledger as text: a heading, then each claim with the article's value, ours, the
-/// verdict, the subject, the rule and why (`bench defer --claims`, `bench locality`).
-pub(crate) fn render_ledger(heading: &str, claims: &[Claim], out: &mut String) {
-    use std::fmt::Write as _;
-    let _ = writeln!(out, "\n{heading}");
-    for c in claims {
-        let _ = writeln!(
-            out,
-            "- [{}] §{} {}\n    article: {}   measured: {}   => {}\n    subject: {}; rule: {}",
-            c.id,
-            c.section,
-            c.claim,
-            c.article_value,
-            c.measured.as_deref().unwrap_or("-"),
-            c.verdict.label().to_uppercase(),
-            c.subject,
-            c.rule
-        );
-        if !c.why.is_empty() {
-            let _ = writeln!(out, "    why: {}", c.why);
-        }
-    }
 }

@@ -2,20 +2,18 @@
 //! output into rows of the same table.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Config, Error, GoSection, Row, Spread};
+use super::{Config, GoSection, Row, Timing};
+use crate::go::{go_command, go_version, tail, HOW_TO_GET_GO};
+use crate::Error;
 
 /// The Go benchmark's sources, embedded so the binary works outside the repository.
 const GO_MOD: &str = include_str!("../../go/deferbench/go.mod");
 const GO_TEST: &str = include_str!("../../go/deferbench/defer_test.go");
-
-/// How to get Go, printed when it is missing.
-pub(crate) const HOW_TO_GET_GO: &str =
-    "Go is not on PATH; install it (Debian/Ubuntu: `apt-get install golang-go`) to add Go rows";
 
 /// One result line of `go test -bench -benchmem` output.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -130,7 +128,7 @@ pub(crate) fn rows_from_lines(lines: &[GoBenchLine]) -> Vec<Row> {
                 strategy,
                 scenario,
                 defers_per_op,
-                time_ns: Some(Spread::from_samples(samples, iters)),
+                time_ns: Some(Timing::from_samples(samples, iters)),
                 allocs_per_op: mean(|l| l.allocs_per_op),
                 alloc_bytes_per_op: mean(|l| l.bytes_per_op),
                 counters: None,
@@ -162,51 +160,6 @@ fn go_note(strategy: &str, scenario: &str) -> Option<String> {
     }
 }
 
-/// `go version`, or `None` when `go` is not on PATH.
-pub(crate) fn go_version() -> Option<String> {
-    let out = Command::new("go").arg("version").output().ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
-}
-
-/// A scratch directory for the Go sources and, if `HOME` is unset, Go's caches.
-fn scratch_dir() -> Result<PathBuf, Error> {
-    let dir = std::env::temp_dir().join(format!("frugal-go-deferbench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
-        path: dir.clone(),
-        source,
-    })?;
-    for (name, text) in [("go.mod", GO_MOD), ("defer_test.go", GO_TEST)] {
-        let path = dir.join(name);
-        std::fs::write(&path, text).map_err(|source| Error::Io { path, source })?;
-    }
-    Ok(dir)
-}
-
-/// A `go` command with caches that work even without `HOME` (as under CI).
-pub(crate) fn go_command(dir: &Path) -> Command {
-    let mut cmd = Command::new("go");
-    cmd.current_dir(dir);
-    if std::env::var_os("HOME").is_none() {
-        let base = std::env::temp_dir().join("frugal-go-cache");
-        if std::env::var_os("GOCACHE").is_none() {
-            cmd.env("GOCACHE", base.join("build"));
-        }
-        if std::env::var_os("GOPATH").is_none() {
-            cmd.env("GOPATH", base.join("path"));
-        }
-    }
-    cmd.env("GOFLAGS", "-mod=mod").env("GO111MODULE", "on");
-    cmd
-}
-
-/// The last lines of a child's output, for error messages.
-fn tail(text: &str) -> String {
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(8)..].join("\n")
-}
-
 /// Builds and runs the Go benchmark. A missing toolchain or a failing run is reported in the
 /// section, not as an error: the Rust rows stand on their own.
 pub(crate) fn run(config: &Config) -> Result<(GoSection, Vec<Row>), Error> {
@@ -221,9 +174,12 @@ pub(crate) fn run(config: &Config) -> Result<(GoSection, Vec<Row>), Error> {
             Vec::new(),
         ));
     };
-    let dir = scratch_dir()?;
-    let failed = |dir: &Path, message: String| {
-        let _ = std::fs::remove_dir_all(dir);
+    let scratch = crate::go::module_dir(
+        "frugal-go-deferbench-",
+        &[("go.mod", GO_MOD), ("defer_test.go", GO_TEST)],
+    )?;
+    let dir = scratch.path();
+    let failed = |message: String| {
         Ok((
             GoSection {
                 status: "failed".to_owned(),
@@ -236,7 +192,7 @@ pub(crate) fn run(config: &Config) -> Result<(GoSection, Vec<Row>), Error> {
     };
     // Build the test binary once: it is timed here and simulated below.
     let bin = dir.join("deferbench.test");
-    let built = go_command(&dir)
+    let built = go_command(dir)
         .args(["test", "-c", "-o"])
         .arg(&bin)
         .arg(".")
@@ -246,13 +202,10 @@ pub(crate) fn run(config: &Config) -> Result<(GoSection, Vec<Row>), Error> {
             source,
         })?;
     if !built.status.success() {
-        return failed(
-            &dir,
-            format!(
-                "go test -c failed: {}",
-                tail(&String::from_utf8_lossy(&built.stderr))
-            ),
-        );
+        return failed(format!(
+            "go test -c failed: {}",
+            tail(&String::from_utf8_lossy(&built.stderr))
+        ));
     }
     let (benchtime, count) = if config.quick {
         ("20ms", "2")
@@ -265,7 +218,7 @@ pub(crate) fn run(config: &Config) -> Result<(GoSection, Vec<Row>), Error> {
          -test.benchtime {benchtime} -test.count {count}"
     );
     let out = Command::new(&bin)
-        .current_dir(&dir)
+        .current_dir(dir)
         .args(["-test.run", "^$", "-test.bench", &filter, "-test.benchmem"])
         .args(["-test.benchtime", benchtime, "-test.count", count])
         .output()
@@ -276,18 +229,17 @@ pub(crate) fn run(config: &Config) -> Result<(GoSection, Vec<Row>), Error> {
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
-        return failed(
-            &dir,
-            format!("{command} failed: {}", tail(&format!("{stdout}\n{stderr}"))),
-        );
+        return failed(format!(
+            "{command} failed: {}",
+            tail(&format!("{stdout}\n{stderr}"))
+        ));
     }
     let mut rows = rows_from_lines(&parse_go_bench(&stdout));
-    let simulated = if config.sim.is_some() && super::sim::needs_simulation() {
-        Some(simulate_rows(config, &dir, &mut rows))
+    let simulated = if config.sim.is_some() && super::counters::needs_simulation() {
+        Some(simulate_rows(config, dir, &mut rows))
     } else {
         None
     };
-    let _ = std::fs::remove_dir_all(&dir);
     Ok((
         GoSection {
             status: "ran".to_owned(),
@@ -350,7 +302,7 @@ fn simulate_rows(config: &Config, dir: &Path, rows: &mut [Row]) -> String {
         .filter(|(_, row)| go_function(&row.strategy, &row.scenario).is_some())
         .map(|(i, _)| i)
         .collect();
-    let results = super::sim::parallel_map(&wanted, |&i| {
+    let results = crate::sim::parallel_map(&wanted, |&i| {
         let row = &rows[i];
         let function = go_function(&row.strategy, &row.scenario).expect("filtered above");
         let bench = format!(

@@ -39,8 +39,9 @@
 //!       "strategy": str,            // e.g. "manual", "guard", "chain-inline", "go-defer"
 //!       "scenario": str,            // "one" | "straight8" | "loop8" | "loop64" | "touch" | "panic"
 //!       "defers_per_op": u32,
-//!       "time_ns": { "median": f64, "p25": f64, "p75": f64, "min": f64, "max": f64,
-//!                    "iters_per_sample": u64, "samples": [f64] } | null,
+//!       "time_ns": { "n": usize, "min": f64, "p25": f64, "median": f64, "p75": f64,
+//!                    "max": f64, "mean": f64, "stddev": f64, "samples": [f64],
+//!                    "iters_per_sample": u64 } | null,     // crate::sim::Timing
 //!       "allocs_per_op": f64 | null, "alloc_bytes_per_op": f64 | null,
 //!       "counters": { "source": "hardware" | "simulated", "instructions": f64 | null,
 //!                     "branches": f64 | null, "branch_misses": f64 | null,
@@ -50,87 +51,33 @@
 //!   } ],
 //!   "go": { "status": "ran" | "not-installed" | "failed" | "skipped", "version": str | null,
 //!           "message": str | null, "simulated": str | null },
-//!   "claims": [ Claim ]             // see crate::claims::Claim
+//!   "claims": [ Claim ]             // see crate::claims::Claim, filled from ledger::claims
 //! }
 //! ```
 //! All per-operation figures are per call of the measured function, so a row of `loop64`
 //! covers 64 deferred calls; divide by `defers_per_op` for per-defer figures.
 
+mod counters;
 mod go;
+pub mod ledger;
 mod ops;
-mod stats;
+mod render;
 
 use std::fmt;
 use std::hint::black_box;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-pub(crate) use go::{go_command, go_version, HOW_TO_GET_GO};
 pub use go::{parse_go_bench, GoBenchLine};
-pub use stats::Spread;
+pub use render::{WithLedger, LEDGER_HEADING};
+
+use crate::claims::Claim;
+pub use crate::sim::{CounterSource, Machine, Progress, SimCommand, Timing};
+use crate::Error;
 
 /// Schema version of [`DeferReport`]; bumped on incompatible changes.
 pub const SCHEMA_VERSION: u32 = 1;
-
-/// What can go wrong running the defer or task experiments.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// An unknown strategy or scenario name.
-    #[error("unknown {what} {name:?}; expected one of: {expected}")]
-    UnknownName {
-        /// "strategy" or "scenario".
-        what: &'static str,
-        /// The name given.
-        name: String,
-        /// The accepted names.
-        expected: String,
-    },
-    /// A child process (Go, valgrind, or our own re-executed binary) could not run.
-    #[error("could not run {command}: {source}; check that it is installed and on PATH")]
-    Spawn {
-        /// The command line.
-        command: String,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
-    /// A child ran but failed or printed something we could not read.
-    #[error("{command} failed: {message}")]
-    Child {
-        /// The command line.
-        command: String,
-        /// What went wrong, with the child's stderr tail.
-        message: String,
-    },
-    /// Reading or writing a file failed.
-    #[error("could not access {path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The cause.
-        #[source]
-        source: std::io::Error,
-    },
-    /// The machine cannot hold what was asked for; the message names the limit, its value and
-    /// what to do.
-    #[error("{0}")]
-    Limit(String),
-    /// A strategy left resources held after its operation returned.
-    #[error(
-        "{strategy}/{scenario} leaked {open} resources: its cleanup did not run; this is a bug"
-    )]
-    Leak {
-        /// The strategy.
-        strategy: String,
-        /// The scenario.
-        scenario: String,
-        /// Resources still held.
-        open: u64,
-    },
-}
 
 /// How the cleanup is registered and run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -288,14 +235,6 @@ pub struct AllocSnapshot {
 /// `null`.
 pub type AllocProbe = fn() -> AllocSnapshot;
 
-/// How to get the simulated counters: re-run this binary under valgrind.
-#[derive(Debug, Clone)]
-pub struct SimCommand {
-    /// The program and leading arguments; the engine appends `STRATEGY SCENARIO ITERS`, and the
-    /// program must then call [`run_op`] with them.
-    pub argv: Vec<String>,
-}
-
 /// What to run and how long.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -366,18 +305,6 @@ impl Config {
     }
 }
 
-/// Where the counter columns came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum CounterSource {
-    /// The hardware PMU (perf_event_open).
-    Hardware,
-    /// valgrind's cache and branch simulation (cachegrind/callgrind): a model, not this CPU.
-    Simulated,
-    /// No counters: no PMU and simulation unavailable or skipped.
-    None,
-}
-
 /// Counter values per operation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OpCounters {
@@ -426,7 +353,7 @@ pub struct Row {
     /// Deferred calls per operation.
     pub defers_per_op: u32,
     /// Wall time per operation.
-    pub time_ns: Option<Spread>,
+    pub time_ns: Option<Timing>,
     /// Heap allocations per operation.
     pub allocs_per_op: Option<f64>,
     /// Heap bytes per operation.
@@ -435,35 +362,6 @@ pub struct Row {
     pub counters: Option<OpCounters>,
     /// Anything the reader must know about this row.
     pub note: Option<String>,
-}
-
-/// The machine the numbers come from.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Machine {
-    /// CPU model name from /proc/cpuinfo.
-    pub cpu: String,
-    /// Online CPUs.
-    pub cores: u32,
-    /// Kernel release.
-    pub kernel: String,
-}
-
-impl Machine {
-    /// Reads this machine's description.
-    pub fn detect() -> Machine {
-        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-        let cpu = cpuinfo
-            .lines()
-            .find(|l| l.starts_with("model name"))
-            .and_then(|l| l.split(':').nth(1))
-            .map(|s| s.trim().to_owned())
-            .unwrap_or_else(|| "unknown".to_owned());
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
-        let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
-            .map(|s| s.trim().to_owned())
-            .unwrap_or_else(|_| "unknown".to_owned());
-        Machine { cpu, cores, kernel }
-    }
 }
 
 /// Outcome of the Go side.
@@ -498,8 +396,8 @@ pub struct DeferReport {
     pub rows: Vec<Row>,
     /// The Go side.
     pub go: GoSection,
-    /// The claims ledger (filled by [`crate::claims::ledger`]; empty if not asked for).
-    pub claims: Vec<crate::claims::Claim>,
+    /// The claims ledger (filled by the caller from [`ledger::claims`]; empty if not asked for).
+    pub claims: Vec<Claim>,
 }
 
 impl DeferReport {
@@ -509,17 +407,6 @@ impl DeferReport {
             .iter()
             .find(|r| r.strategy == strategy && r.scenario == scenario)
     }
-}
-
-/// Progress of a run, for a progress bar.
-#[derive(Debug, Clone)]
-pub struct Progress {
-    /// Steps done.
-    pub done: u64,
-    /// Steps in total.
-    pub total: u64,
-    /// What runs now.
-    pub label: String,
 }
 
 /// Runs one operation `iters` times in this process: the body of the re-executed child that
@@ -548,7 +435,7 @@ fn check_leak(env: &ops::Env, strategy: Strategy, scenario: Scenario) -> Result<
 }
 
 /// Times one operation: calibrates the iterations per sample, then takes `samples` samples.
-fn time_op(op: ops::Op, env: &ops::Env, config: &Config, seed: &mut u64) -> Spread {
+fn time_op(op: ops::Op, env: &ops::Env, config: &Config, seed: &mut u64) -> Timing {
     let mut iters: u64 = 1;
     loop {
         let start = Instant::now();
@@ -570,7 +457,7 @@ fn time_op(op: ops::Op, env: &ops::Env, config: &Config, seed: &mut u64) -> Spre
         *seed += iters;
         samples.push(start.elapsed().as_nanos() as f64 / iters as f64);
     }
-    Spread::from_samples(samples, iters)
+    Timing::from_samples(samples, iters)
 }
 
 /// Allocations per operation in steady state (after the timing warmed any pool up).
@@ -596,10 +483,10 @@ pub fn run(config: &Config, progress: &mut dyn FnMut(Progress)) -> Result<DeferR
         .flat_map(|&sc| config.strategies.iter().map(move |&st| (st, sc)))
         .filter(|&(st, sc)| ops::lookup(st, sc).is_some())
         .collect();
-    let counters_plan = sim::plan(config);
+    let counters_plan = counters::plan(config);
     // Hardware counters are cheap: every pair. Simulation: the configured subset.
     let counted: Vec<(Strategy, Scenario)> = match (&counters_plan, &config.sim_only) {
-        (Some(sim::Plan::Simulated(_)), Some(only)) => {
+        (Some(counters::Plan::Simulated(_)), Some(only)) => {
             pairs.iter().copied().filter(|p| only.contains(p)).collect()
         }
         _ => pairs.clone(),
@@ -658,7 +545,7 @@ pub fn run(config: &Config, progress: &mut dyn FnMut(Progress)) -> Result<DeferR
     let (counter_source, counter_note) = match &counters_plan {
         Some(plan) => {
             let counters =
-                sim::measure_all(plan, config, &counted, &mut |label| step(label, &mut done))?;
+                counters::measure_all(plan, config, &counted, &mut |label| step(label, &mut done))?;
             for (pair, c) in counted.iter().zip(counters) {
                 if let Some(i) = pairs.iter().position(|p| p == pair) {
                     rows[i].counters = c;
@@ -676,7 +563,7 @@ pub fn run(config: &Config, progress: &mut dyn FnMut(Progress)) -> Result<DeferR
             }
             (plan.source(), note)
         }
-        None => (CounterSource::None, Some(sim::why_none(config))),
+        None => (CounterSource::None, Some(counters::why_none(config))),
     };
 
     let go = if config.go {
@@ -722,5 +609,3 @@ fn row_note(strategy: Strategy, scenario: Scenario) -> Option<String> {
         _ => None,
     }
 }
-
-mod sim;

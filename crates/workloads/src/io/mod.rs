@@ -31,43 +31,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-/// What went wrong in the I/O experiment.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// A parameter is out of range.
-    #[error("invalid configuration: {0}")]
-    Config(String),
-    /// A file or io_uring operation failed (the message does not repeat the cause: `source()`
-    /// returns it).
-    #[error("{what}")]
-    Io {
-        /// What was being done, and what to do about it.
-        what: String,
-        /// The cause.
-        #[source]
-        source: io::Error,
-    },
-    /// A read completed with an error (its CQE held `-errno`), or returned fewer bytes than
-    /// asked.
-    #[error("io_uring read at offset {offset} failed (check the file and the device)")]
-    Read {
-        /// Byte offset of the block.
-        offset: u64,
-        /// The cause.
-        #[source]
-        source: io::Error,
-    },
-    /// A block read did not hold the expected pattern (only with [`IoConfig::verify`]).
-    #[error("block at offset {offset} does not hold the expected pattern; was the file created by frugal?")]
-    Mismatch {
-        /// Byte offset of the block.
-        offset: u64,
-    },
-    /// fio could not be run or its output not understood.
-    #[error("fio: {0}")]
-    Fio(String),
-}
+use crate::Error;
 
 fn io_err(what: impl Into<String>) -> impl FnOnce(io::Error) -> Error {
     let what = what.into();

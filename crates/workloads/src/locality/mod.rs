@@ -19,7 +19,7 @@
 //!   source-level check of the article's `zone_reclaim()` snippet ([`numa`]).
 //!
 //! The claims ledger rows for chapter 3 are computed from the report by
-//! [`crate::claims::locality_claims`].
+//! [`ledger::claims`].
 //!
 //! ```no_run
 //! use frugal_workloads::locality::{self, Config};
@@ -43,7 +43,7 @@
 //!   "counter_source": "hardware" | "simulated" | "none", "counter_note": str | null,
 //!   "rows": [ {
 //!       "pattern": str, "access_unit": str, "size_bytes": u64,
-//!       "time_ns": Spread,                    // ns per access, see defer_bench::Spread
+//!       "time_ns": Timing,                    // ns per access, see sim::Timing
 //!       "counters": { "source": "hardware" | "simulated", "accesses": u64,
 //!                     "l1d_misses": f64 | null, "llc_misses": f64 | null,
 //!                     "dtlb_misses": f64 | null } | null,     // per access
@@ -52,7 +52,7 @@
 //!   } ],            // TlbCounts: { accesses (words read = TLB lookups), l1_misses, walks }
 //!   "huge_pages": { "status": "measured" | "skipped", "thp_enabled": str | null,
 //!                   "thp_defrag": str | null, "size_bytes": u64,
-//!                   "rows": [ { "pattern": str, "pages": "4k" | "thp", "time_ns": Spread,
+//!                   "rows": [ { "pattern": str, "pages": "4k" | "thp", "time_ns": Timing,
 //!                               "anon_huge_bytes": u64 | null, "huge_fraction": f64 | null,
 //!                               "setup_ms": f64 } ],
 //!                   "notes": [str] },
@@ -62,26 +62,29 @@
 //! }
 //! ```
 
+pub mod ledger;
 pub mod numa;
 mod patterns;
+mod render;
 #[allow(unsafe_code)]
 mod sys;
 pub mod tlb;
 
-use std::ffi::OsString;
 use std::hint::black_box;
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use frugal_counters::sim::{CacheGeometry, Simulator};
+use frugal_counters::sim::CacheGeometry;
 use frugal_counters::{Event, Measurement};
 use serde::{Deserialize, Serialize};
 
 use crate::claims::Claim;
-pub use crate::defer_bench::{CounterSource, Machine, Progress, Spread};
+use crate::sim::parallel_map;
+pub use crate::sim::{CounterSource, Machine, Progress, SimCommand, Timing};
+use crate::Error;
 use patterns::{Cursor, Layout};
 pub use patterns::{NoTrace, Pattern, Sink};
+pub use render::LEDGER_HEADING;
 use sys::{PagePolicy, Region};
 use tlb::{TlbCounts, TlbGeometry, TlbSim, SHIFT_2M, SHIFT_4K};
 
@@ -96,77 +99,6 @@ pub const SIM_MAX_BYTES: u64 = 256 << 20;
 
 /// Seed of every random layout and walk, so runs are comparable.
 const SEED: u64 = 0x9e37_79b9_7f4a_7c15;
-
-/// What can go wrong.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// A working set that cannot be used (zero, below one page).
-    #[error("working set of {size_bytes} bytes: {why}")]
-    BadSize {
-        /// The size given.
-        size_bytes: u64,
-        /// Why it is refused.
-        why: &'static str,
-    },
-    /// A working set larger than the memory available; refused before allocating.
-    #[error(
-        "working set of {} MiB is larger than the memory available ({} MiB MemAvailable); \
-         choose a smaller size",
-        size_bytes >> 20,
-        available_bytes >> 20
-    )]
-    TooLarge {
-        /// The size given.
-        size_bytes: u64,
-        /// `MemAvailable` from /proc/meminfo.
-        available_bytes: u64,
-    },
-    /// An unknown pattern name.
-    #[error("unknown pattern {name:?}; expected one of: {expected}")]
-    UnknownPattern {
-        /// The name given.
-        name: String,
-        /// The accepted names.
-        expected: String,
-    },
-    /// Mapping the working set failed.
-    #[error("could not map a working set of {size_bytes} bytes")]
-    Map {
-        /// The size.
-        size_bytes: u64,
-        /// The cause (`mmap` or `madvise`).
-        #[source]
-        source: std::io::Error,
-    },
-    /// The simulated counters could not be taken.
-    #[error("simulated counters for {what} failed; pass --no-sim to skip them")]
-    Simulation {
-        /// Which row.
-        what: String,
-        /// The cause.
-        #[source]
-        source: frugal_counters::Error,
-    },
-}
-
-impl Error {
-    /// True for errors in what the user asked for (a CLI exits 2 on these).
-    pub fn is_usage(&self) -> bool {
-        matches!(
-            self,
-            Error::BadSize { .. } | Error::TooLarge { .. } | Error::UnknownPattern { .. }
-        )
-    }
-}
-
-/// How to get simulated counters: re-run a program (this binary) under valgrind.
-#[derive(Debug, Clone)]
-pub struct SimCommand {
-    /// The program and leading arguments; the engine appends `PATTERN SIZE_BYTES ACCESSES`,
-    /// and the program must then call [`sim_child`] with them.
-    pub argv: Vec<String>,
-}
 
 /// What to run.
 #[derive(Debug, Clone)]
@@ -403,7 +335,7 @@ pub struct Row {
     /// Working set in bytes (4 KiB pages: `MADV_NOHUGEPAGE`).
     pub size_bytes: u64,
     /// Wall-clock ns per access.
-    pub time_ns: Spread,
+    pub time_ns: Timing,
     /// Cache (and, with a PMU, dTLB) misses per access; `None` when not measured.
     pub counters: Option<AccessCounters>,
     /// The TLB model's figures.
@@ -418,7 +350,7 @@ pub struct HugePageRow {
     /// `4k` (`MADV_NOHUGEPAGE`) or `thp` (`MADV_HUGEPAGE`).
     pub pages: String,
     /// Wall-clock ns per access.
-    pub time_ns: Spread,
+    pub time_ns: Timing,
     /// `AnonHugePages` of the region from /proc/self/smaps after it was written.
     pub anon_huge_bytes: Option<u64>,
     /// `anon_huge_bytes` / region size.
@@ -517,7 +449,7 @@ pub(crate) fn time_layout(
     cursor: &mut Cursor,
     samples: u32,
     sample_time: Duration,
-) -> Spread {
+) -> Timing {
     let warm = layout.accesses_per_pass().clamp(1, 4 << 20);
     black_box(layout.run(cursor, warm, &mut NoTrace));
     // Calibrate: how many accesses fill one sample.
@@ -533,7 +465,7 @@ pub(crate) fn time_layout(
             t.elapsed().as_nanos() as f64 / iters as f64
         })
         .collect();
-    Spread::from_samples(samples, iters)
+    Timing::from_samples(samples, iters)
 }
 
 /// The TLB model over the addresses the pattern reads, for 4 KiB and 2 MiB pages.
@@ -571,9 +503,7 @@ const HW_EVENTS: [Event; 3] = [
 ];
 
 fn hardware_available() -> bool {
-    Measurement::new(&[Event::L1DcacheLoadMisses])
-        .map(|mut m| m.counters().status().iter().all(|s| s.is_counting()))
-        .unwrap_or(false)
+    crate::sim::pmu_counts(Event::L1DcacheLoadMisses)
 }
 
 fn hardware_counters(layout: &Layout, samples: u32) -> Option<AccessCounters> {
@@ -686,28 +616,17 @@ fn simulate(
     size: u64,
     accesses: u64,
 ) -> Result<AccessCounters, Error> {
-    let what = format!("{pattern} at {size} B");
-    let (exe, leading) = cmd.argv.split_first().ok_or_else(|| Error::Simulation {
-        what: what.clone(),
-        source: frugal_counters::Error::InvalidInput("empty re-exec command".to_owned()),
-    })?;
-    let args: Vec<OsString> = leading
-        .iter()
-        .map(OsString::from)
-        .chain([
-            pattern.key().into(),
-            size.to_string().into(),
-            accesses.to_string().into(),
-        ])
-        .collect();
-    let sim_err = |source| Error::Simulation {
-        what: what.clone(),
-        source,
-    };
-    let run = Simulator::new()
-        .map_err(sim_err)?
-        .run_function(Path::new(exe), &args, "*locality::sim_region*")
-        .map_err(sim_err)?;
+    let args = [
+        pattern.key().to_owned(),
+        size.to_string(),
+        accesses.to_string(),
+    ];
+    let run = cmd
+        .simulate(&args, "*locality::sim_region*")
+        .map_err(|source| Error::Simulation {
+            what: format!("{pattern} at {size} B"),
+            source,
+        })?;
     let c = run.counts;
     let n = accesses.max(1) as f64;
     Ok(AccessCounters {
@@ -717,34 +636,6 @@ fn simulate(
         llc_misses: Some((c.ll_data_read_misses + c.ll_data_write_misses) as f64 / n),
         dtlb_misses: None,
     })
-}
-
-/// Maps `f` over `items` on up to two threads, keeping the order.
-fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .clamp(1, 2);
-    let next = AtomicUsize::new(0);
-    let slots: Vec<std::sync::Mutex<Option<R>>> =
-        items.iter().map(|_| std::sync::Mutex::new(None)).collect();
-    std::thread::scope(|s| {
-        for _ in 0..workers {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(item) = items.get(i) else { break };
-                let r = f(item);
-                *slots[i].lock().expect("no worker panics holding a slot") = Some(r);
-            });
-        }
-    });
-    slots
-        .into_iter()
-        .map(|m| {
-            m.into_inner()
-                .expect("no worker panicked")
-                .expect("every item was mapped")
-        })
-        .collect()
 }
 
 fn read_trim(path: &str) -> Option<String> {
@@ -1022,7 +913,7 @@ pub fn run(config: &Config, progress: &mut dyn FnMut(Progress)) -> Result<Locali
         claims: Vec::new(),
         notes,
     };
-    report.claims = crate::claims::locality_claims(&report);
+    report.claims = ledger::claims(&report);
     Ok(report)
 }
 

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::patterns::{Cursor, Layout, Pattern};
 use super::sys::{self, PagePolicy, Region};
-use super::{time_layout, Spread};
+use super::{time_layout, Timing};
 
 /// Where the kernel's node list lives.
 pub const NODE_DIR: &str = "/sys/devices/system/node";
@@ -41,7 +41,7 @@ pub struct NumaRow {
     /// Working set in bytes.
     pub size_bytes: u64,
     /// Nanoseconds per access.
-    pub time_ns: Spread,
+    pub time_ns: Timing,
 }
 
 /// One `RECLAIM_*` bit as the installed kernel header defines it.

@@ -1,16 +1,14 @@
-//! The counter columns: hardware counters in-process when the PMU is there, otherwise valgrind's
+//! The counter columns of `bench defer`: hardware counters in-process when the PMU is there, otherwise valgrind's
 //! simulation of one operation function, run in a re-executed child.
 
 use std::cell::Cell;
-use std::ffi::OsString;
-use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 
-use frugal_counters::sim::Simulator;
 use frugal_counters::{Event, Measurement};
 
-use super::{ops, Config, CounterSource, Error, OpCounters, Scenario, SimCommand, Strategy};
+use super::{ops, Config, CounterSource, OpCounters, Scenario, SimCommand, Strategy};
+use crate::Error;
 
 /// The hardware events per operation.
 const HW_EVENTS: [Event; 5] = [
@@ -43,9 +41,7 @@ pub(crate) fn needs_simulation() -> bool {
 }
 
 fn hardware_available() -> bool {
-    Measurement::new(&[Event::Instructions])
-        .map(|mut m| m.counters().status().iter().all(|s| s.is_counting()))
-        .unwrap_or(false)
+    crate::sim::pmu_counts(Event::Instructions)
 }
 
 /// Why the counter columns are empty.
@@ -125,25 +121,14 @@ fn simulated(
     strategy: Strategy,
     scenario: Scenario,
 ) -> Result<Option<OpCounters>, Error> {
-    let (exe, leading) = cmd.argv.split_first().ok_or_else(|| Error::Child {
-        command: "simulation".to_owned(),
-        message: "empty re-exec command".to_owned(),
-    })?;
     let iters = config.sim_iters;
-    let args: Vec<OsString> = leading
-        .iter()
-        .map(OsString::from)
-        .chain([
-            strategy.key().into(),
-            scenario.key().into(),
-            iters.to_string().into(),
-        ])
-        .collect();
+    let args = [
+        strategy.key().to_owned(),
+        scenario.key().to_owned(),
+        iters.to_string(),
+    ];
     let function = format!("*defer_bench::ops::{}", ops::symbol(strategy, scenario));
-    let simulator = Simulator::new().map_err(sim_error)?;
-    let run = simulator
-        .run_function(Path::new(exe), &args, &function)
-        .map_err(sim_error)?;
+    let run = cmd.simulate(&args, &function).map_err(sim_error)?;
     let per_op = run.counts.per_op(iters);
     Ok(Some(OpCounters::simulated(&per_op)))
 }
@@ -209,35 +194,4 @@ pub(crate) fn measure_all(
         first_error.map_or(Ok(()), Err)
     })?;
     Ok(results)
-}
-
-/// Maps `f` over `items` on up to two threads (simulations are child processes, one per core),
-/// keeping the order.
-pub(crate) fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .clamp(1, 2);
-    let next = AtomicUsize::new(0);
-    let slots: Vec<std::sync::Mutex<Option<R>>> =
-        items.iter().map(|_| std::sync::Mutex::new(None)).collect();
-    std::thread::scope(|s| {
-        for _ in 0..workers {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(item) = items.get(i) else { break };
-                let r = f(item);
-                *slots[i]
-                    .lock()
-                    .expect("no worker panics while holding a slot") = Some(r);
-            });
-        }
-    });
-    slots
-        .into_iter()
-        .map(|m| {
-            m.into_inner()
-                .expect("no worker panicked")
-                .expect("every item was mapped")
-        })
-        .collect()
 }
