@@ -149,9 +149,9 @@ impl Table {
         let pad = " ".repeat(self.indent);
         let line = |row: &[Cell]| {
             let mut out = pad.clone();
-            for i in 0..n {
+            for (i, &w) in widths.iter().enumerate() {
                 let c = cell(row, i);
-                let fill = " ".repeat(widths[i] - width(&c.text));
+                let fill = " ".repeat(w - width(&c.text));
                 let painted = style.paint(&c.text, c.tone);
                 if i > 0 {
                     out.push_str("  ");
