@@ -12,8 +12,8 @@
 //! 4. [`sim`]: run a command, or one function of the current program, under valgrind's cache and
 //!    branch simulators when the machine has no hardware counters.
 //!
-//! The reports of `frugal stat` ([`StatReport`], [`sim::SimReport`])
-//! live here and render themselves through `frugal-output`'s
+//! The reports of `frugal stat` ([`StatReport`], [`sim::SimReport`]) and `frugal trace`
+//! ([`trace::TraceReport`]) live here and render themselves through `frugal-output`'s
 //! [`Render`](frugal_output::Render): perf stat's layout, CSV, Markdown, and their `serde` form
 //! as JSON.
 //!
@@ -42,7 +42,7 @@ pub mod sim;
 mod stat;
 #[allow(unsafe_code)]
 mod sys;
-
+pub mod trace;
 
 pub use crate::counters::{CounterSet, CounterStatus, RawValue, Reading, Scope, Source, Value};
 pub use crate::error::{Error, PARANOID_PATH};
