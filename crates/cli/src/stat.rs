@@ -1,25 +1,33 @@
 //! `frugal stat`: count a command's events like `perf stat`, or simulate them with `--sim`.
 //!
-//! The terminal table goes to stderr (as perf stat's does) so the command's own stdout stays
-//! clean; `--json` / `--csv` go to stdout, or to `-o FILE`.
+//! The reports ([`StatReport`], [`SimReport`]) render themselves in `frugal-counters`; this file
+//! is the command line. perf's conventions hold: the terminal table goes to stderr so the
+//! command's own stdout stays clean, `-o FILE` writes the chosen format to FILE instead, and
+//! `-x SEP` gives CSV with SEP between fields. The rest is frugal's one grammar: `--format`,
+//! `--json [FILE]`, `--csv [FILE]`, `--markdown FILE`, `-q`, `--color`.
 
 use std::ffi::OsString;
-use std::fmt::Write as _;
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use frugal_counters::sim::{self, SimRun, Simulator};
-use frugal_counters::{
-    stat_command, CounterStatus, Error, Event, Scope, Source, StatOptions, StatReport, Summary,
-};
+use frugal_counters::sim::{SimReport, Simulator};
+use frugal_counters::{stat_command, Error, Event, StatOptions, StatReport};
+use frugal_output::{Render, Style};
+use serde::Serialize;
+
+use crate::output::{Color, Format};
 
 /// Arguments of `frugal stat`.
 #[derive(Debug, clap::Args)]
 #[command(
-    after_help = "Examples:\n  frugal stat -- ls -l\n  frugal stat -r 5 -e \
-                        task-clock,page-faults -- ./a.out\n  frugal stat --sim --json -- ./a.out"
+    after_help = "The table goes to stderr, as perf stat's does, so the command's own \
+                        stdout stays clean; JSON, CSV and Markdown go to stdout; -o FILE writes \
+                        the chosen format to FILE instead.\n\nExamples:\n  frugal stat -- ls -l\n  \
+                        frugal stat -r 5 -e task-clock,page-faults -- ./a.out\n  frugal stat \
+                        -x ';' -- ./a.out\n  frugal stat --json run.json --csv run.csv -- \
+                        ./a.out\n  frugal stat --sim --json -- ./a.out"
 )]
 pub struct Args {
     /// Events to count, comma-separated perf names (default: perf stat's default set).
@@ -30,39 +38,88 @@ pub struct Args {
     #[arg(short = 'r', long = "repeat", value_name = "N", default_value_t = 1, allow_hyphen_values = true,
           value_parser = crate::ranges::count::<usize>(1, 10_000, "at least one run; more runs belong in a script"))]
     repeat: usize,
-    /// Print JSON (to stdout, or to --output).
-    #[arg(long, conflicts_with = "csv")]
-    json: bool,
-    /// Print CSV (to stdout, or to --output).
-    #[arg(long)]
-    csv: bool,
-    /// Write the report to FILE instead of stdout/stderr.
-    #[arg(short = 'o', long = "output", value_name = "FILE", value_parser = crate::ranges::output_file)]
-    output: Option<PathBuf>,
     /// Simulate instead of counting: valgrind cachegrind with cache and branch simulation.
     #[arg(long)]
     sim: bool,
+    /// What to print: the table (on stderr, as perf stat), or json, csv, markdown (on stdout).
+    #[arg(long, value_enum, help_heading = "Output")]
+    format: Option<Format>,
+    /// JSON (versioned schema): with FILE, also write it there; without, print it instead of
+    /// the table (to stdout, or to -o).
+    #[arg(long, value_name = "FILE", num_args = 0..=1, help_heading = "Output",
+          value_parser = crate::ranges::output_file)]
+    json: Option<Option<PathBuf>>,
+    /// CSV (one row per event, wall time and metric): with FILE, also write it there; without,
+    /// print it instead of the table (to stdout, or to -o).
+    #[arg(long, value_name = "FILE", num_args = 0..=1, help_heading = "Output",
+          value_parser = crate::ranges::output_file)]
+    csv: Option<Option<PathBuf>>,
+    /// Also write the report as Markdown to FILE.
+    #[arg(long, value_name = "FILE", help_heading = "Output",
+          value_parser = crate::ranges::output_file)]
+    markdown: Option<PathBuf>,
+    /// CSV with SEP between fields, as `perf stat -x SEP` (one ASCII character; also used by
+    /// --csv FILE).
+    #[arg(short = 'x', long = "field-separator", value_name = "SEP", help_heading = "Output",
+          value_parser = separator)]
+    separator: Option<u8>,
+    /// Write the chosen format to FILE instead of stdout (stderr for the table).
+    #[arg(short = 'o', long = "output", value_name = "FILE", help_heading = "Output",
+          value_parser = crate::ranges::output_file)]
+    output: Option<PathBuf>,
+    /// No notes on stderr (the simulator's set-up notes); the report itself is still printed.
+    #[arg(short = 'q', long, help_heading = "Output")]
+    quiet: bool,
+    /// Colour the table.
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = Color::Auto,
+          help_heading = "Output")]
+    color: Color,
     /// The command to run and its arguments.
     #[arg(required = true, last = true, value_name = "CMD")]
     command: Vec<OsString>,
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Format {
-    Table,
-    Json,
-    Csv,
+/// `-x SEP`: one ASCII character, not a quote or a line break.
+fn separator(s: &str) -> Result<u8, String> {
+    match s.as_bytes() {
+        [b'"' | b'\n' | b'\r'] => Err(format!("{s:?} cannot separate CSV fields")),
+        [b] if b.is_ascii() => Ok(*b),
+        _ => Err(format!(
+            "the separator must be one ASCII character, as perf's -x (got {s:?})"
+        )),
+    }
+}
+
+impl Args {
+    /// The format of the main output: `--format`, or what `--json`/`--csv` without a file or
+    /// `-x` ask for; two different answers are a usage error.
+    fn main_format(&self) -> anyhow::Result<Format> {
+        let asked = [
+            self.format.map(|f| ("--format", f)),
+            matches!(self.json, Some(None)).then_some(("--json", Format::Json)),
+            matches!(self.csv, Some(None)).then_some(("--csv", Format::Csv)),
+            self.separator.map(|_| ("-x", Format::Csv)),
+        ];
+        let mut chosen: Option<(&str, Format)> = None;
+        for (flag, format) in asked.into_iter().flatten() {
+            match chosen {
+                Some((first, f)) if f != format => {
+                    return Err(crate::ranges::usage(format!(
+                        "{first} and {flag} ask for two different outputs; give a FILE to one \
+                         of them (--json FILE, --csv FILE) or drop one"
+                    )));
+                }
+                Some(_) => {}
+                None => chosen = Some((flag, format)),
+            }
+        }
+        Ok(chosen.map_or(Format::Table, |(_, f)| f))
+    }
 }
 
 /// Runs `frugal stat`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let format = if args.json {
-        Format::Json
-    } else if args.csv {
-        Format::Csv
-    } else {
-        Format::Table
-    };
+    let format = args.main_format()?;
     let (program, rest) = args
         .command
         .split_first()
@@ -89,36 +146,29 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Err(err) => return start_failure(err),
         };
         // Before the run, so they are seen even if valgrind then fails.
-        for note in simulator.notes() {
-            eprintln!("frugal stat: {note}");
+        if !args.quiet {
+            for note in simulator.notes() {
+                eprintln!("frugal stat: {note}");
+            }
         }
         let run = match simulator.run_command(program, rest) {
             Ok(run) => run,
             Err(err) => return start_failure(err),
         };
-        let text = match format {
-            Format::Table => sim_table(&run),
-            Format::Json => serde_json::to_string_pretty(&sim_json(&run))? + "\n",
-            Format::Csv => sim_csv(&run),
-        };
-        emit(&args.output, format, &text)?;
-        return Ok(exit_code(run.exit_code));
+        let exit = run.exit_code;
+        emit(&args, format, &SimReport::new(run))?;
+        return Ok(exit_code(exit));
     }
 
     let options = StatOptions {
         events,
         repeats: args.repeat,
     };
-    let report = match stat_command(program, rest, &options) {
+    let report: StatReport = match stat_command(program, rest, &options) {
         Ok(report) => report,
         Err(err) => return start_failure(err),
     };
-    let text = match format {
-        Format::Table => table(&report),
-        Format::Json => serde_json::to_string_pretty(&stat_json(&report))? + "\n",
-        Format::Csv => csv(&report),
-    };
-    emit(&args.output, format, &text)?;
+    emit(&args, format, &report)?;
     Ok(exit_code(report.exit_code))
 }
 
@@ -137,537 +187,100 @@ fn exit_code(code: i32) -> ExitCode {
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 
-fn emit(output: &Option<PathBuf>, format: Format, text: &str) -> anyhow::Result<()> {
-    match output {
-        Some(path) => {
-            std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+/// The report's CSV with `-x`'s separator (`,` without).
+fn csv<R: Render>(args: &Args, report: &R) -> anyhow::Result<String> {
+    let table = report.csv_table().context("the report has no CSV form")?;
+    Ok(table.to_csv_with(args.separator.unwrap_or(b',')))
+}
+
+/// Writes the files asked for, then the report in `format` to `-o FILE`, or to stderr (the
+/// table, as perf stat) or stdout (the other formats).
+fn emit<R: Render + Serialize>(args: &Args, format: Format, report: &R) -> anyhow::Result<()> {
+    if let Some(Some(path)) = &args.json {
+        crate::output::write_file(path, &crate::output::json(report)?)?;
+    }
+    if let Some(Some(path)) = &args.csv {
+        crate::output::write_file(path, &csv(args, report)?)?;
+    }
+    if let Some(path) = &args.markdown {
+        crate::output::write_file(path, &report.document().to_markdown())?;
+    }
+    let table = |style: &Style| format!("\n{}", report.document().to_text(style));
+    match (&args.output, format) {
+        (Some(path), format) => {
+            let text = match format {
+                Format::Table => table(&Style::plain()),
+                other => text(args, other, report)?,
+            };
+            crate::output::write_file(path, &text)
         }
-        None if format == Format::Table => {
-            std::io::stderr().write_all(text.as_bytes())?;
-            Ok(())
+        (None, Format::Table) => {
+            let text = table(&Style::for_stderr(args.color.into()));
+            std::io::stderr()
+                .write_all(text.as_bytes())
+                .context("cannot write the table to stderr")
         }
-        None => {
-            let mut out = std::io::stdout().lock();
-            out.write_all(text.as_bytes())?;
-            out.flush()?;
-            Ok(())
-        }
+        (None, other) => Ok(crate::output::print(&text(args, other, report)?)?),
     }
 }
 
-fn quoted_command(command: &[String]) -> String {
-    command.join(" ")
-}
-
-/// `1234567` -> `1,234,567`.
-fn grouped(value: f64) -> String {
-    let digits = format!("{:.0}", value.abs());
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
+/// The report in a format other than the table.
+fn text<R: Render + Serialize>(args: &Args, format: Format, report: &R) -> anyhow::Result<String> {
+    match format {
+        Format::Json => crate::output::json(report),
+        Format::Csv => csv(args, report),
+        Format::Markdown => Ok(report.document().to_markdown()),
+        Format::Table => unreachable!("the table is written by emit"),
     }
-    if value < 0.0 {
-        out.insert(0, '-');
-    }
-    out
-}
-
-/// A count as perf prints it: task-clock in msec, others grouped integers.
-fn count_text(event: Event, value: f64) -> String {
-    if event == Event::TaskClock {
-        format!("{:.2} msec", value / 1e6)
-    } else {
-        grouped(value)
-    }
-}
-
-fn table(report: &StatReport) -> String {
-    let mut out = String::new();
-    let runs = report.runs.len();
-    let _ = writeln!(
-        out,
-        "\n Performance counter stats for '{}'{}:\n",
-        quoted_command(&report.command),
-        if report.repeats_requested > runs {
-            format!(" ({runs} of {} runs)", report.repeats_requested)
-        } else if runs > 1 {
-            format!(" ({runs} runs)")
-        } else {
-            String::new()
-        }
-    );
-    let mut notes: Vec<String> = Vec::new();
-    for stat in &report.events {
-        let event = stat.event;
-        let (value, unit) = match (&stat.status, &stat.count) {
-            (CounterStatus::Counting { .. }, Some(count)) => {
-                let text = count_text(event, count.mean);
-                match text.split_once(' ') {
-                    Some((v, u)) => (v.to_owned(), u.to_owned()),
-                    None => (text, String::new()),
-                }
-            }
-            (CounterStatus::Counting { .. }, None) => ("<not counted>".to_owned(), String::new()),
-            (CounterStatus::Unsupported { .. }, _) => ("<not supported>".to_owned(), String::new()),
-            (CounterStatus::Failed { message }, _) => {
-                notes.push(format!("{event}: {message}"));
-                ("<failed>".to_owned(), String::new())
-            }
-        };
-        let mut line = format!("{value:>18} {unit:<4} {:<24}", event.name());
-        if let Some(metric) = report.metrics.iter().find(|m| m.event == event) {
-            let _ = write!(line, " # {:>8.3} {:<22}", metric.value, metric.description);
-        } else if let (Some(count), Some(clock)) = (&stat.count, task_clock_mean(report)) {
-            if event != Event::TaskClock && clock > 0.0 {
-                let rate = count.mean / (clock / 1e9);
-                let (rate, unit) = if rate >= 1e6 {
-                    (rate / 1e6, "M/sec")
-                } else if rate >= 1e3 {
-                    (rate / 1e3, "K/sec")
-                } else {
-                    (rate, "/sec")
-                };
-                let _ = write!(line, " # {rate:>8.3} {unit:<22}");
-            }
-        }
-        if let Some(count) = &stat.count {
-            if runs > 1 {
-                let _ = write!(
-                    line,
-                    " ( +- {:>5.2}% )  min {} median {} max {}",
-                    count.rel_stderr_pct(),
-                    count_text(event, count.min),
-                    count_text(event, count.median),
-                    count_text(event, count.max)
-                );
-            }
-        }
-        if let Some(pct) = stat.running_pct {
-            if pct < 99.995 {
-                let _ = write!(line, "  ({pct:.2}%)");
-            }
-        }
-        if let CounterStatus::Counting {
-            scope: Scope::UserOnly,
-            ..
-        } = stat.status
-        {
-            let _ = write!(line, "  (user only)");
-        }
-        if let CounterStatus::Counting {
-            source: Source::Getrusage,
-            ..
-        } = stat.status
-        {
-            let _ = write!(line, "  (from getrusage)");
-            notes.push(
-                "context-switches come from getrusage: kernel counting is not allowed, and a \
-                 user-only perf counter would read 0"
-                    .to_owned(),
-            );
-        }
-        let _ = writeln!(out, "{}", line.trim_end());
-    }
-    let wall = &report.wall_time_ns;
-    let _ = writeln!(out);
-    if runs > 1 {
-        let _ = writeln!(
-            out,
-            "{:>18.9} +- {:.9} seconds time elapsed  ( +- {:>5.2}% )  min {:.9} median {:.9} \
-             max {:.9}",
-            wall.mean / 1e9,
-            wall.stddev / (runs as f64).sqrt() / 1e9,
-            wall.rel_stderr_pct(),
-            wall.min / 1e9,
-            wall.median / 1e9,
-            wall.max / 1e9
-        );
-    } else {
-        let _ = writeln!(out, "{:>18.9} seconds time elapsed", wall.mean / 1e9);
-    }
-    if report.runs.len() < report.repeats_requested {
-        notes.push(format!(
-            "stopped after run {} of {}: the command exited with status {}",
-            report.runs.len(),
-            report.repeats_requested,
-            report.exit_code
-        ));
-    }
-    if report.hardware_unsupported {
-        notes.push(
-            "hardware events are not supported on this machine (perf_event_open gives ENOENT: no \
-             PMU, typical of VMs); run `frugal stat --sim -- CMD` for simulated counts"
-                .to_owned(),
-        );
-    }
-    let _ = writeln!(out);
-    for note in notes {
-        let _ = writeln!(out, " note: {note}");
-    }
-    out
-}
-
-fn task_clock_mean(report: &StatReport) -> Option<f64> {
-    report
-        .events
-        .iter()
-        .find(|e| e.event == Event::TaskClock)
-        .and_then(|e| e.count.as_ref())
-        .map(|s| s.mean)
-}
-
-fn summary_json(summary: &Summary) -> serde_json::Value {
-    serde_json::json!({
-        "mean": summary.mean,
-        "min": summary.min,
-        "median": summary.median,
-        "max": summary.max,
-        "stddev": summary.stddev,
-        "rel_stderr_pct": summary.rel_stderr_pct(),
-        "samples": summary.samples,
-    })
-}
-
-fn status_name(status: &CounterStatus) -> &'static str {
-    match status {
-        CounterStatus::Counting { .. } => "counting",
-        CounterStatus::Unsupported { .. } => "unsupported",
-        CounterStatus::Failed { .. } => "failed",
-    }
-}
-
-fn stat_json(report: &StatReport) -> serde_json::Value {
-    let events: Vec<_> = report
-        .events
-        .iter()
-        .map(|e| {
-            serde_json::json!({
-                "event": e.event.name(),
-                "key": e.event.key(),
-                "unit": e.event.unit(),
-                "kind": e.event.kind(),
-                "status": e.status,
-                "count": e.count.as_ref().map(summary_json),
-                "running_pct": e.running_pct,
-            })
-        })
-        .collect();
-    let metrics: Vec<_> = report
-        .metrics
-        .iter()
-        .map(|m| {
-            serde_json::json!({"key": m.key, "description": m.description, "value": m.value,
-                               "event": m.event.name()})
-        })
-        .collect();
-    let runs: Vec<_> = report
-        .runs
-        .iter()
-        .map(|r| {
-            let counts: serde_json::Map<String, serde_json::Value> = report
-                .events
-                .iter()
-                .zip(&r.values)
-                .map(|(e, v)| {
-                    (
-                        e.event.key().to_owned(),
-                        serde_json::json!(v.map(|v| v.count)),
-                    )
-                })
-                .collect();
-            serde_json::json!({"wall_time_ns": r.wall_time_ns, "exit_code": r.exit_code,
-                               "counts": counts})
-        })
-        .collect();
-    serde_json::json!({
-        "mode": "perf",
-        "simulated": false,
-        "command": report.command,
-        "repeats_requested": report.repeats_requested,
-        "exit_code": report.exit_code,
-        "wall_time_ns": summary_json(&report.wall_time_ns),
-        "events": events,
-        "metrics": metrics,
-        "runs": runs,
-        "hardware_unsupported": report.hardware_unsupported,
-        "hint": report.hardware_unsupported.then_some(
-            "hardware events are not supported here; use `frugal stat --sim` for simulated counts"),
-    })
-}
-
-fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_owned()
-    }
-}
-
-const CSV_HEADER: &str = "event,key,unit,status,simulated,count,count_min,count_median,\
-                          count_max,count_stddev,rel_stderr_pct,running_pct\n";
-
-fn csv(report: &StatReport) -> String {
-    let mut out = String::from(CSV_HEADER);
-    let opt = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
-    let mut row = |name: &str, key: &str, unit: &str, status: &str, s: Option<&Summary>, run| {
-        let _ = writeln!(
-            out,
-            "{},{},{},{},false,{},{},{},{},{},{},{}",
-            csv_field(name),
-            key,
-            unit,
-            status,
-            opt(s.map(|s| s.mean)),
-            opt(s.map(|s| s.min)),
-            opt(s.map(|s| s.median)),
-            opt(s.map(|s| s.max)),
-            opt(s.map(|s| s.stddev)),
-            opt(s.map(|s| s.rel_stderr_pct())),
-            opt(run),
-        );
-    };
-    for e in &report.events {
-        let event = e.event;
-        row(
-            event.name(),
-            event.key(),
-            event.unit(),
-            status_name(&e.status),
-            e.count.as_ref(),
-            e.running_pct,
-        );
-    }
-    row(
-        "wall-time",
-        "wall_time_ns",
-        "ns",
-        "counting",
-        Some(&report.wall_time_ns),
-        None,
-    );
-    for m in &report.metrics {
-        let value = Summary::from_samples(vec![m.value]);
-        row(m.description, m.key, "", "derived", Some(&value), None);
-    }
-    out
-}
-
-/// The simulated figures: (name, key, value).
-fn sim_rows(run: &SimRun) -> Vec<(&'static str, &'static str, u64)> {
-    let c = &run.counts;
-    vec![
-        ("instructions", "instructions", c.instructions),
-        ("I1-read-misses", "i1_read_misses", c.i1_read_misses),
-        ("data-reads", "data_reads", c.data_reads),
-        ("D1-read-misses", "d1_read_misses", c.d1_read_misses),
-        ("data-writes", "data_writes", c.data_writes),
-        ("D1-write-misses", "d1_write_misses", c.d1_write_misses),
-        (
-            "LL-instruction-read-misses",
-            "ll_instruction_read_misses",
-            c.ll_instruction_read_misses,
-        ),
-        (
-            "LL-data-read-misses",
-            "ll_data_read_misses",
-            c.ll_data_read_misses,
-        ),
-        (
-            "LL-data-write-misses",
-            "ll_data_write_misses",
-            c.ll_data_write_misses,
-        ),
-        (
-            "conditional-branches",
-            "conditional_branches",
-            c.conditional_branches,
-        ),
-        (
-            "conditional-mispredicts",
-            "conditional_mispredicts",
-            c.conditional_mispredicts,
-        ),
-        (
-            "indirect-branches",
-            "indirect_branches",
-            c.indirect_branches,
-        ),
-        (
-            "indirect-mispredicts",
-            "indirect_mispredicts",
-            c.indirect_mispredicts,
-        ),
-        ("estimated-cycles", "estimated_cycles", run.estimated_cycles),
-    ]
-}
-
-fn pct(num: u64, den: u64) -> Option<f64> {
-    (den > 0).then(|| 100.0 * num as f64 / den as f64)
-}
-
-fn sim_metrics(run: &SimRun) -> Vec<(&'static str, &'static str, Option<f64>)> {
-    let c = &run.counts;
-    vec![
-        (
-            "d1_miss_pct",
-            "% of data accesses miss D1",
-            pct(
-                c.d1_read_misses + c.d1_write_misses,
-                c.data_reads + c.data_writes,
-            ),
-        ),
-        (
-            "ll_miss_pct",
-            "% of all accesses miss LL",
-            pct(c.ll_misses(), c.instructions + c.data_reads + c.data_writes),
-        ),
-        (
-            "branch_mispredict_pct",
-            "% of branches mispredicted",
-            pct(c.branch_mispredicts(), c.branches()),
-        ),
-        (
-            "estimated_ipc",
-            "instructions per estimated cycle",
-            (run.estimated_cycles > 0).then(|| c.instructions as f64 / run.estimated_cycles as f64),
-        ),
-    ]
-}
-
-/// The cache model line of the table.
-fn geometry_text(geometry: Option<&sim::CacheGeometry>) -> String {
-    let Some(g) = geometry else {
-        return "cache model: valgrind's auto-detection (sysfs gave none; see the warning above)"
-            .to_owned();
-    };
-    let adjusted = match &g.ll_reported {
-        Some(reported) => format!(" (sysfs: {reported}; adjusted for valgrind)"),
-        None => String::new(),
-    };
-    format!(
-        "cache model from sysfs: I1 {}, D1 {}, LL (L{}) {}{adjusted}",
-        g.i1, g.d1, g.ll_level, g.ll
-    )
-}
-
-fn sim_table(run: &SimRun) -> String {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "\n SIMULATED counts for '{}' (valgrind {}; not hardware counters)",
-        quoted_command(&run.command),
-        run.tool
-    );
-    let _ = writeln!(out, " {}\n", geometry_text(run.geometry.as_ref()));
-    for (name, _, value) in sim_rows(run) {
-        let _ = writeln!(
-            out,
-            "{:>18}   {name:<28} (simulated)",
-            grouped(value as f64)
-        );
-    }
-    let _ = writeln!(out);
-    for (_, description, value) in sim_metrics(run) {
-        if let Some(value) = value {
-            let _ = writeln!(out, "{value:>18.3}   {description} (simulated)");
-        }
-    }
-    let _ = writeln!(
-        out,
-        "\n estimated-cycles = {} (a rough model, not a measurement)",
-        run.cycle_formula
-    );
-    let _ = writeln!(
-        out,
-        "{:>18.9} seconds time elapsed under valgrind (slowed down; not the real run time)\n",
-        run.wall_time_ns as f64 / 1e9
-    );
-    out
-}
-
-fn sim_json(run: &SimRun) -> serde_json::Value {
-    let counts: serde_json::Map<String, serde_json::Value> = sim_rows(run)
-        .into_iter()
-        .map(|(_, key, value)| (key.to_owned(), serde_json::json!(value)))
-        .collect();
-    let metrics: serde_json::Map<String, serde_json::Value> = sim_metrics(run)
-        .into_iter()
-        .map(|(key, _, value)| (key.to_owned(), serde_json::json!(value)))
-        .collect();
-    serde_json::json!({
-        "mode": "simulated",
-        "simulated": true,
-        "tool": run.tool,
-        "command": run.command,
-        "exit_code": run.exit_code,
-        "counts": counts,
-        "metrics": metrics,
-        "cycle_formula": run.cycle_formula,
-        "cache_geometry": run.geometry,
-        "notes": run.notes,
-        "wall_time_under_valgrind_ns": run.wall_time_ns,
-    })
-}
-
-fn sim_csv(run: &SimRun) -> String {
-    let mut out = String::from(CSV_HEADER);
-    for (name, key, value) in sim_rows(run) {
-        let _ = writeln!(out, "{name},{key},,simulated,true,{value},,,,,,");
-    }
-    for (key, description, value) in sim_metrics(run) {
-        if let Some(value) = value {
-            let _ = writeln!(
-                out,
-                "{},{key},,derived,true,{value},,,,,,",
-                csv_field(description)
-            );
-        }
-    }
-    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
 
-    #[test]
-    fn grouping() {
-        assert_eq!(grouped(0.0), "0");
-        assert_eq!(grouped(999.0), "999");
-        assert_eq!(grouped(1000.0), "1,000");
-        assert_eq!(grouped(1234567.4), "1,234,567");
-        assert_eq!(grouped(-1234.0), "-1,234");
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn parse(argv: &[&str]) -> Result<Args, clap::Error> {
+        Cli::try_parse_from(std::iter::once("stat").chain(argv.iter().copied())).map(|c| c.args)
     }
 
     #[test]
-    fn adjusted_geometry_is_shown() {
-        let level = |size_bytes, ways| sim::CacheLevel {
-            size_bytes,
-            ways,
-            line_bytes: 64,
-        };
-        let reported = level(36_608 * 1024, 11);
-        let g = sim::CacheGeometry {
-            i1: level(32 * 1024, 8),
-            d1: level(48 * 1024, 12),
-            ll: reported.adjusted_for_valgrind(),
-            ll_level: 3,
-            ll_reported: Some(reported),
-        };
-        let text = geometry_text(Some(&g));
-        assert!(
-            text.contains("LL (L3) 36 MiB 18-way 64 B lines (sysfs: 35.75 MiB 11-way"),
-            "{text}"
-        );
-        assert!(geometry_text(None).contains("auto-detection"));
+    fn json_and_csv_take_an_optional_file() {
+        let a = parse(&["--json", "--", "true"]).unwrap();
+        assert!(matches!(a.json, Some(None)));
+        assert_eq!(a.main_format().unwrap(), Format::Json);
+        let a = parse(&["--json", "r.json", "--csv", "r.csv", "--", "true"]).unwrap();
+        assert_eq!(a.json, Some(Some(PathBuf::from("r.json"))));
+        assert_eq!(a.csv, Some(Some(PathBuf::from("r.csv"))));
+        assert_eq!(a.main_format().unwrap(), Format::Table);
+        let a = parse(&["--csv", "-e", "page-faults", "--", "true"]).unwrap();
+        assert!(matches!(a.csv, Some(None)));
+        assert_eq!(a.events.as_deref(), Some("page-faults"));
     }
 
     #[test]
-    fn csv_quoting() {
-        assert_eq!(csv_field("a,b"), "\"a,b\"");
-        assert_eq!(csv_field("plain"), "plain");
+    fn two_stdout_formats_are_a_usage_error() {
+        let a = parse(&["--json", "--csv", "--", "true"]).unwrap();
+        assert!(a.main_format().is_err());
+        let a = parse(&["--format", "json", "-x", ";", "--", "true"]).unwrap();
+        assert!(a.main_format().is_err());
+        let a = parse(&["--format", "csv", "-x", ";", "--csv", "--", "true"]).unwrap();
+        assert_eq!(a.main_format().unwrap(), Format::Csv);
+        assert_eq!(a.separator, Some(b';'));
+    }
+
+    #[test]
+    fn separators_are_one_ascii_character() {
+        assert_eq!(separator(","), Ok(b','));
+        assert_eq!(separator("\t"), Ok(b'\t'));
+        assert!(separator("").is_err());
+        assert!(separator(";;").is_err());
+        assert!(separator("\"").is_err());
+        assert!(separator("é").is_err());
     }
 }

@@ -23,7 +23,6 @@
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,13 +31,20 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _};
 use frugal_counters::bpftrace::{self, Bpftrace, Bucket, Next, Output, Target};
+use frugal_counters::trace::{
+    interval_header, CounterValue, Defers, GoCaller, GoReport, Interval, TraceReport, GO_NOTE,
+};
 use frugal_counters::{CounterSet, CounterStatus, Event};
-use serde::Serialize;
 
-use crate::output;
+use crate::output::{self, Format};
 
 /// Arguments of `frugal trace`.
 #[derive(Debug, clap::Args)]
+#[command(
+    after_help = "While tracing, one line per interval goes to stdout (to stderr when --format \
+                  is not table; none with -q then); the totals follow. --csv FILE writes the \
+                  interval rows (raw counts), --json FILE the whole report."
+)]
 #[command(group = clap::ArgGroup::new("target").required(true).args(["pid", "command"]))]
 pub struct Args {
     /// Attach to this running process.
@@ -53,128 +59,12 @@ pub struct Args {
     /// Print counts every interval.
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     interval: Duration,
-    /// Also write the report as JSON to this file.
-    #[arg(long)]
-    json: Option<PathBuf>,
+    #[command(flatten)]
+    output: output::OutputArgs,
     /// The command to start and trace (after `--`).
     #[arg(last = true, value_name = "CMD")]
     command: Vec<OsString>,
 }
-
-/// Counts of one interval.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Interval {
-    /// Seconds since the probes were attached, at the end of the interval.
-    pub t_s: f64,
-    /// Length of the interval in seconds (the last one may be short).
-    pub dt_s: f64,
-    /// `frugal_defer` counts of the interval (probe maps, `i_` prefix dropped); `run` derived.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub counts: BTreeMap<String, u64>,
-    /// Go runtime function calls of the interval, by function.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub go: BTreeMap<String, u64>,
-    /// The target's perf counters over the interval: a number, or why there is none.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub counters: BTreeMap<String, CounterValue>,
-}
-
-/// One perf counter over an interval.
-#[derive(Debug, Clone, Serialize)]
-#[serde(untagged)]
-pub enum CounterValue {
-    /// The count (task-clock in ns).
-    Count(u64),
-    /// `<not supported>` or `<failed>`, and why.
-    Missing {
-        /// `not supported` or `failed`.
-        status: &'static str,
-        /// The kernel's reason.
-        reason: String,
-    },
-}
-
-/// Defer counts in total.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Defers {
-    /// Deferred calls registered.
-    pub registered: u64,
-    /// Deferred calls run (at scope exit or through `run_now`).
-    pub run: u64,
-    /// Deferred calls cancelled through their handle.
-    pub cancelled: u64,
-    /// Deferred calls run early through their handle.
-    pub run_now: u64,
-    /// Of the registered, stored in the pool (from the scopes' exit counts).
-    pub pooled: u64,
-    /// Of the registered, in a heap block of their own.
-    pub heap: u64,
-    /// Pool blocks taken from the free list.
-    pub pool_hits: u64,
-    /// Pool blocks allocated.
-    pub pool_misses: u64,
-}
-
-/// Go runtime defer activity.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct GoReport {
-    /// Runtime functions probed (those the binary has).
-    pub functions: Vec<String>,
-    /// Calls per function in total.
-    pub calls: BTreeMap<String, u64>,
-    /// Calls per function and calling function, most first.
-    pub callers: Vec<GoCaller>,
-    /// What the counts cannot see.
-    pub note: String,
-}
-
-/// Calls of one runtime function from one caller.
-#[derive(Debug, Clone, Serialize)]
-pub struct GoCaller {
-    /// The runtime function.
-    pub function: String,
-    /// The calling function (symbol).
-    pub caller: String,
-    /// Calls.
-    pub count: u64,
-}
-
-/// The report of `frugal trace`.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Report {
-    /// The binary whose probes were traced.
-    pub binary: String,
-    /// `usdt` or `go`.
-    pub mode: &'static str,
-    /// Seconds from attach to the end of the trace.
-    pub duration_s: f64,
-    /// Defer counts (USDT mode).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub defers: Option<Defers>,
-    /// Scopes ended (USDT mode).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub scopes: Option<u64>,
-    /// Panics caught by scopes (USDT mode).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub panics: Option<u64>,
-    /// Defers registered per scope (log2 buckets, exact counts).
-    pub chain_length_hist: Vec<Bucket>,
-    /// Duration of each deferred call in ns, probe to probe (log2 buckets).
-    pub call_ns_hist: Vec<Bucket>,
-    /// Per interval.
-    pub intervals: Vec<Interval>,
-    /// Go runtime defer activity (`--go`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub go: Option<GoReport>,
-    /// Perf counters in total over the trace.
-    pub counters: BTreeMap<String, CounterValue>,
-    /// Notes: what could not be measured, and why.
-    pub notes: Vec<String>,
-}
-
-const GO_NOTE: &str = "Go open-codes up to 8 defers per function (none in a loop) since Go 1.14: \
-those call no runtime function and no uprobe sees them; counted are defers in loops \
-(runtime.deferproc), stack records (runtime.deferprocStack), deferreturn calls and panics";
 
 /// The perf events counted beside the trace.
 const EVENTS: [Event; 5] = [
@@ -219,10 +109,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         (None, None) => unreachable!("clap requires --pid or a command"),
     };
     let bt = Bpftrace::find()?;
-    let mut report = Report {
+    let mut report = TraceReport {
         binary: binary.display().to_string(),
         mode: if args.go { "go" } else { "usdt" },
-        ..Report::default()
+        ..TraceReport::default()
     };
     let program = if args.go {
         let functions = bt.uprobe_functions(&binary, &bpftrace::GO_FUNCTIONS)?;
@@ -260,6 +150,18 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&interrupted))
         .context("cannot install the SIGTERM handler")?;
 
+    // The live interval lines: on stdout beside the table; on stderr when stdout carries
+    // another format (none with -q).
+    let live = |text: &str| -> std::io::Result<()> {
+        match (args.output.format, args.output.quiet) {
+            (Format::Table, _) => output::print(text),
+            (_, false) => {
+                eprint!("{text}");
+                Ok(())
+            }
+            (_, true) => Ok(()),
+        }
+    };
     let mut session = bt.start(&program, &target)?;
     let mut state = Collect::default();
     let mut counters: Option<TargetCounters> = None;
@@ -299,10 +201,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     // after an interval) would print a meaningless rate: JSON only.
                     if iv.dt_s >= args.interval.as_secs_f64() / 10.0 {
                         if !printed_header {
-                            output::print(&interval_header(args.go))?;
+                            live(&interval_header(args.go))?;
                             printed_header = true;
                         }
-                        output::print(&interval_line(&iv, args.go))?;
+                        live(&iv.line(args.go))?;
                     }
                     report.intervals.push(iv);
                 }
@@ -328,10 +230,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .notes
             .push("perf counters: the target's PID was not found; none counted".to_owned());
     }
-    output::print(&render_totals(&report))?;
-    if let Some(path) = &args.json {
-        output::write_json(path, &report)?;
+    if args.output.format == Format::Table {
+        // A blank line between the live lines and the totals.
+        output::print("\n")?;
     }
+    output::emit(&args.output, &report)?;
     if let (Target::Pid(pid), Some(d)) = (&target, args.duration) {
         let gone = !Path::new(&format!("/proc/{pid}")).exists();
         if gone && !interrupted.load(Ordering::Relaxed) {
@@ -428,7 +331,7 @@ impl Collect {
         }
     }
 
-    fn fill(&self, report: &mut Report) {
+    fn fill(&self, report: &mut TraceReport) {
         let get = |k: &str| self.totals.get(k).copied().unwrap_or(0);
         report.chain_length_hist = self.hists.get("chain_length").cloned().unwrap_or_default();
         report.call_ns_hist = self.hists.get("call_ns").cloned().unwrap_or_default();
@@ -599,147 +502,4 @@ impl TargetCounters {
         }
         notes
     }
-}
-
-fn interval_header(go: bool) -> String {
-    if go {
-        return format!(
-            "{:>7} {:>12} {:>14} {:>12} {:>10}  {:>10} {:>8}\n",
-            "t", "deferproc/s", "deferprocStk/s", "deferret/s", "gopanic/s", "task-clock", "cycles"
-        );
-    }
-    format!(
-        "{:>7} {:>11} {:>11} {:>10} {:>11} {:>11} {:>8}  {:>10} {:>8} {:>8} {:>15}\n",
-        "t",
-        "defers/s",
-        "run/s",
-        "scopes/s",
-        "pool hit/s",
-        "pool miss/s",
-        "panics/s",
-        "task-clock",
-        "ctx-sw",
-        "cycles",
-        "LLC-load-misses"
-    )
-}
-
-fn counter_cell(iv: &Interval, key: &str) -> String {
-    match iv.counters.get(key) {
-        Some(CounterValue::Count(v)) if key == "task_clock_ns" => {
-            format!("{:.0} ms", *v as f64 / 1e6)
-        }
-        Some(CounterValue::Count(v)) => v.to_string(),
-        Some(CounterValue::Missing { status, .. }) => format!("<{status}>"),
-        None => "-".to_owned(),
-    }
-}
-
-fn interval_line(iv: &Interval, go: bool) -> String {
-    let per_s = |n: u64| (n as f64 / iv.dt_s.max(1e-3)).round() as u64;
-    let c = |k: &str| per_s(iv.counts.get(k).copied().unwrap_or(0));
-    if go {
-        let g = |k: &str| per_s(iv.go.get(k).copied().unwrap_or(0));
-        return format!(
-            "{:>6.1}s {:>12} {:>14} {:>12} {:>10}  {:>10} {:>8}\n",
-            iv.t_s,
-            g("runtime.deferproc"),
-            g("runtime.deferprocStack"),
-            g("runtime.deferreturn"),
-            g("runtime.gopanic"),
-            counter_cell(iv, "task_clock_ns"),
-            counter_cell(iv, "cycles")
-        );
-    }
-    format!(
-        "{:>6.1}s {:>11} {:>11} {:>10} {:>11} {:>11} {:>8}  {:>10} {:>8} {:>8} {:>15}\n",
-        iv.t_s,
-        c("registered"),
-        c("run"),
-        c("scopes"),
-        c("pool_hits"),
-        c("pool_misses"),
-        c("panics"),
-        counter_cell(iv, "task_clock_ns"),
-        counter_cell(iv, "context_switches"),
-        counter_cell(iv, "cycles"),
-        counter_cell(iv, "llc_load_misses")
-    )
-}
-
-fn render_hist(title: &str, hist: &[Bucket]) -> String {
-    let mut s = String::new();
-    let total: u64 = hist.iter().map(|b| b.count).sum();
-    if total == 0 {
-        return s;
-    }
-    let _ = writeln!(s, "{title}:");
-    let max = hist.iter().map(|b| b.count).max().unwrap_or(1).max(1);
-    for b in hist.iter().filter(|b| b.count > 0) {
-        let bar = "#".repeat(((b.count * 40).div_ceil(max)) as usize);
-        let _ = writeln!(s, "  [{:>8}, {:>8}] {:>10} {bar}", b.min, b.max, b.count);
-    }
-    s
-}
-
-fn render_totals(r: &Report) -> String {
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "\ntotal over {:.1}s, {} ({}):",
-        r.duration_s, r.binary, r.mode
-    );
-    if let Some(d) = &r.defers {
-        let _ = writeln!(
-            s,
-            "  defers registered {}, run {}, cancelled {} (run early {}); scopes {}; panics caught {}",
-            d.registered,
-            d.run,
-            d.cancelled,
-            d.run_now,
-            r.scopes.unwrap_or(0),
-            r.panics.unwrap_or(0)
-        );
-        let _ = writeln!(
-            s,
-            "  storage: inline {}, pooled {}, heap {}; pool blocks: {} hits, {} misses",
-            d.registered.saturating_sub(d.pooled + d.heap),
-            d.pooled,
-            d.heap,
-            d.pool_hits,
-            d.pool_misses
-        );
-    }
-    if let Some(g) = &r.go {
-        for f in &g.functions {
-            let _ = writeln!(s, "  {f}: {}", g.calls.get(f).copied().unwrap_or(0));
-        }
-        for c in g.callers.iter().take(10) {
-            let _ = writeln!(s, "    {:>10}  {} <- {}", c.count, c.function, c.caller);
-        }
-        let _ = writeln!(s, "  note: {}", g.note);
-    }
-    s.push_str(&render_hist(
-        "chain length (defers per scope)",
-        &r.chain_length_hist,
-    ));
-    s.push_str(&render_hist(
-        "deferred call duration (ns, probe to probe, includes the probes' own cost)",
-        &r.call_ns_hist,
-    ));
-    if !r.counters.is_empty() {
-        let cells: Vec<String> = r
-            .counters
-            .iter()
-            .map(|(k, v)| match v {
-                CounterValue::Count(n) => format!("{k} {n}"),
-                CounterValue::Missing { status, .. } => format!("{k} <{status}>"),
-            })
-            .collect();
-        let _ = writeln!(s, "  perf counters of the target: {}", cells.join(", "));
-    }
-    for n in &r.notes {
-        let _ = writeln!(s, "  note: {n}");
-    }
-    s
 }

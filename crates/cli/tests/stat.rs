@@ -194,6 +194,102 @@ fn json_and_csv_carry_units_in_field_names() {
     assert!(csv.contains("wall-time,wall_time_ns,ns,"), "{csv}");
 }
 
+#[test]
+fn x_separator_gives_perf_like_csv() {
+    let (code, csv, _) = run(frugal().args(["stat", "-x", ";", "-e", "page-faults", "--", "true"]));
+    assert_eq!(code, 0);
+    let mut lines = csv.lines();
+    assert!(
+        lines.next().unwrap().starts_with("event;key;unit;status;"),
+        "{csv}"
+    );
+    let faults = lines.next().unwrap();
+    assert!(
+        faults.starts_with("page-faults;page_faults;;counting;false;"),
+        "{faults}"
+    );
+    assert!(!csv.contains(','), "no comma anywhere: {csv}");
+    let (code, _, stderr) = run(frugal().args(["stat", "-x", ";;", "--", "true"]));
+    assert_eq!(code, 2, "{stderr}");
+}
+
+#[test]
+fn json_and_csv_files_at_once_and_the_table_still_on_stderr() {
+    let dir = tempfile::tempdir().expect("a temporary directory can be created");
+    let (json, csv) = (dir.path().join("s.json"), dir.path().join("s.csv"));
+    let (code, stdout, stderr) = run(frugal()
+        .args(["stat", "-e", "task-clock,page-faults", "--json"])
+        .arg(&json)
+        .arg("--csv")
+        .arg(&csv)
+        .args(["--", "true"]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.is_empty(), "{stdout}");
+    assert!(
+        stderr.contains("Performance counter stats for 'true'"),
+        "{stderr}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(json["schema"], "frugal-stat");
+    assert_eq!(json["events"][1]["event"], "page-faults");
+    let csv = std::fs::read_to_string(&csv).unwrap();
+    assert!(
+        csv.contains("\npage-faults,page_faults,,counting,false,"),
+        "{csv}"
+    );
+
+    // -o takes the chosen format; two formats for stdout are a usage error.
+    let out = dir.path().join("s.md");
+    let (code, stdout, stderr) = run(frugal()
+        .args(["stat", "--format", "markdown", "-o"])
+        .arg(&out)
+        .args(["--", "true"]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.is_empty() && !stderr.contains("Performance"),
+        "{stderr}"
+    );
+    let md = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        md.starts_with("# Performance counter stats for 'true':"),
+        "{md}"
+    );
+    let (code, _, stderr) = run(frugal().args(["stat", "--json", "--csv", "--", "true"]));
+    assert_eq!(code, 2, "{stderr}");
+}
+
+#[test]
+fn format_markdown_prints_to_stdout() {
+    let (code, md, stderr) = run(frugal().args(["stat", "--format", "markdown", "--", "true"]));
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        md.starts_with("# Performance counter stats for 'true':\n"),
+        "{md}"
+    );
+    assert!(md.contains("task-clock"), "{md}");
+    assert!(!stderr.contains("Performance counter stats"), "{stderr}");
+}
+
+#[test]
+fn colour_only_when_asked() {
+    let table = |cmd: &mut Command| {
+        let (code, _, stderr) = run(cmd);
+        assert_eq!(code, 0, "{stderr}");
+        stderr
+    };
+    let never = table(frugal().args(["stat", "--color", "never", "--", "true"]));
+    assert!(!never.contains('\x1b'), "{never:?}");
+    let no_color = table(frugal().env("NO_COLOR", "1").args(["stat", "--", "true"]));
+    assert!(!no_color.contains('\x1b'), "{no_color:?}");
+    let always = table(
+        frugal()
+            .env_remove("NO_COLOR")
+            .args(["stat", "--color", "always", "--", "true"]),
+    );
+    assert!(always.contains("\x1b["), "{always:?}");
+}
+
 /// valgrind's own `I refs:` figure for the same command.
 fn valgrind_irefs(json: &serde_json::Value, args: &[&str]) -> u64 {
     let geometry = &json["cache_geometry"];
@@ -250,7 +346,8 @@ fn sim_matches_valgrind_exactly_and_repeats() {
     assert_eq!(a["counts"], b["counts"], "two simulated runs agree");
     let ours = a["counts"]["instructions"].as_u64().unwrap();
     assert_eq!(ours, valgrind_irefs(&a, &args));
-    assert!(a["counts"]["estimated_cycles"].as_u64().unwrap() >= ours);
+    assert_eq!(a["schema"], "frugal-stat-sim");
+    assert!(a["estimated_cycles"].as_u64().unwrap() >= ours);
 
     let (code, _, table) = run(frugal()
         .args(["stat", "--sim", "--"])

@@ -127,11 +127,15 @@ fn demo_counts_are_exact() {
         return not_root_error();
     }
     let rounds = 5;
+    let dir = tempfile::tempdir().expect("a temporary directory can be created");
+    let csv = dir.path().join("intervals.csv");
+    let csv_arg = csv.to_str().expect("a UTF-8 temp path");
     // A wait that no other test uses marks this test's bpftrace.
     let (r, out) = trace_json(
-        &["--interval", "200ms"],
+        &["--interval", "200ms", "--csv", csv_arg],
         &[DEMO, "--rounds", &rounds.to_string(), "--wait-ms", "301"],
     );
+    assert_eq!(r["schema"], "frugal-trace");
     // The demo's doc table: per round 209 defers in 7 scopes (14 inline), 1 cancelled, 1 run
     // early, 2 panics caught, 6 pool segments: 3 misses in the first round (an empty pool),
     // hits for the rest.
@@ -171,6 +175,21 @@ fn demo_counts_are_exact() {
         sum <= 209 * rounds,
         "intervals never count more than the total"
     );
+    // --csv FILE: the interval rows, raw counts.
+    let csv = std::fs::read_to_string(&csv).expect("the CSV was written");
+    let header: Vec<&str> = csv.lines().next().unwrap_or("").split(',').collect();
+    assert_eq!(header[..2], ["t_s", "dt_s"], "{csv}");
+    let col = header
+        .iter()
+        .position(|h| *h == "registered")
+        .expect("a registered column");
+    let csv_sum: u64 = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(col).unwrap_or("").parse().unwrap_or(0))
+        .sum();
+    assert_eq!(csv.lines().count(), intervals.len() + 1, "{csv}");
+    assert_eq!(csv_sum, sum, "{csv}");
     // The demo's own view agrees.
     let stdout = String::from_utf8_lossy(&out.stdout);
     let own: Value = stdout

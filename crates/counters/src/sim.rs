@@ -6,7 +6,8 @@
 //!
 //! Two entry points:
 //!
-//! - [`Simulator::run_command`]: a whole command under `cachegrind` (`frugal stat --sim`).
+//! - [`Simulator::run_command`]: a whole command under `cachegrind` (`frugal stat --sim`, whose
+//!   report, [`SimReport`], adds the derived ratios and renders itself).
 //! - [`Simulator::run_function`] / [`simulate_current_exe_function`]: re-run a program (usually
 //!   the current executable) under `callgrind`, collecting only while one named function runs,
 //!   so a benchmark can report simulated counts per operation:
@@ -38,6 +39,9 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use crate::Error;
+
+mod report;
+pub use report::{SimMetrics, SimReport};
 
 /// Environment variable that overrides the valgrind binary (default: `valgrind` on `PATH`).
 pub const VALGRIND_ENV: &str = "FRUGAL_VALGRIND";
@@ -445,6 +449,7 @@ pub struct SimRun {
     /// The formula used for `estimated_cycles`.
     pub cycle_formula: &'static str,
     /// The simulated cache geometry; `None` when valgrind auto-detected it (sysfs had none).
+    #[serde(rename = "cache_geometry")]
     pub geometry: Option<CacheGeometry>,
     /// Notes and warnings about the set-up ([`Simulator::notes`]); show them with the figures.
     pub notes: Vec<String>,
@@ -453,8 +458,10 @@ pub struct SimRun {
     /// The command's exit status as a shell reports it.
     pub exit_code: i32,
     /// Wall time of the simulated run, in nanoseconds (slowed down ~50x by valgrind).
+    #[serde(rename = "wall_time_under_valgrind_ns")]
     pub wall_time_ns: u64,
     /// The command's standard output, when captured ([`Simulator::run_function`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub stdout: Option<String>,
     /// Always true: every figure comes from valgrind's simulation, not from hardware.
     pub simulated: bool,
