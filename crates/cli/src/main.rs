@@ -178,7 +178,15 @@ mod tests {
 
     #[test]
     fn completions_and_man_pages_name_every_command() {
-        let commands = ["stat", "bench", "serve", "load", "rightsize", "report", "trace"];
+        let commands = [
+            "stat",
+            "bench",
+            "serve",
+            "load",
+            "rightsize",
+            "report",
+            "trace",
+        ];
         for shell in [
             clap_complete::Shell::Bash,
             clap_complete::Shell::Zsh,
@@ -197,7 +205,10 @@ mod tests {
         let page = std::fs::read_to_string(dir.path().join("frugal-bench-defer.1")).unwrap();
         assert!(page.contains(".TH frugal-bench-defer 1"), "{page}");
         let top = std::fs::read_to_string(dir.path().join("frugal.1")).unwrap();
-        assert!(top.contains("Exit status"), "the exit codes are in the man page");
+        assert!(
+            top.contains("Exit status"),
+            "the exit codes are in the man page"
+        );
     }
 
     /// An error that quotes its source in its message and also returns it from `source()`.

@@ -12,9 +12,7 @@ use frugal_counters::{CounterSet, Event};
 use frugal_report::bridge::{self, Bridge};
 use frugal_report::ledger::{self, Chapter1, LedgerRow};
 use frugal_report::service::ServiceSummary;
-use frugal_report::{
-    render_html, FleetTrace, FullReport, MachineFacts, Step, StepStatus,
-};
+use frugal_report::{render_html, FleetTrace, FullReport, MachineFacts, Step, StepStatus};
 use frugal_rightsize as rs;
 use frugal_workloads::{chapter1, defer_bench, http, io, locality, tasks};
 
@@ -370,7 +368,10 @@ fn rerender(dir: &Path, args: &Args) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot create the output directory {}", out.display()))?;
     write_page(&report, out)?;
     crate::output::emit(&args.output, &report)?;
-    where_written(&args.output, &format!("page: {}", out.join("report.html").display()))?;
+    where_written(
+        &args.output,
+        &format!("page: {}", out.join("report.html").display()),
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 

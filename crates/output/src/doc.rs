@@ -240,7 +240,9 @@ mod tests {
         struct R {
             n: u32,
         }
-        let json = Versioned::new("frugal-test", 3, &R { n: 7 }).to_json().unwrap();
+        let json = Versioned::new("frugal-test", 3, &R { n: 7 })
+            .to_json()
+            .unwrap();
         assert_eq!(
             json,
             "{\n  \"schema\": \"frugal-test\",\n  \"version\": 3,\n  \"n\": 7\n}\n"

@@ -127,7 +127,10 @@ mod tests {
     #[test]
     fn known_samples() {
         let s = Summary::from_samples(vec![5.0, 1.0, 3.0, 2.0, 4.0]);
-        assert_eq!((s.n, s.min, s.p25, s.median, s.p75, s.max), (5, 1.0, 2.0, 3.0, 4.0, 5.0));
+        assert_eq!(
+            (s.n, s.min, s.p25, s.median, s.p75, s.max),
+            (5, 1.0, 2.0, 3.0, 4.0, 5.0)
+        );
         assert_eq!(s.samples, vec![5.0, 1.0, 3.0, 2.0, 4.0]);
         assert!((s.spread_percent() - 100.0 / 3.0).abs() < 1e-9);
         assert!((s.stddev - 2.5f64.sqrt()).abs() < 1e-12);

@@ -75,12 +75,12 @@ impl Table {
     /// A table whose first column is left-aligned and the others right-aligned (labels, then
     /// numbers: the common case).
     pub fn numeric<H: Into<String>>(headers: impl IntoIterator<Item = H>) -> Table {
-        Table::new(headers.into_iter().enumerate().map(|(i, h)| {
-            (
-                h,
-                if i == 0 { Align::Left } else { Align::Right },
-            )
-        }))
+        Table::new(
+            headers
+                .into_iter()
+                .enumerate()
+                .map(|(i, h)| (h, if i == 0 { Align::Left } else { Align::Right })),
+        )
     }
 
     /// Indents every terminal line by `spaces`.
