@@ -61,6 +61,7 @@ pub mod demo;
 mod error;
 mod input;
 mod model;
+mod outcome;
 pub mod prometheus;
 pub mod pushdown;
 pub mod queueing;
@@ -81,7 +82,7 @@ pub use model::{
     utilization_risk, ArticleVerdict, Config, Constraint, Finding, Policy, Projection,
     Recommendation, ServiceModel, SlaEstimate, Usage, IMPOSSIBLE_TOLERANCE, MODEL_STATEMENT,
 };
-pub use render::{render, Format};
+pub use render::{SCHEMA, SCHEMA_VERSION};
 pub use report::{analyze, Order, PriceInfo, Report, Summary};
 pub use series::{Sample, Series, SeriesSet, Window, GAP_MS, WINDOW_MS};
 pub use verify::{
