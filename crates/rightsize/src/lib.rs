@@ -11,7 +11,9 @@
 //! The core ([`analyze`]) is pure and deterministic; reading files ([`read_file`]), Prometheus
 //! ([`pushdown::fetch`], where the engine computes the statistics, or [`prometheus::fetch`], which
 //! pulls every sample) and the replay ([`verify()`], explained in [`mod@verify`]) are at the
-//! edges.
+//! edges. A [`Report`] renders itself through the workspace's output layer
+//! (`impl frugal_output::Render`: terminal table, Markdown, CSV; JSON is its serde form) and as
+//! a self-contained HTML page with plots ([`Report::to_html`]).
 //!
 //! # The model in short
 //!

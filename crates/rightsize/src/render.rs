@@ -53,7 +53,7 @@ fn risk_label(r: u8) -> &'static str {
 
 /// The cells of one table row.
 fn cells(report: &Report, r: &Recommendation) -> Vec<String> {
-    let pct = |x: f64| format!("{:.0}%", x * 100.0);
+    let pct = |x: f64| frugal_output::units::percent(x, 0);
     let (mean, p, mem) = match (&r.usage, &r.current) {
         (Some(u), Some(c)) => (
             pct(u.mean_cpu_cores / f64::from(c.vcpus)),
