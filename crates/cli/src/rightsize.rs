@@ -13,16 +13,20 @@ use anyhow::{bail, Context};
 
 use crate::ranges;
 
-/// Output formats.
-#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+/// What `--format` puts on stdout: the grammar's formats, and `html` (hidden: the old spelling
+/// of `--html FILE`, kept for one release).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum OutFormat {
-    /// Aligned table with notes.
+    /// Aligned columns for a terminal.
     Table,
-    /// The full report as JSON.
+    /// The versioned JSON document (the same as `--json FILE`).
     Json,
-    /// One row per workload.
+    /// One row per workload (the same as `--csv FILE`).
     Csv,
-    /// A self-contained HTML page with a utilization plot per workload.
+    /// Headings, pipe tables and notes (the same as `--markdown FILE`).
+    Markdown,
+    /// The self-contained HTML page (the same as `--html FILE`).
+    #[value(hide = true)]
     Html,
 }
 
@@ -74,7 +78,13 @@ pub struct Args {
 }
 
 /// The options of `frugal rightsize`.
+///
+/// The output options are the common grammar ([`crate::output::OutputArgs`]) with one change:
+/// `--format` also takes the hidden `html`, so it is this struct's own argument and the common
+/// one is renamed out of the way (its id stays `format`, so the derive still reads it; the
+/// value is set from [`Options::format`] before rendering).
 #[derive(Debug, clap::Args)]
+#[command(mut_arg("format", |a| a.long("common-format").hide(true)))]
 pub struct Options {
     /// Analyse the embedded synthetic sample (5 workloads x 14 days, labelled synthetic).
     #[arg(long, conflicts_with = "prometheus")]
@@ -211,12 +221,27 @@ pub struct Options {
     /// Show the first N rows only (after --sort); the summary and totals count every workload.
     #[arg(long, value_name = "N")]
     pub top: Option<usize>,
-    /// Output format.
-    #[arg(long, value_enum, default_value = "table")]
+    /// What to print on stdout.
+    #[arg(
+        long = "format",
+        id = "rightsize_format",
+        value_name = "FORMAT",
+        value_enum,
+        default_value = "table",
+        help_heading = "Output"
+    )]
     pub format: OutFormat,
-    /// Write the output to FILE instead of standard output.
-    #[arg(short, long, value_name = "FILE", value_parser = ranges::output_file)]
-    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub out: crate::output::OutputArgs,
+    /// Also write the report as a self-contained HTML page (CPU and memory plots per workload)
+    /// to FILE.
+    #[arg(long, value_name = "FILE", value_parser = ranges::output_file, help_heading = "Output")]
+    pub html: Option<PathBuf>,
+    /// Old spelling (hidden, for one release): write the `--format` output to FILE instead of
+    /// standard output.
+    #[arg(short, long = "output", id = "output_file", hide = true, value_name = "FILE",
+          value_parser = ranges::output_file)]
+    pub output_file: Option<PathBuf>,
     /// Treat warnings as errors: a workload skipped (impossible usage, unknown type, instance type
     /// changing), rows sorted or duplicates merged, a file given twice: exit 1 instead of
     /// analysing what is left.
@@ -269,7 +294,7 @@ Prometheus presets (override any query with --query-*):
 
 Examples:
   frugal rightsize                       # the embedded synthetic sample
-  frugal rightsize usage.csv --format html -o report.html
+  frugal rightsize usage.csv --html report.html --json report.json
   frugal rightsize --prometheus http://127.0.0.1:9090 --instance-type m7i.xlarge --since 14d
   frugal rightsize --prometheus http://127.0.0.1:8428 --query-cpu 'max by (job) (rate(cpu_seconds_total[2m]))' --sort savings --top 20
   frugal rightsize --demo --policy article
@@ -351,14 +376,23 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
         ));
         if opts.pushdown {
-            let want_trace = matches!(args.format, OutFormat::Html);
-            let (stats, fetched) =
-                rs::pushdown::fetch(&opts, &queries, config.cpu_percentile, want_trace)?;
+            let want_trace = args.format == OutFormat::Html || args.html.is_some();
+            let spinner = crate::output::spinner(
+                format!("querying {url} (statistics computed by the engine)"),
+                args.out.quiet,
+            );
+            let fetched = rs::pushdown::fetch(&opts, &queries, config.cpu_percentile, want_trace);
+            spinner.finish_and_clear();
+            let (stats, fetched) = fetched?;
             let mut report = rs::pushdown::analyze(&stats, &catalog, &config);
             fetched.annotate(&mut report);
             return finish(&args, report, inputs, false, warnings);
         }
-        let fetched = rs::prometheus::fetch(&opts, &queries, &mut set)?;
+        let spinner =
+            crate::output::spinner(format!("querying {url} (every sample)"), args.out.quiet);
+        let fetched = rs::prometheus::fetch(&opts, &queries, &mut set);
+        spinner.finish_and_clear();
+        let fetched = fetched?;
         let mut report = rs::analyze(&set.into_series(), &catalog, &config);
         fetched.annotate(&mut report);
         return finish(&args, report, inputs, false, warnings);
@@ -366,7 +400,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         set = rs::demo::sample();
         synthetic = true;
         inputs.push(rs::demo::SOURCE.to_owned());
-        if !args.demo {
+        if !args.demo && !args.out.quiet {
             eprintln!("frugal rightsize: no FILE and no --prometheus: analysing the embedded SYNTHETIC sample (--demo)");
         }
     } else {
@@ -431,24 +465,10 @@ fn finish(
         verify_all(args, &mut report)?;
     }
 
-    let format = match args.format {
-        OutFormat::Table => rs::Format::Table,
-        OutFormat::Json => rs::Format::Json,
-        OutFormat::Csv => rs::Format::Csv,
-        OutFormat::Html => rs::Format::Html,
-    };
-    let text = rs::render(&report, format);
-    match &args.output {
-        Some(path) => std::fs::write(path, text)
-            .with_context(|| format!("cannot write {}", path.display()))?,
-        None => {
-            let mut out = std::io::stdout().lock();
-            out.write_all(text.as_bytes())
-                .context("writing the report")?;
-            out.flush().context("writing the report")?;
-        }
+    write_report(args, &report)?;
+    if !args.out.quiet {
+        eprintln!("frugal rightsize: {}", report.summary.line());
     }
-    eprintln!("frugal rightsize: {}", report.summary.line());
     if report.summary.analysed == 0 {
         bail!(
             "no workload could be analysed: all {} were skipped (see the warnings above; the \
@@ -457,6 +477,52 @@ fn finish(
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Writes the report: the files asked for (`--json`, `--csv`, `--markdown`, `--html`), then the
+/// `--format` output to stdout, or to the `-o` FILE.
+fn write_report(args: &Options, report: &rs::Report) -> anyhow::Result<()> {
+    use crate::output::{self, Format};
+    let mut out = args.out.clone();
+    out.format = match args.format {
+        OutFormat::Table | OutFormat::Html => Format::Table,
+        OutFormat::Json => Format::Json,
+        OutFormat::Csv => Format::Csv,
+        OutFormat::Markdown => Format::Markdown,
+    };
+    if let Some(path) = &args.html {
+        output::write_file(path, &report.to_html())?;
+    }
+    if args.format != OutFormat::Html && args.output_file.is_none() {
+        return output::emit(&out, report);
+    }
+    // The old spellings: `--format html` and `-o FILE`. The files first, as `emit` does.
+    if let Some(path) = &out.json {
+        output::write_file(path, &output::json(report)?)?;
+    }
+    if let Some(path) = &out.csv {
+        output::write_file(path, &output::csv(report)?)?;
+    }
+    if let Some(path) = &out.markdown {
+        output::write_file(path, &frugal_output::Render::document(report).to_markdown())?;
+    }
+    let text = match out.format {
+        _ if args.format == OutFormat::Html => report.to_html(),
+        Format::Table => {
+            let style = match &args.output_file {
+                Some(_) => frugal_output::Style::plain(),
+                None => out.stdout_style(),
+            };
+            frugal_output::Render::document(report).to_text(&style)
+        }
+        Format::Json => output::json(report)?,
+        Format::Csv => output::csv(report)?,
+        Format::Markdown => frugal_output::Render::document(report).to_markdown(),
+    };
+    match &args.output_file {
+        Some(path) => output::write_file(path, &text),
+        None => output::print(&text).context("writing the report"),
+    }
 }
 
 /// `--start` / `--end`: a time the inputs accept (checked here, converted later).
@@ -557,21 +623,34 @@ fn verify_all(args: &Options, report: &mut rs::Report) -> anyhow::Result<()> {
         latency_target_ms: args.latency_target_ms,
         scratch: scratch.clone(),
     };
+    let chosen = |rec: &rs::Recommendation| {
+        rec.recommended.is_some()
+            && (args.verify_workload.is_empty() || args.verify_workload.contains(&rec.workload))
+    };
+    let quiet = args.out.quiet;
+    let bar = crate::output::bar(
+        report.recommendations.iter().filter(|r| chosen(r)).count() as u64,
+        quiet,
+    );
     let result = (|| -> anyhow::Result<()> {
         for rec in &mut report.recommendations {
-            if rec.recommended.is_none() {
+            if !chosen(rec) {
                 continue;
             }
-            if !args.verify_workload.is_empty() && !args.verify_workload.contains(&rec.workload) {
-                continue;
+            bar.set_message(format!("verifying {}", rec.workload));
+            if !quiet {
+                bar.suspend(|| eprintln!("frugal rightsize: verifying {} ...", rec.workload));
             }
-            eprintln!("frugal rightsize: verifying {} ...", rec.workload);
             let v = rs::verify(rec, &opts)?;
-            eprintln!("  {}", v.summary());
+            if !quiet {
+                bar.suspend(|| eprintln!("  {}", v.summary()));
+            }
             rec.verification = Some(v);
+            bar.inc(1);
         }
         Ok(())
     })();
+    bar.finish_and_clear();
     let _ = std::fs::remove_dir_all(&scratch);
     result
 }

@@ -12,10 +12,13 @@ fn bench_fleet_measures_both_paths_and_writes_json() {
     );
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("fleet.json");
+    let csv = dir.path().join("fleet.csv");
     let out = Command::new(env!("CARGO_BIN_EXE_frugal"))
         .args(["bench", "fleet", "--workloads", "4", "--days", "0.5"])
         .args(["--repeats", "1", "--json"])
         .arg(&json)
+        .arg("--csv")
+        .arg(&csv)
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
@@ -41,4 +44,41 @@ fn bench_fleet_measures_both_paths_and_writes_json() {
     };
     assert!(bytes("push") < bytes("pull"), "{runs:?}");
     assert_eq!(report["points_per_metric"], 4 * (43_200 / 15 + 1));
+    assert_eq!(report["schema"], "frugal-bench-fleet");
+    assert_eq!(report["savings_agree"], true);
+    // One run: median, min and max are that run's.
+    let push = runs.iter().find(|r| r["mode"] == "push").unwrap();
+    assert_eq!(report["push"][1]["median"], push["bytes"].as_f64().unwrap());
+    // The CSV: one row per run, raw numbers.
+    let csv = std::fs::read_to_string(&csv).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "mode,wall_s,bytes,requests,workloads,peak_rss_bytes,total_monthly_savings_usd"
+    );
+    assert_eq!(lines.len(), 3, "{csv}");
+    assert!(
+        lines[1..].iter().all(|l| l.split(',').nth(4) == Some("4")),
+        "{csv}"
+    );
+}
+
+#[test]
+fn bench_fleet_takes_the_common_output_options() {
+    // The grammar, checked without running a benchmark: clap refuses what it does not know.
+    let help = Command::new(env!("CARGO_BIN_EXE_frugal"))
+        .args(["bench", "fleet", "--help"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&help.stdout);
+    for option in [
+        "--format",
+        "--json",
+        "--csv",
+        "--markdown",
+        "--quiet",
+        "--color",
+    ] {
+        assert!(text.contains(option), "{option} missing:\n{text}");
+    }
 }

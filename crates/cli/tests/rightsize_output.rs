@@ -167,3 +167,82 @@ fn html_has_memory_plots_axis_titles_dates_sla_and_apart_labels() {
         assert!(ys.windows(2).all(|p| p[1] - p[0] >= 11.9), "{ys:?}");
     }
 }
+
+#[test]
+fn json_csv_and_html_files_at_once_with_the_table_on_stdout() {
+    let dir = tempfile::tempdir().unwrap();
+    let (json, csv, html) = (
+        dir.path().join("r.json"),
+        dir.path().join("r.csv"),
+        dir.path().join("r.html"),
+    );
+    let (code, out, err) = frugal(&[
+        "--demo",
+        "--json",
+        json.to_str().unwrap(),
+        "--csv",
+        csv.to_str().unwrap(),
+        "--html",
+        html.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("SYNTHETIC SAMPLE DATA"), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("checkout-api")), "{out}");
+    // The JSON file is the versioned document, the same as `--format json` prints.
+    let file: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(file["schema"], "frugal-rightsize");
+    assert_eq!(file["version"], 1);
+    assert_eq!(file, self::json(&[]));
+    let csv = std::fs::read_to_string(&csv).unwrap();
+    assert_eq!(csv.lines().count(), 6, "{csv}");
+    assert!(csv.starts_with("workload,source,current_type,finding,"));
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.starts_with("<!DOCTYPE html>") && page.ends_with("</html>\n"));
+    assert_eq!(page.matches("<svg").count(), 10);
+    // The old spelling prints the same page.
+    let (code, old, err) = frugal(&["--demo", "--format", "html"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(old, page);
+}
+
+#[test]
+fn markdown_has_the_title_a_pipe_table_and_the_notes() {
+    let (code, md, err) = frugal(&["--demo", "--format", "markdown"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(md.starts_with("# SYNTHETIC SAMPLE DATA"), "{md}");
+    let header = md
+        .lines()
+        .find(|l| l.starts_with("| workload |"))
+        .unwrap_or_else(|| panic!("no pipe table:\n{md}"));
+    assert!(header.contains("| savings $/month |"), "{header}");
+    // The same numbers as the table: checkout-api saves $441.50 a month on 6 instances.
+    let row = md
+        .lines()
+        .find(|l| l.starts_with("| checkout-api |"))
+        .unwrap();
+    assert!(
+        row.contains("| 6 |") && row.contains("| $441.50 |"),
+        "{row}"
+    );
+    assert!(
+        md.contains("DISAGREE: the article steps down to m7i.xlarge"),
+        "{md}"
+    );
+    // -q: no notes on stderr, the same stdout.
+    let (code, quiet, err) = frugal(&["--format", "markdown", "-q"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(quiet, md);
+    assert!(err.is_empty(), "{err}");
+}
+
+#[test]
+fn the_old_output_option_writes_the_chosen_format_to_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.csv");
+    let (code, out, err) = frugal(&["--demo", "--format", "csv", "-o", path.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.is_empty(), "-o takes stdout's place: {out}");
+    let (_, csv, _) = frugal(&["--demo", "--format", "csv"]);
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), csv);
+}

@@ -11,7 +11,9 @@
 //! The core ([`analyze`]) is pure and deterministic; reading files ([`read_file`]), Prometheus
 //! ([`pushdown::fetch`], where the engine computes the statistics, or [`prometheus::fetch`], which
 //! pulls every sample) and the replay ([`verify()`], explained in [`mod@verify`]) are at the
-//! edges.
+//! edges. A [`Report`] renders itself through the workspace's output layer
+//! (`impl frugal_output::Render`: terminal table, Markdown, CSV; JSON is its serde form) and as
+//! a self-contained HTML page with plots ([`Report::to_html`]).
 //!
 //! # The model in short
 //!
@@ -61,6 +63,7 @@ pub mod demo;
 mod error;
 mod input;
 mod model;
+mod outcome;
 pub mod prometheus;
 pub mod pushdown;
 pub mod queueing;
@@ -81,7 +84,7 @@ pub use model::{
     utilization_risk, ArticleVerdict, Config, Constraint, Finding, Policy, Projection,
     Recommendation, ServiceModel, SlaEstimate, Usage, IMPOSSIBLE_TOLERANCE, MODEL_STATEMENT,
 };
-pub use render::{render, Format};
+pub use render::{SCHEMA, SCHEMA_VERSION};
 pub use report::{analyze, Order, PriceInfo, Report, Summary};
 pub use series::{Sample, Series, SeriesSet, Window, GAP_MS, WINDOW_MS};
 pub use verify::{

@@ -320,7 +320,7 @@ pub struct Recommendation {
     /// Why our choice and not a cheaper type, in words.
     pub why_this: Option<String>,
     /// The `--verify` replay of this recommendation, when it ran.
-    pub verification: Option<crate::verify::Verification>,
+    pub verification: Option<crate::outcome::Verification>,
     /// Hourly maxima of CPU utilization of the current type, for plots: (Unix ms, utilization).
     #[serde(skip)]
     pub trace: Vec<(i64, f32)>,
@@ -329,16 +329,15 @@ pub struct Recommendation {
     pub memory_trace: Vec<(i64, f32)>,
 }
 
-/// Linear-interpolation percentile (`p` in 0..=100) of `values`, which it sorts.
+/// The `p` percentile (`p` in 0..=100) of `values`, which it sorts; 0 when empty.
+///
+/// The workspace's one quantile rule ([`frugal_output::quantile_of_sorted`]): linear
+/// interpolation between the two nearest ranks (type 7 of Hyndman & Fan, NumPy's default), so
+/// the P99.5 of 200 five-minute maxima lies between the 199th and the 200th smallest, not at a
+/// nearest rank.
 pub fn percentile(values: &mut [f64], p: f64) -> f64 {
-    if values.is_empty() {
-        return 0.0;
-    }
     values.sort_unstable_by(f64::total_cmp);
-    let rank = (p / 100.0).clamp(0.0, 1.0) * (values.len() - 1) as f64;
-    let lo = rank.floor() as usize;
-    let hi = rank.ceil() as usize;
-    values[lo] + (values[hi] - values[lo]) * (rank - lo as f64)
+    frugal_output::quantile_of_sorted(values, p / 100.0)
 }
 
 /// Risk 0-4 of a projected utilization `u` against the ceiling `c`.

@@ -284,6 +284,14 @@ impl<'a> Client<'a> {
                 "the URL must start with http:// or https://".to_owned(),
             ));
         }
+        if cfg!(not(feature = "https")) && opts.url.starts_with("https://") {
+            return Err(prom_err(
+                opts,
+                "this build has no TLS: rebuild with the `https` feature of frugal-rightsize \
+                 (the `frugal` binary has it), or reach Prometheus over http://"
+                    .to_owned(),
+            ));
+        }
         if opts.step_s <= 0 || opts.end_s <= opts.start_s {
             return Err(prom_err(
                 opts,
@@ -813,5 +821,35 @@ mod tests {
         }
         assert_eq!(c.len(), 3); // 20,161 points
         assert_eq!(chunks(0, 10, 60), vec![(0, 10)]);
+    }
+
+    #[test]
+    fn https_needs_the_feature() {
+        let opts = PromOptions {
+            url: "https://prometheus.example:9090".to_owned(),
+            start_s: 0,
+            end_s: 3600,
+            step_s: 60,
+            timeout: Duration::from_secs(1),
+            instance_type: None,
+            instance_type_label: "instance_type".to_owned(),
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            pushdown: true,
+            max_subquery_steps: 100,
+        };
+        let tls = cfg!(feature = "https");
+        match Client::new(&opts) {
+            Ok(_) => assert!(tls, "an https:// URL accepted without TLS"),
+            Err(e) => {
+                assert!(!tls, "{e}");
+                let e = e.to_string();
+                assert!(e.contains("no TLS") && e.contains("`https` feature"), "{e}");
+            }
+        }
+        let plain = PromOptions {
+            url: "http://127.0.0.1:9".to_owned(),
+            ..opts
+        };
+        assert!(Client::new(&plain).is_ok());
     }
 }

@@ -1,9 +1,14 @@
-//! The crate's only unsafe code: CPU affinity and a parent-death signal for a child process, and
-//! signalling processes.
+//! Processes and CPUs for the `--verify` children: CPU affinity and a parent-death signal set
+//! between fork and exec, signalling processes, the CPUs this process may use. The system calls
+//! are rustix's; the crate's only unsafe operation is here (registering the fork-to-exec hook,
+//! [`confine_child`]).
 #![allow(unsafe_code)]
 
 use std::os::unix::process::CommandExt;
 use std::process::Command;
+
+use rustix::process::{self, Signal};
+use rustix::thread::CpuSet;
 
 /// CPUs this process may run on (from `/proc/self/status`, `Cpus_allowed_list`), sorted.
 pub(crate) fn allowed_cpus() -> Vec<usize> {
@@ -47,73 +52,66 @@ pub(crate) fn parse_cpu_list(list: &str) -> Vec<usize> {
 /// orphaned. The kernel delivers it when the *thread* that forked the child exits, not the
 /// process: call this only from a thread that outlives the child (the `--verify` replay spawns and
 /// reaps every child on the one thread that runs [`crate::verify::verify`]).
+///
+/// The system calls are rustix's (raw system calls, no libc state, no allocation), so they are
+/// safe to make between fork and exec; the one unsafe operation is registering the hook.
 pub(crate) fn confine_child(cmd: &mut Command, cpus: &[usize]) {
-    // SAFETY: cpu_set_t is a plain bit array; all-zero is the valid empty set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    for &cpu in cpus.iter().filter(|&&c| c < libc::CPU_SETSIZE as usize) {
-        // SAFETY: `cpu` is below CPU_SETSIZE, so the bit is inside `set`.
-        unsafe { libc::CPU_SET(cpu, &mut set) };
+    let mut set = CpuSet::new();
+    for &cpu in cpus.iter().filter(|&&c| c < CpuSet::MAX_CPU) {
+        set.set(cpu);
     }
     let pin = !cpus.is_empty();
-    // SAFETY: getpid(2) has no preconditions and cannot fail.
-    let parent = unsafe { libc::getpid() };
+    let parent = process::getpid();
     let hook = move || {
-        // SAFETY: prctl(PR_SET_PDEATHSIG) is a plain system call, async-signal-safe, so it may
-        // run between fork and exec; it takes integer arguments only.
-        let rc = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) };
-        if rc != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
+        process::set_parent_process_death_signal(Some(Signal::KILL))?;
         // The parent may have died before the signal was armed: then this child was reparented.
-        // SAFETY: getppid(2) is async-signal-safe, has no preconditions and cannot fail.
-        if unsafe { libc::getppid() } != parent {
-            // SAFETY: _exit(2) is async-signal-safe and never returns; nothing needs unwinding.
-            unsafe { libc::_exit(1) };
+        // An error from the hook makes the child exit at once (std reports it to a parent that
+        // is no longer there); `from(ErrorKind)` allocates nothing.
+        if process::getppid() != Some(parent) {
+            return Err(std::io::Error::from(std::io::ErrorKind::NotConnected));
         }
         if pin {
-            // SAFETY: sched_setaffinity is a plain system call, async-signal-safe; `set` is a
-            // valid, initialised cpu_set_t owned by this closure.
-            let rc =
-                unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
-            if rc != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
+            rustix::thread::sched_setaffinity(None, &set)?;
         }
         Ok(())
     };
-    // SAFETY: the hook only makes async-signal-safe system calls and allocates nothing.
+    // SAFETY: between fork and exec only async-signal-safe work is allowed: the hook makes three
+    // raw system calls (prctl, getppid, sched_setaffinity) on values it owns (`set` was built
+    // before the fork), allocates nothing and takes no lock.
     unsafe { cmd.pre_exec(hook) };
+}
+
+/// `pid` as a process id to signal: positive (0 and negatives would signal process groups).
+fn pid_of(pid: u32) -> Option<process::Pid> {
+    i32::try_from(pid)
+        .ok()
+        .filter(|&p| p > 0)
+        .and_then(process::Pid::from_raw)
 }
 
 /// Whether a process with this pid exists (`kill(pid, 0)`; EPERM means it exists).
 pub(crate) fn pid_alive(pid: u32) -> bool {
-    let Ok(pid) = libc::pid_t::try_from(pid) else {
+    let Some(pid) = pid_of(pid) else {
         return false;
     };
-    if pid <= 0 {
-        return false;
+    match process::test_kill_process(pid) {
+        Ok(()) => true,
+        Err(e) => e == rustix::io::Errno::PERM,
     }
-    // SAFETY: kill(2) with signal 0 only checks for existence and permission; sends nothing.
-    let rc = unsafe { libc::kill(pid, 0) };
-    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 /// Sends SIGKILL to a process (one found in a cgroup we created); errors (ESRCH) are ignored.
 pub(crate) fn kill_hard(pid: u32) {
-    if let Ok(pid) = libc::pid_t::try_from(pid) {
-        if pid > 0 {
-            // SAFETY: kill(2) with a positive pid (never 0 or -1, which would signal groups);
-            // at worst it fails.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-        }
+    if let Some(pid) = pid_of(pid) {
+        let _ = process::kill_process(pid, Signal::KILL);
     }
 }
 
-/// Sends SIGTERM to a child process.
+/// Sends SIGTERM to a child process (one we spawned and have not yet reaped); errors (ESRCH)
+/// are ignored.
 pub(crate) fn terminate(pid: u32) {
-    if let Ok(pid) = libc::pid_t::try_from(pid) {
-        // SAFETY: kill(2) with a pid we spawned and have not yet reaped; at worst it fails (ESRCH).
-        unsafe { libc::kill(pid, libc::SIGTERM) };
+    if let Some(pid) = pid_of(pid) {
+        let _ = process::kill_process(pid, Signal::TERM);
     }
 }
 
@@ -156,7 +154,7 @@ mod tests {
         .join()
         .unwrap();
         let status = child.wait().unwrap();
-        assert_eq!(status.signal(), Some(libc::SIGKILL), "{status}");
+        assert_eq!(status.signal(), Some(Signal::KILL.as_raw()), "{status}");
     }
 
     #[test]

@@ -1,11 +1,33 @@
 //! Integration tests of frugal-rightsize through its public API: golden outputs on small fixed
 //! inputs, the demo's expected findings, and properties that hold for all inputs.
 
+use frugal_output::{Render, Style};
 use frugal_rightsize::{
-    analyze, demo, parse_csv, parse_json, read_file, render, Catalog, Config, Finding, Format,
-    Policy, Report, SeriesSet,
+    analyze, demo, parse_csv, parse_json, read_file, Catalog, Config, Finding, Policy, Report,
+    SeriesSet,
 };
 use proptest::prelude::*;
+
+/// The forms a report renders to: terminal text (no colour), CSV, HTML, JSON.
+#[derive(Clone, Copy)]
+enum Format {
+    Table,
+    Csv,
+    Html,
+    Json,
+}
+
+fn render(report: &Report, format: Format) -> String {
+    match format {
+        Format::Table => report.document().to_text(&Style::plain()),
+        Format::Csv => report
+            .csv_table()
+            .expect("the rightsize report has a CSV form")
+            .to_csv(),
+        Format::Html => report.to_html(),
+        Format::Json => serde_json::to_string_pretty(report).unwrap(),
+    }
+}
 
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 

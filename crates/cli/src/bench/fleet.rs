@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use ::frugal_rightsize as rs;
 use anyhow::{bail, Context};
+use frugal_output::{Document, Summary, Table, Tone};
 use serde::{Deserialize, Serialize};
 
 const VICTORIA: &str = "/usr/bin/victoria-metrics";
@@ -45,9 +46,8 @@ pub struct Args {
     /// Give up on one engine request after this long.
     #[arg(long, default_value = "300s", value_parser = humantime::parse_duration)]
     timeout: Duration,
-    /// Also write the report as JSON to FILE.
-    #[arg(long, value_name = "FILE")]
-    json: Option<PathBuf>,
+    #[command(flatten)]
+    output: crate::output::OutputArgs,
     /// Internal: run one measurement (`push` or `pull`) and print it as JSON.
     #[arg(long, hide = true, value_name = "MODE", requires = "url")]
     run_one: Option<String>,
@@ -75,32 +75,6 @@ pub struct Run {
     pub total_monthly_savings_usd: f64,
 }
 
-/// Median, min and max of one quantity.
-#[derive(Clone, Debug, Serialize)]
-pub struct Stat {
-    /// Median.
-    pub median: f64,
-    /// Minimum.
-    pub min: f64,
-    /// Maximum.
-    pub max: f64,
-}
-
-fn stat(mut v: Vec<f64>) -> Stat {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    let median = if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    };
-    Stat {
-        median,
-        min: v[0],
-        max: v[n - 1],
-    }
-}
-
 /// The report of `frugal bench fleet`.
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -123,12 +97,17 @@ pub struct Report {
     /// Every measurement.
     pub runs: Vec<Run>,
     /// Pushdown: wall seconds, bytes, peak RSS bytes.
-    pub push: [Stat; 3],
+    pub push: [Summary; 3],
     /// Pull: wall seconds, bytes, peak RSS bytes.
-    pub pull: [Stat; 3],
+    pub pull: [Summary; 3],
+    /// Whether every run found the same fleet savings (within 1%).
+    pub savings_agree: bool,
     /// How the queries scale with the fleet.
     pub scaling: String,
 }
+
+/// The schema version of the report's JSON.
+const SCHEMA_VERSION: u32 = 1;
 
 const SCALING: &str = "pushdown: a fixed number of queries (about ten instant queries per \
 chunk of at most --pushdown-max-steps steps, plus 5-minute maxima when the range needs several \
@@ -338,12 +317,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             let dir =
                 std::env::temp_dir().join(format!("frugal-bench-fleet-{}", std::process::id()));
             let (guard, port) = start_victoria(&dir)?;
-            eprintln!(
-                "frugal bench fleet: filling victoria-metrics with {} workloads x {} days at {interval} s ...",
-                args.workloads, args.days
+            let spinner = crate::output::spinner(
+                format!(
+                    "filling victoria-metrics with {} workloads x {} days at {interval} s",
+                    args.workloads, args.days
+                ),
+                args.output.quiet,
             );
             let t0 = Instant::now();
-            fill(port, args.workloads, end - span, end, interval)?;
+            let filled = fill(port, args.workloads, end - span, end, interval);
+            spinner.finish_and_clear();
+            filled?;
             let fill_s = t0.elapsed().as_secs_f64();
             (
                 Some(guard),
@@ -359,6 +343,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .and_then(|l| l.split_whitespace().next()?.parse().ok());
     let exe = std::env::current_exe().context("cannot find the frugal executable")?;
     let mut runs = Vec::new();
+    let bar = crate::output::bar(2 * u64::from(args.repeats), args.output.quiet);
     for i in 0..args.repeats {
         let order = if i % 2 == 0 {
             ["push", "pull"]
@@ -366,11 +351,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             ["pull", "push"]
         };
         for mode in order {
-            eprintln!(
-                "frugal bench fleet: run {} of {}: {mode} ...",
-                i + 1,
-                args.repeats
-            );
+            bar.set_message(format!("run {} of {}: {mode}", i + 1, args.repeats));
             let out = Command::new(&exe)
                 .args(["bench", "fleet", "--run-one", mode, "--url", &url])
                 .args(["--start", &(end - span).to_string()])
@@ -389,11 +370,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             let run: Run = serde_json::from_slice(&out.stdout)
                 .context("the measuring child printed no report")?;
             runs.push(run);
+            bar.inc(1);
         }
     }
+    bar.finish_and_clear();
     drop(guard);
-    let pick = |mode: &str, f: fn(&Run) -> f64| -> Stat {
-        stat(runs.iter().filter(|r| r.mode == mode).map(f).collect())
+    let pick = |mode: &str, f: fn(&Run) -> f64| -> Summary {
+        Summary::from_samples(runs.iter().filter(|r| r.mode == mode).map(f).collect())
     };
     let three = |mode: &str| {
         [
@@ -403,6 +386,13 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         ]
     };
     let samples = (span / interval + 1) as u64;
+    let savings_agree = {
+        let s: Vec<f64> = runs.iter().map(|r| r.total_monthly_savings_usd).collect();
+        let (lo, hi) = s
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(a, b), x| (a.min(*x), b.max(*x)));
+        (hi - lo).abs() <= 0.01 * hi.abs().max(1.0)
+    };
     let report = Report {
         workloads: args.workloads,
         days: args.days,
@@ -415,64 +405,106 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         push: three("push"),
         pull: three("pull"),
         runs,
+        savings_agree,
         scaling: SCALING.to_owned(),
     };
-    let agree = {
-        let s: Vec<f64> = report
-            .runs
-            .iter()
-            .map(|r| r.total_monthly_savings_usd)
-            .collect();
-        let (lo, hi) = s
-            .iter()
-            .fold((f64::MAX, f64::MIN), |(a, b), x| (a.min(*x), b.max(*x)));
-        (hi - lo).abs() <= 0.01 * hi.abs().max(1.0)
-    };
-    crate::output::print(&render(&report, agree))?;
-    if let Some(path) = &args.json {
-        crate::output::write_json(path, &report)?;
-    }
+    crate::output::emit(&args.output, &report)?;
     Ok(ExitCode::SUCCESS)
 }
 
-fn render(r: &Report, agree: bool) -> String {
-    let mib = |b: f64| b / 1_048_576.0;
-    let row = |name: &str, s: &[Stat; 3]| {
-        format!(
-            "{name:<9} {:>9.2} s ({:.2}-{:.2})  {:>10.2} MiB ({:.2}-{:.2})  {:>8.1} MiB ({:.1}-{:.1})\n",
-            s[0].median, s[0].min, s[0].max,
-            mib(s[1].median), mib(s[1].min), mib(s[1].max),
-            mib(s[2].median), mib(s[2].min), mib(s[2].max),
-        )
-    };
-    let mut out = format!(
-        "fleet: {} workloads x {} days at {} s = {} points per metric; engine {}{}\n\
-         machine: {} CPUs, load average {} before the runs; medians of {} runs per mode (min-max)\n\n\
-         mode           wall time               bytes received            peak RSS\n",
-        r.workloads,
-        r.days,
-        r.interval_s,
-        r.points_per_metric,
-        r.engine,
-        r.fill_s.map_or(String::new(), |s| format!(", filled in {s:.1} s")),
-        r.cpus,
-        r.load_average.map_or("unknown".to_owned(), |l| format!("{l:.2}")),
-        r.runs.len() / 2,
-    );
-    out += &row("pushdown", &r.push);
-    out += &row("pull", &r.pull);
-    let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
-    out += &format!(
-        "\npushdown vs pull: {:.1}x fewer bytes, {:.1}x faster, {:.1}x less peak RSS (medians)\n",
-        ratio(r.pull[1].median, r.push[1].median),
-        ratio(r.pull[0].median, r.push[0].median),
-        ratio(r.pull[2].median, r.push[2].median),
-    );
-    out += if agree {
-        "both paths give the same fleet savings (within 1%)\n"
-    } else {
-        "WARNING: the two paths disagree on the fleet's savings; see the runs in --json\n"
-    };
-    out += &format!("\nscaling: {SCALING}\n");
-    out
+impl frugal_output::Render for Report {
+    const SCHEMA: &'static str = "frugal-bench-fleet";
+    const VERSION: u32 = SCHEMA_VERSION;
+
+    /// The fleet and the machine, medians (min-max) per mode, the ratios, whether the two paths
+    /// agree, how the queries scale.
+    fn document(&self) -> Document {
+        let mib = |b: f64| b / 1_048_576.0;
+        let mut doc = Document::new("frugal bench fleet: pushdown vs pull");
+        doc.line(format!(
+            "fleet: {} workloads x {} days at {} s = {} points per metric; engine {}{}",
+            self.workloads,
+            self.days,
+            self.interval_s,
+            self.points_per_metric,
+            self.engine,
+            self.fill_s
+                .map_or(String::new(), |s| format!(", filled in {s:.1} s")),
+        ));
+        doc.line(format!(
+            "machine: {} CPUs, load average {} before the runs; medians of {} runs per mode (min-max)",
+            self.cpus,
+            self.load_average
+                .map_or("unknown".to_owned(), |l| format!("{l:.2}")),
+            self.runs.len() / 2,
+        ));
+        doc.blank();
+        let mut table = Table::numeric(["mode", "wall time", "bytes received", "peak RSS"]);
+        for (name, s) in [("pushdown", &self.push), ("pull", &self.pull)] {
+            table.row([
+                name.to_owned(),
+                format!("{:.2} s ({:.2}-{:.2})", s[0].median, s[0].min, s[0].max),
+                format!(
+                    "{:.2} MiB ({:.2}-{:.2})",
+                    mib(s[1].median),
+                    mib(s[1].min),
+                    mib(s[1].max)
+                ),
+                format!(
+                    "{:.1} MiB ({:.1}-{:.1})",
+                    mib(s[2].median),
+                    mib(s[2].min),
+                    mib(s[2].max)
+                ),
+            ]);
+        }
+        doc.table(table);
+        doc.blank();
+        let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
+        doc.line(format!(
+            "pushdown vs pull: {:.1}x fewer bytes, {:.1}x faster, {:.1}x less peak RSS (medians)",
+            ratio(self.pull[1].median, self.push[1].median),
+            ratio(self.pull[0].median, self.push[0].median),
+            ratio(self.pull[2].median, self.push[2].median),
+        ));
+        if self.savings_agree {
+            doc.toned(
+                "both paths give the same fleet savings (within 1%)",
+                Tone::Good,
+            );
+        } else {
+            doc.toned(
+                "WARNING: the two paths disagree on the fleet's savings; see the runs in --json",
+                Tone::Bad,
+            );
+        }
+        doc.blank();
+        doc.line(format!("scaling: {SCALING}"));
+        doc
+    }
+
+    /// One row per measurement, raw numbers with units in the column names.
+    fn csv_table(&self) -> Option<Table> {
+        let mut t = Table::numeric([
+            "mode",
+            "wall_s",
+            "bytes",
+            "requests",
+            "workloads",
+            "peak_rss_bytes",
+            "total_monthly_savings_usd",
+        ]);
+        for r in &self.runs {
+            t.row([
+                r.mode.clone(),
+                r.wall_s.to_string(),
+                r.bytes.to_string(),
+                r.requests.to_string(),
+                r.workloads.to_string(),
+                r.peak_rss_bytes.to_string(),
+                r.total_monthly_savings_usd.to_string(),
+            ]);
+        }
+        Some(t)
+    }
 }
