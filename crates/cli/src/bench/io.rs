@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use frugal_workloads::io::{self, IoConfig, IoMode, IoReport};
+use frugal_workloads::io::{self, IoConfig, IoMode};
 
 use crate::ranges;
 
@@ -44,9 +44,8 @@ pub struct Args {
     /// Also run fio (libaio, same file, depth and block size) and show it beside ours.
     #[arg(long)]
     compare_fio: bool,
-    /// Also write the report as JSON to FILE.
-    #[arg(long, value_name = "FILE", value_parser = ranges::output_file)]
-    json: Option<PathBuf>,
+    #[command(flatten)]
+    output: crate::output::OutputArgs,
 }
 
 /// A power of two between 512 B and 1 MiB: O_DIRECT needs sector-aligned sizes.
@@ -75,16 +74,24 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     config.duration = args.duration;
     config.direct = !args.buffered;
     config.seed = args.seed;
-    let mut report = io::run(&config)
+    let progress = crate::output::timed(
+        args.duration,
+        format!("random reads, QD {}", args.qd),
+        args.output.quiet,
+    );
+    let report = io::run(&config);
+    progress.finish();
+    let mut report = report
         .with_context(|| format!("random-read benchmark on {} failed", args.file.display()))?;
     if args.compare_fio {
         if io::fio_available() {
             let mut fio_config = config.clone();
             fio_config.direct = report.mode == IoMode::Direct;
-            report.fio = Some(
-                io::run_fio(&fio_config, report.file_size_bytes)
-                    .context("fio run for --compare-fio failed")?,
-            );
+            let progress =
+                crate::output::timed(args.duration, "fio (libaio), same file", args.output.quiet);
+            let fio = io::run_fio(&fio_config, report.file_size_bytes);
+            progress.finish();
+            report.fio = Some(fio.context("fio run for --compare-fio failed")?);
         } else {
             report.notes.push(
                 "--compare-fio: fio is not on PATH; install it (apt-get install -y fio) and re-run"
@@ -92,139 +99,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             );
         }
     }
-    let mut text = String::new();
-    render(&report, &mut text);
-    crate::output::print(&text)?;
-    if let Some(path) = &args.json {
-        crate::output::write_json(path, &report)?;
-    }
+    crate::output::emit(&args.output, &report)?;
     Ok(ExitCode::SUCCESS)
-}
-
-fn us(ns: u64) -> String {
-    format!("{:.1}", ns as f64 / 1000.0)
-}
-
-fn render(r: &IoReport, out: &mut String) {
-    use std::fmt::Write as _;
-    let mode = match r.mode {
-        IoMode::Direct => "direct",
-        IoMode::Buffered => "buffered",
-    };
-    let _ = writeln!(
-        out,
-        "frugal bench io: random {} B reads, QD {}, {} ({}), file {} ({} MiB{}, {})",
-        r.block_size_bytes,
-        r.queue_depth,
-        mode,
-        r.engine,
-        r.path,
-        r.file_size_bytes >> 20,
-        if r.file_created { ", created" } else { "" },
-        r.filesystem.as_deref().unwrap_or("unknown fs"),
-    );
-    let header = [
-        "engine", "ops", "IOPS", "MiB/s", "p50 us", "p99 us", "p99.9 us", "max us", "usr+sys",
-        "CPU/IO", "ctxsw",
-    ];
-    let mut table: Vec<Vec<String>> = vec![header.iter().map(|s| s.to_string()).collect()];
-    let l = &r.latency_ns;
-    let secs = r.wall_time_ns as f64 / 1e9;
-    table.push(vec![
-        format!("frugal {}", r.engine),
-        r.ops.to_string(),
-        format!("{:.0}", r.iops),
-        format!("{:.1}", r.mib_per_s),
-        us(l.p50),
-        us(l.p99),
-        us(l.p999),
-        us(l.max),
-        r.cpu.map_or("-".to_owned(), |c| {
-            format!(
-                "{:.0}%",
-                (c.process_user_ns + c.process_system_ns) as f64 / 1e9 / secs * 100.0
-            )
-        }),
-        r.cpu.map_or("-".to_owned(), |c| {
-            format!("{:.2} us", c.process_cpu_ns_per_io / 1000.0)
-        }),
-        r.cpu.map_or("-".to_owned(), |c| {
-            (c.voluntary_context_switches + c.involuntary_context_switches).to_string()
-        }),
-    ]);
-    if let Some(f) = &r.fio {
-        let fio_ops = f.iops * secs;
-        table.push(vec![
-            "fio libaio".to_owned(),
-            format!("~{fio_ops:.0}"),
-            format!("{:.0}", f.iops),
-            format!("{:.1}", f.mib_per_s),
-            us(f.p50_ns),
-            us(f.p99_ns),
-            us(f.p999_ns),
-            us(f.max_ns),
-            format!("{:.0}%", f.usr_cpu_percent + f.sys_cpu_percent),
-            if f.iops > 0.0 {
-                format!(
-                    "{:.2} us",
-                    (f.usr_cpu_percent + f.sys_cpu_percent) / 100.0 / f.iops * 1e6
-                )
-            } else {
-                "-".to_owned()
-            },
-            f.context_switches.to_string(),
-        ]);
-    }
-    let widths: Vec<usize> = (0..header.len())
-        .map(|i| table.iter().map(|row| row[i].len()).max().unwrap_or(0))
-        .collect();
-    for row in &table {
-        let cells: Vec<String> = row
-            .iter()
-            .zip(&widths)
-            .enumerate()
-            .map(|(i, (c, w))| {
-                if i == 0 {
-                    format!("{c:<w$}")
-                } else {
-                    format!("{c:>w$}")
-                }
-            })
-            .collect();
-        let _ = writeln!(out, "{}", cells.join("  ").trim_end());
-    }
-    if let Some(c) = &r.cpu {
-        let _ = writeln!(
-            out,
-            "(usr+sys and CPU/IO: whole process, like fio's per-job figures)\nsubmitting thread: user {} ms, system {} ms, {} voluntary + {} involuntary context switches, \
-             {} minor / {} major page faults",
-            c.user_ns / 1_000_000,
-            c.system_ns / 1_000_000,
-            c.voluntary_context_switches,
-            c.involuntary_context_switches,
-            c.minor_page_faults,
-            c.major_page_faults
-        );
-        let _ = writeln!(
-            out,
-            "whole process: user {} ms, system {} ms, {:.2} us CPU per read (io_uring workers included)",
-            c.process_user_ns / 1_000_000,
-            c.process_system_ns / 1_000_000,
-            c.process_cpu_ns_per_io / 1000.0
-        );
-    }
-    if let Some(f) = &r.fio {
-        let _ = writeln!(out, "fio ({}): {}", f.version, f.command.join(" "));
-        let _ = writeln!(
-            out,
-            "fio latency is its {} (\"lat\" = submission to completion, like ours); \
-             its CPU is usr+sys percent of one CPU",
-            f.latency_kind
-        );
-    }
-    for note in &r.notes {
-        let _ = writeln!(out, "note: {note}");
-    }
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@
 //! println!("{:.0} IOPS, p99 {} ns", report.iops, report.latency_ns.p99);
 //! ```
 
+mod render;
 mod uring;
 
 use std::fs::{File, OpenOptions};
@@ -163,10 +164,13 @@ pub struct FioResult {
     pub context_switches: u64,
 }
 
+/// The version of [`IoReport`]'s JSON layout.
+pub const SCHEMA_VERSION: u32 = 1;
+
 /// The result of [`run`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct IoReport {
-    /// Version of this layout.
+    /// Version of this layout: [`SCHEMA_VERSION`].
     pub schema_version: u32,
     /// Always `"io_uring"`.
     pub engine: String,
@@ -491,7 +495,7 @@ fn run_with(
         }
     });
     Ok(IoReport {
-        schema_version: 1,
+        schema_version: SCHEMA_VERSION,
         engine: "io_uring".to_owned(),
         path: config.path.display().to_string(),
         filesystem,
