@@ -16,7 +16,8 @@ use frugal_report::{
     render_html, render_text, FleetTrace, FullReport, MachineFacts, Step, StepStatus,
 };
 use frugal_rightsize as rs;
-use frugal_workloads::{chapter1, claims, defer_bench, http, io, locality, tasks};
+use frugal_http as http;
+use frugal_workloads::{chapter1, claims, defer_bench, io, locality, tasks};
 
 /// Arguments of `frugal report`.
 #[derive(Debug, clap::Args)]

@@ -6,7 +6,7 @@ use std::process::{Command, ExitCode};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use frugal_workloads::http::{bench, BenchConfig, BenchReport, BenchRow, Measure, Strategy};
+use frugal_http::{bench, BenchConfig, BenchReport, BenchRow, Measure, Strategy};
 
 use crate::ranges;
 

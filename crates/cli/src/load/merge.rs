@@ -19,7 +19,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use frugal_workloads::http::hdrlog::{merge, Percentiles};
+use frugal_http::hdrlog::{merge, Percentiles};
 
 const AFTER_HELP: &str = "\
 Running N generators is an orchestrator's job. With ssh:

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use frugal_workloads::http::{load, LatencySummary, LoadConfig, LoadReport, Progress, Url};
+use frugal_http::{load, LatencySummary, LoadConfig, LoadReport, Progress, Url};
 
 use crate::ranges;
 
@@ -174,7 +174,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     config.threads = args.threads;
     let hdr_log = match &args.hdr_log {
         Some(path) => Some(Arc::new(
-            frugal_workloads::http::hdrlog::IntervalLog::create(
+            frugal_http::hdrlog::IntervalLog::create(
                 path,
                 args.hdr_interval,
                 args.rate.is_some(),

@@ -331,7 +331,8 @@ pub(crate) async fn run(
                 }
                 Err(err) => {
                     state.metrics.accept_errors.fetch_add(1, Relaxed);
-                    let fd_exhausted = matches!(err.raw_os_error(), Some(libc::EMFILE | libc::ENFILE));
+                    let fd_exhausted = rustix::io::Errno::from_io_error(&err)
+                        .is_some_and(|e| e == rustix::io::Errno::MFILE || e == rustix::io::Errno::NFILE);
                     if fd_exhausted {
                         state.metrics.accept_fd_exhausted.fetch_add(1, Relaxed);
                         let now = Instant::now();

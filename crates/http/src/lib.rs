@@ -15,7 +15,7 @@
 //!
 //! ```no_run
 //! use std::time::Duration;
-//! use frugal_workloads::http::{load, LoadConfig};
+//! use frugal_http::{load, LoadConfig};
 //!
 //! let mut config = LoadConfig::new("http://127.0.0.1:8080/".parse()?);
 //! config.connections = 100;
@@ -23,8 +23,10 @@
 //! config.rate = Some(10_000.0); // constant rate; `None` is closed-loop
 //! let report = load(&config, None)?;
 //! println!("p99 = {} ns", report.latency_corrected_ns.unwrap().p99);
-//! # Ok::<(), frugal_workloads::http::Error>(())
+//! # Ok::<(), frugal_http::Error>(())
 //! ```
+
+#![forbid(unsafe_code)]
 
 mod bench;
 mod client;

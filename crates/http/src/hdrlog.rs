@@ -6,7 +6,7 @@
 //! `-B`/log output, `hdrhistogram::serialization::interval_log` here): one compressed histogram
 //! per interval, each line `Tag=T,start,duration,max,base64`.
 //!
-//! [`IntervalLog`] records a run ([`crate::http::LoadConfig::hdr_log`]) and writes, per interval
+//! [`IntervalLog`] records a run ([`crate::LoadConfig::hdr_log`]) and writes, per interval
 //! (1 s by default) of the measured window, histograms tagged `uncorrected` (send to response),
 //! `corrected` (intended send to response, constant-rate mode only) and `errors` (its *count* is
 //! the number of failed requests in the interval; its values mean nothing). Values are
@@ -32,7 +32,7 @@ use hdrhistogram::serialization::interval_log::{
 use hdrhistogram::serialization::{Deserializer, V2DeflateSerializer};
 use hdrhistogram::Histogram;
 
-use crate::http::Error;
+use crate::Error;
 
 /// Largest latency recorded (an hour), as in the load generator's own histograms.
 const MAX_NS: u64 = 3_600_000_000_000;
