@@ -17,8 +17,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::procfs::proc_stat;
-use super::{load, Error, ErrorCounts, LoadConfig, LoadReport, Progress, Strategy, Url};
+use crate::procfs::proc_stat;
+use crate::loadgen::{load, ErrorCounts, LoadConfig, LoadReport, Progress, Url};
+use crate::strategy::Strategy;
+use crate::Error;
 
 /// Settings of the benchmark.
 #[derive(Debug, Clone)]

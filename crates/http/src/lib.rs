@@ -37,8 +37,10 @@ mod metrics;
 mod pacer;
 mod peer;
 pub mod procfs;
+mod release;
 mod resources;
 mod server;
+mod state;
 mod strategy;
 
 pub use bench::{
@@ -48,5 +50,6 @@ pub use error::Error;
 pub use loadgen::{
     load, raise_nofile_limit, ErrorCounts, LatencySummary, LoadConfig, LoadReport, Progress, Url,
 };
-pub use server::{serve, ServeConfig};
+pub use server::serve;
+pub use state::ServeConfig;
 pub use strategy::Strategy;

@@ -26,9 +26,9 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-use super::client::{Conn, Failure};
-use super::pacer::Pacer;
-use super::Error;
+use crate::client::{Conn, Failure};
+use crate::pacer::Pacer;
+use crate::Error;
 
 /// An `http://HOST:PORT/PATH` URL, resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,9 +108,9 @@ pub struct LoadConfig {
     pub timeout: Duration,
     /// Event-loop threads; `None` = `std::thread::available_parallelism()`.
     pub threads: Option<usize>,
-    /// Also record interval histograms into this HdrHistogram log ([`super::hdrlog`]); the
+    /// Also record interval histograms into this HdrHistogram log ([`crate::hdrlog`]); the
     /// caller calls its `finish` after the run.
-    pub hdr_log: Option<Arc<super::hdrlog::IntervalLog>>,
+    pub hdr_log: Option<Arc<crate::hdrlog::IntervalLog>>,
 }
 
 impl LoadConfig {

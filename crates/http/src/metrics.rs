@@ -4,9 +4,9 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use super::procfs;
-use super::resources::{BufferPool, LeasePool};
-use super::Strategy;
+use crate::procfs;
+use crate::resources::{BufferPool, LeasePool};
+use crate::strategy::Strategy;
 
 /// Upper bounds of the latency histogram buckets, in seconds.
 const BUCKETS_S: [f64; 16] = [
