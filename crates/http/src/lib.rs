@@ -32,6 +32,8 @@ mod bench;
 mod client;
 mod error;
 pub mod hdrlog;
+mod latency;
+mod load_report;
 mod loadgen;
 mod metrics;
 mod pacer;
@@ -43,13 +45,11 @@ mod server;
 mod state;
 mod strategy;
 
-pub use bench::{
-    bench, BenchConfig, BenchReport, BenchRow, BenchSummary, Measure, Noise, RunSpread,
-};
+pub use bench::{bench, BenchConfig, BenchReport, BenchRow, BenchSummary, Measure, Noise};
 pub use error::Error;
-pub use loadgen::{
-    load, raise_nofile_limit, ErrorCounts, LatencySummary, LoadConfig, LoadReport, Progress, Url,
-};
+pub use latency::LatencySummary;
+pub use load_report::{percent, ErrorCounts, LoadReport};
+pub use loadgen::{load, raise_nofile_limit, LoadConfig, Progress, Url};
 pub use server::serve;
 pub use state::ServeConfig;
 pub use strategy::Strategy;

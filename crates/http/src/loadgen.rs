@@ -27,6 +27,8 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 
 use crate::client::{Conn, Failure};
+use crate::latency::{histogram, LatencySummary};
+use crate::load_report::{ErrorCounts, LoadReport};
 use crate::pacer::Pacer;
 use crate::Error;
 
@@ -162,120 +164,6 @@ impl Progress {
     }
 }
 
-/// Failed requests by kind.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct ErrorCounts {
-    /// Connections that could not be reopened during the run.
-    pub connect: u64,
-    /// No complete response within the timeout (at the end of the run: within the effective
-    /// timeout, see the module docs), requests never sent included.
-    pub timeout: u64,
-    /// A response with a status of 400 or more.
-    pub status: u64,
-    /// The connection was reset or closed mid-exchange.
-    pub reset: u64,
-    /// A response that breaks HTTP/1.1 (unparsable, conflicting `Content-Length`s), or another
-    /// I/O error.
-    pub other: u64,
-}
-
-impl ErrorCounts {
-    /// All errors.
-    pub fn total(&self) -> u64 {
-        self.connect + self.timeout + self.status + self.reset + self.other
-    }
-
-    fn add(&mut self, other: &ErrorCounts) {
-        self.connect += other.connect;
-        self.timeout += other.timeout;
-        self.status += other.status;
-        self.reset += other.reset;
-        self.other += other.other;
-    }
-}
-
-/// Percentiles of a latency distribution, in nanoseconds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
-pub struct LatencySummary {
-    /// Median.
-    pub p50: u64,
-    /// 90th percentile.
-    pub p90: u64,
-    /// 99th percentile.
-    pub p99: u64,
-    /// 99.9th percentile.
-    pub p999: u64,
-    /// Largest value.
-    pub max: u64,
-    /// Mean.
-    pub mean: f64,
-}
-
-impl LatencySummary {
-    fn of(h: &Histogram<u64>) -> Self {
-        if h.is_empty() {
-            return LatencySummary::default();
-        }
-        LatencySummary {
-            p50: h.value_at_quantile(0.5),
-            p90: h.value_at_quantile(0.9),
-            p99: h.value_at_quantile(0.99),
-            p999: h.value_at_quantile(0.999),
-            max: h.max(),
-            mean: h.mean(),
-        }
-    }
-}
-
-/// The result of a load run (the JSON of `frugal load --json`).
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct LoadReport {
-    /// The target.
-    pub url: String,
-    /// `"closed-loop"` or `"constant-rate"`.
-    pub mode: &'static str,
-    /// Connections asked for.
-    pub connections: u64,
-    /// Connections that were open when the clock started.
-    pub connections_open: u64,
-    /// Event-loop threads used.
-    pub threads: usize,
-    /// Measured seconds.
-    pub duration_s: f64,
-    /// Warm-up seconds (not measured).
-    pub warmup_s: f64,
-    /// Asked rate (constant-rate mode).
-    pub target_rps: Option<f64>,
-    /// Successful responses per second over the measured window.
-    pub achieved_rps: f64,
-    /// Successful responses in the measured window.
-    pub requests_ok: u64,
-    /// Failed requests in the measured window, by kind.
-    pub errors: ErrorCounts,
-    /// Latency from the actual send to the end of the response.
-    pub latency_ns: LatencySummary,
-    /// Latency from the intended send time (constant-rate mode only): what a user arriving on
-    /// schedule would see, queueing behind a slow response included.
-    pub latency_corrected_ns: Option<LatencySummary>,
-    /// How late the pacer sent when the connection was idle on time (constant-rate mode only):
-    /// the floor of the corrected latency that is the generator's, not the server's.
-    pub pacer_lateness_ns: Option<LatencySummary>,
-    /// Failed requests over all requests that ended in the measured window (successes plus
-    /// errors); 0 when none ended.
-    pub error_rate: f64,
-    /// Requests scheduled before the end but never sent: the server fell behind the schedule
-    /// (constant-rate mode). Counted as timeouts or as unfinished, by how long they waited.
-    pub requests_unsent: u64,
-    /// Requests without an answer at the end that had waited less than the effective timeout:
-    /// their outcome is unknown, they are in no other count (closed-loop runs always end with
-    /// about one per connection).
-    pub requests_unfinished: u64,
-    /// How long the oldest unfinished request had waited at the end, ns (0 when none).
-    pub unfinished_oldest_ns: u64,
-    /// The open-file limit in force.
-    pub nofile_limit: u64,
-}
-
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit and checks that `needed` descriptors fit.
 /// Returns the soft limit now in force.
 pub fn raise_nofile_limit(needed: u64) -> Result<u64, Error> {
@@ -296,13 +184,6 @@ pub fn raise_nofile_limit(needed: u64) -> Result<u64, Error> {
 
 /// Descriptors needed beyond one per connection (stdio, epoll, eventfds, the pacer...).
 const FD_SLACK: u64 = 64;
-
-/// Largest latency recorded (an hour): larger values saturate.
-const MAX_NS: u64 = 3_600_000_000_000;
-
-fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, MAX_NS, 3).expect("bounds 1..1h with 3 digits are valid")
-}
 
 struct Stats {
     uncorrected: Histogram<u64>,
