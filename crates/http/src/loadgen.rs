@@ -48,29 +48,49 @@ pub struct Url {
 impl FromStr for Url {
     type Err = Error;
 
+    /// Parsed by `http::Uri` (the `http` crate hyper uses), then checked for what the load
+    /// generator can use: the `http` scheme, a host, a port that is a number.
     fn from_str(url: &str) -> Result<Self, Error> {
         let bad = |reason: &str| Error::Url {
             url: url.to_owned(),
             reason: reason.to_owned(),
         };
-        let rest = url
-            .strip_prefix("http://")
-            .ok_or_else(|| bad("only http:// is supported"))?;
-        let (authority, path) = match rest.find('/') {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, "/"),
+        let Some(rest) = url.strip_prefix("http://") else {
+            return Err(bad("only http:// is supported"));
         };
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (
-                h,
-                p.parse::<u16>()
-                    .map_err(|_| bad("the port is not a number"))?,
-            ),
-            _ => (authority, 80),
-        };
+        // `http::Uri` calls an empty authority an invalid format; say what is missing.
+        if rest.is_empty() || rest.starts_with(['/', '?', '#']) {
+            return Err(bad("the host is empty"));
+        }
+        let uri: http::Uri = url.parse().map_err(|e: http::uri::InvalidUri| {
+            match e.to_string().as_str() {
+                "invalid port" => bad("the port is not a number"),
+                why => bad(&format!("not a URL: {why}")),
+            }
+        })?;
+        if uri.scheme_str() != Some("http") {
+            return Err(bad("only http:// is supported"));
+        }
+        let authority = uri.authority().ok_or_else(|| bad("the host is empty"))?;
+        let host = authority.host();
         if host.is_empty() {
             return Err(bad("the host is empty"));
         }
+        // `Authority::port` is `None` both without a port and for one that is not a number:
+        // whatever follows the host tells which.
+        let after_host = authority
+            .as_str()
+            .rsplit_once(host)
+            .map_or("", |(_, rest)| rest);
+        let port = match authority.port_u16() {
+            Some(port) => port,
+            None if after_host.is_empty() => 80,
+            None => return Err(bad("the port is not a number")),
+        };
+        let path = match uri.path_and_query().map_or("/", |p| p.as_str()) {
+            "" => "/",
+            p => p,
+        };
         let bare = host.trim_start_matches('[').trim_end_matches(']');
         let addr = (bare, port)
             .to_socket_addrs()
@@ -741,9 +761,20 @@ mod tests {
         assert_eq!(u.addr, "127.0.0.1:8080".parse().expect("valid addr"));
         let u: Url = "http://127.0.0.1".parse().expect("valid url");
         assert_eq!((u.port, u.path.as_str()), (80, "/"));
-        assert!("https://127.0.0.1/".parse::<Url>().is_err());
-        assert!("http://127.0.0.1:x/".parse::<Url>().is_err());
-        assert!("http:///".parse::<Url>().is_err());
+        let u: Url = "http://[::1]:9/".parse().expect("valid url");
+        assert_eq!((u.host.as_str(), u.port), ("[::1]", 9));
+        let reason = |url: &str| match url.parse::<Url>() {
+            Err(Error::Url { reason, .. }) => reason,
+            other => panic!("{url}: {other:?}"),
+        };
+        assert_eq!(reason("https://127.0.0.1/"), "only http:// is supported");
+        assert_eq!(reason("127.0.0.1:80"), "only http:// is supported");
+        assert_eq!(reason("http://127.0.0.1:x/"), "the port is not a number");
+        assert_eq!(reason("http://127.0.0.1:99999/"), "the port is not a number");
+        assert_eq!(reason("http://127.0.0.1:/"), "the port is not a number");
+        assert_eq!(reason("http:///"), "the host is empty");
+        assert_eq!(reason("http:///x"), "the host is empty");
+        assert!(reason("http://no-such-host.invalid/").starts_with("cannot resolve the host"));
     }
 
     #[test]
