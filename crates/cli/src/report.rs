@@ -9,6 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context as _;
 use frugal_counters::{CounterSet, Event};
+use frugal_http as http;
 use frugal_report::bridge::{self, Bridge};
 use frugal_report::ledger::{self, Chapter1, LedgerRow};
 use frugal_report::service::ServiceSummary;
@@ -16,7 +17,6 @@ use frugal_report::{
     render_html, render_text, FleetTrace, FullReport, MachineFacts, Step, StepStatus,
 };
 use frugal_rightsize as rs;
-use frugal_http as http;
 use frugal_workloads::{chapter1, claims, defer_bench, io, locality, tasks};
 
 /// Arguments of `frugal report`.

@@ -62,12 +62,12 @@ impl FromStr for Url {
         if rest.is_empty() || rest.starts_with(['/', '?', '#']) {
             return Err(bad("the host is empty"));
         }
-        let uri: http::Uri = url.parse().map_err(|e: http::uri::InvalidUri| {
-            match e.to_string().as_str() {
-                "invalid port" => bad("the port is not a number"),
-                why => bad(&format!("not a URL: {why}")),
-            }
-        })?;
+        let uri: http::Uri =
+            url.parse()
+                .map_err(|e: http::uri::InvalidUri| match e.to_string().as_str() {
+                    "invalid port" => bad("the port is not a number"),
+                    why => bad(&format!("not a URL: {why}")),
+                })?;
         if uri.scheme_str() != Some("http") {
             return Err(bad("only http:// is supported"));
         }
@@ -770,7 +770,10 @@ mod tests {
         assert_eq!(reason("https://127.0.0.1/"), "only http:// is supported");
         assert_eq!(reason("127.0.0.1:80"), "only http:// is supported");
         assert_eq!(reason("http://127.0.0.1:x/"), "the port is not a number");
-        assert_eq!(reason("http://127.0.0.1:99999/"), "the port is not a number");
+        assert_eq!(
+            reason("http://127.0.0.1:99999/"),
+            "the port is not a number"
+        );
         assert_eq!(reason("http://127.0.0.1:/"), "the port is not a number");
         assert_eq!(reason("http:///"), "the host is empty");
         assert_eq!(reason("http:///x"), "the host is empty");
