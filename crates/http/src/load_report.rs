@@ -401,7 +401,7 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("errors 1 (0.99%): connect 0, timeout 0, status 0, reset 1, other 0"),
+            text.contains("errors 1 (1.0%): connect 0, timeout 0, status 0, reset 1, other 0"),
             "{text}"
         );
         let corrected = text
@@ -442,7 +442,7 @@ mod tests {
         assert!(r
             .failure(0.001)
             .expect("fails")
-            .contains("error rate 0.99%"));
+            .contains("error rate 1.0% (1 of 101 requests)"));
         r.requests_ok = 0;
         let why = r.failure(1.0).expect("fails");
         assert!(
