@@ -25,6 +25,35 @@
 //! println!("p99 = {} ns", report.latency_corrected_ns.unwrap().p99);
 //! # Ok::<(), frugal_http::Error>(())
 //! ```
+//!
+//! # Reports
+//!
+//! Each report renders itself (`frugal_output::Render`: a terminal table, Markdown, CSV with raw
+//! numbers) and serializes with serde; the CLI wraps the JSON in `{"schema", "version", ...}`.
+//!
+//! | command | engine | report | schema |
+//! |---|---|---|---|
+//! | `frugal load URL` | [`load()`] | [`LoadReport`] | `frugal-load` 1 |
+//! | `frugal load merge FILE...` | [`hdrlog::merge`] | [`hdrlog::MergedReport`] | `frugal-load-merge` 1 |
+//! | `frugal bench http` | [`bench()`] | [`BenchReport`] | `frugal-bench-http` 1 |
+//!
+//! Every latency distribution in them is one [`LatencySummary`] (nanoseconds: `count`, `p50`,
+//! `p90`, `p99`, `p999`, `max`, `mean`); every spread over repeated runs is a
+//! `frugal_output::Summary` (`n`, `min`, `p25`, `median`, `p75`, `max`, `mean`, `stddev`,
+//! `samples`).
+//!
+//! # Where things are
+//!
+//! - the service: [`serve`] in `server.rs` (accept loop, routing, cancellation) over `state.rs`
+//!   (settings, pools, the work section), `release.rs` (each [`Strategy`]'s release code),
+//!   `resources.rs` (the pools), `metrics.rs` (counters, Prometheus text), `peer.rs` (noticing
+//!   a client that went away);
+//! - the load generator: [`load()`] in `loadgen.rs` over `client.rs` (one connection),
+//!   `pacer.rs` (sub-millisecond sends), `latency.rs`, `load_report.rs` and [`hdrlog`];
+//! - the benchmark: [`bench()`] in `bench.rs`, reading [`procfs`].
+//!
+//! Imports go one way: `server` → `release` → `state` → `metrics`/`resources` → `strategy`;
+//! `bench` → `loadgen` → `client`/`pacer`/`hdrlog` → `load_report`/`latency`.
 
 #![forbid(unsafe_code)]
 
@@ -48,7 +77,7 @@ mod strategy;
 pub use bench::{bench, BenchConfig, BenchReport, BenchRow, BenchSummary, Measure, Noise};
 pub use error::Error;
 pub use latency::LatencySummary;
-pub use load_report::{percent, ErrorCounts, LoadReport};
+pub use load_report::{ErrorCounts, LoadReport};
 pub use loadgen::{load, raise_nofile_limit, LoadConfig, Progress, Url};
 pub use server::serve;
 pub use state::ServeConfig;

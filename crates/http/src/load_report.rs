@@ -134,7 +134,7 @@ impl LoadReport {
 }
 
 /// A fraction as a percentage with enough digits to tell 0.04% from 0.
-pub fn percent(fraction: f64) -> String {
+pub(crate) fn percent(fraction: f64) -> String {
     let p = fraction * 100.0;
     if p == p.round() || p >= 10.0 {
         format!("{p:.0}%")
