@@ -9,12 +9,13 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context as _;
 use frugal_counters::{CounterSet, Event};
+use frugal_http as http;
 use frugal_report::bridge::{self, Bridge};
 use frugal_report::ledger::{self, Chapter1, LedgerRow};
 use frugal_report::service::ServiceSummary;
 use frugal_report::{render_html, FleetTrace, FullReport, MachineFacts, Step, StepStatus};
 use frugal_rightsize as rs;
-use frugal_workloads::{chapter1, defer_bench, http, io, locality, tasks};
+use frugal_workloads::{chapter1, defer_bench, io, locality, tasks};
 
 use crate::output::{Format, OutputArgs};
 

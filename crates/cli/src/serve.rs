@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use frugal_workloads::http::{serve, ServeConfig, Strategy};
+use frugal_http::{serve, ServeConfig, Strategy};
 
 use crate::ranges;
 

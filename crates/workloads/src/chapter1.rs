@@ -5,7 +5,7 @@
 //!   in this binary) with the `go` on `PATH`, as the article does (`go build -o api-server
 //!   main.go`, `CGO_ENABLED=0` so it is static), and reports its size — also stripped (`-ldflags
 //!   "-s -w"`), the size people ship.
-//! - [`go_gc_pauses`] runs that service under load from [`crate::http::load`] with
+//! - [`go_gc_pauses`] runs that service under load from [`frugal_http::load`] with
 //!   `GODEBUG=gctrace=1` (each request leaves 32 KiB of garbage, as a handler's working memory
 //!   would) and reads the stop-the-world phases of every GC cycle from the trace: sweep
 //!   termination and mark termination, the first and third "ms clock" figures.
@@ -178,14 +178,14 @@ pub fn go_gc_pauses(duration: Duration, connections: u64) -> Result<Option<GcPau
         .trim()
         .strip_prefix("listening on ")
         .ok_or_else(|| child_err(format!("no address printed (got {line:?})")))?;
-    let url: crate::http::Url = format!("{addr}/")
+    let url: frugal_http::Url = format!("{addr}/")
         .parse()
-        .map_err(|e: crate::http::Error| child_err(e.to_string()))?;
-    let mut config = crate::http::LoadConfig::new(url);
+        .map_err(|e: frugal_http::Error| child_err(e.to_string()))?;
+    let mut config = frugal_http::LoadConfig::new(url);
     config.connections = connections;
     config.duration = duration;
     config.warmup = Duration::from_millis(500);
-    let report = crate::http::load(&config, None).map_err(|e| child_err(e.to_string()))?;
+    let report = frugal_http::load(&config, None).map_err(|e| child_err(e.to_string()))?;
     drop(guard);
     let text = trace.join().expect("the reader thread does not panic");
     let pauses_us = parse_gctrace(&text);

@@ -3,9 +3,11 @@
 //! - [`defer_bench`]: what a deferred cleanup costs, strategy by strategy (and Go's `defer` when a
 //!   Go toolchain is present), with the article's claims judged in [`claims`];
 //! - [`tasks`]: resident and virtual memory per tokio task, OS thread and goroutine;
-//! - [`chapter1`]: the size of a static Go HTTP server binary and the cost of a context switch;
-//! - [`http`]: an HTTP service whose per-request cleanup strategy is selectable, and a load
-//!   generator with coordinated-omission correction.
+//! - [`chapter1`]: the size of a static Go HTTP server binary and the cost of a context switch.
+//!
+//! The HTTP service, its load generator and `bench http` are the crate `frugal-http` (it alone
+//! needs tokio's network stack and hyper); [`chapter1`] drives the Go server with its load
+//! generator.
 //!
 //! # The experiments and their JSON reports
 //!
@@ -16,7 +18,6 @@
 //! | `frugal bench tasks [-n N] [--json FILE]` | [`tasks::run`] | [`tasks::TasksReport`] | [schema](tasks#json-schema) |
 //! | `frugal bench io [--qd 64] [--direct] [--compare-fio] [--json FILE]` | [`io::run`], [`io::run_fio`] | [`io::IoReport`] | the types' field docs (`schema_version` 1) |
 //! | `frugal bench locality [--quick] [--sizes LIST] [--json FILE]` | [`locality::run`] | [`locality::LocalityReport`] | [schema](locality#json-schema) |
-//! | `frugal serve`, `frugal load URL [--json FILE]`, `frugal bench http [--quick] [--json FILE]` | [`http::serve`], [`http::load()`], [`http::bench()`] | [`http::LoadReport`], [`http::BenchReport`] | the types' field docs; no `schema_version` yet (the service's own counters: `GET /metrics`, Prometheus text) |
 //!
 //! The defer and tasks reports carry `schema_version`; counters are `null` when not measured, never zero,
 //! and simulated counters say `"source": "simulated"`. The Go side of `bench defer` lives in
@@ -28,7 +29,6 @@ pub mod claims;
 pub mod defer_bench;
 mod error;
 mod go;
-pub mod http;
 pub mod io;
 pub mod locality;
 pub mod sim;

@@ -1,12 +1,10 @@
 //! `frugal bench http`: the service per cleanup strategy, as a separate process, under load.
 
-use std::io::Write as _;
-use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use frugal_workloads::http::{bench, BenchConfig, BenchReport, BenchRow, Measure, Strategy};
+use frugal_http::{bench, BenchConfig, Strategy};
 
 use crate::ranges;
 
@@ -53,9 +51,6 @@ pub struct Args {
     #[arg(short = 't', long, allow_hyphen_values = true,
           value_parser = ranges::count::<usize>(1, ranges::MAX_THREADS, ranges::THREADS_WHY))]
     threads: Option<usize>,
-    /// Write the report as JSON to this file.
-    #[arg(long, value_parser = ranges::output_file)]
-    json: Option<PathBuf>,
     /// Rounds: every strategy runs once per round, alternating, each on a fresh server; the
     /// summary gives the median and range over the rounds (1 to 100).
     #[arg(short = 'r', long, default_value_t = 3,
@@ -65,6 +60,8 @@ pub struct Args {
     /// percentage, as `frugal load --max-error-rate` (0 to 100, a trailing % is allowed).
     #[arg(long, default_value = "1%", value_parser = crate::load::parse_percent)]
     max_error_rate: f64,
+    #[command(flatten)]
+    output: crate::output::OutputArgs,
 }
 
 /// Runs `frugal bench http`.
@@ -99,43 +96,32 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         cmd
     };
-    let mut out = std::io::stdout().lock();
-    writeln!(
-        out,
-        "frugal bench http: {} connections, {:?} per run after {:?} warm-up, {} rounds \
-         (strategies alternating); server = separate process",
-        config.connections, config.duration, config.warmup, config.repeats
-    )?;
-    writeln!(out, "{}", header())?;
+    // One step per run: every strategy, both modes, every round.
+    let runs = config.strategies.len() * 2 * config.repeats;
+    let bar = crate::output::bar(runs as u64, args.output.quiet);
+    bar.set_message(format!(
+        "{} connections, {:?} + {:?} warm-up per run",
+        config.connections, config.duration, config.warmup
+    ));
     let report = bench(&config, server, |row| {
-        // A failed write shows up again below, where it is handled.
-        let _ = writeln!(std::io::stdout(), "{}", line(row));
-    })?;
-    writeln!(
-        out,
-        "constant-rate runs at {:.0} req/s; latency percentiles of constant-rate runs are \
-         corrected for coordinated omission (from the intended send time)",
-        report.constant_rate_rps
-    )?;
-    writeln!(out)?;
-    out.write_all(summary(&report).as_bytes())?;
-    let errors: u64 = report.rows.iter().map(|r| r.errors.total()).sum();
-    if errors > 0 {
-        writeln!(
-            out,
-            "warning: {errors} requests failed; see the JSON for kinds (a timeout or reset at 10k \
-             connections usually means the machine is overloaded: lower -c or the rate)"
-        )?;
-    }
-    if let Some(path) = &args.json {
-        crate::output::write_json(path, &report)?;
-    }
-    out.flush()?;
+        bar.inc(1);
+        bar.set_message(format!(
+            "round {} {} {}: {:.0} req/s",
+            row.round + 1,
+            row.strategy,
+            row.mode,
+            row.achieved_rps
+        ));
+    });
+    bar.finish_and_clear();
+    let report = report?;
+    crate::output::emit(&args.output, &report)?;
     let failed: Vec<String> = report
         .rows
         .iter()
         .filter_map(|r| {
-            crate::load::failure(&r.load, args.max_error_rate)
+            r.load
+                .failure(args.max_error_rate)
                 .map(|why| format!("{} {} round {}: {why}", r.strategy, r.mode, r.round + 1))
         })
         .collect();
@@ -148,112 +134,4 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Medians and ranges per strategy, then whether the strategies differ beyond the noise.
-fn summary(report: &BenchReport) -> String {
-    let mut out = format!(
-        "median (min–max) over {} rounds:\n{:<13} {:<13} {:>24} {:>26} {:>22}\n",
-        report.repeats, "strategy", "mode", "req/s", "p99", "cpu µs/req"
-    );
-    let range = |median: String, min: String, max: String| format!("{median} ({min}–{max})");
-    for s in &report.summary {
-        let rps = range(
-            format!("{:.0}", s.achieved_rps.median),
-            format!("{:.0}", s.achieved_rps.min),
-            format!("{:.0}", s.achieved_rps.max),
-        );
-        let p99 = range(
-            ms(s.p99_ns.median as u64),
-            format!("{:.2}", s.p99_ns.min / 1e6),
-            format!("{:.2}", s.p99_ns.max / 1e6),
-        );
-        let cpu = s.server_cpu_us_per_request.map_or("n/a".to_owned(), |c| {
-            range(
-                format!("{:.1}", c.median),
-                format!("{:.1}", c.min),
-                format!("{:.1}", c.max),
-            )
-        });
-        out += &format!(
-            "{:<13} {:<13} {rps:>24} {p99:>26} {cpu:>22}\n",
-            s.strategy.name(),
-            s.mode
-        );
-    }
-    for (mode, measure, what) in [
-        ("closed-loop", Measure::Throughput, "closed-loop throughput"),
-        (
-            "closed-loop",
-            Measure::CpuPerRequest,
-            "closed-loop CPU per request",
-        ),
-        (
-            "constant-rate",
-            Measure::CpuPerRequest,
-            "constant-rate CPU per request",
-        ),
-    ] {
-        match report.within_noise(mode, measure) {
-            Some(noise) if noise.is_noise() => {
-                out += &format!(
-                    "{what}: the strategies' medians differ by {:.1}, no more than one \
-                     strategy's own runs do ({:.1}): within run-to-run noise, no ranking\n",
-                    noise.between, noise.within
-                );
-            }
-            Some(noise) => {
-                out += &format!(
-                    "{what}: the strategies' medians differ by {:.1}, more than any strategy's \
-                     own runs do ({:.1})\n",
-                    noise.between, noise.within
-                );
-            }
-            None if report.repeats < 2 => {
-                out += &format!(
-                    "{what}: one round, no spread: differences cannot be told from noise \
-                     (use -r 3 or more)\n"
-                );
-                break;
-            }
-            None => {}
-        }
-    }
-    out
-}
-
-fn header() -> String {
-    format!(
-        "{:<5} {:<13} {:<13} {:>10} {:>10} {:>10} {:>10} {:>7} {:>11} {:>9}",
-        "round",
-        "strategy",
-        "mode",
-        "req/s",
-        "p50",
-        "p99",
-        "p99.9",
-        "errors",
-        "cpu µs/req",
-        "rss MiB"
-    )
-}
-
-fn ms(ns: u64) -> String {
-    format!("{:.2} ms", ns as f64 / 1e6)
-}
-
-fn line(r: &BenchRow) -> String {
-    format!(
-        "{:<5} {:<13} {:<13} {:>10.0} {:>10} {:>10} {:>10} {:>7} {:>11.1} {:>9.1}",
-        r.round + 1,
-        r.strategy.name(),
-        r.mode,
-        r.achieved_rps,
-        ms(r.p50_ns),
-        ms(r.p99_ns),
-        ms(r.p999_ns),
-        r.errors.total(),
-        r.server_cpu_us_per_request,
-        r.server_rss_bytes as f64 / (1024.0 * 1024.0)
-    )
 }

@@ -19,7 +19,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use frugal_workloads::http::hdrlog::{merge, Percentiles};
+use frugal_http::hdrlog::merge;
 
 const AFTER_HELP: &str = "\
 Running N generators is an orchestrator's job. With ssh:
@@ -44,47 +44,13 @@ pub struct Args {
     /// histograms are read as uncorrected latencies in nanoseconds).
     #[arg(required = true, value_name = "FILE")]
     files: Vec<PathBuf>,
-    /// Also write the merged report as JSON to FILE.
-    #[arg(long, value_name = "FILE")]
-    json: Option<PathBuf>,
-}
-
-fn ms(ns: u64) -> String {
-    format!("{:.3} ms", ns as f64 / 1e6)
+    #[command(flatten)]
+    output: crate::output::OutputArgs,
 }
 
 /// Runs `frugal load merge`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let merged = merge(&args.files)?;
-    let r = merged.report();
-    let mut out = format!("{} generators merged\n", r.logs.len());
-    for l in &r.logs {
-        out += &format!(
-            "  {}: {} ok, {} errors in {:.1} s = {:.0} req/s\n",
-            l.path, l.requests_ok, l.errors, l.duration_s, l.achieved_rps
-        );
-    }
-    out += &format!(
-        "  throughput   {:.0} req/s (sum)\n  requests     {} ok, {} errors\n",
-        r.achieved_rps, r.requests_ok, r.errors
-    );
-    let line = |label: &str, p: &Percentiles| {
-        format!(
-            "  {label:<12} p50 {}  p90 {}  p99 {}  p99.9 {}  max {}  (merged histograms)\n",
-            ms(p.p50),
-            ms(p.p90),
-            ms(p.p99),
-            ms(p.p999),
-            ms(p.max)
-        )
-    };
-    out += &line("latency", &r.latency_ns);
-    if let Some(c) = &r.latency_corrected_ns {
-        out += &line("corrected", c);
-    }
-    crate::output::print(&out)?;
-    if let Some(path) = &args.json {
-        crate::output::write_json(path, &r)?;
-    }
+    crate::output::emit(&args.output, &merged.report())?;
     Ok(ExitCode::SUCCESS)
 }

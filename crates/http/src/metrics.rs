@@ -1,12 +1,19 @@
 //! The service's counters and their rendering in the Prometheus text format.
+//!
+//! Why hand-written rather than the `prometheus` or `metrics` crates: the counters sit on the
+//! measured path — every request of every strategy updates them — so they are plain relaxed
+//! atomics in one struct, with no registry, no label lookup (the one label, the strategy, is
+//! fixed per process) and no lock. The text format is a few lines per metric (`# HELP`,
+//! `# TYPE`, `name{labels} value`), written only when `/metrics` is scraped; a crate would add a
+//! registry lookup or a hash per update and a dependency tree for what a `write!` does.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
-use super::procfs;
-use super::resources::{BufferPool, LeasePool};
-use super::Strategy;
+use crate::procfs;
+use crate::resources::{BufferPool, LeasePool};
+use crate::strategy::Strategy;
 
 /// Upper bounds of the latency histogram buckets, in seconds.
 const BUCKETS_S: [f64; 16] = [

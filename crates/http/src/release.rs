@@ -6,7 +6,7 @@
 //! then, without awaiting anything, take a buffer, run the work section (`work_us` of CPU
 //! filling the buffer), copy it into the response, and release the buffer and the lease. Only
 //! the way the release is written differs. The work runs in a task of its own (see
-//! `server::work_request`), so a client that goes away during the work cancels the request from
+//! `crate::server::work_request`), so a client that goes away during the work cancels the request from
 //! the connection's task while the work goes on: only `chain-cancel` releases the lease at that
 //! moment, the others when the work section returns (after the CPU burn if it was burning). A
 //! request cancelled during its hold enters its strategy already cancelled: the work section
@@ -21,7 +21,6 @@
 //! the connection instead of reusing it.
 
 use std::cell::RefCell;
-use std::str::FromStr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -29,74 +28,10 @@ use frugal_defer::CancelToken;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::metrics::Outcome;
-use super::resources::Lease;
-use super::server::State;
-
-/// How a request releases its buffer and its lease.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-#[non_exhaustive]
-pub enum Strategy {
-    /// An explicit release call on every exit path (the code a `defer` replaces).
-    Manual,
-    /// Scope guards: `frugal_defer::guard` around the buffer and the lease.
-    Guard,
-    /// A function-scoped chain: `frugal_defer::scope`, one `s.defer(..)` per resource.
-    Chain,
-    /// Like `chain`, with the cleanup bound to the request's cancellation: a cancelled request
-    /// releases at the moment it is cancelled, not when its code next runs.
-    ChainCancel,
-    /// An async scope (`frugal_defer::async_scope!`): the lease is returned by an async
-    /// cleanup that first awaits a simulated reset (`release_us`); the hold is awaited inside
-    /// the scope. A request cancelled while it runs drops the scope's future, and the
-    /// scope's policy (`CancelPolicy::SPAWN_TOKIO`) hands the lease's cleanup to the runtime.
-    AsyncChain,
-}
-
-impl Strategy {
-    /// All strategies, in the order benchmarks report them.
-    pub const ALL: [Strategy; 5] = [
-        Strategy::Manual,
-        Strategy::Guard,
-        Strategy::Chain,
-        Strategy::ChainCancel,
-        Strategy::AsyncChain,
-    ];
-
-    /// The name used on the command line and in reports.
-    pub fn name(self) -> &'static str {
-        match self {
-            Strategy::Manual => "manual",
-            Strategy::Guard => "guard",
-            Strategy::Chain => "chain",
-            Strategy::ChainCancel => "chain-cancel",
-            Strategy::AsyncChain => "async-chain",
-        }
-    }
-}
-
-impl std::fmt::Display for Strategy {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for Strategy {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Strategy::ALL
-            .into_iter()
-            .find(|st| st.name() == s)
-            .ok_or_else(|| {
-                format!(
-                    "unknown strategy {s:?}; use one of manual, guard, chain, chain-cancel, \
-                     async-chain"
-                )
-            })
-    }
-}
+use crate::metrics::Outcome;
+use crate::resources::Lease;
+use crate::state::State;
+use crate::strategy::Strategy;
 
 /// What a request produced.
 pub(crate) type Answer = (Outcome, Option<Bytes>);
@@ -251,17 +186,4 @@ async fn async_chain(state: &Arc<State>, lease: Lease, token: &CancellationToken
 fn lock(buf: &std::sync::Mutex<Vec<u8>>) -> std::sync::MutexGuard<'_, Vec<u8>> {
     buf.lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_round_trip() {
-        for s in Strategy::ALL {
-            assert_eq!(s.name().parse::<Strategy>(), Ok(s));
-        }
-        assert!("defer".parse::<Strategy>().is_err());
-    }
 }

@@ -26,9 +26,11 @@ use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
 
-use super::client::{Conn, Failure};
-use super::pacer::Pacer;
-use super::Error;
+use crate::client::{Conn, Failure};
+use crate::latency::{histogram, LatencySummary};
+use crate::load_report::{ErrorCounts, LoadReport};
+use crate::pacer::Pacer;
+use crate::Error;
 
 /// An `http://HOST:PORT/PATH` URL, resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,29 +48,49 @@ pub struct Url {
 impl FromStr for Url {
     type Err = Error;
 
+    /// Parsed by `http::Uri` (the `http` crate hyper uses), then checked for what the load
+    /// generator can use: the `http` scheme, a host, a port that is a number.
     fn from_str(url: &str) -> Result<Self, Error> {
         let bad = |reason: &str| Error::Url {
             url: url.to_owned(),
             reason: reason.to_owned(),
         };
-        let rest = url
-            .strip_prefix("http://")
-            .ok_or_else(|| bad("only http:// is supported"))?;
-        let (authority, path) = match rest.find('/') {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, "/"),
+        let Some(rest) = url.strip_prefix("http://") else {
+            return Err(bad("only http:// is supported"));
         };
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (
-                h,
-                p.parse::<u16>()
-                    .map_err(|_| bad("the port is not a number"))?,
-            ),
-            _ => (authority, 80),
-        };
+        // `http::Uri` calls an empty authority an invalid format; say what is missing.
+        if rest.is_empty() || rest.starts_with(['/', '?', '#']) {
+            return Err(bad("the host is empty"));
+        }
+        let uri: http::Uri =
+            url.parse()
+                .map_err(|e: http::uri::InvalidUri| match e.to_string().as_str() {
+                    "invalid port" => bad("the port is not a number"),
+                    why => bad(&format!("not a URL: {why}")),
+                })?;
+        if uri.scheme_str() != Some("http") {
+            return Err(bad("only http:// is supported"));
+        }
+        let authority = uri.authority().ok_or_else(|| bad("the host is empty"))?;
+        let host = authority.host();
         if host.is_empty() {
             return Err(bad("the host is empty"));
         }
+        // `Authority::port` is `None` both without a port and for one that is not a number:
+        // whatever follows the host tells which.
+        let after_host = authority
+            .as_str()
+            .rsplit_once(host)
+            .map_or("", |(_, rest)| rest);
+        let port = match authority.port_u16() {
+            Some(port) => port,
+            None if after_host.is_empty() => 80,
+            None => return Err(bad("the port is not a number")),
+        };
+        let path = match uri.path_and_query().map_or("/", |p| p.as_str()) {
+            "" => "/",
+            p => p,
+        };
         let bare = host.trim_start_matches('[').trim_end_matches(']');
         let addr = (bare, port)
             .to_socket_addrs()
@@ -108,9 +130,9 @@ pub struct LoadConfig {
     pub timeout: Duration,
     /// Event-loop threads; `None` = `std::thread::available_parallelism()`.
     pub threads: Option<usize>,
-    /// Also record interval histograms into this HdrHistogram log ([`super::hdrlog`]); the
+    /// Also record interval histograms into this HdrHistogram log ([`crate::hdrlog`]); the
     /// caller calls its `finish` after the run.
-    pub hdr_log: Option<Arc<super::hdrlog::IntervalLog>>,
+    pub hdr_log: Option<Arc<crate::hdrlog::IntervalLog>>,
 }
 
 impl LoadConfig {
@@ -162,120 +184,6 @@ impl Progress {
     }
 }
 
-/// Failed requests by kind.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
-pub struct ErrorCounts {
-    /// Connections that could not be reopened during the run.
-    pub connect: u64,
-    /// No complete response within the timeout (at the end of the run: within the effective
-    /// timeout, see the module docs), requests never sent included.
-    pub timeout: u64,
-    /// A response with a status of 400 or more.
-    pub status: u64,
-    /// The connection was reset or closed mid-exchange.
-    pub reset: u64,
-    /// A response that breaks HTTP/1.1 (unparsable, conflicting `Content-Length`s), or another
-    /// I/O error.
-    pub other: u64,
-}
-
-impl ErrorCounts {
-    /// All errors.
-    pub fn total(&self) -> u64 {
-        self.connect + self.timeout + self.status + self.reset + self.other
-    }
-
-    fn add(&mut self, other: &ErrorCounts) {
-        self.connect += other.connect;
-        self.timeout += other.timeout;
-        self.status += other.status;
-        self.reset += other.reset;
-        self.other += other.other;
-    }
-}
-
-/// Percentiles of a latency distribution, in nanoseconds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
-pub struct LatencySummary {
-    /// Median.
-    pub p50: u64,
-    /// 90th percentile.
-    pub p90: u64,
-    /// 99th percentile.
-    pub p99: u64,
-    /// 99.9th percentile.
-    pub p999: u64,
-    /// Largest value.
-    pub max: u64,
-    /// Mean.
-    pub mean: f64,
-}
-
-impl LatencySummary {
-    fn of(h: &Histogram<u64>) -> Self {
-        if h.is_empty() {
-            return LatencySummary::default();
-        }
-        LatencySummary {
-            p50: h.value_at_quantile(0.5),
-            p90: h.value_at_quantile(0.9),
-            p99: h.value_at_quantile(0.99),
-            p999: h.value_at_quantile(0.999),
-            max: h.max(),
-            mean: h.mean(),
-        }
-    }
-}
-
-/// The result of a load run (the JSON of `frugal load --json`).
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct LoadReport {
-    /// The target.
-    pub url: String,
-    /// `"closed-loop"` or `"constant-rate"`.
-    pub mode: &'static str,
-    /// Connections asked for.
-    pub connections: u64,
-    /// Connections that were open when the clock started.
-    pub connections_open: u64,
-    /// Event-loop threads used.
-    pub threads: usize,
-    /// Measured seconds.
-    pub duration_s: f64,
-    /// Warm-up seconds (not measured).
-    pub warmup_s: f64,
-    /// Asked rate (constant-rate mode).
-    pub target_rps: Option<f64>,
-    /// Successful responses per second over the measured window.
-    pub achieved_rps: f64,
-    /// Successful responses in the measured window.
-    pub requests_ok: u64,
-    /// Failed requests in the measured window, by kind.
-    pub errors: ErrorCounts,
-    /// Latency from the actual send to the end of the response.
-    pub latency_ns: LatencySummary,
-    /// Latency from the intended send time (constant-rate mode only): what a user arriving on
-    /// schedule would see, queueing behind a slow response included.
-    pub latency_corrected_ns: Option<LatencySummary>,
-    /// How late the pacer sent when the connection was idle on time (constant-rate mode only):
-    /// the floor of the corrected latency that is the generator's, not the server's.
-    pub pacer_lateness_ns: Option<LatencySummary>,
-    /// Failed requests over all requests that ended in the measured window (successes plus
-    /// errors); 0 when none ended.
-    pub error_rate: f64,
-    /// Requests scheduled before the end but never sent: the server fell behind the schedule
-    /// (constant-rate mode). Counted as timeouts or as unfinished, by how long they waited.
-    pub requests_unsent: u64,
-    /// Requests without an answer at the end that had waited less than the effective timeout:
-    /// their outcome is unknown, they are in no other count (closed-loop runs always end with
-    /// about one per connection).
-    pub requests_unfinished: u64,
-    /// How long the oldest unfinished request had waited at the end, ns (0 when none).
-    pub unfinished_oldest_ns: u64,
-    /// The open-file limit in force.
-    pub nofile_limit: u64,
-}
-
 /// Raises the soft `RLIMIT_NOFILE` to the hard limit and checks that `needed` descriptors fit.
 /// Returns the soft limit now in force.
 pub fn raise_nofile_limit(needed: u64) -> Result<u64, Error> {
@@ -296,13 +204,6 @@ pub fn raise_nofile_limit(needed: u64) -> Result<u64, Error> {
 
 /// Descriptors needed beyond one per connection (stdio, epoll, eventfds, the pacer...).
 const FD_SLACK: u64 = 64;
-
-/// Largest latency recorded (an hour): larger values saturate.
-const MAX_NS: u64 = 3_600_000_000_000;
-
-fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, MAX_NS, 3).expect("bounds 1..1h with 3 digits are valid")
-}
 
 struct Stats {
     uncorrected: Histogram<u64>,
@@ -860,9 +761,23 @@ mod tests {
         assert_eq!(u.addr, "127.0.0.1:8080".parse().expect("valid addr"));
         let u: Url = "http://127.0.0.1".parse().expect("valid url");
         assert_eq!((u.port, u.path.as_str()), (80, "/"));
-        assert!("https://127.0.0.1/".parse::<Url>().is_err());
-        assert!("http://127.0.0.1:x/".parse::<Url>().is_err());
-        assert!("http:///".parse::<Url>().is_err());
+        let u: Url = "http://[::1]:9/".parse().expect("valid url");
+        assert_eq!((u.host.as_str(), u.port), ("[::1]", 9));
+        let reason = |url: &str| match url.parse::<Url>() {
+            Err(Error::Url { reason, .. }) => reason,
+            other => panic!("{url}: {other:?}"),
+        };
+        assert_eq!(reason("https://127.0.0.1/"), "only http:// is supported");
+        assert_eq!(reason("127.0.0.1:80"), "only http:// is supported");
+        assert_eq!(reason("http://127.0.0.1:x/"), "the port is not a number");
+        assert_eq!(
+            reason("http://127.0.0.1:99999/"),
+            "the port is not a number"
+        );
+        assert_eq!(reason("http://127.0.0.1:/"), "the port is not a number");
+        assert_eq!(reason("http:///"), "the host is empty");
+        assert_eq!(reason("http:///x"), "the host is empty");
+        assert!(reason("http://no-such-host.invalid/").starts_with("cannot resolve the host"));
     }
 
     #[test]

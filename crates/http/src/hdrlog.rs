@@ -6,7 +6,7 @@
 //! `-B`/log output, `hdrhistogram::serialization::interval_log` here): one compressed histogram
 //! per interval, each line `Tag=T,start,duration,max,base64`.
 //!
-//! [`IntervalLog`] records a run ([`crate::http::LoadConfig::hdr_log`]) and writes, per interval
+//! [`IntervalLog`] records a run ([`crate::LoadConfig::hdr_log`]) and writes, per interval
 //! (1 s by default) of the measured window, histograms tagged `uncorrected` (send to response),
 //! `corrected` (intended send to response, constant-rate mode only) and `errors` (its *count* is
 //! the number of failed requests in the interval; its values mean nothing). Values are
@@ -32,14 +32,8 @@ use hdrhistogram::serialization::interval_log::{
 use hdrhistogram::serialization::{Deserializer, V2DeflateSerializer};
 use hdrhistogram::Histogram;
 
-use crate::http::Error;
-
-/// Largest latency recorded (an hour), as in the load generator's own histograms.
-const MAX_NS: u64 = 3_600_000_000_000;
-
-fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, MAX_NS, 3).expect("bounds 1..1h with 3 digits are valid")
-}
+use crate::latency::{histogram, LatencySummary};
+use crate::Error;
 
 /// The histograms of one interval.
 struct Slot {
@@ -377,37 +371,6 @@ pub fn merge(paths: &[PathBuf]) -> Result<Merged, Error> {
     Ok(merged)
 }
 
-/// Percentiles of a merged histogram, nanoseconds.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Percentiles {
-    /// Responses.
-    pub count: u64,
-    /// Median.
-    pub p50: u64,
-    /// 90th percentile.
-    pub p90: u64,
-    /// 99th percentile.
-    pub p99: u64,
-    /// 99.9th percentile.
-    pub p999: u64,
-    /// Largest.
-    pub max: u64,
-    /// Mean.
-    pub mean: f64,
-}
-
-fn percentiles(h: &Histogram<u64>) -> Percentiles {
-    Percentiles {
-        count: h.len(),
-        p50: h.value_at_quantile(0.5),
-        p90: h.value_at_quantile(0.9),
-        p99: h.value_at_quantile(0.99),
-        p999: h.value_at_quantile(0.999),
-        max: h.max(),
-        mean: h.mean(),
-    }
-}
-
 /// The merged report (the JSON of `frugal load merge --json`).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct MergedReport {
@@ -420,9 +383,9 @@ pub struct MergedReport {
     /// Failed requests, all generators.
     pub errors: u64,
     /// Latency from the send, merged.
-    pub latency_ns: Percentiles,
+    pub latency_ns: LatencySummary,
     /// Latency from the intended send (constant-rate runs), merged.
-    pub latency_corrected_ns: Option<Percentiles>,
+    pub latency_corrected_ns: Option<LatencySummary>,
 }
 
 impl Merged {
@@ -433,9 +396,115 @@ impl Merged {
             achieved_rps: self.achieved_rps,
             requests_ok: self.uncorrected.len(),
             errors: self.errors,
-            latency_ns: percentiles(&self.uncorrected),
-            latency_corrected_ns: self.corrected.as_ref().map(percentiles),
+            latency_ns: LatencySummary::of(&self.uncorrected),
+            latency_corrected_ns: self.corrected.as_ref().map(LatencySummary::of),
         }
+    }
+}
+
+/// Milliseconds with three decimals (the merged report's latency unit).
+fn ms(ns: u64) -> String {
+    format!("{:.3} ms", ns as f64 / 1e6)
+}
+
+impl frugal_output::Render for MergedReport {
+    const SCHEMA: &'static str = "frugal-load-merge";
+    const VERSION: u32 = 1;
+
+    fn document(&self) -> frugal_output::Document {
+        use frugal_output::{Align, Document, Table};
+        let r = self;
+        let mut doc = Document::new(format!("{} generators merged", r.logs.len()));
+        let mut logs = Table::new([
+            ("log", Align::Left),
+            ("ok", Align::Right),
+            ("errors", Align::Right),
+            ("seconds", Align::Right),
+            ("req/s", Align::Right),
+        ])
+        .indent(2);
+        for l in &r.logs {
+            logs.row([
+                l.path.clone(),
+                l.requests_ok.to_string(),
+                l.errors.to_string(),
+                format!("{:.1}", l.duration_s),
+                format!("{:.0}", l.achieved_rps),
+            ]);
+        }
+        doc.table(logs);
+        doc.line(format!("  throughput   {:.0} req/s (sum)", r.achieved_rps));
+        doc.line(format!(
+            "  requests     {} ok, {} errors",
+            r.requests_ok, r.errors
+        ));
+        let mut latency = Table::new([
+            ("latency", Align::Left),
+            ("p50", Align::Right),
+            ("p90", Align::Right),
+            ("p99", Align::Right),
+            ("p99.9", Align::Right),
+            ("max", Align::Right),
+        ])
+        .indent(2);
+        let row = |label: &str, p: &LatencySummary| {
+            vec![
+                label.to_owned(),
+                ms(p.p50),
+                ms(p.p90),
+                ms(p.p99),
+                ms(p.p999),
+                ms(p.max),
+            ]
+        };
+        latency.row(row("latency", &r.latency_ns));
+        if let Some(c) = &r.latency_corrected_ns {
+            latency.row(row("corrected", c));
+        }
+        doc.table(latency);
+        doc.note(
+            "percentiles of the merged histograms (never averaged); corrected = from the intended \
+             send time (constant-rate runs)",
+        );
+        doc
+    }
+
+    /// One row per log (its throughput and counts), then a `merged` row with the sums and the
+    /// merged percentiles, raw nanoseconds; a log's own percentiles are not in the log's
+    /// summary, so its latency cells are empty.
+    fn csv_table(&self) -> Option<frugal_output::Table> {
+        use crate::load_report::{latency_csv_cells, latency_csv_headers};
+        let mut headers: Vec<String> =
+            ["log", "duration_s", "requests_ok", "errors", "achieved_rps"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+        headers.extend(latency_csv_headers("latency"));
+        headers.extend(latency_csv_headers("corrected"));
+        let mut t = frugal_output::Table::numeric(headers);
+        for l in &self.logs {
+            let mut row = vec![
+                l.path.clone(),
+                l.duration_s.to_string(),
+                l.requests_ok.to_string(),
+                l.errors.to_string(),
+                l.achieved_rps.to_string(),
+            ];
+            row.extend(latency_csv_cells(None));
+            row.extend(latency_csv_cells(None));
+            t.row(row);
+        }
+        let mut row = vec![
+            "merged".to_owned(),
+            String::new(),
+            self.requests_ok.to_string(),
+            self.errors.to_string(),
+            self.achieved_rps.to_string(),
+        ];
+        row.extend(latency_csv_cells(Some(&self.latency_ns)));
+        row.extend(latency_csv_cells(self.latency_corrected_ns.as_ref()));
+        t.row(row);
+        Some(t)
     }
 }
 
@@ -489,6 +558,22 @@ mod tests {
                 "q {q}: merged {got}, union of the samples {exact}"
             );
         }
+        let report = merged.report();
+        assert_eq!(report.latency_ns.count, 10_000);
+        let text = frugal_output::Render::document(&report).to_text(&frugal_output::Style::plain());
+        assert!(text.starts_with("2 generators merged\n"), "{text}");
+        assert!(text.contains(&ms(report.latency_ns.p99)), "{text}");
+        let csv = frugal_output::Render::csv_table(&report)
+            .expect("a table")
+            .to_csv();
+        assert_eq!(csv.lines().count(), 4, "{csv}");
+        assert!(
+            csv.lines()
+                .last()
+                .expect("the merged row")
+                .starts_with("merged,,10000,6,"),
+            "{csv}"
+        );
         let c = merged.corrected.expect("corrected histograms were written");
         assert_eq!(c.len(), 10_000);
     }

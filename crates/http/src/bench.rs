@@ -17,8 +17,13 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::procfs::proc_stat;
-use super::{load, Error, ErrorCounts, LoadConfig, LoadReport, Progress, Strategy, Url};
+use crate::load_report::{ErrorCounts, LoadReport};
+use crate::loadgen::{load, LoadConfig, Progress, Url};
+use frugal_output::Summary;
+
+use crate::procfs::proc_stat;
+use crate::strategy::Strategy;
+use crate::Error;
 
 /// Settings of the benchmark.
 #[derive(Debug, Clone)]
@@ -112,48 +117,6 @@ pub struct BenchReport {
     pub summary: Vec<BenchSummary>,
 }
 
-/// Median and range of one measure over the rounds.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
-pub struct RunSpread {
-    /// Median over the rounds (mean of the middle two for an even count).
-    pub median: f64,
-    /// Smallest value.
-    pub min: f64,
-    /// Largest value.
-    pub max: f64,
-}
-
-impl RunSpread {
-    /// Summarizes `values`; `None` when there are none (NaN values are left out).
-    pub fn of(values: impl IntoIterator<Item = f64>) -> Option<RunSpread> {
-        let mut v: Vec<f64> = values.into_iter().filter(|x| !x.is_nan()).collect();
-        if v.is_empty() {
-            return None;
-        }
-        v.sort_by(f64::total_cmp);
-        let n = v.len();
-        let median = if n % 2 == 1 {
-            v[n / 2]
-        } else {
-            (v[n / 2 - 1] + v[n / 2]) / 2.0
-        };
-        Some(RunSpread {
-            median,
-            min: v[0],
-            max: v[n - 1],
-        })
-    }
-
-    /// Half the range relative to the median (0.05 = ±5%); 0 for a zero median.
-    pub fn relative_half_range(&self) -> f64 {
-        if self.median == 0.0 {
-            0.0
-        } else {
-            (self.max - self.min) / 2.0 / self.median.abs()
-        }
-    }
-}
-
 /// One strategy in one mode, over the rounds.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct BenchSummary {
@@ -163,12 +126,13 @@ pub struct BenchSummary {
     pub mode: &'static str,
     /// Runs summarized.
     pub runs: usize,
-    /// Successful responses per second.
-    pub achieved_rps: RunSpread,
-    /// 99th percentile latency, ns (corrected in constant-rate runs).
-    pub p99_ns: RunSpread,
-    /// Server CPU microseconds per successful request (`None` when /proc gave nothing).
-    pub server_cpu_us_per_request: Option<RunSpread>,
+    /// Successful responses per second, over the rounds.
+    pub achieved_rps: Summary,
+    /// 99th percentile latency, ns (corrected in constant-rate runs), over the rounds.
+    pub p99_ns: Summary,
+    /// Server CPU microseconds per successful request, over the rounds (`None` when /proc gave
+    /// nothing).
+    pub server_cpu_us_per_request: Option<Summary>,
     /// Failed requests over all rounds.
     pub errors: u64,
 }
@@ -207,13 +171,13 @@ impl BenchReport {
         if self.repeats < 2 {
             return None;
         }
-        let spreads: Vec<RunSpread> = self
+        let spreads: Vec<&Summary> = self
             .summary
             .iter()
             .filter(|s| s.mode == mode)
             .map(|s| match measure {
-                Measure::Throughput => Some(s.achieved_rps),
-                Measure::CpuPerRequest => s.server_cpu_us_per_request,
+                Measure::Throughput => Some(&s.achieved_rps),
+                Measure::CpuPerRequest => s.server_cpu_us_per_request.as_ref(),
             })
             .collect::<Option<_>>()?;
         if spreads.len() < 2 {
@@ -239,8 +203,8 @@ fn summarize(strategies: &[Strategy], rows: &[BenchRow]) -> Vec<BenchSummary> {
                 .filter(|r| r.strategy == strategy && r.mode == mode)
                 .collect();
             let (Some(achieved_rps), Some(p99_ns)) = (
-                RunSpread::of(runs.iter().map(|r| r.achieved_rps)),
-                RunSpread::of(runs.iter().map(|r| r.p99_ns as f64)),
+                Summary::of(runs.iter().map(|r| r.achieved_rps)),
+                Summary::of(runs.iter().map(|r| r.p99_ns as f64)),
             ) else {
                 continue;
             };
@@ -250,7 +214,7 @@ fn summarize(strategies: &[Strategy], rows: &[BenchRow]) -> Vec<BenchSummary> {
                 runs: runs.len(),
                 achieved_rps,
                 p99_ns,
-                server_cpu_us_per_request: RunSpread::of(
+                server_cpu_us_per_request: Summary::of(
                     runs.iter().map(|r| r.server_cpu_us_per_request),
                 ),
                 errors: runs.iter().map(|r| r.errors.total()).sum(),
@@ -435,23 +399,228 @@ fn measure(
     })
 }
 
+/// Milliseconds with two decimals (the benchmark's latency unit).
+fn ms(ns: f64) -> String {
+    format!("{:.2} ms", ns / 1e6)
+}
+
+impl BenchReport {
+    /// The noise statements under the summary table, one per compared measure.
+    fn noise_lines(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for (mode, measure, what) in [
+            ("closed-loop", Measure::Throughput, "closed-loop throughput"),
+            (
+                "closed-loop",
+                Measure::CpuPerRequest,
+                "closed-loop CPU per request",
+            ),
+            (
+                "constant-rate",
+                Measure::CpuPerRequest,
+                "constant-rate CPU per request",
+            ),
+        ] {
+            match self.within_noise(mode, measure) {
+                Some(noise) if noise.is_noise() => out.push(format!(
+                    "{what}: the strategies' medians differ by {:.1}, no more than one \
+                     strategy's own runs do ({:.1}): within run-to-run noise, no ranking",
+                    noise.between, noise.within
+                )),
+                Some(noise) => out.push(format!(
+                    "{what}: the strategies' medians differ by {:.1}, more than any strategy's \
+                     own runs do ({:.1})",
+                    noise.between, noise.within
+                )),
+                None if self.repeats < 2 => {
+                    out.push(format!(
+                        "{what}: one round, no spread: differences cannot be told from noise \
+                         (use -r 3 or more)"
+                    ));
+                    break;
+                }
+                None => {}
+            }
+        }
+        out
+    }
+}
+
+impl frugal_output::Render for BenchReport {
+    const SCHEMA: &'static str = "frugal-bench-http";
+    const VERSION: u32 = 1;
+
+    fn document(&self) -> frugal_output::Document {
+        use frugal_output::{Align, Document, Table, Tone};
+        let r = self;
+        let mut doc = Document::new(format!(
+            "frugal bench http: {} connections, {} s per run after {} s warm-up, {} rounds \
+             (strategies alternating); server = separate process",
+            r.connections, r.duration_s, r.warmup_s, r.repeats
+        ));
+        let mut runs = Table::new([
+            ("round", Align::Left),
+            ("strategy", Align::Left),
+            ("mode", Align::Left),
+            ("req/s", Align::Right),
+            ("p50", Align::Right),
+            ("p99", Align::Right),
+            ("p99.9", Align::Right),
+            ("errors", Align::Right),
+            ("cpu µs/req", Align::Right),
+            ("rss MiB", Align::Right),
+        ]);
+        for row in &r.rows {
+            runs.row([
+                (row.round + 1).to_string(),
+                row.strategy.name().to_owned(),
+                row.mode.to_owned(),
+                format!("{:.0}", row.achieved_rps),
+                ms(row.p50_ns as f64),
+                ms(row.p99_ns as f64),
+                ms(row.p999_ns as f64),
+                row.errors.total().to_string(),
+                format!("{:.1}", row.server_cpu_us_per_request),
+                format!("{:.1}", row.server_rss_bytes as f64 / (1024.0 * 1024.0)),
+            ]);
+        }
+        doc.table(runs);
+        doc.line(format!(
+            "constant-rate runs at {:.0} req/s; latency percentiles of constant-rate runs are \
+             corrected for coordinated omission (from the intended send time)",
+            r.constant_rate_rps
+        ));
+        doc.blank();
+        doc.heading(format!("median (min–max) over {} rounds:", r.repeats));
+        let mut summary = Table::new([
+            ("strategy", Align::Left),
+            ("mode", Align::Left),
+            ("req/s", Align::Right),
+            ("p99", Align::Right),
+            ("cpu µs/req", Align::Right),
+        ]);
+        let range = |median: String, min: String, max: String| format!("{median} ({min}–{max})");
+        for s in &r.summary {
+            let rps = range(
+                format!("{:.0}", s.achieved_rps.median),
+                format!("{:.0}", s.achieved_rps.min),
+                format!("{:.0}", s.achieved_rps.max),
+            );
+            // The median as the rows show it (whole nanoseconds), the range in ms.
+            let p99 = range(
+                ms(s.p99_ns.median.trunc()),
+                format!("{:.2}", s.p99_ns.min / 1e6),
+                format!("{:.2}", s.p99_ns.max / 1e6),
+            );
+            let cpu = s.server_cpu_us_per_request.as_ref().map_or(
+                frugal_output::units::MISSING.to_owned(),
+                |c| {
+                    range(
+                        format!("{:.1}", c.median),
+                        format!("{:.1}", c.min),
+                        format!("{:.1}", c.max),
+                    )
+                },
+            );
+            summary.row([
+                s.strategy.name().to_owned(),
+                s.mode.to_owned(),
+                rps,
+                p99,
+                cpu,
+            ]);
+        }
+        doc.table(summary);
+        for line in r.noise_lines() {
+            doc.line(line);
+        }
+        let errors: u64 = r.rows.iter().map(|r| r.errors.total()).sum();
+        if errors > 0 {
+            doc.toned(
+                format!(
+                    "warning: {errors} requests failed; see the JSON for kinds (a timeout or \
+                     reset at 10k connections usually means the machine is overloaded: lower -c \
+                     or the rate)"
+                ),
+                Tone::Warn,
+            );
+        }
+        doc
+    }
+
+    /// One row per strategy × mode × round, raw numbers (requests per second, nanoseconds,
+    /// CPU seconds and microseconds, bytes); empty cells for what was not measured.
+    fn csv_table(&self) -> Option<frugal_output::Table> {
+        let mut t = frugal_output::Table::numeric([
+            "round",
+            "strategy",
+            "mode",
+            "target_rps",
+            "achieved_rps",
+            "p50_ns",
+            "p99_ns",
+            "p999_ns",
+            "errors_connect",
+            "errors_timeout",
+            "errors_status",
+            "errors_reset",
+            "errors_other",
+            "server_cpu_s",
+            "server_cpu_us_per_request",
+            "server_rss_bytes",
+        ]);
+        let finite = |x: f64| {
+            if x.is_finite() {
+                x.to_string()
+            } else {
+                String::new()
+            }
+        };
+        for r in &self.rows {
+            let e = &r.errors;
+            t.row([
+                r.round.to_string(),
+                r.strategy.name().to_owned(),
+                r.mode.to_owned(),
+                r.target_rps.map_or(String::new(), |x| x.to_string()),
+                r.achieved_rps.to_string(),
+                r.p50_ns.to_string(),
+                r.p99_ns.to_string(),
+                r.p999_ns.to_string(),
+                e.connect.to_string(),
+                e.timeout.to_string(),
+                e.status.to_string(),
+                e.reset.to_string(),
+                e.other.to_string(),
+                finite(r.server_cpu_s),
+                finite(r.server_cpu_us_per_request),
+                r.server_rss_bytes.to_string(),
+            ]);
+        }
+        Some(t)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn spreads_take_the_median_and_range() {
-        let s = RunSpread::of([3.0, 1.0, 2.0]).expect("values");
+        let s = Summary::of([3.0, 1.0, 2.0]).expect("values");
         assert_eq!((s.median, s.min, s.max), (2.0, 1.0, 3.0));
-        let s = RunSpread::of([4.0, 1.0, 2.0, 3.0]).expect("values");
+        let s = Summary::of([4.0, 1.0, 2.0, 3.0]).expect("values");
         assert_eq!(s.median, 2.5);
         assert!((s.relative_half_range() - 0.6).abs() < 1e-12);
-        assert_eq!(RunSpread::of([f64::NAN]), None);
+        assert_eq!(Summary::of([f64::NAN]), None);
     }
 
     #[test]
     fn noise_compares_medians_with_the_widest_range() {
-        let spread = |median: f64, min: f64, max: f64| RunSpread { median, min, max };
+        // Three rounds: min, median, max.
+        let spread = |median: f64, min: f64, max: f64| {
+            Summary::of([min, median, max]).expect("three numbers")
+        };
         let summary = |strategy, rps| BenchSummary {
             strategy,
             mode: "closed-loop",
@@ -479,6 +648,18 @@ mod tests {
             .expect("two strategies, three rounds");
         assert_eq!((noise.between, noise.within), (15.0, 20.0));
         assert!(noise.is_noise());
+        let text = frugal_output::Render::document(&report).to_text(&frugal_output::Style::plain());
+        assert!(text.contains("median (min–max) over 3 rounds:"), "{text}");
+        assert!(
+            text.contains("100 (90–110)") && text.contains("115 (112–118)"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "closed-loop throughput: the strategies' medians differ by 15.0, no more"
+            ),
+            "{text}"
+        );
         report.summary[1].achieved_rps = spread(150.0, 148.0, 152.0);
         let noise = report
             .within_noise("closed-loop", Measure::Throughput)
