@@ -13,7 +13,6 @@
 //! Progress ([`bar`], [`spinner`], [`timed`]) goes to stderr, only on a terminal, in one style:
 //! what is running, how far, time left.
 
-#![allow(dead_code)] // until every command renders through it (issue 10, in progress)
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -212,11 +211,6 @@ pub fn timed(total: Duration, msg: impl Into<String>, quiet: bool) -> Timed {
 }
 
 impl Timed {
-    /// The bar (to change its message between phases).
-    pub fn bar(&self) -> &indicatif::ProgressBar {
-        &self.bar
-    }
-
     /// Stops and clears the bar.
     pub fn finish(mut self) {
         self.stop_thread();
