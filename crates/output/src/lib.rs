@@ -30,6 +30,8 @@
 //! assert!(Two.document().to_markdown().contains("| guard | 0.9 |"));
 //! ```
 
+#![forbid(unsafe_code)]
+
 mod doc;
 mod style;
 mod summary;
