@@ -5,9 +5,9 @@
 //! Invariants of a [`Store`]:
 //! 1. Every entry's `loc` holds an initialized record of the type its `as_dyn` was made for
 //!    while `live`; a dead entry's record was dropped in place (its storage not yet released).
-//! 2. Inline records lie in `[0, used)` of the inline area, in entry order: an entry's record
-//!    starts at or after `prev_used`, the `used` before it was pushed. Popping the newest
-//!    entry resets `used` to its `prev_used`.
+//! 2. Inline records lie in `[0, used)` of the inline area, in entry order. Entries are
+//!    popped only once no record can be pushed any more (by `finish`, which marks the scope
+//!    started, or by drop), so popping leaves `used` as it is.
 //! 3. A record is started (its future created and polled in place) only where the store can
 //!    no longer move: by the scope's `finish`, on a pinned scope (which refuses `&mut` access
 //!    from then on), by the scope's `Drop`, or in a block ([`Detached`]). A record being run
@@ -316,8 +316,6 @@ pub(crate) struct Entry {
     vt: &'static VTable,
     /// The record's offset in the inline area (inline records).
     off: u32,
-    /// `used` before this record was pushed.
-    prev_used: u32,
     /// The pool class of `block`, or [`HEAP`].
     class: u8,
     live: bool,
@@ -437,15 +435,14 @@ impl<'env, const N: usize> Store<'env, N> {
         let vt = VTableOf::<P>::VT;
         let (size, align) = (size_of::<P>(), align_of::<P>());
         let off = self.used.next_multiple_of(align);
-        let prev_used = self.used;
-        let (block, class) = if !spawnable && align <= INLINE_ALIGN && off + size <= N {
+        let (block, class, at) = if !spawnable && align <= INLINE_ALIGN && off + size <= N {
             self.placed.inline += 1;
             self.used = off + size;
-            (ptr::null_mut(), 0)
+            (ptr::null_mut(), 0, off)
         } else if let Some(class) = pool::class_of(size, align) {
             self.placed.pooled += 1;
             let class_u8 = u8::try_from(class).expect("pool classes are few");
-            (pool::acquire(class).as_ptr(), class_u8)
+            (pool::acquire(class).as_ptr(), class_u8, 0)
         } else {
             self.placed.heap += 1;
             // SAFETY: `vt.layout` has a non-zero size.
@@ -453,10 +450,12 @@ impl<'env, const N: usize> Store<'env, N> {
             if raw.is_null() {
                 handle_alloc_error(vt.layout);
             }
-            (raw, HEAP)
+            (raw, HEAP, 0)
         };
+        // Fits: `off + size <= N <= u32::MAX` inline (`OFFSETS_FIT`); 0 for a block.
+        let off = at as u32;
         let at = if block.is_null() {
-            self.base().wrapping_add(off)
+            self.base().wrapping_add(at)
         } else {
             block
         };
@@ -470,9 +469,7 @@ impl<'env, const N: usize> Store<'env, N> {
         self.entries.push(Entry {
             block,
             vt,
-            // Both fit: `off + size <= N <= u32::MAX` inline (`OFFSETS_FIT`); `prev_used <= N`.
-            off: off as u32,
-            prev_used: prev_used as u32,
+            off,
             class,
             live: true,
             spawnable,
@@ -596,8 +593,7 @@ impl<'env, const N: usize> Store<'env, N> {
                 self.drop_top();
                 continue;
             };
-            let (at, block, class, vt, prev_used) =
-                (Self::addr(base, e), e.block, e.class, e.vt, e.prev_used);
+            let (at, block, class, vt) = (Self::addr(base, e), e.block, e.class, e.vt);
             *running = true;
             // SAFETY: a live entry's record (invariant 1), started only here, in place, where
             // the store no longer moves (invariant 3); `e.live` is its own flag.
@@ -609,7 +605,6 @@ impl<'env, const N: usize> Store<'env, N> {
             // Finished and dropped by `run`: unlink it and release its storage.
             let len = self.entries.len();
             self.entries.truncate(len - 1);
-            self.used = prev_used as usize;
             release(block, class, vt);
         }
         Poll::Ready(())
@@ -622,7 +617,6 @@ impl<'env, const N: usize> Store<'env, N> {
         let Some(e) = self.entries.pop() else {
             return;
         };
-        self.used = e.prev_used as usize;
         let base = self.base();
         let t = Taken {
             at: Self::addr(base, &e),
@@ -646,7 +640,6 @@ impl<'env, const N: usize> Store<'env, N> {
     pub(crate) fn pop(&mut self) -> Option<Taken<'_>> {
         loop {
             let e = self.entries.pop()?;
-            self.used = e.prev_used as usize;
             if e.live {
                 let base = self.base();
                 return Some(Taken {
