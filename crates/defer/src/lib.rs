@@ -523,8 +523,8 @@ pub use stats::{reset_stats, stats, Stats};
 
 #[cfg(feature = "async")]
 pub use raw::{
-    async_stats, block_on, AsyncDeferHandle, AsyncScope, AsyncStats, AsyncTryScope, CancelPolicy,
-    Detached, DEFAULT_ASYNC_CAPACITY,
+    async_guarded, async_stats, block_on, AsyncDeferHandle, AsyncGuarded, AsyncScope, AsyncStats,
+    AsyncTryScope, CancelPolicy, Detached, DEFAULT_ASYNC_CAPACITY,
 };
 
 /// Items the macros use; not part of the API.

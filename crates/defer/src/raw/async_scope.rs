@@ -94,7 +94,8 @@ pub struct AsyncStats {
     pub cancelled_scopes: u64,
     /// Sync cleanups run in `Drop` because the scope was cancelled.
     pub ran_on_cancel: u64,
-    /// Sync fallbacks run instead of async cleanups because the scope was cancelled.
+    /// Sync fallbacks run instead of async cleanups because the scope was cancelled, or, for
+    /// [`async_guarded`](crate::async_guarded), because its cleanup did not complete.
     pub fallbacks: u64,
     /// Async cleanups handed to a spawner.
     pub spawned: u64,
@@ -1052,6 +1053,13 @@ fn cancel_in_place(
         // it cannot move, so it is dropped, counted as leaked.
         CancelPolicy::Spawn(_) | CancelPolicy::Leak => count(Count::Leaked, 1),
     }
+}
+
+/// Runs the sync fallback of an [`async_guarded`](crate::async_guarded) whose cleanup did not
+/// complete (from a destructor, maybe during unwinding): counted, its panic kept.
+pub(crate) fn run_fallback(g: impl FnOnce()) {
+    count(Count::Fallbacks, 1);
+    guarded(g);
 }
 
 /// Runs `f`, keeping its panic for [`take_collateral`](crate::take_collateral) (we may be in
