@@ -1,7 +1,8 @@
 //! Benchmark of cleanup strategies: manual cleanup, `defer!`, scopeguard, the defer chain
 //! (inline, straight-line and in a loop, 1/8/64 defers; overflow path) and
 //! `Vec<Box<dyn FnOnce()>>`; async scopes (async cleanups, and sync ones) against the same
-//! awaits and calls written by hand.
+//! awaits and calls written by hand, in a loop; `async_guarded` (1, and 8 nested) against the
+//! same awaits written by hand, straight-line.
 //!
 //! `cargo bench -p frugal-defer` prints a table (median ns per operation over repeated
 //! samples, with min..max spread; ns per defer; heap allocations per operation, counted by a

@@ -322,12 +322,16 @@
 //! hand, a sync one 93 against 8, plus about 500 per scope: **the 2× target of issue 11 is
 //! not met for trivial cleanups** (6.3× with 64 of them, in instructions). In wall clock
 //! (`cargo bench -p frugal-defer -- --filter async`, medians of 101 samples on a shared 2-core
-//! VM, two runs) 64 cleanups take 2.13–2.34 µs against 0.25 µs by hand, about 9× (minimum
-//! 1.82 against 0.24 µs, 7.5×; before these changes 2.31 µs, minimum 2.25): the remaining
-//! instructions are dependent loads and stores through the entry list and an indirect call,
-//! which run at a lower rate than the hand-written await's register-only code. 0 allocations
-//! in steady state. Where the 100 instructions beyond the await go, per cleanup (callgrind,
-//! inclusive costs, slope 8 → 64):
+//! VM, three runs alternating with a build of the previous version) 64 async cleanups take
+//! 1.84–2.21 µs against 0.22–0.25 µs by hand, 7.5–9.6× (before: 2.27–2.32 µs, 8.6–9.3×),
+//! and 64 sync ones 1.21–1.23 µs against 0.17–0.18 µs (before 1.93–1.95 µs), 0 allocations
+//! in steady state. The wall-clock ratio stays above the instruction ratio. A likely part of
+//! it, seen in the machine code (this VM has no PMU to count stalls): the record's future is
+//! built by the closure into a temporary and copied into the record (LLVM does not build it
+//! in place there: the call may unwind, and the record must then be left as it was), and the
+//! copy's 16-byte load reads back two 8-byte stores just made, which the processor cannot
+//! forward; the hand-written await polls the future where it was built. Where the 100
+//! instructions beyond the await go, per cleanup (callgrind, inclusive costs, slope 8 → 64):
 //! - **registration, ~37**: the bounds check and bump of the inline area, the record (the
 //!   closure's captures, the state word, the fallback) written into it, and the entry pushed
 //!   onto the list (capacity check, four stores, length), plus the placement count;
@@ -351,11 +355,40 @@
 //! per-scope part (taking and returning the recycled entry list, two `catch_unwind` frames
 //! — the body's and the loop's — the scope's id for handles, statistics flushed once at the
 //! end) is paid once. Beside a cleanup that does I/O (one system call costs more than the
-//! whole scope) the overhead is small. Where hand-written cost matters — a hot path with a
-//! fixed set of cleanups, none registered in a loop — write the awaits at each exit (or in
-//! one `async fn` called from each exit), and use the sync [`scope`] or [`defer!`] inside the
-//! async body for hot sync-only cleanup: the async scope is for cleanups whose number or
-//! order is known only at run time, and for the cancellation policy.
+//! whole scope) the overhead is small.
+//!
+//! **Where hand-written cost matters**: [`async_guarded`]`(body, || cleanup, fallback)` awaits
+//! the body, then the cleanup, with no record, list or statistics on the normal path — a
+//! hand-written future that polls both in place. Cancellation follows
+//! [`defer_async_or`](AsyncScope::defer_async_or)'s rule, extended to panics (there is no
+//! scope to catch them): if the future is dropped before the cleanup completed, or the body
+//! or the cleanup panicked, the cleanup's future (if started) is dropped and the sync
+//! fallback runs, counted in [`AsyncStats::fallbacks`]; a panic propagates. One guard costs 24
+//! instructions against 22 for the same await written by hand (1.09×, `async-guard/1`; in
+//! wall clock 5.1–6.0 ns against 5.8–6.3 ns, the same); guards nest for several cleanups,
+//! the outermost running last, at about 43 instructions per level beyond the await (8
+//! nested: 484 against 141, 3.4×, `async-guard/8`: each level's finished body is dropped
+//! through an out-of-line drop of the nested state; in wall clock 227–270 ns against 31–33,
+//! 7–8×, so prefer one guard whose cleanup awaits several steps to many nested guards). What it cannot
+//! do is what needs the scope: cleanups registered in loops or branches, `errdefer` /
+//! `on_success` / `finally`, handles, and the `Spawn` / `Block` policies. For hot sync-only
+//! cleanup inside an async body, the sync [`scope`] or [`defer!`] cost what they cost
+//! outside one.
+//!
+//! ```
+//! use std::sync::atomic::{AtomicU32, Ordering};
+//!
+//! static RESETS: AtomicU32 = AtomicU32::new(0);
+//! # frugal_defer::block_on(async {
+//! let rows = frugal_defer::async_guarded(
+//!     async { 3 }, // the query
+//!     || async { RESETS.fetch_add(1, Ordering::Relaxed); }, // `RESET`, then release
+//!     || (), // cut short: e.g. mark the connection broken
+//! )
+//! .await;
+//! assert_eq!((rows, RESETS.load(Ordering::Relaxed)), (3, 1));
+//! # });
+//! ```
 //!
 //! # Storage
 //!
