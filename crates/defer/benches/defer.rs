@@ -1,7 +1,8 @@
 //! Benchmark of cleanup strategies: manual cleanup, `defer!`, scopeguard, the defer chain
 //! (inline, straight-line and in a loop, 1/8/64 defers; overflow path) and
 //! `Vec<Box<dyn FnOnce()>>`; async scopes (async cleanups, and sync ones) against the same
-//! awaits and calls written by hand.
+//! awaits and calls written by hand, in a loop; `async_guarded` (1, and 8 nested) against the
+//! same awaits written by hand, straight-line.
 //!
 //! `cargo bench -p frugal-defer` prints a table (median ns per operation over repeated
 //! samples, with min..max spread; ns per defer; heap allocations per operation, counted by a
@@ -247,6 +248,45 @@ fn op_async_scope_sync_loop(c: &Cell<u64>, n: u64) {
 }
 
 #[inline(never)]
+fn op_async_manual_1(c: &Cell<u64>, _n: u64) {
+    poll_once(async {
+        work_shared();
+        async_cleanup(&ACC, 1).await;
+    });
+    let _ = c;
+}
+
+#[inline(never)]
+fn op_async_manual_8(c: &Cell<u64>, _n: u64) {
+    poll_once(async {
+        work_shared();
+        rep8! { async_cleanup(&ACC, 1).await; }
+    });
+    let _ = c;
+}
+
+/// `async_guarded` nested once per listed value (the first outermost, so its cleanup runs
+/// last), around a body that is `work_shared()`.
+macro_rules! guards {
+    () => { async { work_shared() } };
+    ($i:literal $($rest:literal)*) => {
+        frugal_defer::async_guarded(guards!($($rest)*), move || async_cleanup(&ACC, $i), || ())
+    };
+}
+
+#[inline(never)]
+fn op_async_guard_1(c: &Cell<u64>, _n: u64) {
+    poll_once(guards!(1));
+    let _ = c;
+}
+
+#[inline(never)]
+fn op_async_guard_8(c: &Cell<u64>, _n: u64) {
+    poll_once(guards!(1 1 1 1 1 1 1 1));
+    let _ = c;
+}
+
+#[inline(never)]
 fn op_sync_shared_loop(c: &Cell<u64>, n: u64) {
     work_shared();
     for i in 0..n {
@@ -398,6 +438,38 @@ fn cases() -> Vec<Case> {
             Some(&base),
         );
     }
+    add(
+        "async-manual/1",
+        "async manual",
+        op_async_manual_1,
+        "op_async_manual_1",
+        1,
+        None,
+    );
+    add(
+        "async-guard/1",
+        "async_guarded",
+        op_async_guard_1,
+        "op_async_guard_1",
+        1,
+        Some("async-manual/1"),
+    );
+    add(
+        "async-manual/8",
+        "async manual",
+        op_async_manual_8,
+        "op_async_manual_8",
+        8,
+        None,
+    );
+    add(
+        "async-guard/8",
+        "async_guarded",
+        op_async_guard_8,
+        "op_async_guard_8",
+        8,
+        Some("async-manual/8"),
+    );
     for n in [1u64, 8, 64] {
         add(
             &format!("sync-shared-loop/{n}"),
@@ -832,11 +904,14 @@ fn print_wall_targets(results: &[WallResult]) {
     }
     println!("  async scope: <= 2x the same awaits written by hand (ns per operation, median)");
     for n in [1, 8, 64] {
-        let Some(hand) = find(&format!("async-manual-loop/{n}")) else {
-            continue;
-        };
-        for case in ["async-scope-loop", "async-spawnable-loop"] {
-            let Some(r) = find(&format!("{case}/{n}")) else {
+        for (case, hand) in [
+            ("async-scope-loop", "async-manual-loop"),
+            ("async-spawnable-loop", "async-manual-loop"),
+            ("async-guard", "async-manual"),
+        ] {
+            let (Some(r), Some(hand)) =
+                (find(&format!("{case}/{n}")), find(&format!("{hand}/{n}")))
+            else {
                 continue;
             };
             let ratio = r.ns_per_defer_med / hand.ns_per_defer_med;
@@ -895,11 +970,14 @@ fn print_ir_targets(irs: &[(String, f64)], merged: &[String], marginals: &[(&str
         }
     }
     for n in [1, 8, 64] {
-        let Some(hand) = ir_of(&format!("async-manual-loop/{n}")) else {
-            continue;
-        };
-        for case in ["async-scope-loop", "async-spawnable-loop"] {
-            if let Some(ir) = ir_of(&format!("{case}/{n}")) {
+        for (case, hand) in [
+            ("async-scope-loop", "async-manual-loop"),
+            ("async-spawnable-loop", "async-manual-loop"),
+            ("async-guard", "async-manual"),
+        ] {
+            if let (Some(ir), Some(hand)) =
+                (ir_of(&format!("{case}/{n}")), ir_of(&format!("{hand}/{n}")))
+            {
                 println!(
                     "  {case}/{n}: <= 2x the hand-written awaits: {:.2}x ({ir:.0} vs {hand:.0} instructions): {}",
                     ir / hand,

@@ -299,34 +299,96 @@
 //! record (its closure, then its future, plus the fallback) fits is stored there, without
 //! allocation; larger ones, and `defer_async` under `Spawn`, take a block of the thread-local
 //! pool (no allocation in steady state; counted by a test with a counting allocator). The
-//! records are type-erased; `finish` runs them newest first in one loop under one
-//! `catch_unwind` (entered again after a panic), starting and polling each with one dynamic
-//! call, so a sync cleanup or an async one that completes at once never leaves the loop.
-//! Measured with `cargo bench -p frugal-defer -- --callgrind --filter async` (Rust 1.95,
-//! x86-64, futures that complete at once), instructions per operation:
+//! records are type-erased, each with a hand-written table of functions for its type and a
+//! 24-byte entry (record address, table, tag and flags) in a LIFO list; `finish` runs them
+//! newest first in one loop under one `catch_unwind` (entered again after a panic): one
+//! dynamic call starts a record (its closure moved out, its future built in place), polls it
+//! and, once it finished, drops it in place, so a sync cleanup or an async one that completes
+//! at once costs one call and never leaves the loop. Measured with
+//! `cargo bench -p frugal-defer -- --callgrind --filter async` (Rust 1.95, x86-64, futures that
+//! complete at once), instructions per operation:
 //!
 //! | case | 1 cleanup | 8 | 64 |
 //! |---|---:|---:|---:|
 //! | the same awaits written by hand | 41 | 181 | 1301 |
-//! | `defer_async_or` (inline) | 707 | 2205 | 14189 |
-//! | `defer_async` under `Spawn` (pool block) | 756 | 2591 | 17265 |
+//! | `defer_async_or` (inline) | 622 | 1462 | 8182 |
+//! | `defer_async` under `Spawn` (pool block) | 677 | 1889 | 11579 |
 //! | sync calls written by hand | 24 | 80 | 528 |
-//! | `defer` in an async scope | 679 | 1981 | 12397 |
+//! | `defer` in an async scope | 595 | 1246 | 6454 |
 //!
-//! (Before the single loop: 827 / 3305 / 23129 for `defer_async_or`.) About 200 instructions
-//! per async cleanup beyond the await itself and 185 per sync one, plus about 500 per scope:
-//! the 2× target of issue 11 is not met for trivial cleanups (11× with 64 of them; in wall
-//! clock, `cargo bench -p frugal-defer -- --filter async` on a loaded 2-core VM, medians of
-//! 31 samples, about 8×: 36 ns against 4.4 ns per cleanup, 0 allocations). The
-//! floor is set by type erasure, which registration in loops and branches needs: per cleanup
-//! a record written into the scope plus a LIFO entry for it (~55 instructions), one dynamic
-//! call that starts and polls it (~30, moving the closure out and building its future in
-//! place), the loop's bookkeeping to find, check and unlink the newest entry (~80), and a
-//! dynamic drop in place with its storage released (~30) — against about 20 for a trivial
-//! future awaited inline by hand, which the compiler sees through entirely. Only a scope whose
-//! cleanups' types are known at compile time could reach 2×, and that cannot register in a
-//! loop. Beside a cleanup that does I/O (one system call costs more) the overhead is small;
-//! use the sync [`scope`] inside the async body for hot sync-only cleanup.
+//! (Before: 827 / 3305 / 23129 for `defer_async_or` with one `catch_unwind` per cleanup,
+//! 707 / 2205 / 14189 with one per loop and a trait object per record.) An async cleanup
+//! costs 120 instructions (the slope from 8 to 64) against 20 for the same await written by
+//! hand, a sync one 93 against 8, plus about 500 per scope: **the 2× target of issue 11 is
+//! not met for trivial cleanups** (6.3× with 64 of them, in instructions). In wall clock
+//! (`cargo bench -p frugal-defer -- --filter async`, medians of 101 samples on a shared 2-core
+//! VM, three runs alternating with a build of the previous version) 64 async cleanups take
+//! 1.84–2.21 µs against 0.22–0.25 µs by hand, 7.5–9.6× (before: 2.27–2.32 µs, 8.6–9.3×),
+//! and 64 sync ones 1.21–1.23 µs against 0.17–0.18 µs (before 1.93–1.95 µs), 0 allocations
+//! in steady state. The wall-clock ratio stays above the instruction ratio. A likely part of
+//! it, seen in the machine code (this VM has no PMU to count stalls): the record's future is
+//! built by the closure into a temporary and copied into the record (LLVM does not build it
+//! in place there: the call may unwind, and the record must then be left as it was), and the
+//! copy's 16-byte load reads back two 8-byte stores just made, which the processor cannot
+//! forward; the hand-written await polls the future where it was built. Where the 100
+//! instructions beyond the await go, per cleanup (callgrind, inclusive costs, slope 8 → 64):
+//! - **registration, ~37**: the bounds check and bump of the inline area, the record (the
+//!   closure's captures, the state word, the fallback) written into it, and the entry pushed
+//!   onto the list (capacity check, four stores, length), plus the placement count;
+//! - **the run loop, ~39**: load the newest entry, check that it is live and that its
+//!   condition (`errdefer`, `on_success`) lets it run, compute its address, mark it running
+//!   (for the panic path), the indirect call, then unlink it and release its storage (nothing
+//!   for an inline record, but the test);
+//! - **the record's run function, ~24 beyond the future's own work**: a call frame (five
+//!   saved registers), the state check (`Pending` → `Running`, with `Done` written first so
+//!   that a panicking closure is not called twice), the closure moved out, the future written
+//!   in place, the `Ready` check, the entry marked dead and the record dropped in place.
+//!
+//! None of this can go while cleanups are registered at run time (in loops, branches, helpers
+//! handed the scope), run exactly once in LIFO order, survive a panic of any of them, and
+//! stay reachable to the scope's `Drop` if the scope is cancelled mid-await: the store must
+//! keep each record's type-erased operations and place, and the compiler cannot see through
+//! the indirect call to inline the future's poll as it does when the await is written by
+//! hand (~20 instructions, the future built and polled in registers). The sync chain, which
+//! needs neither a future's state nor a cancellation path, reaches 12 instructions per defer;
+//! an async record carries a state machine (closure, then future, then done) on top. The
+//! per-scope part (taking and returning the recycled entry list, two `catch_unwind` frames
+//! — the body's and the loop's — the scope's id for handles, statistics flushed once at the
+//! end) is paid once. Beside a cleanup that does I/O (one system call costs more than the
+//! whole scope) the overhead is small.
+//!
+//! **Where hand-written cost matters**: [`async_guarded`]`(body, || cleanup, fallback)` awaits
+//! the body, then the cleanup, with no record, list or statistics on the normal path — a
+//! hand-written future that polls both in place. Cancellation follows
+//! [`defer_async_or`](AsyncScope::defer_async_or)'s rule, extended to panics (there is no
+//! scope to catch them): if the future is dropped before the cleanup completed, or the body
+//! or the cleanup panicked, the cleanup's future (if started) is dropped and the sync
+//! fallback runs, counted in [`AsyncStats::fallbacks`]; a panic propagates. One guard costs 24
+//! instructions against 22 for the same await written by hand (1.09×, `async-guard/1`; in
+//! wall clock 5.1–6.0 ns against 5.8–6.3 ns, the same); guards nest for several cleanups,
+//! the outermost running last, at about 43 instructions per level beyond the await (8
+//! nested: 484 against 141, 3.4×, `async-guard/8`: each level's finished body is dropped
+//! through an out-of-line drop of the nested state; in wall clock 227–270 ns against 31–33,
+//! 7–8×, so prefer one guard whose cleanup awaits several steps to many nested guards). What it cannot
+//! do is what needs the scope: cleanups registered in loops or branches, `errdefer` /
+//! `on_success` / `finally`, handles, and the `Spawn` / `Block` policies. For hot sync-only
+//! cleanup inside an async body, the sync [`scope`] or [`defer!`] cost what they cost
+//! outside one.
+//!
+//! ```
+//! use std::sync::atomic::{AtomicU32, Ordering};
+//!
+//! static RESETS: AtomicU32 = AtomicU32::new(0);
+//! # frugal_defer::block_on(async {
+//! let rows = frugal_defer::async_guarded(
+//!     async { 3 }, // the query
+//!     || async { RESETS.fetch_add(1, Ordering::Relaxed); }, // `RESET`, then release
+//!     || (), // cut short: e.g. mark the connection broken
+//! )
+//! .await;
+//! assert_eq!((rows, RESETS.load(Ordering::Relaxed)), (3, 1));
+//! # });
+//! ```
 //!
 //! # Storage
 //!
@@ -494,8 +556,8 @@ pub use stats::{reset_stats, stats, Stats};
 
 #[cfg(feature = "async")]
 pub use raw::{
-    async_stats, block_on, AsyncDeferHandle, AsyncScope, AsyncStats, AsyncTryScope, CancelPolicy,
-    Detached, DEFAULT_ASYNC_CAPACITY,
+    async_guarded, async_stats, block_on, AsyncDeferHandle, AsyncGuarded, AsyncScope, AsyncStats,
+    AsyncTryScope, CancelPolicy, Detached, DEFAULT_ASYNC_CAPACITY,
 };
 
 /// Items the macros use; not part of the API.

@@ -911,3 +911,218 @@ mod with_tokio {
         }
     }
 }
+
+// ---- async_guarded: one statically typed async cleanup
+
+/// A value that logs its drop.
+struct LogDrop(Log, &'static str);
+
+impl Drop for LogDrop {
+    fn drop(&mut self) {
+        push(&self.0, format!("drop {}", self.1));
+    }
+}
+
+/// The guarded future of the tests below: a body that waits twice, a cleanup that waits
+/// twice; everything logged.
+fn guarded_program(log: &Log) -> impl Future<Output = u32> + std::fmt::Debug + Send + '_ {
+    frugal_defer::async_guarded(
+        async move {
+            let _held = LogDrop(Arc::clone(log), "body local");
+            push(log, "body start");
+            YieldN(2).await;
+            push(log, "body end");
+            7
+        },
+        move || async move {
+            let _held = LogDrop(Arc::clone(log), "cleanup local");
+            push(log, "cleanup start");
+            YieldN(2).await;
+            push(log, "cleanup end");
+        },
+        move || push(log, "fallback"),
+    )
+}
+
+#[test]
+fn async_guarded_awaits_the_cleanup_after_the_body_and_drops_the_fallback_unrun() {
+    let log: Log = Arc::default();
+    let before = async_stats();
+    assert_eq!(block_on(guarded_program(&log)), 7);
+    assert_eq!(
+        *log.lock().unwrap(),
+        [
+            "body start",
+            "body end",
+            "drop body local",
+            "cleanup start",
+            "cleanup end",
+            "drop cleanup local"
+        ]
+    );
+    assert_eq!(async_stats().since(&before).fallbacks, 0);
+}
+
+#[test]
+fn async_guarded_is_send_when_its_parts_are() {
+    fn assert_send<T: Send>(_: &T) {}
+    let log: Log = Arc::default();
+    let fut = guarded_program(&log);
+    assert_send(&fut);
+    assert_eq!(
+        format!("{fut:?}"),
+        "AsyncGuarded { state: \"body\", armed: true }"
+    );
+    drop(fut);
+    assert_eq!(*log.lock().unwrap(), ["fallback"]);
+}
+
+#[test]
+fn nested_async_guards_run_newest_first() {
+    let log: Log = Arc::default();
+    let l = &log;
+    block_on(frugal_defer::async_guarded(
+        frugal_defer::async_guarded(
+            async move { push(l, "body") },
+            move || async move { push(l, "inner cleanup") },
+            move || push(l, "inner fallback"),
+        ),
+        move || async move { push(l, "outer cleanup") },
+        move || push(l, "outer fallback"),
+    ));
+    assert_eq!(
+        *log.lock().unwrap(),
+        ["body", "inner cleanup", "outer cleanup"]
+    );
+}
+
+#[test]
+fn async_guarded_dropped_after_every_k_polls_runs_the_fallback_unless_the_cleanup_finished() {
+    // Polls: 1 and 2 wait in the body, 3 and 4 in the cleanup, the 5th finishes.
+    for k in 0..=6 {
+        let log: Log = Arc::default();
+        let before = async_stats();
+        let finished = poll_k(guarded_program(&log), k);
+        let fallbacks = async_stats().since(&before).fallbacks;
+        let log = log.lock().unwrap().clone();
+        assert_eq!(finished, k >= 5, "k = {k}: {log:?}");
+        let want: &[&str] = match k {
+            0 => &["fallback"],
+            1 | 2 => &["body start", "drop body local", "fallback"],
+            3 | 4 => &[
+                "body start",
+                "body end",
+                "drop body local",
+                "cleanup start",
+                "drop cleanup local",
+                "fallback",
+            ],
+            _ => &[
+                "body start",
+                "body end",
+                "drop body local",
+                "cleanup start",
+                "cleanup end",
+                "drop cleanup local",
+            ],
+        };
+        assert_eq!(log, want, "k = {k}");
+        assert_eq!(fallbacks, u64::from(k < 5), "k = {k}");
+    }
+}
+
+#[test]
+fn async_guarded_runs_the_fallback_when_the_body_or_the_cleanup_panics() {
+    quiet_hook();
+    for in_cleanup in [false, true] {
+        let log: Log = Arc::default();
+        let l = &log;
+        let r = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            block_on(frugal_defer::async_guarded(
+                async move {
+                    push(l, "body");
+                    if !in_cleanup {
+                        boom(1);
+                    }
+                },
+                move || async move {
+                    push(l, "cleanup");
+                    if in_cleanup {
+                        boom(2);
+                    }
+                },
+                move || push(l, "fallback"),
+            ))
+        }));
+        let payload = r.expect_err("the panic propagates");
+        let want = if in_cleanup { Boom(2) } else { Boom(1) };
+        assert_eq!(payload.downcast_ref::<Boom>(), Some(&want));
+        let want_log: &[&str] = if in_cleanup {
+            &["body", "cleanup", "fallback"]
+        } else {
+            &["body", "fallback"]
+        };
+        assert_eq!(*log.lock().unwrap(), want_log);
+    }
+}
+
+#[test]
+fn a_panicking_fallback_of_async_guarded_is_kept_not_aborting() {
+    quiet_hook();
+    let _ = take_collateral();
+    // Cancelled (dropped before its first poll): the fallback panics in `Drop`.
+    let fut = frugal_defer::async_guarded(async {}, || async {}, || boom(3));
+    drop(fut);
+    // Unwinding from the body: the fallback panics during unwinding, which must not abort.
+    let r = std::panic::catch_unwind(|| {
+        block_on(frugal_defer::async_guarded(
+            async { boom(4) },
+            || async {},
+            || boom(5),
+        ))
+    });
+    assert_eq!(
+        r.expect_err("the body's panic propagates")
+            .downcast_ref::<Boom>(),
+        Some(&Boom(4))
+    );
+    let kept: Vec<Boom> = take_collateral()
+        .iter()
+        .filter_map(|p| p.downcast_ref::<Boom>().copied())
+        .collect();
+    assert_eq!(kept, [Boom(3), Boom(5)]);
+}
+
+#[test]
+fn async_guarded_drops_every_capture_once() {
+    let made = Arc::new(Mutex::new(vec![0; 3]));
+    let drops = Arc::new(Mutex::new(vec![0; 3]));
+    for k in 0..=3 {
+        for d in drops.lock().unwrap().iter_mut() {
+            *d = 0;
+        }
+        for m in made.lock().unwrap().iter_mut() {
+            *m = 0;
+        }
+        let (b, c, g) = (
+            counted(&made, &drops, 0),
+            counted(&made, &drops, 1),
+            counted(&made, &drops, 2),
+        );
+        poll_k(
+            frugal_defer::async_guarded(
+                async move {
+                    let _b = b;
+                    YieldN(1).await;
+                },
+                move || async move {
+                    let _c = c;
+                    YieldN(1).await;
+                },
+                move || drop(g),
+            ),
+            k,
+        );
+        assert_eq!(*drops.lock().unwrap(), [1, 1, 1], "k = {k}");
+    }
+}

@@ -94,7 +94,8 @@ pub struct AsyncStats {
     pub cancelled_scopes: u64,
     /// Sync cleanups run in `Drop` because the scope was cancelled.
     pub ran_on_cancel: u64,
-    /// Sync fallbacks run instead of async cleanups because the scope was cancelled.
+    /// Sync fallbacks run instead of async cleanups because the scope was cancelled, or, for
+    /// [`async_guarded`](crate::async_guarded), because its cleanup did not complete.
     pub fallbacks: u64,
     /// Async cleanups handed to a spawner.
     pub spawned: u64,
@@ -334,6 +335,7 @@ impl<'env, const BYTES: usize> AsyncScope<'env, BYTES> {
         unsafe { self.get_unchecked_mut() }
     }
 
+    #[inline]
     fn handle(&mut self, index: usize) -> AsyncDeferHandle {
         if self.id == 0 {
             self.id = next_id();
@@ -346,6 +348,7 @@ impl<'env, const BYTES: usize> AsyncScope<'env, BYTES> {
 
     /// Registers a sync cleanup: it runs when the scope ends, in LIFO order with the others,
     /// and also when the scope is cancelled (in `Drop`). Captures are evaluated now.
+    #[inline]
     pub fn defer<F>(&mut self, f: F) -> AsyncDeferHandle
     where
         F: FnOnce() + Send + 'env,
@@ -357,6 +360,7 @@ impl<'env, const BYTES: usize> AsyncScope<'env, BYTES> {
     /// Registers a sync cleanup that runs only if the scope fails: the body panicked or (in
     /// [`async_try_scope!`](crate::async_try_scope)) returned `Err`, a cleanup that ran before
     /// it panicked, or the scope was cancelled.
+    #[inline]
     pub fn errdefer<F>(&mut self, f: F) -> AsyncDeferHandle
     where
         F: FnOnce() + Send + 'env,
@@ -369,6 +373,7 @@ impl<'env, const BYTES: usize> AsyncScope<'env, BYTES> {
 
     /// Registers a sync cleanup that runs only if the scope succeeds: no panic, not `Err`,
     /// not cancelled.
+    #[inline]
     pub fn on_success<F>(&mut self, f: F) -> AsyncDeferHandle
     where
         F: FnOnce() + Send + 'env,
@@ -382,6 +387,7 @@ impl<'env, const BYTES: usize> AsyncScope<'env, BYTES> {
     /// Registers an async cleanup: `f` is called when the scope ends and its future awaited
     /// there, in LIFO order with the other cleanups. If the scope is cancelled first, the
     /// scope's [`CancelPolicy`] decides (hence `'static`: it may be spawned).
+    #[inline]
     pub fn defer_async<F, Fut>(&mut self, f: F) -> AsyncDeferHandle
     where
         F: FnOnce() -> Fut + Send + 'static,
@@ -392,6 +398,7 @@ impl<'env, const BYTES: usize> AsyncScope<'env, BYTES> {
 
     /// Like [`defer_async`](Self::defer_async), only if the scope fails (see
     /// [`errdefer`](Self::errdefer)).
+    #[inline]
     pub fn errdefer_async<F, Fut>(&mut self, f: F) -> AsyncDeferHandle
     where
         F: FnOnce() -> Fut + Send + 'static,
@@ -400,6 +407,7 @@ impl<'env, const BYTES: usize> AsyncScope<'env, BYTES> {
         self.push_async(f, ON_ERROR)
     }
 
+    #[inline]
     fn push_async<F, Fut>(&mut self, f: F, tag: u8) -> AsyncDeferHandle
     where
         F: FnOnce() -> Fut + Send + 'static,
@@ -408,6 +416,7 @@ impl<'env, const BYTES: usize> AsyncScope<'env, BYTES> {
         self.push_async_made(move |_: Outcome| f(), tag)
     }
 
+    #[inline]
     fn push_async_made<F, Fut>(&mut self, f: F, tag: u8) -> AsyncDeferHandle
     where
         F: FnOnce(Outcome) -> Fut + Send + 'static,
@@ -425,6 +434,7 @@ impl<'env, const BYTES: usize> AsyncScope<'env, BYTES> {
     /// `fallback` that runs instead if the scope is cancelled before the cleanup finished
     /// (whatever the scope's policy; the cleanup's future, if started, is dropped first).
     /// Stored inline when it fits: no allocation.
+    #[inline]
     pub fn defer_async_or<F, Fut, G>(&mut self, f: F, fallback: G) -> AsyncDeferHandle
     where
         F: FnOnce() -> Fut + Send + 'env,
@@ -938,45 +948,58 @@ fn run_records<const N: usize, R, D: Fn(&R) -> bool>(
     resumed: &mut bool,
     running: &mut bool,
 ) -> Poll<()> {
-    while let Some((rec, tag)) = store.top() {
-        let fresh = !mem::replace(resumed, false);
-        if fresh {
-            let failing = gate.any_panic || gate.value.as_ref().is_some_and(gate.failed);
-            let run = match tag & WHEN {
-                ON_ERROR => failing,
-                ON_SUCCESS => !failing,
-                _ => true,
-            };
-            if !run {
+    let Gate {
+        any_panic,
+        value,
+        failed,
+        show,
+    } = gate;
+    loop {
+        if mem::replace(resumed, false) {
+            // The record that was pending: poll it again (it is live and started).
+            *running = true;
+            let poll = store.run_top(Outcome::NONE, cx);
+            *running = false;
+            if poll.is_pending() {
+                if !timer.fired(cx) {
+                    *resumed = true;
+                    return Poll::Pending;
+                }
+                count(Count::TimedOut, 1);
                 store.drop_top();
-                continue;
+            } else {
+                timer.disarm();
             }
         }
-        let shown = if gate.show {
-            Outcome::of(gate.value)
-        } else {
-            Outcome::NONE
-        };
-        *running = true;
-        // Starts it if fresh (a no-op when resumed) and polls it: a sync record, or an async
-        // one that completes at once, costs this one call.
-        let poll = rec.run(shown, cx);
-        *running = false;
-        if poll.is_pending() {
-            if fresh {
-                timer.arm();
-            }
-            if !timer.fired(cx) {
-                *resumed = true;
-                return Poll::Pending;
-            }
-            count(Count::TimedOut, 1);
-        } else if !fresh {
-            timer.disarm();
+        // Fresh records: whether each runs is decided by its condition, against the value as
+        // it is now (a `finally` may have rewritten it).
+        let poll = store.run_fresh(
+            |tag| {
+                let run = match tag & WHEN {
+                    ON_ERROR => any_panic || value.as_ref().is_some_and(failed),
+                    ON_SUCCESS => !(any_panic || value.as_ref().is_some_and(failed)),
+                    _ => true,
+                };
+                match (run, show) {
+                    (false, _) => None,
+                    (true, true) => Some(Outcome::of(value)),
+                    (true, false) => Some(Outcome::NONE),
+                }
+            },
+            cx,
+            running,
+        );
+        if poll.is_ready() {
+            return Poll::Ready(());
         }
+        timer.arm();
+        if !timer.fired(cx) {
+            *resumed = true;
+            return Poll::Pending;
+        }
+        count(Count::TimedOut, 1);
         store.drop_top();
     }
-    Poll::Ready(())
 }
 
 /// Applies the cancellation path to one unlinked record (sync: run it; async: its fallback,
@@ -1030,6 +1053,13 @@ fn cancel_in_place(
         // it cannot move, so it is dropped, counted as leaked.
         CancelPolicy::Spawn(_) | CancelPolicy::Leak => count(Count::Leaked, 1),
     }
+}
+
+/// Runs the sync fallback of an [`async_guarded`](crate::async_guarded) whose cleanup did not
+/// complete (from a destructor, maybe during unwinding): counted, its panic kept.
+pub(crate) fn run_fallback(g: impl FnOnce()) {
+    count(Count::Fallbacks, 1);
+    guarded(g);
 }
 
 /// Runs `f`, keeping its panic for [`take_collateral`](crate::take_collateral) (we may be in

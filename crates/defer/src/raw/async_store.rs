@@ -5,9 +5,9 @@
 //! Invariants of a [`Store`]:
 //! 1. Every entry's `loc` holds an initialized record of the type its `as_dyn` was made for
 //!    while `live`; a dead entry's record was dropped in place (its storage not yet released).
-//! 2. Inline records lie in `[0, used)` of the inline area, in entry order: an entry's record
-//!    starts at or after `prev_used`, the `used` before it was pushed. Popping the newest
-//!    entry resets `used` to its `prev_used`.
+//! 2. Inline records lie in `[0, used)` of the inline area, in entry order. Entries are
+//!    popped only once no record can be pushed any more (by `finish`, which marks the scope
+//!    started, or by drop), so popping leaves `used` as it is.
 //! 3. A record is started (its future created and polled in place) only where the store can
 //!    no longer move: by the scope's `finish`, on a pinned scope (which refuses `&mut` access
 //!    from then on), by the scope's `Drop`, or in a block ([`Detached`]). A record being run
@@ -222,35 +222,106 @@ where
     }
 }
 
-/// Turns a record's address into the trait object (per record type).
-type AsDyn = fn(*mut u8) -> *mut (dyn Cleanup + 'static);
-
-/// Only the pointer's type changes; callers dereference it under the store's invariants.
-fn as_dyn<'a, P: Cleanup + 'a>(p: *mut u8) -> *mut (dyn Cleanup + 'a) {
-    p.cast::<P>()
+/// The operations on one record type, written out per type (the `bytes` crate's pattern): the
+/// scope's hot path — start, poll and, once done, drop a record — is one indirect call, with
+/// no trait object to build; everything else goes through [`as_dyn`](VTable::as_dyn).
+pub(crate) struct VTable {
+    /// Starts the record if fresh and polls it (see [`run_rec`]); once `Ready`, it is dropped
+    /// in place and its entry's `live` flag cleared.
+    run: unsafe fn(*mut u8, Outcome, &mut Context<'_>, &mut bool) -> Poll<()>,
+    /// Drops the record in place.
+    drop: unsafe fn(*mut u8),
+    /// The record as a trait object (lifetime erased; see `push_impl`).
+    as_dyn: unsafe fn(*mut u8) -> *mut (dyn Cleanup + 'static),
+    /// The record's layout, its size at least 1 (that of its heap block, if it has one).
+    layout: Layout,
 }
 
-/// Where a record lives.
-#[derive(Clone, Copy)]
-enum Loc {
-    /// At this offset of the inline area.
-    Inline(usize),
-    /// In a pool block of this class.
-    Pool(usize, NonNull<u8>),
-    /// In a heap block of this layout.
-    Heap(Layout, NonNull<u8>),
+/// The [`VTable`] of record type `P`.
+struct VTableOf<P>(PhantomData<P>);
+
+impl<P: Cleanup> VTableOf<P> {
+    const VT: &'static VTable = &VTable {
+        run: run_rec::<P>,
+        drop: drop_rec::<P>,
+        as_dyn: as_dyn::<P>,
+        layout: match Layout::from_size_align(
+            if size_of::<P>() == 0 {
+                1
+            } else {
+                size_of::<P>()
+            },
+            align_of::<P>(),
+        ) {
+            Ok(l) => l,
+            Err(_) => panic!("a type's size and alignment always form a layout"),
+        },
+    };
 }
+
+/// [`VTable::run`] for `P`.
+///
+/// # Safety
+/// `at` holds a live `P` that is never moved from now on (invariants 1 and 3), and `live` is
+/// its entry's flag, not otherwise borrowed.
+unsafe fn run_rec<P: Cleanup>(
+    at: *mut u8,
+    outcome: Outcome,
+    cx: &mut Context<'_>,
+    live: &mut bool,
+) -> Poll<()> {
+    let p = at.cast::<P>();
+    // SAFETY: the caller's contract: `p` is a live `P`, borrowed by nothing else.
+    let rec = unsafe { &mut *p };
+    // SAFETY: the record is never moved once started (invariant 3).
+    let rec = unsafe { Pin::new_unchecked(rec) };
+    let poll = rec.run(outcome, cx);
+    if poll.is_ready() {
+        // Marked dead first: if its destructor panics, it is not dropped a second time.
+        *live = false;
+        // SAFETY: it was live until just now and is marked dead: dropped once (invariant 4).
+        unsafe { ptr::drop_in_place(p) };
+    }
+    poll
+}
+
+/// [`VTable::drop`] for `P`.
+///
+/// # Safety
+/// `at` holds a live `P`, which the caller treats as dead from now on.
+unsafe fn drop_rec<P: Cleanup>(at: *mut u8) {
+    // SAFETY: the caller's contract.
+    unsafe { ptr::drop_in_place(at.cast::<P>()) };
+}
+
+/// [`VTable::as_dyn`] for `P`: only the pointer's type changes.
+///
+/// # Safety
+/// The returned pointer is used only while the record lives and, unless `P: 'static`, while
+/// the store that holds it lives (records of a `Store<'env, _>` are `'env`).
+unsafe fn as_dyn<'a, P: Cleanup + 'a>(at: *mut u8) -> *mut (dyn Cleanup + 'static) {
+    let p: *mut (dyn Cleanup + 'a) = at.cast::<P>();
+    // SAFETY: only the trait object's lifetime bound changes (the same fat pointer); the
+    // caller's contract keeps every use within `'a`.
+    unsafe { mem::transmute::<*mut (dyn Cleanup + 'a), *mut (dyn Cleanup + 'static)>(p) }
+}
+
+/// [`Entry::class`] of a heap block.
+const HEAP: u8 = u8::MAX;
 
 /// One registered record.
 pub(crate) struct Entry {
-    loc: Loc,
-    as_dyn: AsDyn,
+    /// The record's block (pool or heap), or null: the record is inline, at `off`.
+    block: *mut u8,
+    vt: &'static VTable,
+    /// The record's offset in the inline area (inline records).
+    off: u32,
+    /// The pool class of `block`, or [`HEAP`].
+    class: u8,
     live: bool,
     spawnable: bool,
-    /// `used` before this record was pushed.
-    prev_used: usize,
     /// The caller's tag (when the cleanup applies).
-    pub(crate) tag: u8,
+    tag: u8,
 }
 
 /// The inline area.
@@ -314,8 +385,12 @@ pub(crate) struct Store<'env, const N: usize> {
 unsafe impl<const N: usize> Send for Store<'_, N> {}
 
 impl<'env, const N: usize> Store<'env, N> {
+    /// Inline offsets are kept in 32 bits.
+    const OFFSETS_FIT: () = assert!(N <= u32::MAX as usize, "the inline area is at most 4 GiB");
+
     /// An empty store (allocates nothing).
     pub(crate) const fn new() -> Self {
+        let () = Self::OFFSETS_FIT;
         Store {
             inline: Inline([MaybeUninit::uninit(); N]),
             used: 0,
@@ -357,93 +432,99 @@ impl<'env, const N: usize> Store<'env, N> {
         if self.entries.capacity() == 0 {
             self.entries = take_vec();
         }
+        let vt = VTableOf::<P>::VT;
         let (size, align) = (size_of::<P>(), align_of::<P>());
         let off = self.used.next_multiple_of(align);
-        let loc = if !spawnable && align <= INLINE_ALIGN && off + size <= N {
+        let (block, class, at) = if !spawnable && align <= INLINE_ALIGN && off + size <= N {
             self.placed.inline += 1;
-            Loc::Inline(off)
+            self.used = off + size;
+            (ptr::null_mut(), 0, off)
         } else if let Some(class) = pool::class_of(size, align) {
             self.placed.pooled += 1;
-            Loc::Pool(class, pool::acquire(class))
+            let class_u8 = u8::try_from(class).expect("pool classes are few");
+            (pool::acquire(class).as_ptr(), class_u8, 0)
         } else {
             self.placed.heap += 1;
-            let layout = Layout::from_size_align(size.max(1), align)
-                .expect("a value's size and alignment always form a layout");
-            // SAFETY: `layout` has a non-zero size.
-            let raw = unsafe { alloc(layout) };
-            Loc::Heap(
-                layout,
-                NonNull::new(raw).unwrap_or_else(|| handle_alloc_error(layout)),
-            )
+            // SAFETY: `vt.layout` has a non-zero size.
+            let raw = unsafe { alloc(vt.layout) };
+            if raw.is_null() {
+                handle_alloc_error(vt.layout);
+            }
+            (raw, HEAP, 0)
         };
-        let prev_used = self.used;
-        if let Loc::Inline(off) = loc {
-            self.used = off + size;
-        }
-        let at = self.addr(loc);
+        // Fits: `off + size <= N <= u32::MAX` inline (`OFFSETS_FIT`); 0 for a block.
+        let off = at as u32;
+        let at = if block.is_null() {
+            self.base().wrapping_add(at)
+        } else {
+            block
+        };
         // SAFETY: `at` is free memory of at least `size` bytes aligned to `align`: inline,
         // `[off, off + size)` lies past every live inline record (invariant 2) and inside the
         // area (checked above, the area is 16-aligned); a block was just taken for it alone.
         unsafe { at.cast::<P>().write(rec) };
-        let as_dyn: fn(*mut u8) -> *mut (dyn Cleanup + 'env) = as_dyn::<P>;
-        // SAFETY: only the trait object's lifetime bound changes. Records are used only while
-        // the store lives (invariant 4), and the store cannot outlive `'env` (it holds
-        // `'env` and has drop glue that drops every record); spawnable records are `'static`.
-        let as_dyn: AsDyn = unsafe {
-            mem::transmute::<
-                fn(*mut u8) -> *mut (dyn Cleanup + 'env),
-                fn(*mut u8) -> *mut (dyn Cleanup + 'static),
-            >(as_dyn)
-        };
+        // The vtable erases `P`'s lifetime (`VTable::as_dyn`): records are used only while the
+        // store lives (invariant 4), and the store cannot outlive `'env` (it holds `'env` and
+        // has drop glue that drops every record); spawnable records are `'static`.
         self.entries.push(Entry {
-            loc,
-            as_dyn,
+            block,
+            vt,
+            off,
+            class,
             live: true,
             spawnable,
-            prev_used,
             tag,
         });
         self.entries.len() - 1
     }
 
-    /// The address of a record's storage.
+    /// The inline area's start.
     #[inline]
-    fn addr(&mut self, loc: Loc) -> *mut u8 {
-        match loc {
-            Loc::Inline(off) => self.inline.0.as_mut_ptr().cast::<u8>().wrapping_add(off),
-            Loc::Pool(_, p) | Loc::Heap(_, p) => p.as_ptr(),
+    fn base(&mut self) -> *mut u8 {
+        self.inline.0.as_mut_ptr().cast::<u8>()
+    }
+
+    /// The address of an entry's record.
+    #[inline]
+    fn addr(base: *mut u8, e: &Entry) -> *mut u8 {
+        if e.block.is_null() {
+            base.wrapping_add(e.off as usize)
+        } else {
+            e.block
         }
     }
 
     /// The live record at `index`, pinned in place, with its tag.
     #[inline]
     pub(crate) fn get(&mut self, index: usize) -> Option<(Pin<&mut dyn Cleanup>, u8)> {
+        let base = self.base();
         let e = self.entries.get(index)?;
         if !e.live {
             return None;
         }
-        let (loc, as_dyn, tag) = (e.loc, e.as_dyn, e.tag);
-        let at = self.addr(loc);
-        // SAFETY: a live entry holds an initialized record of `as_dyn`'s type (invariant 1),
-        // borrowed mutably through `&mut self`.
-        let rec = unsafe { &mut *as_dyn(at) };
+        let at = Self::addr(base, e);
+        // SAFETY: a live entry holds an initialized record of `vt`'s type (invariant 1); the
+        // pointer is used while `&mut self` borrows the store.
+        let rec = unsafe { (e.vt.as_dyn)(at) };
+        // SAFETY: the record is initialized and borrowed mutably through `&mut self`.
+        let rec = unsafe { &mut *rec };
         // SAFETY: records are never moved while started (invariant 3).
-        Some((unsafe { Pin::new_unchecked(rec) }, tag))
+        Some((unsafe { Pin::new_unchecked(rec) }, e.tag))
     }
 
     /// Drops the record at `index` in place without running it (its storage is released
     /// when it is popped). Marked dead first: a panicking destructor is not run twice.
     pub(crate) fn kill(&mut self, index: usize) {
+        let base = self.base();
         let Some(e) = self.entries.get_mut(index) else {
             return;
         };
         if !mem::replace(&mut e.live, false) {
             return;
         }
-        let (loc, as_dyn) = (e.loc, e.as_dyn);
-        let at = self.addr(loc);
+        let at = Self::addr(base, e);
         // SAFETY: the record was live (invariant 1) and is now marked dead: dropped once.
-        unsafe { ptr::drop_in_place(as_dyn(at)) };
+        unsafe { (e.vt.drop)(at) };
     }
 
     /// For `run_now`: runs the live record at `index` if sync, or moves its future out if
@@ -468,28 +549,89 @@ impl<'env, const N: usize> Store<'env, N> {
         Some(fut)
     }
 
-    /// The newest live record, pinned in place, with its tag (dead ones on the way are
-    /// released). It stays linked while the caller runs it, so that if the caller is dropped
-    /// or leaked midway, whoever disposes of the store next (the scope's `Drop`) finds it.
+    /// Polls the newest record again, which is live and was left pending by
+    /// [`run_fresh`](Self::run_fresh): `Ready` once it finished, then it is dropped and
+    /// unlinked; `Pending` leaves it linked and running. If it panics it stays linked (dead if
+    /// its destructor panicked, else live): the caller disposes of it with
+    /// [`drop_top`](Self::drop_top).
     #[inline]
-    pub(crate) fn top(&mut self) -> Option<(Pin<&mut dyn Cleanup>, u8)> {
-        loop {
-            let e = self.entries.last()?;
-            if e.live {
-                let index = self.entries.len() - 1;
-                return self.get(index);
-            }
-            let e = self.entries.pop().expect("`last` returned an entry");
-            self.used = e.prev_used;
-            release(e.loc);
+    pub(crate) fn run_top(&mut self, outcome: Outcome, cx: &mut Context<'_>) -> Poll<()> {
+        let base = self.base();
+        let e = self
+            .entries
+            .last_mut()
+            .expect("`run_top` resumes the record `run_fresh` left pending");
+        debug_assert!(e.live, "a pending record is live");
+        let at = Self::addr(base, e);
+        // SAFETY: a live entry's record (invariant 1), started only here, in place, where the
+        // store no longer moves (invariant 3); `e.live` is its own flag.
+        let poll = unsafe { (e.vt.run)(at, outcome, cx, &mut e.live) };
+        if poll.is_ready() {
+            // Dropped by `run`: only its storage is left to release.
+            self.drop_top();
         }
+        poll
     }
 
-    /// Unlinks and drops the newest record (after [`top`](Self::top) ran it, or to skip it).
+    /// The scope's fast path: runs fresh records newest first, each started and polled by one
+    /// dynamic call and, once finished, dropped and unlinked, until one is pending (`Pending`:
+    /// it stays linked, started) or none is left (`Ready`). `gate` says, from a record's tag,
+    /// whether it runs and what it is shown; a record it turns down is dropped unrun.
+    /// `running` is set while a record runs: if it panics it stays linked (dead if its
+    /// destructor panicked), for the caller to dispose of with [`drop_top`](Self::drop_top).
+    #[inline]
+    pub(crate) fn run_fresh(
+        &mut self,
+        mut gate: impl FnMut(u8) -> Option<Outcome>,
+        cx: &mut Context<'_>,
+        running: &mut bool,
+    ) -> Poll<()> {
+        let base = self.base();
+        while let Some(e) = self.entries.last_mut() {
+            let shown = if e.live { gate(e.tag) } else { None };
+            let Some(shown) = shown else {
+                self.drop_top();
+                continue;
+            };
+            let (at, block, class, vt) = (Self::addr(base, e), e.block, e.class, e.vt);
+            *running = true;
+            // SAFETY: a live entry's record (invariant 1), started only here, in place, where
+            // the store no longer moves (invariant 3); `e.live` is its own flag.
+            let poll = unsafe { (vt.run)(at, shown, cx, &mut e.live) };
+            *running = false;
+            if poll.is_pending() {
+                return Poll::Pending;
+            }
+            // Finished and dropped by `run`: unlink it and release its storage.
+            let len = self.entries.len();
+            self.entries.truncate(len - 1);
+            release(block, class, vt);
+        }
+        Poll::Ready(())
+    }
+
+    /// Unlinks and drops the newest record (to skip it, after it panicked or timed out), or
+    /// only releases its storage if it is dead.
     #[inline]
     pub(crate) fn drop_top(&mut self) {
-        if let Some(t) = self.pop() {
+        let Some(e) = self.entries.pop() else {
+            return;
+        };
+        let base = self.base();
+        let t = Taken {
+            at: Self::addr(base, &e),
+            block: e.block,
+            class: e.class,
+            vt: e.vt,
+            spawnable: e.spawnable,
+            tag: e.tag,
+            store: PhantomData,
+        };
+        if e.live {
             drop(t);
+        } else {
+            release(t.block, t.class, t.vt);
+            mem::forget(t);
         }
     }
 
@@ -498,19 +640,19 @@ impl<'env, const N: usize> Store<'env, N> {
     pub(crate) fn pop(&mut self) -> Option<Taken<'_>> {
         loop {
             let e = self.entries.pop()?;
-            self.used = e.prev_used;
-            let at = self.addr(e.loc);
             if e.live {
+                let base = self.base();
                 return Some(Taken {
-                    at,
-                    loc: e.loc,
-                    as_dyn: e.as_dyn,
+                    at: Self::addr(base, &e),
+                    block: e.block,
+                    class: e.class,
+                    vt: e.vt,
                     spawnable: e.spawnable,
                     tag: e.tag,
                     store: PhantomData,
                 });
             }
-            release(e.loc);
+            release(e.block, e.class, e.vt);
         }
     }
 }
@@ -527,16 +669,20 @@ impl<const N: usize> Drop for Store<'_, N> {
     }
 }
 
-/// Releases a record's block (nothing for inline records).
+/// Releases a record's block (nothing for inline records, whose `block` is null).
 #[inline]
-fn release(loc: Loc) {
-    match loc {
-        Loc::Inline(_) => {}
-        // SAFETY: the block came from `pool::acquire(class)` in `push_impl`, its record was
-        // dropped or moved out, and the entry is gone: released once.
-        Loc::Pool(class, p) => unsafe { pool::release(class, p) },
-        // SAFETY: allocated with `layout` in `push_impl`; released once, as above.
-        Loc::Heap(layout, p) => unsafe { dealloc(p.as_ptr(), layout) },
+fn release(block: *mut u8, class: u8, vt: &VTable) {
+    let Some(b) = NonNull::new(block) else {
+        return;
+    };
+    if class == HEAP {
+        // SAFETY: allocated with `vt.layout` in `push_impl`; its record was dropped or moved
+        // out and its entry is gone: released once.
+        unsafe { dealloc(b.as_ptr(), vt.layout) };
+    } else {
+        // SAFETY: the block came from `pool::acquire(class)` in `push_impl`; released once,
+        // as above.
+        unsafe { pool::release(usize::from(class), b) };
     }
 }
 
@@ -544,8 +690,9 @@ fn release(loc: Loc) {
 /// place and releases its block). Borrows the store: inline records stay where they are.
 pub(crate) struct Taken<'s> {
     at: *mut u8,
-    loc: Loc,
-    as_dyn: AsDyn,
+    block: *mut u8,
+    class: u8,
+    vt: &'static VTable,
     spawnable: bool,
     /// The caller's tag given at registration.
     pub(crate) tag: u8,
@@ -558,8 +705,11 @@ unsafe impl Send for Taken<'_> {}
 impl Taken<'_> {
     /// The record, pinned in place.
     pub(crate) fn cleanup(&mut self) -> Pin<&mut dyn Cleanup> {
-        // SAFETY: an unlinked live record (invariant 1), owned by `self` until it is dropped.
-        let rec = unsafe { &mut *(self.as_dyn)(self.at) };
+        // SAFETY: an unlinked live record (invariant 1), owned by `self` until it is dropped,
+        // used within the borrow of `self`.
+        let rec = unsafe { (self.vt.as_dyn)(self.at) };
+        // SAFETY: initialized, and borrowed mutably through `&mut self`.
+        let rec = unsafe { &mut *rec };
         // SAFETY: the record is never moved (invariant 3) until dropped in place by `Drop`.
         unsafe { Pin::new_unchecked(rec) }
     }
@@ -577,8 +727,8 @@ impl Taken<'_> {
         }
         let d = Detached {
             at: self.at,
-            loc: self.loc,
-            as_dyn: self.as_dyn,
+            class: self.class,
+            vt: self.vt,
         };
         mem::forget(self);
         Ok(d)
@@ -588,15 +738,15 @@ impl Taken<'_> {
 impl Drop for Taken<'_> {
     fn drop(&mut self) {
         // Release the block even if the record's destructor panics.
-        struct Release(Loc);
+        struct Release(*mut u8, u8, &'static VTable);
         impl Drop for Release {
             fn drop(&mut self) {
-                release(self.0);
+                release(self.0, self.1, self.2);
             }
         }
-        let _release = Release(self.loc);
+        let _release = Release(self.block, self.class, self.vt);
         // SAFETY: the record is initialized and owned by `self` (invariant 1); dropped once.
-        unsafe { ptr::drop_in_place((self.as_dyn)(self.at)) };
+        unsafe { (self.vt.drop)(self.at) };
     }
 }
 
@@ -606,9 +756,10 @@ impl Drop for Taken<'_> {
 ///
 /// Spawners given to [`CancelPolicy::Spawn`](crate::CancelPolicy::Spawn) receive these.
 pub struct Detached {
+    /// The block (a detached record always has one).
     at: *mut u8,
-    loc: Loc,
-    as_dyn: AsDyn,
+    class: u8,
+    vt: &'static VTable,
 }
 
 // SAFETY: the record is `Cleanup: Send + 'static` (only spawnable records are detached,
@@ -619,8 +770,10 @@ impl Future for Detached {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        // SAFETY: the record is initialized and owned by `self`, in a block that does not move.
-        let rec = unsafe { &mut *(self.as_dyn)(self.at) };
+        // SAFETY: the record is initialized, `'static` and owned by `self`.
+        let rec = unsafe { (self.vt.as_dyn)(self.at) };
+        // SAFETY: initialized, and borrowed mutably through `self` for this call only.
+        let rec = unsafe { &mut *rec };
         // SAFETY: the record stays in its block until dropped in place by `Detached`'s drop.
         let mut rec = unsafe { Pin::new_unchecked(rec) };
         rec.as_mut().start(Outcome::NONE);
@@ -632,8 +785,9 @@ impl Drop for Detached {
     fn drop(&mut self) {
         let t = Taken {
             at: self.at,
-            loc: self.loc,
-            as_dyn: self.as_dyn,
+            block: self.at,
+            class: self.class,
+            vt: self.vt,
             spawnable: true,
             tag: 0,
             store: PhantomData,

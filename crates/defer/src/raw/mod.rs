@@ -13,12 +13,16 @@
 //! - `async_store`: an async scope's records (sync closures, async closures and their futures,
 //!   pinned in place) in an inline area or blocks of their own; invariants at its top.
 //! - `async_scope` (safe code over `async_store`) and `async_tokio`: the public async scope.
+//! - `async_guard`: [`async_guarded`]'s hand-written future (structural pinning of the body
+//!   and the cleanup's future).
 //!
 //! Every unsafe operation has its own `unsafe` block and a `// SAFETY:` comment.
 
 mod guard;
 pub use guard::Guard;
 
+#[cfg(feature = "async")]
+mod async_guard;
 #[cfg(feature = "async")]
 mod async_scope;
 #[cfg(feature = "async")]
@@ -38,6 +42,8 @@ pub use scope::{
     TryScope, DEFAULT_CAPACITY,
 };
 
+#[cfg(feature = "async")]
+pub use async_guard::{async_guarded, AsyncGuarded};
 #[cfg(feature = "async")]
 pub use async_scope::{
     async_stats, block_on, catch_unwind, AsyncDeferHandle, AsyncScope, AsyncStats, AsyncTryScope,
