@@ -9,10 +9,10 @@ PACKAGES=(
   linux-perf      # `perf stat`, the reference our software counts are compared with
   python3         # scripts/valgrind-tests.sh reads cargo's JSON messages
   prometheus      # frugal-rightsize's integration test: /usr/bin/prometheus and /usr/bin/promtool
-  chromium        # crates/cli/tests/report.rs opens the report page in a real (headless) browser
+  chromium        # crates/cli/tests/cli/report.rs opens the report page in a real (headless) browser
   victoria-metrics # frugal rightsize --prometheus tests: the same fleet in VictoriaMetrics (single node)
-  bpftrace        # `frugal trace` and its tests (crates/cli/tests/trace.rs; they run as root)
-  golang-go       # crates/cli/tests/trace.rs builds a Go program to trace with uprobes
+  bpftrace        # `frugal trace` and its tests (crates/cli/tests/cli/trace.rs; they run as root)
+  golang-go       # crates/cli/tests/cli/trace.rs builds a Go program to trace with uprobes
   linux-libc-dev  # bench locality: /usr/include/linux/mempolicy.h, the RECLAIM_* bits claim 3.2 is checked against
 )
 

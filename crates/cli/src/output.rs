@@ -13,7 +13,6 @@
 //! Progress ([`bar`], [`spinner`], [`timed`]) goes to stderr, only on a terminal, in one style:
 //! what is running, how far, time left.
 
-
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

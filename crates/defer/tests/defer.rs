@@ -5,7 +5,7 @@ use std::cell::{Cell, RefCell};
 use std::panic::{self, AssertUnwindSafe};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 
 use frugal_defer::{
     guard, guard_on_success, guard_on_unwind, panic_message, recover, scope, scope_with_capacity,
@@ -13,29 +13,8 @@ use frugal_defer::{
 };
 use proptest::prelude::*;
 
-/// Panics raised on purpose by these tests carry this payload; the hook keeps them quiet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Boom(usize);
-
-fn quiet_hook() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let default = panic::take_hook();
-        panic::set_hook(Box::new(move |info| {
-            if info.payload().downcast_ref::<Boom>().is_none() {
-                default(info);
-            }
-        }));
-    });
-}
-
-fn boom(id: usize) -> ! {
-    panic::panic_any(Boom(id))
-}
-
-fn boom_id(p: &(dyn std::any::Any + Send)) -> Option<usize> {
-    p.downcast_ref::<Boom>().map(|b| b.0)
-}
+mod common;
+use common::{boom, boom_id, quiet_hook};
 
 /// Counts its drops in a shared counter (scopeguard's test pattern).
 struct DropCount<'a>(&'a Cell<u32>);

@@ -2,36 +2,14 @@
 
 use std::cell::Cell;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::Once;
 
 use frugal_defer::{
     collateral_discarded, panic_message, recover, scope, take_collateral, try_scope,
     MAX_STASHED_COLLATERAL,
 };
 
-/// Panics raised on purpose carry this payload; the hook keeps them quiet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Boom(usize);
-
-fn quiet_hook() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let default = panic::take_hook();
-        panic::set_hook(Box::new(move |info| {
-            if info.payload().downcast_ref::<Boom>().is_none() {
-                default(info);
-            }
-        }));
-    });
-}
-
-fn boom(id: usize) -> ! {
-    panic::panic_any(Boom(id))
-}
-
-fn boom_id(p: &(dyn std::any::Any + Send)) -> Option<usize> {
-    p.downcast_ref::<Boom>().map(|b| b.0)
-}
+mod common;
+use common::{boom, boom_id, quiet_hook};
 
 /// A value whose destructor panics with `Boom(id)`.
 #[derive(Debug)]

@@ -1,14 +1,15 @@
 //! `frugal bench tasks -n 1000` end to end.
 
-use std::process::Command;
-
 use frugal_workloads::tasks::TasksReport;
+
+use crate::util::{frugal, HEAVY};
 
 #[test]
 fn thousand_tasks_per_kind() {
+    let _heavy = HEAVY.lock();
     let dir = tempfile::tempdir().expect("a temporary directory can be created");
     let path = dir.path().join("tasks.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_frugal"))
+    let out = frugal()
         .args(["bench", "tasks", "-n", "1000", "--json"])
         .arg(&path)
         .output()

@@ -10,9 +10,7 @@ use std::process::Command;
 
 use frugal_report::{FullReport, StepStatus, SECTIONS};
 
-fn frugal() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_frugal"))
-}
+use crate::util::{frugal, HEAVY};
 
 /// A directory whose `go` fails like a missing toolchain, to put first on PATH.
 fn no_go_path(dir: &Path) -> String {
@@ -73,6 +71,7 @@ fn headless(page: &Path, profile: &Path, args: &[&str]) -> (String, String) {
 
 #[test]
 fn quick_report_renders_reloads_and_opens_in_a_browser() {
+    let _heavy = HEAVY.lock();
     let tmp = tempfile::tempdir().expect("a temporary directory");
     let out_dir = tmp.path().join("out");
     let bin = tmp.path().join("bin");

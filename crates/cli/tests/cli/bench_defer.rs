@@ -6,12 +6,11 @@ use std::process::Command;
 use frugal_workloads::claims::Verdict;
 use frugal_workloads::defer_bench::{CounterSource, DeferReport};
 
-fn frugal() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_frugal"))
-}
+use crate::util::{frugal, tempdir, HEAVY};
 
 fn run_json(args: &[&str]) -> DeferReport {
-    let dir = tempfile::tempdir().expect("a temporary directory can be created");
+    let _heavy = HEAVY.lock();
+    let dir = tempdir();
     let path = dir.path().join("report.json");
     let out = frugal()
         .args(["bench", "defer"])

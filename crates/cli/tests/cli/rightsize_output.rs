@@ -2,10 +2,8 @@
 //! this type (the binding constraint), ranked options, other-architecture types by name, row
 //! selection (`--sort`, `--top`, `--workload`) and the fleet summary first.
 
-use std::process::Command;
-
 fn frugal(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_frugal"))
+    let out = crate::util::frugal()
         .arg("rightsize")
         .args(args)
         .output()

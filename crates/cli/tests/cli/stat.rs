@@ -4,9 +4,7 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-fn frugal() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_frugal"))
-}
+use crate::util::frugal;
 
 fn run(cmd: &mut Command) -> (i32, String, String) {
     let Output {
@@ -24,37 +22,30 @@ fn run(cmd: &mut Command) -> (i32, String, String) {
 /// The counters crate's deterministic C workload, compiled once.
 fn busy() -> &'static PathBuf {
     static BUSY: OnceLock<PathBuf> = OnceLock::new();
-    BUSY.get_or_init(|| {
-        let exe = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("frugal-stat-busy");
-        let src =
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../counters/tests/fixtures/busy.c");
-        let status = Command::new("cc")
-            .args(["-O1", "-o"])
-            .arg(&exe)
-            .arg(&src)
-            .status()
-            .expect("a C compiler `cc` is needed to build the test workload");
-        assert!(status.success(), "compiling {} failed", src.display());
-        exe
-    })
+    BUSY.get_or_init(|| fixture("busy", &[]))
 }
 
 /// The counters crate's two-thread page-touching workload, compiled once.
 fn threads() -> &'static PathBuf {
     static THREADS: OnceLock<PathBuf> = OnceLock::new();
-    THREADS.get_or_init(|| {
-        let exe = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("frugal-stat-threads");
-        let src =
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../counters/tests/fixtures/threads.c");
-        let status = Command::new("cc")
-            .args(["-O1", "-pthread", "-o"])
-            .arg(&exe)
-            .arg(&src)
-            .status()
-            .expect("a C compiler `cc` is needed to build the test workload");
-        assert!(status.success(), "compiling {} failed", src.display());
-        exe
-    })
+    THREADS.get_or_init(|| fixture("threads", &["-pthread"]))
+}
+
+/// Compiles the counters crate's C fixture `NAME.c` with `flags` into the tests' directory.
+fn fixture(name: &str, flags: &[&str]) -> PathBuf {
+    let exe = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("frugal-stat-{name}"));
+    let src = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join(format!("../counters/tests/fixtures/{name}.c"));
+    let status = Command::new("cc")
+        .arg("-O1")
+        .args(flags)
+        .arg("-o")
+        .arg(&exe)
+        .arg(&src)
+        .status()
+        .expect("a C compiler `cc` is needed to build the test workload");
+    assert!(status.success(), "compiling {} failed", src.display());
+    exe
 }
 
 /// `frugal stat --json -e page-faults -- CMD...`: the mean page-fault count.

@@ -2,10 +2,11 @@
 //! both paths in child processes and writes JSON. No timing is asserted: only that both paths
 //! ran, saw every workload, agree on the savings, and that pushdown received fewer bytes.
 
-use std::process::Command;
+use crate::util::{frugal, HEAVY};
 
 #[test]
 fn bench_fleet_measures_both_paths_and_writes_json() {
+    let _heavy = HEAVY.lock();
     assert!(
         std::path::Path::new("/usr/bin/victoria-metrics").exists(),
         "/usr/bin/victoria-metrics is missing: run scripts/deps.sh"
@@ -13,7 +14,7 @@ fn bench_fleet_measures_both_paths_and_writes_json() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("fleet.json");
     let csv = dir.path().join("fleet.csv");
-    let out = Command::new(env!("CARGO_BIN_EXE_frugal"))
+    let out = frugal()
         .args(["bench", "fleet", "--workloads", "4", "--days", "0.5"])
         .args(["--repeats", "1", "--json"])
         .arg(&json)

@@ -2,113 +2,17 @@
 //! 127.0.0.1:0, every run is bounded in time and requests, nothing asserts a wall-clock
 //! threshold (waits are generous upper bounds that only fail a hung server).
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::sync::{mpsc, Arc, Mutex};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const FRUGAL: &str = env!("CARGO_BIN_EXE_frugal");
+use crate::util::{free_port, output_within, tempdir, KillOnDrop, Server, FRUGAL, HEAVY, PATIENCE};
 
-/// Upper bound for anything to happen; only a broken server reaches it.
-const PATIENCE: Duration = Duration::from_secs(30);
-
-/// A child process killed (and reaped) on drop, whatever panics after its spawn.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A `frugal serve` child, killed on drop, its stderr collected.
-struct Server {
-    child: KillOnDrop,
-    addr: SocketAddr,
-    stderr: Arc<Mutex<String>>,
-}
-
+/// What these tests ask of a `frugal serve` child.
 impl Server {
-    fn start(args: &[&str]) -> Server {
-        Server::start_with(Command::new(FRUGAL), args)
-    }
-
-    fn start_with(mut cmd: Command, args: &[&str]) -> Server {
-        let mut child = KillOnDrop(
-            cmd.arg("serve")
-                .args(args)
-                .stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("the frugal binary starts"),
-        );
-        // Read the first line on a helper thread, bounded: a server that never prints it fails
-        // the test (and is killed by the guard) instead of hanging it.
-        let stdout = child.0.stdout.take().expect("piped");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let read = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(read.map(|_| line));
-        });
-        let line = rx
-            .recv_timeout(PATIENCE)
-            .expect("the server prints its address within the patience")
-            .expect("the server's stdout is readable");
-        let addr = line
-            .trim()
-            .strip_prefix("listening on http://")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .parse()
-            .expect("an IP:PORT");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let sink = Arc::clone(&stderr);
-        let pipe = child.0.stderr.take().expect("piped");
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                let mut s = sink.lock().expect("not poisoned");
-                s.push_str(&line);
-                s.push('\n');
-            }
-        });
-        Server {
-            child,
-            addr,
-            stderr,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}/", self.addr)
-    }
-
-    fn stderr(&self) -> String {
-        self.stderr.lock().expect("not poisoned").clone()
-    }
-
-    /// Sends SIGTERM (through the shell's `kill` builtin) and waits for the exit status.
-    fn terminate(mut self) -> std::process::ExitStatus {
-        let pid = self.child.0.id().to_string();
-        let status = Command::new("sh")
-            .args(["-c", "kill -TERM \"$0\"", &pid])
-            .status();
-        assert!(status.expect("sh runs").success());
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            if let Some(status) = self.child.0.try_wait().expect("waitable") {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the server did not exit after SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
+    /// `/metrics`, which must answer 200.
     fn metrics(&self) -> String {
         let (status, body) = get(self.addr, "/metrics");
         assert_eq!(status, 200);
@@ -140,13 +44,8 @@ fn connect(addr: SocketAddr) -> TcpStream {
 
 /// One request on a fresh connection, `Connection: close`; returns status and body.
 fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut s = connect(addr);
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
-    )
-    .expect("writable");
-    read_response(&mut s)
+    let request = format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+    raw(addr, request.as_bytes())
 }
 
 fn read_response(s: &mut TcpStream) -> (u16, String) {
@@ -537,6 +436,7 @@ fn clients_that_stop_reading_are_closed_after_the_send_timeout() {
 /// not threads, so `/healthz` answers and SIGTERM ends the server (an earlier version wedged).
 #[test]
 fn a_thousand_holding_requests_do_not_wedge_the_server() {
+    let _heavy = HEAVY.lock();
     let server = Server::start(&[
         "--hold-ms",
         "600000",
@@ -653,49 +553,26 @@ impl Drop for FakeServer {
 /// `frugal load` with `args`, bounded by the patience; its exit status, stdout, stderr and
 /// the JSON report.
 fn load_run(args: &[&str]) -> (std::process::ExitStatus, String, String, serde_json::Value) {
-    let dir = tempfile::TempDir::new().expect("temp dir");
+    let dir = tempdir();
     let path = dir.path().join("load.json");
-    let mut child = KillOnDrop(
-        Command::new(FRUGAL)
-            .arg("load")
-            .args(args)
-            .arg("--json")
-            .arg(&path)
-            .arg("-q")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("frugal load starts"),
-    );
-    let deadline = Instant::now() + PATIENCE;
-    let status = loop {
-        if let Some(status) = child.0.try_wait().expect("waitable") {
-            break status;
-        }
-        // A generous bound: only a run that waits past its end reaches it.
-        assert!(Instant::now() < deadline, "frugal load ran past its end");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut out = String::new();
-    let mut err = String::new();
-    let _ = child
-        .0
-        .stdout
-        .take()
-        .expect("piped")
-        .read_to_string(&mut out);
-    let _ = child
-        .0
-        .stderr
-        .take()
-        .expect("piped")
-        .read_to_string(&mut err);
+    let mut cmd = Command::new(FRUGAL);
+    cmd.arg("load")
+        .args(args)
+        .arg("--json")
+        .arg(&path)
+        .arg("-q");
+    // A generous bound: only a run that waits past its end reaches it.
+    let out = output_within(&mut cmd, PATIENCE).expect("frugal load ran past its end");
     let json = std::fs::read_to_string(&path)
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok())
         .unwrap_or(serde_json::Value::Null);
-    (status, out, err, json)
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        json,
+    )
 }
 
 const OK_REPLY: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
@@ -814,24 +691,12 @@ fn a_zero_timeout_is_refused() {
     );
 }
 
+/// The JSON report of a `frugal load` run that must succeed.
 fn load_json(args: &[&str]) -> serde_json::Value {
-    let dir = tempfile::TempDir::new().expect("temp dir");
-    let path = dir
-        .path()
-        .join(format!("{}.json", args.join("_").replace(['/', ':'], "-")));
-    let out = Command::new(FRUGAL)
-        .arg("load")
-        .args(args)
-        .args(["--json", path.to_str().expect("utf-8 path"), "--quiet"])
-        .output()
-        .expect("frugal load runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = std::fs::read_to_string(&path).expect("the json was written");
-    serde_json::from_str(&text).expect("valid json")
+    let (status, _, err, json) = load_run(args);
+    assert!(status.success(), "{err}");
+    assert!(!json.is_null(), "no JSON report was written; stderr: {err}");
+    json
 }
 
 fn check_latency(v: &serde_json::Value) {
@@ -844,6 +709,7 @@ fn check_latency(v: &serde_json::Value) {
 
 #[test]
 fn load_runs_end_to_end_in_both_modes() {
+    let _heavy = HEAVY.lock();
     let server = Server::start(&["--work-us", "0"]);
     let url = server.url();
     let closed = load_json(&[&url, "-c", "50", "-d", "1s", "--warmup", "200ms"]);
@@ -882,10 +748,7 @@ fn load_runs_end_to_end_in_both_modes() {
 
 #[test]
 fn load_against_nothing_fails_clearly() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("loopback")
-        .port();
+    let port = free_port();
     let out = Command::new(FRUGAL)
         .args([
             "load",
@@ -905,6 +768,7 @@ fn load_against_nothing_fails_clearly() {
 
 #[test]
 fn bench_http_runs_a_tiny_comparison() {
+    let _heavy = HEAVY.lock();
     let dir = tempfile::TempDir::new().expect("temp dir");
     let json = dir.path().join("bench.json");
     let out = Command::new(FRUGAL)
@@ -990,6 +854,7 @@ fn bench_http_runs_a_tiny_comparison() {
 
 #[test]
 fn bench_http_fails_when_runs_fail() {
+    let _heavy = HEAVY.lock();
     // A rate no loopback server with 20 connections meets: the constant-rate run falls
     // behind, and the benchmark says so in its exit status after printing everything.
     let out = Command::new(FRUGAL)
@@ -1014,9 +879,7 @@ fn bench_http_fails_when_runs_fail() {
 fn load_says_when_the_fd_limit_is_too_low() {
     // `ulimit -n` in sh sets the hard limit too, so frugal cannot raise it. The target is a
     // loopback port that was free a moment ago (nothing is sent: the limit check comes first).
-    let addr = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("loopback");
+    let addr = format!("127.0.0.1:{}", free_port());
     let out = Command::new("sh")
         .args([
             "-c",

@@ -6,19 +6,9 @@
 //! `merged_percentiles_are_those_of_the_union_of_the_samples` in frugal-workloads (raw samples are
 //! not visible from here); this test checks the processes' own reports against the merge.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
-const FRUGAL: &str = env!("CARGO_BIN_EXE_frugal");
-
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use crate::util::{Server, FRUGAL, HEAVY};
 
 fn json(path: &std::path::Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
@@ -26,24 +16,9 @@ fn json(path: &std::path::Path) -> serde_json::Value {
 
 #[test]
 fn two_generators_merged_match_one_and_their_own_reports() {
-    let mut server = KillOnDrop(
-        Command::new(FRUGAL)
-            .args(["serve", "--work-us", "200"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let mut line = String::new();
-    BufReader::new(server.0.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .to_owned();
+    let _heavy = HEAVY.lock();
+    let server = Server::start(&["--work-us", "200"]);
+    let url = server.url();
     let dir = tempfile::tempdir().unwrap();
     let p = |name: &str| dir.path().join(name);
     let load = |conns: &str, rate: &str, name: &str| {

@@ -1,12 +1,13 @@
 //! `frugal bench io` end to end: a 1-second run on a small file at QD 4.
 
 use std::path::Path;
-use std::process::Command;
 
 use frugal_workloads::io::{IoMode, IoReport};
 
+use crate::util::frugal;
+
 fn bench_io(file: &Path, json: &Path, extra: &[&str]) -> (IoReport, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_frugal"))
+    let out = frugal()
         .args([
             "bench", "io", "--size", "4M", "--qd", "4", "-d", "1s", "--file",
         ])
@@ -96,7 +97,7 @@ fn tmpfs_direct_run_reports_what_happened() {
 fn compare_fio_without_fio_says_how_to_get_it() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("io.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_frugal"))
+    let out = frugal()
         .args(["bench", "io", "--size", "1M", "--qd", "2", "-d", "100ms"])
         .args(["--compare-fio", "--buffered", "--file"])
         .arg(dir.path().join("io.dat"))

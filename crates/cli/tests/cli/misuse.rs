@@ -6,10 +6,10 @@
 //! Every case is bounded: a command that starts running instead of refusing is killed and fails
 //! the test.
 
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::util::{frugal, output_within};
 
 /// What kind of value a flag takes, which decides the bad values tried.
 #[derive(Clone, Copy)]
@@ -141,46 +141,16 @@ struct Outcome {
 /// Runs `frugal args`, killing it (and failing) if it has not exited within `limit`: a misuse
 /// must be refused at once, not measured.
 fn run(args: &[String], limit: Duration) -> Outcome {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_frugal"))
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the frugal binary starts");
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("waitable") {
-            break status;
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "`frugal {}` ran for {limit:?} instead of refusing",
-                args.join(" ")
-            );
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    let mut stdout = String::new();
-    let mut stderr = String::new();
-    child
-        .stdout
-        .take()
-        .expect("piped")
-        .read_to_string(&mut stdout)
-        .expect("utf-8 stdout");
-    child
-        .stderr
-        .take()
-        .expect("piped")
-        .read_to_string(&mut stderr)
-        .expect("utf-8 stderr");
+    let out = output_within(frugal().args(args), limit).unwrap_or_else(|| {
+        panic!(
+            "`frugal {}` ran for {limit:?} instead of refusing",
+            args.join(" ")
+        )
+    });
     Outcome {
-        code: status.code(),
-        stdout,
-        stderr,
+        code: out.status.code(),
+        stdout: String::from_utf8(out.stdout).expect("utf-8 stdout"),
+        stderr: String::from_utf8(out.stderr).expect("utf-8 stderr"),
     }
 }
 

@@ -5,24 +5,20 @@
 //! root the tracing tests check the non-root error instead.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
+use std::sync::MutexGuard;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::util::{frugal, tempdir, KillOnDrop as Reaped, FRUGAL, HEAVY, TRACE};
+
 /// The tests of this file run one at a time: with several bpftrace sessions at once on a
 /// loaded 2-core machine, one bpftrace aborted at exit ("Could not clear map") in a CI
-/// rehearsal.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn frugal() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_frugal"))
+/// rehearsal. Nor do they run beside the tests that load the machine ([`HEAVY`]): attaching
+/// by PID waits a fixed moment for bpftrace to attach, as it did when this file ran alone.
+fn serial() -> (MutexGuard<'static, ()>, MutexGuard<'static, ()>) {
+    (TRACE.lock(), HEAVY.lock())
 }
 
 const DEMO: &str = env!("CARGO_BIN_EXE_frugal-trace-demo");
@@ -83,7 +79,7 @@ fn assert_no_bpftrace_left(needle: &str) {
 }
 
 fn trace_json(args: &[&str], cmd: &[&str]) -> (Value, Output) {
-    let dir = tempfile::tempdir().expect("a temporary directory can be created");
+    let dir = tempdir();
     let json = dir.path().join("trace.json");
     let mut c = frugal();
     c.arg("trace").args(args).arg("--json").arg(&json);
@@ -252,7 +248,7 @@ fn non_root_is_told_which_capability() {
             "--clear-groups",
             "--inh-caps=-all",
         ])
-        .arg(env!("CARGO_BIN_EXE_frugal"))
+        .arg(FRUGAL)
         .args(["trace", "--", "/bin/true"])
         .output()
         .expect("setpriv runs");
@@ -340,16 +336,6 @@ fn bad_targets_are_one_line_errors() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(expected), "{args:?}: {err}");
         assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
-    }
-}
-
-/// Kills and reaps a child when dropped (a test that fails leaves no demo running).
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 
@@ -449,9 +435,9 @@ fn wait_for_attach(pid: &str) {
     std::thread::sleep(Duration::from_secs(2));
 }
 
-/// Builds the Go program of tests/go-defers, or `None` when no Go toolchain is installed.
+/// Builds the Go program of tests/cli/go-defers, or `None` when no Go toolchain is installed.
 fn build_go_program(dir: &Path) -> Option<PathBuf> {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/go-defers");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cli/go-defers");
     let bin = dir.join("godefers");
     let mut go = Command::new("go");
     go.current_dir(&src)

@@ -1,10 +1,10 @@
 //! `frugal rightsize` end to end: the demo, the formats, malformed input, catalogs, the article
 //! policy and `--verify`.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 fn frugal(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_frugal"))
+    crate::util::frugal()
         .arg("rightsize")
         .args(args)
         .output()

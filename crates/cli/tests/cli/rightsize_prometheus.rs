@@ -10,37 +10,21 @@
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::util::{free_port, KillOnDrop};
 
 const PROMETHEUS: &str = "/usr/bin/prometheus";
 const PROMTOOL: &str = "/usr/bin/promtool";
 const VICTORIA: &str = "/usr/bin/victoria-metrics";
 
 fn frugal(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_frugal"))
+    crate::util::frugal()
         .arg("rightsize")
         .args(args)
         .output()
         .expect("the frugal binary runs")
-}
-
-/// Kills the server when the test ends, however it ends.
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn http_get(port: u16, path: &str) -> Option<String> {
@@ -327,31 +311,13 @@ fn slow_prometheus_times_out() {
 
 #[test]
 fn non_prometheus_answer_is_a_clear_error() {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    // Non-blocking accept with a deadline: if frugal never connects, the thread still ends.
-    let server = std::thread::spawn(move || {
-        listener.set_nonblocking(true).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let mut s = loop {
-            match listener.accept() {
-                Ok((s, _)) => break s,
-                Err(_) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(10))
-                }
-                Err(_) => return,
-            }
-        };
-        s.set_nonblocking(false).unwrap();
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        let mut buf = [0u8; 4096];
-        let _ = s.read(&mut buf);
+    // A proxy's login page where the API should be.
+    let (port, server) = fake_server(1, |_| {
         let body = "<html>login</html>";
-        let _ = write!(
-            s,
+        format!(
             "HTTP/1.1 502 Bad Gateway\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
-        );
+        )
     });
     let url = format!("http://127.0.0.1:{port}");
     let out = frugal(&[
@@ -830,11 +796,28 @@ fn bad_prometheus_input_is_reported_never_silently_dropped() {
     }
 }
 
-/// A fake engine: answers every request with `answer(request line)`, for at most `max` requests
-/// or 20 s; returns the request lines it saw.
+/// A fake engine: answers every request with 200 and the JSON `answer(request line)`, for at
+/// most `max` requests or 20 s; returns the request lines it saw.
 fn fake_engine(
     max: usize,
     answer: impl Fn(&str) -> String + Send + 'static,
+) -> (u16, std::thread::JoinHandle<Vec<String>>) {
+    fake_server(max, move |line| {
+        let body = answer(line);
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    })
+}
+
+/// A fake server on a loopback port: answers every request (one a connection) with the whole
+/// HTTP response `respond(request line)`, for at most `max` requests or 20 s; returns the
+/// request lines it saw. Non-blocking accepts with a deadline: if frugal never connects, the
+/// thread still ends.
+fn fake_server(
+    max: usize,
+    respond: impl Fn(&str) -> String + Send + 'static,
 ) -> (u16, std::thread::JoinHandle<Vec<String>>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -853,13 +836,7 @@ fn fake_engine(
             let n = s.read(&mut buf).unwrap_or(0);
             let req = String::from_utf8_lossy(&buf[..n]).into_owned();
             let line = req.lines().next().unwrap_or("").to_owned();
-            let body = answer(&line);
-            let _ = write!(
-                s,
-                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                body.len()
-            );
-            let _ = s.write_all(body.as_bytes());
+            let _ = s.write_all(respond(&line).as_bytes());
             seen.push(line);
         }
         seen

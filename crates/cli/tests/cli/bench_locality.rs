@@ -7,8 +7,10 @@ use frugal_workloads::claims::Verdict;
 use frugal_workloads::defer_bench::CounterSource;
 use frugal_workloads::locality::{LocalityReport, Pattern};
 
+use crate::util::{tempdir, FRUGAL, HEAVY};
+
 fn frugal(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_frugal"))
+    crate::util::frugal()
         .args(["bench", "locality"])
         .args(args)
         .output()
@@ -16,7 +18,8 @@ fn frugal(args: &[&str]) -> Output {
 }
 
 fn run_json(args: &[&str]) -> (LocalityReport, serde_json::Value, String) {
-    let dir = tempfile::tempdir().expect("a temporary directory can be created");
+    let _heavy = HEAVY.lock();
+    let dir = tempdir();
     let path = dir.path().join("locality.json");
     let mut all: Vec<&str> = args.to_vec();
     let p = path.to_str().expect("the temporary path is UTF-8");
@@ -218,6 +221,7 @@ fn bad_input_exits_2_with_one_line() {
 /// the in-process trace the model is fed.
 #[test]
 fn the_traced_addresses_match_valgrind_lackey() {
+    let _heavy = HEAVY.lock();
     if Command::new("valgrind").arg("--version").output().is_err() {
         eprintln!("skipped: valgrind is not installed (scripts/deps.sh installs it)");
         return;
@@ -234,7 +238,7 @@ fn the_traced_addresses_match_valgrind_lackey() {
             .arg("--tool=lackey")
             .arg("--trace-mem=yes")
             .arg("--log-fd=2")
-            .arg(env!("CARGO_BIN_EXE_frugal"))
+            .arg(FRUGAL)
             .args(["bench", "locality", "--sim-child", key])
             .arg(size.to_string())
             .arg(accesses.to_string())
