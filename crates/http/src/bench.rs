@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use crate::child::{ServerProcess, ServerStderr};
 use crate::load_report::{ErrorCounts, LoadReport};
-use crate::loadgen::{load, LoadConfig, Progress, Url};
+use crate::loadgen::{load, LoadConfig, Progress};
 use frugal_output::Summary;
 
 use crate::procfs::proc_stat;

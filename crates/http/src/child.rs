@@ -225,10 +225,7 @@ fn keep(pipe: impl std::io::Read, kept: &Mutex<String>) {
     }
 }
 
-fn spawn_reader(
-    name: &str,
-    read: impl FnOnce() + Send + 'static,
-) -> Result<JoinHandle<()>, Error> {
+fn spawn_reader(name: &str, read: impl FnOnce() + Send + 'static) -> Result<JoinHandle<()>, Error> {
     std::thread::Builder::new()
         .name(name.to_owned())
         .spawn(read)
@@ -346,7 +343,10 @@ mod tests {
             "{err}"
         );
         let err = start_err(sh("exit 3"), ServerStderr::Keep, PATIENCE);
-        assert!(err.contains("(exit status: 3): it printed nothing"), "{err}");
+        assert!(
+            err.contains("(exit status: 3): it printed nothing"),
+            "{err}"
+        );
         let err = start_err(sh("exit 4"), ServerStderr::Inherit, PATIENCE);
         assert!(err.contains("see its messages above"), "{err}");
     }
@@ -359,11 +359,7 @@ mod tests {
             PATIENCE,
         );
         assert!(err.contains("cannot start `/nonexistent/frugal`"), "{err}");
-        let err = start_err(
-            sh("echo 'hello'; sleep 60"),
-            ServerStderr::Keep,
-            PATIENCE,
-        );
+        let err = start_err(sh("echo 'hello'; sleep 60"), ServerStderr::Keep, PATIENCE);
         assert!(err.contains("unexpected first line"), "{err}");
         let started = Instant::now();
         let err = start_err(
