@@ -12,13 +12,13 @@
 //! strategy gets a median and a min–max spread per measure ([`BenchSummary`]), and
 //! [`BenchReport::within_noise`] says whether the strategies differ by more than their runs do.
 
-use std::io::{BufRead as _, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::child::{ServerProcess, ServerStderr};
 use crate::load_report::{ErrorCounts, LoadReport};
-use crate::loadgen::{load, LoadConfig, Progress, Url};
+use crate::loadgen::{load, LoadConfig, Progress};
 use frugal_output::Summary;
 
 use crate::procfs::proc_stat;
@@ -227,60 +227,11 @@ fn summarize(strategies: &[Strategy], rows: &[BenchRow]) -> Vec<BenchSummary> {
 /// How long a started server has to print its address.
 const SERVER_START_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// A running server child; killed on drop.
-struct ServerChild {
-    child: Child,
-    url: Option<Url>,
-}
-
-impl Drop for ServerChild {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start_server(mut command: Command, strategy: Strategy) -> Result<ServerChild, Error> {
-    command
-        .args(["--strategy", strategy.name(), "--addr", "127.0.0.1:0"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-    let mut child = command
-        .spawn()
-        .map_err(Error::io("cannot start the server process"))?;
-    let stdout = child.stdout.take().expect("stdout is piped just above");
-    // From here on, an early return kills the child (ServerChild's drop).
-    let mut server = ServerChild { child, url: None };
-    // Read on a helper thread so that a wedged server cannot hang the benchmark; on a timeout
-    // the early return kills the child, which ends the helper's read with EOF.
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let n = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(n.map(|n| (n, line)));
-    });
-    let (n, line) = match rx.recv_timeout(SERVER_START_TIMEOUT) {
-        Ok(read) => read.map_err(Error::io("cannot read the server's address"))?,
-        Err(_) => {
-            return Err(Error::Io {
-                context: "the server did not print its address within 15 s; is it wedged?",
-                source: std::io::ErrorKind::TimedOut.into(),
-            })
-        }
-    };
-    if n == 0 {
-        return Err(Error::Io {
-            context: "the server exited before printing its address",
-            source: std::io::ErrorKind::UnexpectedEof.into(),
-        });
-    }
-    let addr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_default();
-    server.url = Some(format!("{}/", addr.trim_end_matches('/')).parse()?);
-    Ok(server)
+/// Starts one strategy's server. Its stderr is kept, not shown: its shutdown lines would break
+/// into the progress bar; a server that fails to start is quoted in the error.
+fn start_server(mut command: Command, strategy: Strategy) -> Result<ServerProcess, Error> {
+    command.args(["--strategy", strategy.name(), "--addr", "127.0.0.1:0"]);
+    ServerProcess::start(command, ServerStderr::Keep, SERVER_START_TIMEOUT)
 }
 
 /// Runs the benchmark. `server` is the command that starts `frugal serve` with any extra
@@ -336,9 +287,8 @@ fn bench_one(
     rate: &mut Option<f64>,
 ) -> Result<(BenchRow, BenchRow), Error> {
     let child = start_server(server(), strategy)?;
-    let pid = child.child.id();
-    let url = child.url.clone().expect("start_server sets the url");
-    let mut load_config = LoadConfig::new(url);
+    let pid = child.pid();
+    let mut load_config = LoadConfig::new(child.url().clone());
     load_config.connections = config.connections;
     load_config.duration = config.duration;
     load_config.warmup = config.warmup;
@@ -385,7 +335,7 @@ fn measure(
     Ok(BenchRow {
         strategy,
         round,
-        mode: report.mode,
+        mode: report.mode.name(),
         achieved_rps: report.achieved_rps,
         target_rps: report.target_rps,
         p50_ns: latency.p50,

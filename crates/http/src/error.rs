@@ -66,6 +66,17 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// A server child process ([`crate::ServerProcess`]) could not be started, or did not say
+    /// where it listens.
+    #[error("{message}")]
+    ServerStart {
+        /// What happened (with what the server wrote on stderr, when it was kept) and what to
+        /// do.
+        message: String,
+        /// The I/O error, if any.
+        #[source]
+        source: Option<io::Error>,
+    },
     /// An HdrHistogram interval log could not be written or read.
     #[error("{}: {message}", path.display())]
     HdrLog {

@@ -27,7 +27,7 @@ pub(crate) fn histogram() -> Histogram<u64> {
 /// // Exact to the histogram's 3 significant digits.
 /// assert_eq!((s.count, s.p50 / 1_000, s.max / 1_000), (1000, 500, 1000));
 /// ```
-#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LatencySummary {
     /// Responses summarized.
     pub count: u64,

@@ -12,6 +12,9 @@
 //!   coordinated-omission correction, and returns a serializable [`LoadReport`].
 //! - [`bench()`] starts the service once per strategy as a separate process and drives it with
 //!   [`load()`], closed-loop and at a constant rate, reading the server's CPU time and memory.
+//! - [`ServerProcess`] is that separate process: `frugal serve` started from a command the caller
+//!   prepared, ready once it prints `listening on http://...`, stopped (SIGTERM, then SIGKILL) on
+//!   drop. `bench()` and `frugal rightsize --verify` both start the service with it.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -50,14 +53,17 @@
 //!   a client that went away);
 //! - the load generator: [`load()`] in `loadgen.rs` over `client.rs` (one connection),
 //!   `pacer.rs` (sub-millisecond sends), `latency.rs`, `load_report.rs` and [`hdrlog`];
-//! - the benchmark: [`bench()`] in `bench.rs`, reading [`procfs`].
+//! - the benchmark: [`bench()`] in `bench.rs`, reading [`procfs`], over `child.rs`
+//!   ([`ServerProcess`]).
 //!
 //! Imports go one way: `server` → `release` → `state` → `metrics`/`resources` → `strategy`;
-//! `bench` → `loadgen` → `client`/`pacer`/`hdrlog` → `load_report`/`latency`.
+//! `bench` → `child` (its [`Url`]) → `loadgen` → `client`/`pacer`/`hdrlog` →
+//! `load_report`/`latency`.
 
 #![forbid(unsafe_code)]
 
 mod bench;
+mod child;
 mod client;
 mod error;
 pub mod hdrlog;
@@ -75,9 +81,10 @@ mod state;
 mod strategy;
 
 pub use bench::{bench, BenchConfig, BenchReport, BenchRow, BenchSummary, Measure, Noise};
+pub use child::{ServerProcess, ServerStderr};
 pub use error::Error;
 pub use latency::LatencySummary;
-pub use load_report::{ErrorCounts, LoadReport};
+pub use load_report::{ErrorCounts, LoadMode, LoadReport};
 pub use loadgen::{load, raise_nofile_limit, LoadConfig, Progress, Url};
 pub use server::serve;
 pub use state::ServeConfig;

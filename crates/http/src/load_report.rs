@@ -7,7 +7,7 @@ use frugal_output::{Align, Document, Render, Table, Tone};
 use crate::latency::LatencySummary;
 
 /// Failed requests by kind.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ErrorCounts {
     /// Connections that could not be reopened during the run.
     pub connect: u64,
@@ -39,12 +39,15 @@ impl ErrorCounts {
 }
 
 /// The result of a load run (the JSON of `frugal load --json`).
-#[derive(Debug, Clone, serde::Serialize)]
+///
+/// It reads back from that JSON too (`frugal rightsize --verify` runs `frugal load` as a child
+/// and judges its report); the `schema` and `version` keys the CLI adds on top are ignored.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct LoadReport {
     /// The target.
     pub url: String,
-    /// `"closed-loop"` or `"constant-rate"`.
-    pub mode: &'static str,
+    /// Closed-loop or constant-rate.
+    pub mode: LoadMode,
     /// Connections asked for.
     pub connections: u64,
     /// Connections that were open when the clock started.
@@ -85,6 +88,33 @@ pub struct LoadReport {
     pub unfinished_oldest_ns: u64,
     /// The open-file limit in force.
     pub nofile_limit: u64,
+}
+
+/// How a load run sends: as fast as answers come, or on a schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LoadMode {
+    /// Each connection sends its next request when the previous one is answered (maximum
+    /// throughput).
+    ClosedLoop,
+    /// Requests at a constant rate, latency corrected for coordinated omission.
+    ConstantRate,
+}
+
+impl LoadMode {
+    /// `"closed-loop"` or `"constant-rate"`, as in the JSON.
+    pub fn name(self) -> &'static str {
+        match self {
+            LoadMode::ClosedLoop => "closed-loop",
+            LoadMode::ConstantRate => "constant-rate",
+        }
+    }
+}
+
+impl std::fmt::Display for LoadMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 impl LoadReport {
@@ -320,7 +350,7 @@ impl Render for LoadReport {
         let e = &r.errors;
         let mut row = vec![
             r.url.clone(),
-            r.mode.to_owned(),
+            r.mode.name().to_owned(),
             r.connections.to_string(),
             r.connections_open.to_string(),
             r.threads.to_string(),
@@ -364,9 +394,9 @@ mod tests {
         LoadReport {
             url: "http://127.0.0.1:8080/".to_owned(),
             mode: if rate.is_some() {
-                "constant-rate"
+                LoadMode::ConstantRate
             } else {
-                "closed-loop"
+                LoadMode::ClosedLoop
             },
             connections: 10,
             connections_open: 10,
@@ -433,6 +463,28 @@ mod tests {
         assert_eq!(cell("errors_reset"), "1");
         assert_eq!(cell("corrected_p99_ns"), "");
         assert_eq!(cell("target_rps"), "");
+    }
+
+    #[test]
+    fn reads_back_what_load_json_writes() {
+        for rate in [None, Some(100.0)] {
+            // What `frugal load --json` writes: the report under `schema` and `version`.
+            let written = report(rate).to_json().expect("serializes");
+            assert!(written.contains("\"schema\": \"frugal-load\""), "{written}");
+            let read: LoadReport = serde_json::from_str(&written).expect("reads back");
+            assert_eq!(read.to_json().expect("serializes"), written);
+            assert_eq!(read.mode, report(rate).mode);
+        }
+        let mut v: serde_json::Value =
+            serde_json::from_str(&report(None).to_json().expect("serializes")).expect("json");
+        v["mode"] = "open-loop".into();
+        let err = serde_json::from_value::<LoadReport>(v)
+            .expect_err("an unknown mode")
+            .to_string();
+        assert!(
+            err.contains("unknown variant `open-loop`, expected `closed-loop` or `constant-rate`"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -28,7 +28,7 @@ use hdrhistogram::Histogram;
 
 use crate::client::{Conn, Failure};
 use crate::latency::{histogram, LatencySummary};
-use crate::load_report::{ErrorCounts, LoadReport};
+use crate::load_report::{ErrorCounts, LoadMode, LoadReport};
 use crate::pacer::Pacer;
 use crate::Error;
 
@@ -390,9 +390,9 @@ fn run_load(config: &LoadConfig, progress: Arc<Progress>) -> Result<LoadReport, 
     Ok(LoadReport {
         url: url.to_string(),
         mode: if constant {
-            "constant-rate"
+            LoadMode::ConstantRate
         } else {
-            "closed-loop"
+            LoadMode::ClosedLoop
         },
         connections,
         connections_open: connected,

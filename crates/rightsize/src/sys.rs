@@ -107,14 +107,6 @@ pub(crate) fn kill_hard(pid: u32) {
     }
 }
 
-/// Sends SIGTERM to a child process (one we spawned and have not yet reaped); errors (ESRCH)
-/// are ignored.
-pub(crate) fn terminate(pid: u32) {
-    if let Some(pid) = pid_of(pid) {
-        let _ = process::kill_process(pid, Signal::TERM);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

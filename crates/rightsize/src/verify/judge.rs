@@ -1,9 +1,9 @@
 //! Judging the SLA: the latency target of a replay, the fraction of requests within it, and
 //! whether a run passes.
 
-use crate::outcome::Measured;
+use frugal_http::LoadReport;
 
-use super::service::LoadReport;
+use crate::outcome::Measured;
 
 /// Fraction of requests within `target` from percentile points, interpolating linearly in latency.
 pub fn fraction_within(points: &[(f64, f64)], target: f64) -> f64 {
@@ -62,8 +62,7 @@ pub(super) fn measure(
         (ms(lat.p999), 0.999),
         (ms(lat.max), 1.0),
     ];
-    let e = &report.errors;
-    let errors = e.connect + e.timeout + e.status + e.reset + e.other;
+    let errors = report.errors.total();
     let total = report.requests_ok + errors;
     let fraction =
         fraction_within(&points, target_ms) * report.requests_ok as f64 / total.max(1) as f64;

@@ -217,7 +217,7 @@ pub fn verify(rec: &Recommendation, opts: &VerifyOptions) -> Result<Verification
         let server = start_server(opts, &cpus_here[..k_cur], None, work_us)?;
         let r = run_load(
             opts,
-            &server.url,
+            &server.url().to_string(),
             &load_cpus(k_cur),
             None,
             opts.calibrate,
@@ -246,7 +246,7 @@ pub fn verify(rec: &Recommendation, opts: &VerifyOptions) -> Result<Verification
         let server = start_server(opts, &cpus_here[..k], quota, work_us)?;
         let r = run_load(
             opts,
-            &server.url,
+            &server.url().to_string(),
             &load_cpus(k),
             Some(rate),
             opts.duration,

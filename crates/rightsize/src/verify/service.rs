@@ -2,69 +2,33 @@
 //! `frugal load` at a constant rate (or closed-loop for the capacity run), each a child process
 //! spawned and reaped on the calling thread.
 //!
-//! Two pieces here are private copies, kept in this one module until the shared types exist:
-//! [`LoadReport`] (with [`LoadLatency`] and [`LoadErrors`]) mirrors the fields of
-//! `frugal load --json` this replay reads, and [`start_server`] starts `frugal serve` and reads
-//! its `listening on http://...` line. The HTTP code is moving into the crate `frugal-http`; once
-//! it has landed these will be replaced by its load report type and its server start-up.
+//! The server is frugal-http's [`ServerProcess`] (the one `frugal bench http` uses), its stderr
+//! kept out of the report's output and quoted when it fails; the load generator's JSON is read
+//! into frugal-http's [`LoadReport`], the type `frugal load --json` writes.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufReader, Read as _};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
+use frugal_http::{LoadReport, ServerProcess, ServerStderr};
 
 use super::confine::CpuQuota;
 use super::VerifyOptions;
 use crate::error::{Error, Result};
 use crate::sys;
 
-/// A running `frugal serve`, stopped (SIGTERM, then kill) on drop.
-pub(super) struct Server {
-    child: Child,
-    pub(super) url: String,
-    /// What it wrote on stderr (its shutdown lines, or why it failed): kept out of the
-    /// report's output, quoted when it fails.
-    stderr: std::sync::Arc<std::sync::Mutex<String>>,
-}
-
-impl Server {
-    /// The server's stderr so far, trimmed (empty when it wrote nothing).
-    fn messages(&self) -> String {
-        self.stderr
-            .lock()
-            .map(|s| s.trim().to_owned())
-            .unwrap_or_default()
-    }
-}
-
-/// Most of a child's stderr kept for an error message.
-const STDERR_KEEP: usize = 16 * 1024;
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        sys::terminate(self.child.id());
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+/// How long a started `frugal serve` has to print its address.
+const SERVE_START_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Starts `frugal serve` on a free loopback port with `work_us` of CPU work per request,
-/// pinned to `cpus` and moved into `quota` when given; returns once it listens.
+/// pinned to `cpus` and moved into `quota` when given; returns once it listens. It is stopped
+/// (SIGTERM, then kill) when the returned server is dropped.
 pub(super) fn start_server(
     opts: &VerifyOptions,
     cpus: &[usize],
     quota: Option<&CpuQuota>,
     work_us: u64,
-) -> Result<Server> {
+) -> Result<ServerProcess> {
     let mut cmd = Command::new(&opts.program);
     cmd.args([
         "serve",
@@ -72,149 +36,22 @@ pub(super) fn start_server(
         "127.0.0.1:0",
         "--work-us",
         &work_us.to_string(),
-    ])
-    .stdin(Stdio::null())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
+    ]);
     sys::confine_child(&mut cmd, cpus);
-    let child = cmd.spawn().map_err(|e| {
-        Error::verify_io(format!("cannot start {} serve", opts.program.display()), e)
-    })?;
-    // Guarded at once: from here every early return stops and reaps the server.
-    let mut server = Server {
-        child,
-        url: String::new(),
-        stderr: std::sync::Arc::default(),
-    };
-    let stderr = server
-        .child
-        .stderr
-        .take()
-        .expect("invariant: stderr was piped");
-    let sink = std::sync::Arc::clone(&server.stderr);
-    std::thread::Builder::new()
-        .name("serve-stderr".to_owned())
-        .spawn(move || {
-            // Drained to the end so that the server never blocks on a full pipe.
-            for line in BufReader::new(stderr).lines().map_while(|l| l.ok()) {
-                if let Ok(mut kept) = sink.lock() {
-                    if kept.len() < STDERR_KEEP {
-                        kept.push_str(&line);
-                        kept.push('\n');
-                    }
-                }
-            }
-        })
-        .map_err(|e| Error::verify_io("cannot start a thread to read `frugal serve`", e))?;
-    let stdout = server
-        .child
-        .stdout
-        .take()
-        .expect("invariant: stdout was piped");
-    let (tx, rx) = mpsc::channel();
-    std::thread::Builder::new()
-        .name("serve-stdout".to_owned())
-        .spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(first)) = lines.next() {
-                let _ = tx.send(first);
-            }
-            for _ in lines {} // keep draining so the server never blocks on a full pipe
-        })
-        .map_err(|e| Error::verify_io("cannot start a thread to read `frugal serve`", e))?;
+    let server = ServerProcess::start(cmd, ServerStderr::Keep, SERVE_START_TIMEOUT).map_err(
+        |e| match e {
+            frugal_http::Error::ServerStart {
+                message, source, ..
+            } => Error::Verify { message, source },
+            other => Error::verify(other.to_string()),
+        },
+    )?;
     if let Some(q) = quota {
-        // All threads of the server move; it has not served anything yet.
-        q.add(server.child.id()).map_err(Error::verify)?;
+        // All threads of the server move; it has not served anything yet. On an error the
+        // server is stopped as it drops.
+        q.add(server.pid()).map_err(Error::verify)?;
     }
-    let line = match rx.recv_timeout(Duration::from_secs(15)) {
-        Ok(line) => line,
-        Err(mpsc::RecvTimeoutError::Timeout) => {
-            return Err(Error::verify(
-                "`frugal serve` did not print `listening on http://...` within 15 s; run \
-                 `frugal serve --help` to check it works",
-            ))
-        }
-        Err(mpsc::RecvTimeoutError::Disconnected) => {
-            // Its stdout closed without a line: it exited (or is exiting) at once.
-            let deadline = Instant::now() + Duration::from_secs(5);
-            let status = loop {
-                match server.child.try_wait() {
-                    Ok(Some(status)) => break status.to_string(),
-                    Ok(None) if Instant::now() < deadline => {
-                        std::thread::sleep(Duration::from_millis(20))
-                    }
-                    Ok(None) => break "still running with its stdout closed".to_owned(),
-                    Err(e) => break format!("status unknown: {e}"),
-                }
-            };
-            // Give the reader a moment to collect the last lines.
-            std::thread::sleep(Duration::from_millis(50));
-            return Err(Error::verify(format!(
-                "`frugal serve` exited before listening ({status}): {}; run `frugal serve \
-                 --help` to check it works",
-                match server.messages() {
-                    m if m.is_empty() => "it printed nothing".to_owned(),
-                    m => m,
-                }
-            )));
-        }
-    };
-    server.url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .filter(|u| u.starts_with("http://"))
-        .ok_or_else(|| {
-            Error::verify(format!(
-                "unexpected first line from `frugal serve`: {line:?}"
-            ))
-        })?
-        .to_owned();
     Ok(server)
-}
-
-/// Latency percentiles of `frugal load --json`, ns.
-#[derive(Deserialize)]
-pub(super) struct LoadLatency {
-    /// Median.
-    pub(super) p50: u64,
-    /// 90th percentile.
-    pub(super) p90: u64,
-    /// 99th percentile.
-    pub(super) p99: u64,
-    /// 99.9th percentile.
-    pub(super) p999: u64,
-    /// Slowest request.
-    pub(super) max: u64,
-}
-
-/// Failed requests of `frugal load --json`, by kind.
-#[derive(Deserialize)]
-pub(super) struct LoadErrors {
-    /// Connections refused or failed.
-    pub(super) connect: u64,
-    /// Requests timed out.
-    pub(super) timeout: u64,
-    /// Non-2xx answers.
-    pub(super) status: u64,
-    /// Connections reset.
-    pub(super) reset: u64,
-    /// Anything else.
-    pub(super) other: u64,
-}
-
-/// What the replay reads of `frugal load --json` (a copy of its shape, see the module docs).
-#[derive(Deserialize)]
-pub(super) struct LoadReport {
-    /// Requests per second completed.
-    pub(super) achieved_rps: f64,
-    /// Successful requests.
-    pub(super) requests_ok: u64,
-    /// Failed requests, by kind.
-    pub(super) errors: LoadErrors,
-    /// Latency as measured, ns.
-    pub(super) latency_ns: LoadLatency,
-    /// Latency corrected for coordinated omission (constant-rate runs), ns.
-    pub(super) latency_corrected_ns: Option<LoadLatency>,
 }
 
 /// Kills (SIGKILL) and reaps the child on drop, if it still holds one.
@@ -272,7 +109,6 @@ pub(super) fn run_load(
     let drain = std::thread::Builder::new()
         .name("load-stderr".to_owned())
         .spawn(move || {
-            use std::io::Read;
             let mut err = String::new();
             let _ = BufReader::new(stderr).read_to_string(&mut err);
             err
