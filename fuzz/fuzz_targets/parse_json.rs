@@ -1,7 +1,8 @@
 //! Fuzzes the JSON parser, and the model on whatever parses: neither may panic.
 #![no_main]
 
-use frugal_rightsize::{analyze, parse_json, render, Catalog, Config, Format, SeriesSet};
+use frugal_output::{Render, Style};
+use frugal_rightsize::{analyze, parse_json, Catalog, Config, SeriesSet};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -14,8 +15,10 @@ fuzz_target!(|data: &[u8]| {
             ..Config::default()
         };
         let report = analyze(&set.into_series(), &Catalog::embedded(), &config);
-        for format in [Format::Table, Format::Json, Format::Csv, Format::Html] {
-            let _ = render(&report, format);
-        }
+        let _ = report.document().to_text(&Style::colored());
+        let _ = report.document().to_markdown();
+        let _ = report.csv_table().map(|t| t.to_csv());
+        let _ = report.to_json();
+        let _ = report.to_html();
     }
 });

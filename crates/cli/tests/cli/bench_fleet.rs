@@ -67,7 +67,7 @@ fn bench_fleet_measures_both_paths_and_writes_json() {
 #[test]
 fn bench_fleet_takes_the_common_output_options() {
     // The grammar, checked without running a benchmark: clap refuses what it does not know.
-    let help = Command::new(env!("CARGO_BIN_EXE_frugal"))
+    let help = frugal()
         .args(["bench", "fleet", "--help"])
         .output()
         .unwrap();
