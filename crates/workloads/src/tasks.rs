@@ -1051,6 +1051,6 @@ mod tests {
         assert_eq!(report.started, 50);
         assert_eq!(report.stopped_by, None);
         // (Thread and memory counts are process-wide; other tests run concurrently, so the
-        // deltas are checked end to end in crates/cli/tests/bench_tasks.rs instead.)
+        // deltas are checked end to end in crates/cli/tests/cli/bench_tasks.rs instead.)
     }
 }

@@ -77,7 +77,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let size: u64 = size.parse()?;
         let accesses: u64 = accesses.parse()?;
         let run = locality::sim_child(pattern, size, accesses)?;
-        // What a trace of this child needs to line up with ours (tests/bench_locality.rs).
+        // What a trace of this child needs to line up with ours (tests/cli/bench_locality.rs).
         println!(
             "checksum={} region_start={:#x} region_len={} warmup_accesses={}",
             run.checksum, run.region_start, run.region_len, run.warmup_accesses

@@ -31,7 +31,7 @@
 //! chosen once per scope by reading a *semaphore*: a `u16` that the kernel increments while a
 //! tracer is attached to either probe (uprobe `ref_ctr_offset`, Linux 4.20+; bpftrace uses
 //! it). Untraced, a scope pays one compare and branch for it; no defer pays anything.
-//! `crates/cli/tests/trace.rs` checks that bpftrace sets it: every record exit is timed.
+//! `crates/cli/tests/cli/trace.rs` checks that bpftrace sets it: every record exit is timed.
 //!
 //! Measured with `cargo bench -p frugal-defer [--features usdt] -- --callgrind` (Rust 1.95,
 //! x86-64), instructions per defer beyond the call, off → on and untraced: chain inline
