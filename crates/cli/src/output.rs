@@ -94,17 +94,35 @@ impl OutputArgs {
 }
 
 /// Writes `report` to the files asked for, then to stdout in `--format`.
+///
+/// `-` as a file (`--json -`, `--csv -`, `--markdown -`) means stdout: that form goes to stdout and
+/// the terminal table to stderr (the old `bench defer --json -`, kept for scripts).
 pub fn emit<R: Render + Serialize>(out: &OutputArgs, report: &R) -> anyhow::Result<()> {
-    if let Some(path) = &out.json {
-        write_file(path, &json(report)?)?;
+    let is_dash = |p: &Option<PathBuf>| p.as_deref() == Some(Path::new("-"));
+    let mut stdout_format = out.format;
+    for (path, format) in [
+        (&out.json, Format::Json),
+        (&out.csv, Format::Csv),
+        (&out.markdown, Format::Markdown),
+    ] {
+        if is_dash(path) {
+            stdout_format = format;
+        }
     }
-    if let Some(path) = &out.csv {
-        write_file(path, &csv(report)?)?;
+    let to_file = |p: &Option<PathBuf>| p.clone().filter(|p| p != Path::new("-"));
+    if let Some(path) = to_file(&out.json) {
+        write_file(&path, &json(report)?)?;
     }
-    if let Some(path) = &out.markdown {
-        write_file(path, &report.document().to_markdown())?;
+    if let Some(path) = to_file(&out.csv) {
+        write_file(&path, &csv(report)?)?;
     }
-    let text = match out.format {
+    if let Some(path) = to_file(&out.markdown) {
+        write_file(&path, &report.document().to_markdown())?;
+    }
+    if stdout_format != out.format && out.format == Format::Table && !out.quiet {
+        eprint!("{}", report.document().to_text(&out.stderr_style()));
+    }
+    let text = match stdout_format {
         Format::Table => report.document().to_text(&out.stdout_style()),
         Format::Json => json(report)?,
         Format::Csv => csv(report)?,

@@ -5,7 +5,6 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use frugal_output::Render;
 use frugal_workloads::defer_bench::{self, Config, Scenario, SimCommand, Strategy, WithLedger};
 
 use super::tasks;
@@ -70,13 +69,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .map(|s| Scenario::parse(s))
             .collect::<Result<_, _>>()?;
     }
-    let mut output = args.output.clone();
-    // `--json -` (the old spelling of `--format json`): JSON on stdout, the table on stderr.
-    let json_to_stdout = output.json.as_deref() == Some(std::path::Path::new("-"));
-    if json_to_stdout {
-        output.json = None;
-        output.format = crate::output::Format::Json;
-    }
+    let output = &args.output;
     let bar = crate::output::bar(1, output.quiet);
     let mut report = defer_bench::run(&config, &mut |p| {
         bar.set_length(p.total);
@@ -111,15 +104,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             report: &report,
             tasks: tasks.as_ref(),
         };
-        if json_to_stdout {
-            eprint!("{}", shown.document().to_text(&output.stderr_style()));
-        }
-        crate::output::emit(&output, &shown)?;
+        crate::output::emit(output, &shown)?;
     } else {
-        if json_to_stdout {
-            eprint!("{}", report.document().to_text(&output.stderr_style()));
-        }
-        crate::output::emit(&output, &report)?;
+        crate::output::emit(output, &report)?;
     }
     Ok(ExitCode::SUCCESS)
 }

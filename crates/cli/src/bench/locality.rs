@@ -3,7 +3,6 @@
 
 use std::process::ExitCode;
 
-use frugal_output::Render;
 use frugal_workloads::claims::Claim;
 use frugal_workloads::locality::{self, Config, Pattern, SimCommand};
 
@@ -120,13 +119,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
 
-    let mut output = args.output.clone();
-    // `--json -` (the old spelling of `--format json`): JSON on stdout, the table on stderr.
-    let json_to_stdout = output.json.as_deref() == Some(std::path::Path::new("-"));
-    if json_to_stdout {
-        output.json = None;
-        output.format = crate::output::Format::Json;
-    }
+    let output = &args.output;
     let bar = crate::output::bar(1, output.quiet);
     let result = locality::run(&config, &mut |p| {
         bar.set_length(p.total);
@@ -139,10 +132,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Err(e) if e.is_usage() => return usage(e),
         Err(e) => return Err(anyhow::Error::new(e).context("locality benchmark failed")),
     };
-    if json_to_stdout {
-        eprint!("{}", report.document().to_text(&output.stderr_style()));
-    }
-    crate::output::emit(&output, &report)?;
+    crate::output::emit(output, &report)?;
     Ok(ExitCode::SUCCESS)
 }
 
