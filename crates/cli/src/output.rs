@@ -33,6 +33,21 @@ pub enum Format {
     Csv,
     /// Headings, pipe tables and notes (the same as `--markdown FILE`).
     Markdown,
+    /// The self-contained HTML page: only `rightsize` accepts it (the old spelling of
+    /// `rightsize --html FILE`; see [`format_or_html`]), no other command parses it.
+    #[value(skip)]
+    Html,
+}
+
+/// `--format` for a report with an HTML page: the formats, and `html` (hidden from `--help`).
+pub fn format_or_html(s: &str) -> Result<Format, String> {
+    use clap::ValueEnum as _;
+    if s.eq_ignore_ascii_case("html") {
+        return Ok(Format::Html);
+    }
+    Format::from_str(s, true).map_err(|_| {
+        format!("invalid value {s:?}: expected one of table, json, csv, markdown (or html)")
+    })
 }
 
 /// `--color`.
@@ -98,6 +113,18 @@ impl OutputArgs {
 /// `-` as a file (`--json -`, `--csv -`, `--markdown -`) means stdout: that form goes to stdout and
 /// the terminal table to stderr (the old `bench defer --json -`, kept for scripts).
 pub fn emit<R: Render + Serialize>(out: &OutputArgs, report: &R) -> anyhow::Result<()> {
+    emit_to(out, report, None, None)
+}
+
+/// [`emit`], plus `html`: the report's HTML page to that file (`--html FILE`, for reports that
+/// have one), and `stdout_file`: what would go to stdout written to that file instead (the old
+/// `rightsize -o FILE`).
+pub fn emit_to<R: Render + Serialize>(
+    out: &OutputArgs,
+    report: &R,
+    html: Option<&Path>,
+    stdout_file: Option<&Path>,
+) -> anyhow::Result<()> {
     let is_dash = |p: &Option<PathBuf>| p.as_deref() == Some(Path::new("-"));
     let mut stdout_format = out.format;
     for (path, format) in [
@@ -119,17 +146,37 @@ pub fn emit<R: Render + Serialize>(out: &OutputArgs, report: &R) -> anyhow::Resu
     if let Some(path) = to_file(&out.markdown) {
         write_file(&path, &report.document().to_markdown())?;
     }
+    if let Some(path) = html {
+        write_file(path, &html_page(report)?)?;
+    }
     if stdout_format != out.format && out.format == Format::Table && !out.quiet {
         eprint!("{}", report.document().to_text(&out.stderr_style()));
     }
+    let style = match stdout_file {
+        Some(_) => Style::plain(),
+        None => out.stdout_style(),
+    };
     let text = match stdout_format {
-        Format::Table => report.document().to_text(&out.stdout_style()),
+        Format::Table => report.document().to_text(&style),
         Format::Json => json(report)?,
         Format::Csv => csv(report)?,
         Format::Markdown => report.document().to_markdown(),
+        Format::Html => html_page(report)?,
     };
-    print(&text)?;
-    Ok(())
+    match stdout_file {
+        Some(path) => write_file(path, &text),
+        None => Ok(print(&text)?),
+    }
+}
+
+/// The report's HTML page, or a usage error naming the forms it has.
+fn html_page<R: Render>(report: &R) -> anyhow::Result<String> {
+    report.html_page().ok_or_else(|| {
+        crate::ranges::usage(format!(
+            "the {} report has no HTML form; use --format table, json, csv or markdown",
+            R::SCHEMA
+        ))
+    })
 }
 
 /// The report's versioned JSON, pretty, with a final newline.

@@ -13,23 +13,6 @@ use anyhow::{bail, Context};
 
 use crate::ranges;
 
-/// What `--format` puts on stdout: the grammar's formats, and `html` (hidden: the old spelling
-/// of `--html FILE`, kept for one release).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum OutFormat {
-    /// Aligned columns for a terminal.
-    Table,
-    /// The versioned JSON document (the same as `--json FILE`).
-    Json,
-    /// One row per workload (the same as `--csv FILE`).
-    Csv,
-    /// Headings, pipe tables and notes (the same as `--markdown FILE`).
-    Markdown,
-    /// The self-contained HTML page (the same as `--html FILE`).
-    #[value(hide = true)]
-    Html,
-}
-
 /// Which rule picks the recommendation.
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum PolicyArg {
@@ -77,14 +60,12 @@ pub struct Args {
     pub options: Box<Options>,
 }
 
-/// The options of `frugal rightsize`.
-///
-/// The output options are the common grammar ([`crate::output::OutputArgs`]) with one change:
-/// `--format` also takes the hidden `html`, so it is this struct's own argument and the common
-/// one is renamed out of the way (its id stays `format`, so the derive still reads it; the
-/// value is set from [`Options::format`] before rendering).
+/// The options of `frugal rightsize`. `--format` is the common one ([`crate::output::OutputArgs`])
+/// that also takes `html` (the old spelling of `--html FILE`, hidden).
 #[derive(Debug, clap::Args)]
-#[command(mut_arg("format", |a| a.long("common-format").hide(true)))]
+#[command(mut_arg("format", |a| a
+    .value_parser(crate::output::format_or_html)
+    .help("What to print on stdout: table (the default), json, csv or markdown")))]
 pub struct Options {
     /// Analyse the embedded synthetic sample (5 workloads x 14 days, labelled synthetic).
     #[arg(long, conflicts_with = "prometheus")]
@@ -222,15 +203,6 @@ pub struct Options {
     #[arg(long, value_name = "N")]
     pub top: Option<usize>,
     /// What to print on stdout.
-    #[arg(
-        long = "format",
-        id = "rightsize_format",
-        value_name = "FORMAT",
-        value_enum,
-        default_value = "table",
-        help_heading = "Output"
-    )]
-    pub format: OutFormat,
     #[command(flatten)]
     pub out: crate::output::OutputArgs,
     /// Also write the report as a self-contained HTML page (CPU and memory plots per workload)
@@ -376,7 +348,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             }
         ));
         if opts.pushdown {
-            let want_trace = args.format == OutFormat::Html || args.html.is_some();
+            let want_trace = args.out.format == crate::output::Format::Html || args.html.is_some();
             let spinner = crate::output::spinner(
                 format!("querying {url} (statistics computed by the engine)"),
                 args.out.quiet,
@@ -482,47 +454,13 @@ fn finish(
 /// Writes the report: the files asked for (`--json`, `--csv`, `--markdown`, `--html`), then the
 /// `--format` output to stdout, or to the `-o` FILE.
 fn write_report(args: &Options, report: &rs::Report) -> anyhow::Result<()> {
-    use crate::output::{self, Format};
-    let mut out = args.out.clone();
-    out.format = match args.format {
-        OutFormat::Table | OutFormat::Html => Format::Table,
-        OutFormat::Json => Format::Json,
-        OutFormat::Csv => Format::Csv,
-        OutFormat::Markdown => Format::Markdown,
-    };
-    if let Some(path) = &args.html {
-        output::write_file(path, &report.to_html())?;
-    }
-    if args.format != OutFormat::Html && args.output_file.is_none() {
-        return output::emit(&out, report);
-    }
-    // The old spellings: `--format html` and `-o FILE`. The files first, as `emit` does.
-    if let Some(path) = &out.json {
-        output::write_file(path, &output::json(report)?)?;
-    }
-    if let Some(path) = &out.csv {
-        output::write_file(path, &output::csv(report)?)?;
-    }
-    if let Some(path) = &out.markdown {
-        output::write_file(path, &frugal_output::Render::document(report).to_markdown())?;
-    }
-    let text = match out.format {
-        _ if args.format == OutFormat::Html => report.to_html(),
-        Format::Table => {
-            let style = match &args.output_file {
-                Some(_) => frugal_output::Style::plain(),
-                None => out.stdout_style(),
-            };
-            frugal_output::Render::document(report).to_text(&style)
-        }
-        Format::Json => output::json(report)?,
-        Format::Csv => output::csv(report)?,
-        Format::Markdown => frugal_output::Render::document(report).to_markdown(),
-    };
-    match &args.output_file {
-        Some(path) => output::write_file(path, &text),
-        None => output::print(&text).context("writing the report"),
-    }
+    crate::output::emit_to(
+        &args.out,
+        report,
+        args.html.as_deref(),
+        args.output_file.as_deref(),
+    )
+    .context("writing the report")
 }
 
 /// `--start` / `--end`: a time the inputs accept (checked here, converted later).

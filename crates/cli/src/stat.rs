@@ -231,6 +231,9 @@ fn text<R: Render + Serialize>(args: &Args, format: Format, report: &R) -> anyho
         Format::Csv => csv(args, report),
         Format::Markdown => Ok(report.document().to_markdown()),
         Format::Table => unreachable!("the table is written by emit"),
+        Format::Html => Err(crate::ranges::usage(
+            "frugal stat has no HTML form; use --format table, json, csv or markdown",
+        )),
     }
 }
 

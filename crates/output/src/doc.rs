@@ -159,6 +159,12 @@ pub trait Render {
         self.document().tables().next().cloned()
     }
 
+    /// A self-contained HTML page, for a report that has one (`rightsize`'s plots); `None`
+    /// (the default): the report has no HTML form.
+    fn html_page(&self) -> Option<String> {
+        None
+    }
+
     /// The JSON document: the report's fields under [`Versioned`]'s `schema` and `version`.
     /// A report whose own fields already name its schema (a persisted format with readers)
     /// overrides this to serialize itself as it is.

@@ -25,6 +25,11 @@ impl frugal_output::Render for Report {
     const SCHEMA: &'static str = SCHEMA;
     const VERSION: u32 = SCHEMA_VERSION;
 
+    /// The page with the CPU and memory plots per workload ([`Report::to_html`]).
+    fn html_page(&self) -> Option<String> {
+        Some(self.to_html())
+    }
+
     /// The fleet summary first, one row per workload, the totals, each workload's findings and
     /// notes, then the prices and the model.
     fn document(&self) -> Document {
