@@ -72,9 +72,8 @@ fn ours(cmd: &[String]) -> (f64, f64) {
     (count(0), count(1))
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+fn median(v: Vec<f64>) -> f64 {
+    frugal_counters::Summary::from_samples(v).median
 }
 
 /// task-clock: both tools count the SAME execution. We run `perf stat -o FILE -- busy` under our
