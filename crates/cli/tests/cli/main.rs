@@ -9,9 +9,9 @@
 //! mixed. When every module was a binary of its own, only tests of the same file could overlap.
 //! Two [`util::Group`] locks keep what that isolation protected:
 //!
-//! - [`util::TRACE`]: the `trace` tests run one at a time. With several bpftrace sessions at
-//!   once on a loaded 2-core machine one bpftrace aborted at exit ("Could not clear map") in a CI
-//!   rehearsal. They also take [`util::HEAVY`] (always after `TRACE`, so the two cannot
+//! - [`util::TRACE`]: the `trace` tests run one at a time, as their own binary did: they attach
+//!   bpftrace to shared binaries and count exactly what it sees, and bpftrace sessions starting
+//!   together on a loaded 2-core machine were slow to attach. They also take [`util::HEAVY`] (always after `TRACE`, so the two cannot
 //!   deadlock): attaching by PID waits a fixed moment for bpftrace, as when the file ran alone.
 //! - [`util::HEAVY`]: tests that load the whole machine or measure it run one at a time —
 //!   `report` (runs every experiment), `load_merge` (compares the throughput of two generators
