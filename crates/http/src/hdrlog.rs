@@ -457,7 +457,7 @@ impl frugal_output::Render for MergedReport {
                 ms(p.max),
             ]
         };
-        latency.row(row("latency", &r.latency_ns));
+        latency.row(row("measured", &r.latency_ns));
         if let Some(c) = &r.latency_corrected_ns {
             latency.row(row("corrected", c));
         }

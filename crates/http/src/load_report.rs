@@ -282,7 +282,7 @@ impl Render for LoadReport {
                 .map(|(i, c)| (*c, if i == 0 { Align::Left } else { Align::Right })),
         )
         .indent(2);
-        table.row(latency_row("latency", &r.latency_ns, true));
+        table.row(latency_row("measured", &r.latency_ns, true));
         if let Some(c) = &r.latency_corrected_ns {
             table.row(latency_row("corrected", c, true));
         }
