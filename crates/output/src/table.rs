@@ -172,7 +172,15 @@ impl Table {
             out
         };
         let mut out = line(&header);
-        let rule = widths.iter().sum::<usize>() + 2 * n.saturating_sub(1);
+        // The rule spans the header line: a free-text last column (a reason, a note) does not
+        // draw it across the whole terminal.
+        let rule = width(&line(
+            &header
+                .iter()
+                .map(|c| Cell::from(c.text.as_str()))
+                .collect::<Vec<_>>(),
+        ))
+        .saturating_sub(1 + self.indent);
         out.push_str(&pad);
         out.push_str(&"-".repeat(rule));
         out.push('\n');
@@ -297,6 +305,16 @@ mod tests {
         t.row(["1,5"]);
         assert_eq!(t.to_csv(), "a\n\"1,5\"\n");
         assert_eq!(t.to_csv_with(b';'), "a\n1,5\n");
+    }
+
+    #[test]
+    fn the_rule_spans_the_header_not_a_long_last_column() {
+        let mut t = Table::new([("step", Align::Left), ("why", Align::Left)]);
+        t.row(["io", "skipped because nothing here can measure it"]);
+        let text = t.to_text(&Style::plain());
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "step  why");
+        assert_eq!(lines[1], "---------");
     }
 
     #[test]
