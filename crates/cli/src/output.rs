@@ -79,7 +79,8 @@ pub struct OutputArgs {
     /// What to print on stdout.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
-    /// Also write the report as JSON (versioned schema) to FILE.
+    /// Also write the report as JSON (versioned schema) to FILE (`-`: to stdout, the table then
+    /// to stderr).
     #[arg(long, value_name = "FILE", value_parser = crate::ranges::output_file)]
     pub json: Option<PathBuf>,
     /// Also write the report as CSV (one row per measurement) to FILE.
