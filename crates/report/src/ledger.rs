@@ -385,14 +385,7 @@ pub fn service_claims(service: Option<&ServiceSummary>) -> Vec<LedgerRow> {
         ));
         c
     } else if lines.len() >= 2 {
-        let lo = lines
-            .iter()
-            .min_by(|a, b| a.1.median.total_cmp(&b.1.median))
-            .expect("two or more");
-        let hi = lines
-            .iter()
-            .max_by(|a, b| a.1.median.total_cmp(&b.1.median))
-            .expect("two or more");
+        let (lo, hi) = crate::stats::lowest_and_highest(&lines).expect("two or more");
         let ratio = hi.1.median / lo.1.median.max(1e-9);
         let separated = hi.1.min > lo.1.max;
         let all: Vec<String> = lines

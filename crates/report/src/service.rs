@@ -145,14 +145,7 @@ fn noise_statement(lines: &[StrategyLine]) -> String {
                 run-to-run noise (repeat the benchmark to judge it)"
             .to_owned();
     }
-    let lo = cpu
-        .iter()
-        .min_by(|a, b| a.1.median.total_cmp(&b.1.median))
-        .expect("two or more entries");
-    let hi = cpu
-        .iter()
-        .max_by(|a, b| a.1.median.total_cmp(&b.1.median))
-        .expect("two or more entries");
+    let (lo, hi) = crate::stats::lowest_and_highest(&cpu).expect("two or more entries");
     // Separated when the ranges of the cheapest and the dearest do not overlap.
     if hi.1.min > lo.1.max {
         format!(

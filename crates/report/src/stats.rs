@@ -5,6 +5,8 @@
 //! report's own `Range`); [`opt_summary`] reads both, so `frugal report --from DIR` still loads
 //! them.
 
+use std::borrow::Borrow;
+
 use frugal_output::Summary;
 use serde::{Deserialize, Deserializer};
 
@@ -45,6 +47,28 @@ impl From<SummaryFile> for Summary {
 pub(crate) fn opt_summary<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Summary>, D::Error> {
     Ok(Option::<SummaryFile>::deserialize(d)?.map(Summary::from))
 }
+
+/// The entries with the lowest and the highest median (the cheapest and the dearest strategy);
+/// `None` for fewer than two entries.
+pub(crate) fn lowest_and_highest<K, S: Borrow<Summary>>(
+    entries: &[(K, S)],
+) -> Option<Extremes<'_, K, S>> {
+    if entries.len() < 2 {
+        return None;
+    }
+    let median = |e: &&(K, S)| e.1.borrow().median;
+    Some((
+        entries
+            .iter()
+            .min_by(|a, b| median(a).total_cmp(&median(b)))?,
+        entries
+            .iter()
+            .max_by(|a, b| median(a).total_cmp(&median(b)))?,
+    ))
+}
+
+/// The lowest and the highest of [`lowest_and_highest`].
+pub(crate) type Extremes<'a, K, S> = (&'a (K, S), &'a (K, S));
 
 #[cfg(test)]
 mod tests {
