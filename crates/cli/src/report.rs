@@ -8,7 +8,7 @@ use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context as _;
-use frugal_counters::{CounterSet, Event};
+use frugal_counters::{CounterSet, CounterStatus, Event};
 use frugal_http as http;
 use frugal_report::bridge::{self, Bridge};
 use frugal_report::ledger::{self, Chapter1, LedgerRow};
@@ -528,6 +528,17 @@ fn machine_facts() -> MachineFacts {
     let (pmu, pmu_detail) = match CounterSet::open(&[Event::Instructions]) {
         Ok(set) => match set.status().first() {
             Some(s) if s.is_counting() => (true, "instructions count".to_owned()),
+            Some(CounterStatus::Unsupported { reason }) => (
+                false,
+                format!(
+                    "perf_event_open(instructions): {reason} — no hardware counters (a VM \
+                     without a virtual PMU)"
+                ),
+            ),
+            Some(CounterStatus::Failed { message }) => (
+                false,
+                format!("perf_event_open(instructions) failed: {message}"),
+            ),
             Some(s) => (false, format!("{s:?}")),
             None => (false, "no status".to_owned()),
         },

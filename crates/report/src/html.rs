@@ -10,6 +10,26 @@ use crate::ledger::LedgerRow;
 use crate::model::{FullReport, StepStatus};
 use crate::plots::{bar_chart, line_chart, BarChart, Bars, Level, LineChart};
 
+/// Escapes prose for HTML content, showing `backquoted` spans (commands, flags) as code, as
+/// the terminal and Markdown forms of the same text do. Unpaired backquotes stay as they are.
+fn prose(s: &str) -> String {
+    let parts: Vec<&str> = s.split('`').collect();
+    if parts.len() % 2 == 0 {
+        return esc(s);
+    }
+    let mut out = String::with_capacity(s.len() + 16);
+    for (i, part) in parts.iter().enumerate() {
+        if i % 2 == 1 {
+            out.push_str("<code>");
+            out.push_str(&esc(part));
+            out.push_str("</code>");
+        } else {
+            out.push_str(&esc(part));
+        }
+    }
+    out
+}
+
 /// Escapes text for HTML content and attributes.
 pub fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -191,7 +211,7 @@ fn machine(r: &FullReport, h: &mut String) {
             ),
         ],
     ];
-    table(h, &["", ""], &rows, 9);
+    table(h, &["fact", "this machine"], &rows, 9);
     let steps: Vec<Vec<String>> = r
         .steps
         .iter()
@@ -297,7 +317,7 @@ fn bridge(r: &FullReport, h: &mut String) {
         &rows,
         1,
     );
-    let _ = write!(h, "<p><b>{}</b>.</p>", esc(&b.verdict));
+    let _ = write!(h, "<p><b>{}</b>.</p>", prose(&b.verdict));
     let cats: Vec<String> = b.rows.iter().map(|x| x.strategy.clone()).collect();
     let svg = bar_chart(&BarChart {
         title: format!("Monthly cost at {:.0} req/s by cleanup strategy", b.rps),
@@ -330,9 +350,9 @@ fn bridge(r: &FullReport, h: &mut String) {
         "USD per month",
         "The bridge's $/month per strategy: the configuration bought and the CPU alone.",
     );
-    let _ = write!(h, "<h3>The model</h3><p>{}</p><ul>", esc(&b.model));
+    let _ = write!(h, "<h3>The model</h3><p>{}</p><ul>", prose(&b.model));
     for l in &b.limits {
-        let _ = write!(h, "<li>{}</li>", esc(l));
+        let _ = write!(h, "<li>{}</li>", prose(l));
     }
     h.push_str("</ul></section>\n");
 }
@@ -588,7 +608,7 @@ fn service(r: &FullReport, h: &mut String) {
         s.connections,
         s.duration_s,
         s.constant_rate_rps,
-        esc(&s.noise)
+        prose(&s.noise)
     );
     let cats: Vec<String> = s.strategies.iter().map(|l| l.strategy.clone()).collect();
     let svg = bar_chart(&BarChart {
@@ -705,7 +725,7 @@ fn io(r: &FullReport, h: &mut String) {
         2,
     );
     for n in &io.notes {
-        let _ = write!(h, "<p class=\"note\">{}</p>", esc(n));
+        let _ = write!(h, "<p class=\"note\">{}</p>", prose(n));
     }
     h.push_str("</section>\n");
 }
@@ -836,7 +856,7 @@ fn locality(r: &FullReport, h: &mut String) {
         );
     }
     for n in hp.notes.iter().chain(std::iter::once(&l.numa.note)) {
-        let _ = write!(h, "<p class=\"note\">{}</p>", esc(n));
+        let _ = write!(h, "<p class=\"note\">{}</p>", prose(n));
     }
     let _ =
         writeln!(
@@ -862,7 +882,7 @@ fn fleet(r: &FullReport, h: &mut String) {
         } else {
             ""
         },
-        esc(&rs.model),
+        prose(&rs.model),
         esc(&rs.prices.region),
         esc(&rs.prices.price_date),
         esc(&rs.prices.source)
@@ -993,12 +1013,12 @@ fn claims(rows: &[LedgerRow], h: &mut String) {
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td class=\"{class}\">{}</td>\
              <td>{}</td><td>{}</td><td><code>{}</code></td></tr>",
             esc(&c.section),
-            esc(&c.claim),
+            prose(&c.claim),
             esc(&c.article_value),
             esc(c.measured.as_deref().unwrap_or("—")),
             esc(c.verdict.label()),
-            esc(&c.rule),
-            esc(&c.why),
+            prose(&c.rule),
+            prose(&c.why),
             esc(&r.command)
         );
     }
@@ -1008,6 +1028,16 @@ fn claims(rows: &[LedgerRow], h: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prose_shows_backquoted_spans_as_code_and_escapes() {
+        assert_eq!(
+            prose("run `frugal stat -e <ev>` & see"),
+            "run <code>frugal stat -e &lt;ev&gt;</code> &amp; see"
+        );
+        assert_eq!(prose("one ` alone"), "one ` alone");
+        assert_eq!(prose("plain"), "plain");
+    }
 
     #[test]
     fn escapes_markup() {

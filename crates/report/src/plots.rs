@@ -4,10 +4,12 @@
 //! (outlined, lighter) so a reader never takes them for measurements.
 
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 use plotters::style::RGBColor;
 
-/// Colours of the series, in order.
-const PALETTE: [RGBColor; 10] = [
+/// Colours of the series, in order (the bench defer chart has 11 series: no colour repeats
+/// below 14).
+const PALETTE: [RGBColor; 14] = [
     RGBColor(31, 119, 180),
     RGBColor(255, 127, 14),
     RGBColor(44, 160, 44),
@@ -18,6 +20,10 @@ const PALETTE: [RGBColor; 10] = [
     RGBColor(127, 127, 127),
     RGBColor(188, 189, 34),
     RGBColor(23, 190, 207),
+    RGBColor(57, 59, 121),
+    RGBColor(140, 109, 49),
+    RGBColor(99, 121, 57),
+    RGBColor(0, 0, 0),
 ];
 
 /// One series of a bar chart: a value (and optionally a min–max range) per category.
@@ -74,7 +80,11 @@ pub struct LineChart {
 
 const WIDTH: u32 = 900;
 /// Room for a bar chart's legend, right of the plotting area, in pixels.
-const LEGEND_WIDTH: u32 = 190;
+const LEGEND_WIDTH: u32 = 220;
+/// The first legend row's centre, a row's height and a colour key's width, in pixels.
+const LEGEND_TOP: i32 = 40;
+const LEGEND_ROW: i32 = 16;
+const LEGEND_KEY: i32 = 12;
 const HEIGHT: u32 = 320;
 
 fn series_label(b: &Bars) -> String {
@@ -158,10 +168,7 @@ fn draw_bars(
                 v.is_finite()
                     .then(|| Rectangle::new([(x0(i), 0.0), (x0(i) + width * 0.92, v)], style))
             });
-            chart
-                .draw_series(rects)?
-                .label(series_label(bars))
-                .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], style));
+            chart.draw_series(rects)?;
             if bars.simulated {
                 // An outline over the pale fill: the hatching that marks simulated values.
                 let outlines = bars.values.iter().enumerate().filter_map(|(i, v)| {
@@ -183,14 +190,31 @@ fn draw_bars(
             });
             chart.draw_series(whiskers)?;
         }
-        let (plot_width, _) = chart.plotting_area().dim_in_pixel();
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::Coordinate(plot_width as i32 + 12, 0))
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font(("sans-serif", 11))
-            .draw()?;
+        // The legend, drawn on the whole image in the column right of the plotting area:
+        // plotters' own series labels are clipped to the plotting area, so placed there they
+        // lost their colour keys (and frame), leaving names no reader could match to bars.
+        let (xs, _) = chart.plotting_area().get_pixel_range();
+        let lx = xs.end + 12;
+        let font = ("sans-serif", 11)
+            .into_font()
+            .color(&BLACK)
+            .pos(Pos::new(HPos::Left, VPos::Center));
+        for (s, bars) in spec.series.iter().enumerate() {
+            let color = PALETTE[s % PALETTE.len()];
+            let y = LEGEND_TOP + LEGEND_ROW * s as i32;
+            let key = [(lx, y - 5), (lx + LEGEND_KEY, y + 5)];
+            if bars.simulated {
+                root.draw(&Rectangle::new(key, color.mix(0.35).filled()))?;
+                root.draw(&Rectangle::new(key, color.stroke_width(1)))?;
+            } else {
+                root.draw(&Rectangle::new(key, color.filled()))?;
+            }
+            root.draw(&Text::new(
+                series_label(bars),
+                (lx + LEGEND_KEY + 6, y),
+                font.clone(),
+            ))?;
+        }
         root.present()?;
     }
     Ok(())
@@ -311,6 +335,61 @@ mod tests {
             "chain (simulated)",
         ] {
             assert!(svg.contains(text), "missing {text}");
+        }
+    }
+
+    /// Every series has a colour key beside its name, right of the bars (plotters clipped the
+    /// keys of a legend placed outside the plotting area: names with no colours, once).
+    #[test]
+    fn bar_chart_legend_has_a_colour_key_per_series() {
+        let series = |name: &str, simulated| Bars {
+            name: name.to_owned(),
+            values: vec![Some(1.0), Some(2.0)],
+            ranges: vec![],
+            simulated,
+        };
+        let svg = bar_chart(&BarChart {
+            title: "t".to_owned(),
+            x_title: "x".to_owned(),
+            y_title: "y".to_owned(),
+            categories: vec!["a".to_owned(), "b".to_owned()],
+            series: vec![series("measured", false), series("sim", true)],
+        });
+        let attr = |line: &str, name: &str| -> Option<String> {
+            let at = line.find(&format!(" {name}=\""))? + name.len() + 3;
+            Some(line[at..].split('"').next()?.to_owned())
+        };
+        let rects: Vec<(i64, String)> = svg
+            .lines()
+            .filter(|l| l.starts_with("<rect") && attr(l, "fill").as_deref() != Some("none"))
+            .filter_map(|l| Some((attr(l, "x")?.parse().ok()?, attr(l, "fill")?)))
+            .collect();
+        // plotters writes `<text x=.. ..>`, the text, `</text>` on three lines.
+        let lines: Vec<&str> = svg.lines().collect();
+        let text_x = |label: &str| -> i64 {
+            let at = lines
+                .iter()
+                .position(|l| l.trim() == label)
+                .unwrap_or_else(|| panic!("no legend text {label}"));
+            attr(lines[at - 1], "x")
+                .and_then(|x| x.parse().ok())
+                .expect("text x")
+        };
+        for (i, label) in ["measured", "sim (simulated)"].iter().enumerate() {
+            let colour = format!(
+                "#{:02X}{:02X}{:02X}",
+                PALETTE[i].0, PALETTE[i].1, PALETTE[i].2
+            );
+            let tx = text_x(label);
+            let key = rects
+                .iter()
+                .find(|(x, fill)| *fill == colour && *x < tx && tx - *x <= 30)
+                .unwrap_or_else(|| panic!("no colour key {colour} left of {label}: {rects:?}"));
+            let bars_end = rects
+                .iter()
+                .filter(|(x, fill)| *fill == colour && *x < key.0)
+                .count();
+            assert_eq!(bars_end, 2, "the key is right of the series' two bars");
         }
     }
 
