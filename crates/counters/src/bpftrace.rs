@@ -227,7 +227,10 @@ impl Bpftrace {
         cmd.args(["-f", "json", "-o"]).arg(&out_path);
         match target {
             Target::Pid(pid) => {
-                cmd.arg("-p").arg(pid.to_string());
+                // bpftrace's own stdout carries nothing we read (the JSON goes to `-o`) but two
+                // empty lines at exit; a started command's output must pass, an attached
+                // process's does not come this way.
+                cmd.arg("-p").arg(pid.to_string()).stdout(Stdio::null());
             }
             Target::Command(argv) => {
                 // bpftrace splits `-c` at spaces and does not start it through a shell (a
