@@ -111,13 +111,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Ok(Some(report))
         },
     );
+    let tasks_n = if args.quick { 20_000 } else { 100_000 };
     let tasks = run.step(
         "tasks",
         "bench tasks (memory per task)",
-        "frugal bench tasks -n 100000",
+        &format!("frugal bench tasks -n {tasks_n}"),
         |p| {
             let exe = std::env::current_exe().context("cannot find this executable")?;
-            let n = if args.quick { 20_000 } else { 100_000 };
+            let n = tasks_n;
             let config = tasks::TasksConfig {
                 n,
                 kinds: tasks::TaskKind::ALL.to_vec(),
@@ -183,10 +184,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Ok(Some(io::run(&config)?))
         },
     );
+    // The same runs as `bench http` with these flags (the "alone" column must be exact).
+    let http_alone = if args.quick {
+        "frugal bench http -c 100 -d 1s --warmup 300ms -r 2"
+    } else {
+        "frugal bench http -c 10000 -d 3s --warmup 1s -r 3"
+    };
     let service_raw = run.step(
         "http",
         "bench http (service per cleanup strategy)",
-        "frugal bench http",
+        http_alone,
         |p| {
             let mut config = http::BenchConfig::default();
             // Repeated rounds, strategies alternating, so the page can tell a strategy's cost
@@ -221,18 +228,41 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Ok(Some(serde_json::to_value(&report)?))
         },
     );
+    // Quick: the working set past the last-level cache that the chapter-3 claims need; full:
+    // the quick profile of `bench locality` (four sizes, huge pages measured).
+    let locality_config = if args.quick {
+        locality::Config::claims_only()
+    } else {
+        locality::Config::quick()
+    };
+    let locality_alone = if args.quick {
+        let size = |b: u64| match b {
+            b if b >= 1 << 30 && b % (1 << 30) == 0 => format!("{}G", b >> 30),
+            b if b >= 1 << 20 && b % (1 << 20) == 0 => format!("{}M", b >> 20),
+            b if b >= 1 << 10 && b % (1 << 10) == 0 => format!("{}K", b >> 10),
+            b => b.to_string(),
+        };
+        let list = |v: Vec<String>| v.join(",");
+        format!(
+            "frugal bench locality --quick --sizes {} --patterns {} --no-huge-pages",
+            list(locality_config.sizes.iter().map(|&b| size(b)).collect()),
+            list(
+                locality_config
+                    .patterns
+                    .iter()
+                    .map(|p| p.key().to_owned())
+                    .collect()
+            )
+        )
+    } else {
+        "frugal bench locality --quick".to_owned()
+    };
     let locality = run.step(
         "locality",
         "bench locality (caches, TLB, huge pages)",
-        "frugal bench locality",
+        &locality_alone,
         |p| {
-            // Quick: the working set past the last-level cache that the chapter-3 claims need;
-            // full: the quick profile of `bench locality` (four sizes, huge pages measured).
-            let mut config = if args.quick {
-                locality::Config::claims_only()
-            } else {
-                locality::Config::quick()
-            };
+            let mut config = locality_config.clone();
             if has_valgrind() {
                 config.sim = Some(crate::bench::locality::sim_command()?);
             }

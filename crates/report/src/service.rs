@@ -145,6 +145,13 @@ fn noise_statement(lines: &[StrategyLine]) -> String {
                 run-to-run noise (repeat the benchmark to judge it)"
             .to_owned();
     }
+    // The same standard as the ledger's service rows: a verdict on noise needs three runs.
+    if let Some(n) = cpu.iter().map(|(_, r)| r.n).filter(|&n| n < 3).min() {
+        return format!(
+            "{n} runs per strategy: too few to tell a difference between strategies from \
+             run-to-run noise (the full report, or `frugal bench http -r 3`, judges it)"
+        );
+    }
     let (lo, hi) = crate::stats::lowest_and_highest(&cpu).expect("two or more entries");
     // Separated when the ranges of the cheapest and the dearest do not overlap.
     if hi.1.min > lo.1.max {
@@ -221,6 +228,21 @@ mod tests {
         let s = ServiceSummary::from_bench_json(&serde_json::json!({"rows": rows})).unwrap();
         assert!(
             s.noise.contains("within the run-to-run noise"),
+            "{}",
+            s.noise
+        );
+    }
+
+    #[test]
+    fn two_runs_per_strategy_are_too_few_to_judge_noise() {
+        let mut rows = Vec::new();
+        for (a, b) in [(40.0, 60.0), (41.0, 61.0)] {
+            rows.push(row("manual", "constant-rate", 500.0, 2_000_000, a));
+            rows.push(row("chain", "constant-rate", 500.0, 2_000_000, b));
+        }
+        let s = ServiceSummary::from_bench_json(&serde_json::json!({"rows": rows})).unwrap();
+        assert!(
+            s.noise.starts_with("2 runs per strategy: too few"),
             "{}",
             s.noise
         );
