@@ -105,6 +105,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Ok(b) => b,
         Err(e) => return usage(format!("--thp-size: {e}")),
     };
+    // A region smaller than one transparent huge page can never get one: a usage error, not a
+    // run that reports "no huge pages" and blames fragmentation.
+    let huge_page = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(2 << 20);
+    if !args.no_huge_pages && thp_size < 2 * huge_page {
+        return usage(format!(
+            "--thp-size: {} is too small: a transparent huge page is {} here \
+             (/sys/kernel/mm/transparent_hugepage/hpage_pmd_size) and the comparison needs many; \
+             give at least {} (the default 1G is what the article's claim is about)",
+            locality::human_bytes(thp_size),
+            locality::human_bytes(huge_page),
+            locality::human_bytes(2 * huge_page)
+        ));
+    }
     config.huge_pages_bytes = (!args.no_huge_pages).then_some(thp_size);
     if !args.no_sim {
         config.sim = Some(sim_command()?);

@@ -203,6 +203,7 @@ fn bad_input_exits_2_with_one_line() {
         &["--sizes", "1K"],
         &["--sizes", "1000000G"],
         &["--thp-size", "1000000G"],
+        &["--thp-size", "1M"],
         &["--patterns", "zigzag"],
     ] {
         let out = frugal(args);
@@ -214,6 +215,8 @@ fn bad_input_exits_2_with_one_line() {
     }
     let out = frugal(&["--sizes", "1000000G"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("larger than the memory available"));
+    let out = frugal(&["--thp-size", "1M"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("too small: a transparent huge page"));
 }
 
 /// The TLB model's address source, checked against an independent one: valgrind lackey's trace
