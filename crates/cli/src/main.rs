@@ -71,8 +71,12 @@ files, several at once; -q for no progress; --color auto|always|never (NO_COLOR 
 Exit status:
   0    success
   1    runtime error, or a run that measured nothing, or a check that failed (load's error
-       rate, rightsize --strict, a failed report step); the message says which
-  2    usage error: an unknown flag, a value out of range, a file argument that cannot be used
+       rate, rightsize --strict, a failed report step); the message says which. An input
+       file that cannot be read (missing, unreadable, a directory, empty, malformed) is a
+       runtime error, as in curl, grep and perf
+  2    usage error, found before anything runs: an unknown flag, a value out of range or
+       an unknown name (the message lists the valid ones), an output file that is a
+       directory or in a directory that does not exist
   126  frugal stat: the command is not executable; 127: it was not found (as a shell)
   other  frugal stat returns the measured command's own exit status";
 

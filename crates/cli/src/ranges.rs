@@ -6,9 +6,11 @@
 //! count) cannot be known at parse time; the commands check those before they start, naming the
 //! limit and its value.
 //!
-//! Numeric flags also take `allow_hyphen_values`, so that `-c -5` reaches the parser ("-5 is
-//! negative ...") instead of clap suggesting `-- -5`, which would turn the number into a positional
-//! argument.
+//! Every flag that takes a value (paths and free text aside) also takes `allow_hyphen_values`, so
+//! that `-c -5` reaches the parser ("-5 is negative ...") instead of clap suggesting `-- -5`, which
+//! would turn the number into a positional argument. Names from a fixed list (strategies,
+//! patterns) go through [`one_of`], so an unknown one is a usage error too, listing the valid
+//! ones. The unit tests in `main.rs` walk every subcommand's flags and hold all of this.
 
 use std::fmt;
 use std::path::PathBuf;
