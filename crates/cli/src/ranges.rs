@@ -159,7 +159,8 @@ pub fn duration(
             )
         })?;
         if d < min || d > max {
-            return Err(format!("{} is out of range; it {}", show(d), range()));
+            // As written: `99999999999d`, not "273785078years 8months ...".
+            return Err(format!("`{s}` is out of range; it {}", range()));
         }
         Ok(d)
     }
