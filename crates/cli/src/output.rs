@@ -77,7 +77,7 @@ impl From<Color> for ColorChoice {
 #[command(next_help_heading = "Output")]
 pub struct OutputArgs {
     /// What to print on stdout.
-    #[arg(long, value_enum, default_value_t = Format::Table)]
+    #[arg(long, value_enum, default_value_t = Format::Table, allow_hyphen_values = true)]
     pub format: Format,
     /// Also write the report as JSON (versioned schema) to FILE (`-`: to stdout, the table then
     /// to stderr).
@@ -93,7 +93,8 @@ pub struct OutputArgs {
     #[arg(short = 'q', long)]
     pub quiet: bool,
     /// Colour the terminal table.
-    #[arg(long, value_enum, value_name = "WHEN", default_value_t = Color::Auto)]
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = Color::Auto,
+          allow_hyphen_values = true)]
     pub color: Color,
 }
 

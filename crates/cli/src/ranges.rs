@@ -6,9 +6,11 @@
 //! count) cannot be known at parse time; the commands check those before they start, naming the
 //! limit and its value.
 //!
-//! Numeric flags also take `allow_hyphen_values`, so that `-c -5` reaches the parser ("-5 is
-//! negative ...") instead of clap suggesting `-- -5`, which would turn the number into a positional
-//! argument.
+//! Every flag that takes a value (paths and free text aside) also takes `allow_hyphen_values`, so
+//! that `-c -5` reaches the parser ("-5 is negative ...") instead of clap suggesting `-- -5`, which
+//! would turn the number into a positional argument. Names from a fixed list (strategies,
+//! patterns) go through [`one_of`], so an unknown one is a usage error too, listing the valid
+//! ones. The unit tests in `main.rs` walk every subcommand's flags and hold all of this.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -52,6 +54,9 @@ pub const WORK_WHY: &str =
     "microseconds of CPU per request; above a second a request is a batch job";
 /// Why [`MAX_RESPONSE_BYTES`].
 pub const RESPONSE_WHY: &str = "a response body held in memory per request";
+/// Why the `--max-error-rate` range.
+pub const ERROR_RATE_WHY: &str =
+    "the share of failed requests a run may have and pass; 100% accepts any run with a success";
 /// The longest warm-up.
 pub const MAX_WARMUP: Duration = Duration::from_secs(3600);
 /// Why `0..=`[`MAX_WARMUP`].
@@ -62,6 +67,11 @@ pub const MIN_TIMEOUT: Duration = Duration::from_millis(1);
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
 /// Why [`MIN_TIMEOUT`] and [`MAX_TIMEOUT`].
 pub const TIMEOUT_WHY: &str = "0s would fail every request at once";
+
+/// The largest process id (Linux's `PID_MAX_LIMIT` is 4,194,304; ids are below it).
+pub const MAX_PID: u64 = 4_194_303;
+/// Why `1..=`[`MAX_PID`].
+pub const PID_WHY: &str = "a process id; 0 is no process, Linux's PID_MAX_LIMIT is 4,194,304";
 
 /// Most connections a load generator may open (each is a file descriptor; the descriptor limit
 /// itself is checked before connecting).
@@ -149,7 +159,8 @@ pub fn duration(
             )
         })?;
         if d < min || d > max {
-            return Err(format!("{} is out of range; it {}", show(d), range()));
+            // As written: `99999999999d`, not "273785078years 8months ...".
+            return Err(format!("`{s}` is out of range; it {}", range()));
         }
         Ok(d)
     }
@@ -187,9 +198,95 @@ pub fn real(
         }
         let low_ok = if min_inclusive { v >= min } else { v > min };
         if !low_ok || v > max {
-            return Err(format!("{v} is out of range; it {}", range()));
+            return Err(format!("{} is out of range; it {}", short(v), range()));
         }
         Ok(v)
+    }
+}
+
+/// A real number as written back in a message: `1e300`, not three hundred digits.
+fn short(v: f64) -> String {
+    if v != 0.0 && (v.abs() >= 1e15 || v.abs() < 1e-6) {
+        format!("{v:e}")
+    } else {
+        v.to_string()
+    }
+}
+
+/// A percentage from 0 to 100, with or without a trailing `%`, as a fraction (0.0 to 1.0).
+pub fn percent(
+    why: &'static str,
+) -> impl Fn(&str) -> Result<f64, String> + Clone + Send + Sync + 'static {
+    move |s: &str| {
+        let range = || format!("must be between 0 and 100, e.g. 1% ({why})");
+        let s = s.trim();
+        let number = s.strip_suffix('%').unwrap_or(s).trim();
+        let v: f64 = number
+            .parse()
+            .map_err(|_| format!("`{s}` is not a percentage; it {}", range()))?;
+        if !v.is_finite() {
+            return Err(format!("`{s}` is not a finite number; it {}", range()));
+        }
+        if v < 0.0 {
+            return Err(format!("{}% is negative; it {}", short(v), range()));
+        }
+        if v > 100.0 {
+            return Err(format!("{}% is out of range; it {}", short(v), range()));
+        }
+        Ok(v / 100.0)
+    }
+}
+
+/// One name of a fixed list (a strategy, a scenario, a pattern): a usage error naming every
+/// valid one otherwise. `--help` and the shell completions list them too.
+#[derive(Clone)]
+pub struct OneOf<T: Clone + Send + Sync + 'static> {
+    what: &'static str,
+    names: Vec<&'static str>,
+    parse: fn(&str) -> Option<T>,
+}
+
+/// [`OneOf`]: `what` names the kind of thing (`"strategy"`), `names` the valid ones, `parse`
+/// turns a valid name into its value.
+pub fn one_of<T: Clone + Send + Sync + 'static>(
+    what: &'static str,
+    names: impl IntoIterator<Item = &'static str>,
+    parse: fn(&str) -> Option<T>,
+) -> OneOf<T> {
+    OneOf {
+        what,
+        names: names.into_iter().collect(),
+        parse,
+    }
+}
+
+impl<T: Clone + Send + Sync + 'static> clap::builder::TypedValueParser for OneOf<T> {
+    type Value = T;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<T, clap::Error> {
+        // Through a closure parser, so the message reads as every other range's:
+        // "invalid value 'X' for '--flag <V>': ...".
+        let (what, names, parse) = (self.what, self.names.join(", "), self.parse);
+        let check = move |s: &str| -> Result<T, String> {
+            parse(s.trim())
+                .ok_or_else(|| format!("`{s}` is not a {what}; it must be one of: {names}"))
+        };
+        clap::builder::TypedValueParser::parse_ref(&check, cmd, arg, value)
+    }
+
+    fn possible_values(
+        &self,
+    ) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        Some(Box::new(
+            self.names
+                .iter()
+                .map(|n| clap::builder::PossibleValue::new(*n)),
+        ))
     }
 }
 
@@ -212,9 +309,14 @@ pub fn size(
         if num.starts_with('-') {
             return Err(format!("`{s}` is negative; a size {}", range()));
         }
-        let n: u64 = num
-            .parse()
-            .map_err(|_| format!("`{s}` is not a size (e.g. 4096, 64M or 1G); it {}", range()))?;
+        let n: u64 = num.parse().map_err(|_| {
+            if !num.is_empty() && num.bytes().all(|b| b.is_ascii_digit()) {
+                // Digits, but more than 64 bits of them.
+                format!("`{s}` is too large; it {}", range())
+            } else {
+                format!("`{s}` is not a size (e.g. 4096, 64M or 1G); it {}", range())
+            }
+        })?;
         let v = n
             .checked_mul(1 << shift)
             .ok_or_else(|| format!("`{s}` is too large; it {}", range()))?;

@@ -77,7 +77,12 @@ pub struct Options {
     #[arg(long, value_name = "URL")]
     pub prometheus: Option<String>,
     /// Prometheus query preset.
-    #[arg(long, value_enum, default_value = "process")]
+    #[arg(
+        long,
+        value_enum,
+        default_value = "process",
+        allow_hyphen_values = true
+    )]
     pub preset: PresetArg,
     /// Override the CPU query (cores per instance).
     #[arg(long, value_name = "PROMQL")]
@@ -107,11 +112,11 @@ pub struct Options {
     #[arg(long, value_name = "DURATION", default_value = "14d", allow_hyphen_values = true,
           value_parser = ranges::duration(Duration::from_secs(60), Duration::from_secs(3650 * 86_400), "at least one minute of data; ten years is beyond any retention"))]
     pub since: Duration,
-    /// Range start (RFC 3339 or Unix seconds); overrides --since.
-    #[arg(long, value_name = "TIME", value_parser = time_arg)]
+    /// Range start (RFC 3339 or Unix seconds, 1970 to 9999); overrides --since.
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true, value_parser = time_arg)]
     pub start: Option<String>,
-    /// Range end (RFC 3339 or Unix seconds); default now.
-    #[arg(long, value_name = "TIME", value_parser = time_arg)]
+    /// Range end (RFC 3339 or Unix seconds, 1970 to 9999); default now.
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true, value_parser = time_arg)]
     pub end: Option<String>,
     /// Prometheus query resolution: 1s to 1h.
     #[arg(long, value_name = "DURATION", default_value = "60s", allow_hyphen_values = true,
@@ -123,12 +128,14 @@ pub struct Options {
     pub no_pushdown: bool,
     /// Pushdown: the most subquery steps per query; longer ranges are split (the engine's limits:
     /// Prometheus --query.max-samples, VictoriaMetrics -search.maxPointsSubqueryPerTimeseries).
+    /// 20 to 100,000,000.
     #[arg(long, value_name = "N", default_value_t = rs::pushdown::DEFAULT_MAX_SUBQUERY_STEPS,
-          value_parser = clap::value_parser!(i64).range(20..))]
+          allow_hyphen_values = true,
+          value_parser = ranges::count::<i64>(20, 100_000_000, "steps of one subquery: below 20 a range splits into a flood of tiny queries; no engine allows 100,000,000"))]
     pub pushdown_max_steps: i64,
-    /// Refuse a Prometheus answer larger than this (MiB).
-    #[arg(long, value_name = "MIB", default_value_t = 128,
-          value_parser = clap::value_parser!(u64).range(1..=65_536))]
+    /// Refuse a Prometheus answer larger than this (MiB): 1 to 65,536.
+    #[arg(long, value_name = "MIB", default_value_t = 128, allow_hyphen_values = true,
+          value_parser = ranges::count::<u64>(1, 65_536, "MiB of one answer held in memory while it is parsed; 64 GiB is beyond any machine this runs on"))]
     pub max_response_mib: u64,
     /// Give up on one Prometheus request after this long: 1ms to 1h.
     #[arg(long, value_name = "DURATION", default_value = "30s", allow_hyphen_values = true,
@@ -140,10 +147,15 @@ pub struct Options {
     pub catalog: Option<PathBuf>,
     /// Performance factor of a family's vCPU relative to a reference vCPU, e.g. m7g=1.15 (repeat;
     /// X above 0, at most 10).
-    #[arg(long, value_name = "FAMILY=X", value_parser = perf_factor_arg)]
+    #[arg(long, value_name = "FAMILY=X", allow_hyphen_values = true, value_parser = perf_factor_arg)]
     pub perf_factor: Vec<(String, f64)>,
     /// Which rule picks the recommendation; both are always evaluated and compared.
-    #[arg(long, value_enum, default_value = "default")]
+    #[arg(
+        long,
+        value_enum,
+        default_value = "default",
+        allow_hyphen_values = true
+    )]
     pub policy: PolicyArg,
     /// Percentile of the 5-minute CPU maxima to size for: above 0, at most 100.
     #[arg(long, value_name = "P", default_value_t = 99.5, allow_hyphen_values = true,
@@ -197,10 +209,12 @@ pub struct Options {
     #[arg(long, value_name = "GLOB")]
     pub workload: Vec<String>,
     /// Row order.
-    #[arg(long, value_enum, default_value = "input")]
+    #[arg(long, value_enum, default_value = "input", allow_hyphen_values = true)]
     pub sort: SortArg,
-    /// Show the first N rows only (after --sort); the summary and totals count every workload.
-    #[arg(long, value_name = "N")]
+    /// Show the first N rows only (after --sort), 1 to 1,000,000; the summary and totals count
+    /// every workload.
+    #[arg(long, value_name = "N", allow_hyphen_values = true,
+          value_parser = ranges::count::<usize>(1, 1_000_000, "rows of the table; leave --top out to show every row"))]
     pub top: Option<usize>,
     /// What to print on stdout.
     #[command(flatten)]

@@ -14,11 +14,11 @@ use crate::ranges;
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Address to bind (port 0 picks a free port; the bound one is printed).
-    #[arg(long, default_value = "127.0.0.1:0")]
+    #[arg(long, default_value = "127.0.0.1:0", allow_hyphen_values = true)]
     addr: SocketAddr,
     /// How each request releases its buffer and its lease: manual, guard, chain, chain-cancel,
     /// async-chain.
-    #[arg(long, default_value = "manual")]
+    #[arg(long, default_value = "manual", allow_hyphen_values = true)]
     strategy: Strategy,
     /// CPU burned per request, in microseconds of the handling thread's CPU time
     /// (CLOCK_THREAD_CPUTIME_ID), not wall-clock time: preemption, time-slicing and cgroup

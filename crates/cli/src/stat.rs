@@ -42,7 +42,7 @@ pub struct Args {
     #[arg(long)]
     sim: bool,
     /// What to print: the table (on stderr, as perf stat), or json, csv, markdown (on stdout).
-    #[arg(long, value_enum, help_heading = "Output")]
+    #[arg(long, value_enum, help_heading = "Output", allow_hyphen_values = true)]
     format: Option<Format>,
     /// JSON (versioned schema): with FILE, also write it there; without, print it instead of
     /// the table (to stdout, or to -o).
@@ -61,7 +61,7 @@ pub struct Args {
     /// CSV with SEP between fields, as `perf stat -x SEP` (one ASCII character; also used by
     /// --csv FILE).
     #[arg(short = 'x', long = "field-separator", value_name = "SEP", help_heading = "Output",
-          value_parser = separator)]
+          allow_hyphen_values = true, value_parser = separator)]
     separator: Option<u8>,
     /// Write the chosen format to FILE instead of stdout (stderr for the table).
     #[arg(short = 'o', long = "output", value_name = "FILE", help_heading = "Output",
@@ -72,7 +72,7 @@ pub struct Args {
     quiet: bool,
     /// Colour the table.
     #[arg(long, value_enum, value_name = "WHEN", default_value_t = Color::Auto,
-          help_heading = "Output")]
+          allow_hyphen_values = true, help_heading = "Output")]
     color: Color,
     /// The command to run and its arguments.
     #[arg(required = true, last = true, value_name = "CMD")]

@@ -47,17 +47,23 @@ use crate::output::{self, Format};
 )]
 #[command(group = clap::ArgGroup::new("target").required(true).args(["pid", "command"]))]
 pub struct Args {
-    /// Attach to this running process.
-    #[arg(long)]
+    /// Attach to this running process: a PID from 1 to 4,194,303.
+    #[arg(long, allow_hyphen_values = true,
+          value_parser = crate::ranges::count::<u32>(1, crate::ranges::MAX_PID, crate::ranges::PID_WHY))]
     pid: Option<u32>,
     /// Trace a Go binary: uprobes on runtime.deferproc, deferprocStack, deferreturn, gopanic.
     #[arg(long)]
     go: bool,
-    /// Stop after this long (e.g. 10s); by default trace until the target ends or Ctrl-C.
-    #[arg(long, value_parser = humantime::parse_duration)]
+    /// Stop after this long (e.g. 10s), 10ms to 1day; by default trace until the target ends or
+    /// Ctrl-C.
+    #[arg(long, allow_hyphen_values = true,
+          value_parser = crate::ranges::duration(Duration::from_millis(10), crate::ranges::MAX_RUN,
+                                                 "bpftrace's timers tick in whole milliseconds; leave --duration out to trace until the target ends"))]
     duration: Option<Duration>,
-    /// Print counts every interval.
-    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    /// Print counts every interval, 10ms to 1h.
+    #[arg(long, default_value = "1s", allow_hyphen_values = true,
+          value_parser = crate::ranges::duration(Duration::from_millis(10), Duration::from_secs(3600),
+                                                 "bpftrace's timers tick in whole milliseconds; below 10ms the printing costs more than the counting"))]
     interval: Duration,
     #[command(flatten)]
     output: output::OutputArgs,

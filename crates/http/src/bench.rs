@@ -78,12 +78,13 @@ pub struct BenchRow {
     pub achieved_rps: f64,
     /// The asked rate (constant-rate runs).
     pub target_rps: Option<f64>,
-    /// Median latency, ns (corrected in constant-rate runs).
-    pub p50_ns: u64,
-    /// 99th percentile, ns (corrected in constant-rate runs).
-    pub p99_ns: u64,
-    /// 99.9th percentile, ns (corrected in constant-rate runs).
-    pub p999_ns: u64,
+    /// Median latency, ns (corrected in constant-rate runs); `None` when no request succeeded.
+    pub p50_ns: Option<u64>,
+    /// 99th percentile, ns (corrected in constant-rate runs); `None` when no request succeeded.
+    pub p99_ns: Option<u64>,
+    /// 99.9th percentile, ns (corrected in constant-rate runs); `None` when no request
+    /// succeeded.
+    pub p999_ns: Option<u64>,
     /// Failed requests by kind.
     pub errors: ErrorCounts,
     /// Server CPU seconds (user + system) during the measured window.
@@ -204,7 +205,8 @@ fn summarize(strategies: &[Strategy], rows: &[BenchRow]) -> Vec<BenchSummary> {
                 .collect();
             let (Some(achieved_rps), Some(p99_ns)) = (
                 Summary::of(runs.iter().map(|r| r.achieved_rps)),
-                Summary::of(runs.iter().map(|r| r.p99_ns as f64)),
+                // Runs without a successful response have no latency (their errors count).
+                Summary::of(runs.iter().filter_map(|r| r.p99_ns).map(|v| v as f64)),
             ) else {
                 continue;
             };
@@ -331,16 +333,16 @@ fn measure(
         (Some(b), Some(a)) => a.cpu_seconds - b.cpu_seconds,
         _ => f64::NAN,
     };
-    let latency = report.latency_corrected_ns.unwrap_or(report.latency_ns);
+    let latency = report.latency_corrected_ns.or(report.latency_ns);
     Ok(BenchRow {
         strategy,
         round,
         mode: report.mode.name(),
         achieved_rps: report.achieved_rps,
         target_rps: report.target_rps,
-        p50_ns: latency.p50,
-        p99_ns: latency.p99,
-        p999_ns: latency.p999,
+        p50_ns: latency.map(|l| l.p50),
+        p99_ns: latency.map(|l| l.p99),
+        p999_ns: latency.map(|l| l.p999),
         errors: report.errors,
         server_cpu_s: cpu,
         server_cpu_us_per_request: cpu * 1e6 / report.requests_ok.max(1) as f64,
@@ -352,6 +354,11 @@ fn measure(
 /// Milliseconds with two decimals (the benchmark's latency unit).
 fn ms(ns: f64) -> String {
     format!("{:.2} ms", ns / 1e6)
+}
+
+/// A run's latency, or `-` when no request succeeded (nothing was measured).
+fn latency_ms(ns: Option<u64>) -> String {
+    ns.map_or(frugal_output::units::MISSING.to_owned(), |v| ms(v as f64))
 }
 
 impl BenchReport {
@@ -426,9 +433,9 @@ impl frugal_output::Render for BenchReport {
                 row.strategy.name().to_owned(),
                 row.mode.to_owned(),
                 format!("{:.0}", row.achieved_rps),
-                ms(row.p50_ns as f64),
-                ms(row.p99_ns as f64),
-                ms(row.p999_ns as f64),
+                latency_ms(row.p50_ns),
+                latency_ms(row.p99_ns),
+                latency_ms(row.p999_ns),
                 row.errors.total().to_string(),
                 format!("{:.1}", row.server_cpu_us_per_request),
                 format!("{:.1}", row.server_rss_bytes as f64 / (1024.0 * 1024.0)),
@@ -534,9 +541,9 @@ impl frugal_output::Render for BenchReport {
                 r.mode.to_owned(),
                 r.target_rps.map_or(String::new(), |x| x.to_string()),
                 r.achieved_rps.to_string(),
-                r.p50_ns.to_string(),
-                r.p99_ns.to_string(),
-                r.p999_ns.to_string(),
+                r.p50_ns.map_or(String::new(), |v| v.to_string()),
+                r.p99_ns.map_or(String::new(), |v| v.to_string()),
+                r.p999_ns.map_or(String::new(), |v| v.to_string()),
                 e.connect.to_string(),
                 e.timeout.to_string(),
                 e.status.to_string(),

@@ -21,7 +21,9 @@ use tokio::net::TcpStream;
 pub(crate) enum Failure {
     /// The peer reset or closed the connection, or a write hit a closed socket.
     Reset,
-    /// The response could not be parsed, or another I/O error.
+    /// The response breaks HTTP/1.1; what is wrong, for the report.
+    Protocol(&'static str),
+    /// Another I/O error.
     Other,
 }
 
@@ -138,7 +140,7 @@ impl Conn {
         }
         if self.end == self.buf.len() {
             if self.buf.len() >= MAX_HEAD {
-                return Err(Failure::Other);
+                return Err(Failure::Protocol("a response head larger than 64 KiB"));
             }
             self.buf.resize(self.buf.len() * 2, 0);
         }
@@ -192,7 +194,7 @@ impl Conn {
             let size = std::str::from_utf8(&size_text[..hex_end])
                 .ok()
                 .and_then(|s| usize::from_str_radix(s.trim(), 16).ok())
-                .ok_or(Failure::Other)?;
+                .ok_or(Failure::Protocol("an invalid chunk size"))?;
             if size == 0 {
                 // Trailers, up to an empty line.
                 loop {
@@ -203,7 +205,9 @@ impl Conn {
                 }
             }
             // The chunk and its CRLF; a hostile size near usize::MAX is an error, not a wrap.
-            let with_crlf = size.checked_add(2).ok_or(Failure::Other)?;
+            let with_crlf = size
+                .checked_add(2)
+                .ok_or(Failure::Protocol("an invalid chunk size"))?;
             self.skip(with_crlf).await?;
         }
     }
@@ -218,9 +222,11 @@ fn parse_head(bytes: &[u8]) -> Result<Option<Head>, Failure> {
     let head_len = match response.parse(bytes) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Ok(None),
-        Err(_) => return Err(Failure::Other),
+        Err(_) => return Err(Failure::Protocol("an unparsable response head")),
     };
-    let status = response.code.ok_or(Failure::Other)?;
+    let status = response
+        .code
+        .ok_or(Failure::Protocol("an unparsable response head"))?;
     let mut close = response.version == Some(0);
     let mut body = Body::UntilClose;
     let mut length: Option<usize> = None;
@@ -228,11 +234,12 @@ fn parse_head(bytes: &[u8]) -> Result<Option<Head>, Failure> {
         if header.name.eq_ignore_ascii_case("content-length") {
             // RFC 9112 §6.3: several lengths (repeated headers or a list) that differ make the
             // message invalid: an error at once, not a wait for a body that never ends.
-            let text = std::str::from_utf8(header.value).map_err(|_| Failure::Other)?;
+            let invalid = Failure::Protocol("an invalid Content-Length header");
+            let text = std::str::from_utf8(header.value).map_err(|_| invalid)?;
             for value in text.split(',') {
-                let n: usize = value.trim().parse().map_err(|_| Failure::Other)?;
+                let n: usize = value.trim().parse().map_err(|_| invalid)?;
                 if length.is_some_and(|l| l != n) {
-                    return Err(Failure::Other);
+                    return Err(Failure::Protocol("conflicting Content-Length headers"));
                 }
                 length = Some(n);
             }
@@ -326,7 +333,7 @@ mod tests {
         let r = exchange_with(b"HTTP/1.1 200 OK\r\ncontent-length: 50\r\n\r\nshort").await;
         assert_eq!(r, Err(Failure::Reset));
         let r = exchange_with(b"garbage\r\n\r\n").await;
-        assert_eq!(r, Err(Failure::Other));
+        assert_eq!(r, Err(Failure::Protocol("an unparsable response head")));
     }
 
     #[tokio::test]
@@ -335,7 +342,10 @@ mod tests {
             &b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 7\r\n\r\nhello"[..],
             b"HTTP/1.1 200 OK\r\ncontent-length: 5, 7\r\n\r\nhello",
         ] {
-            assert_eq!(exchange_with(reply).await, Err(Failure::Other));
+            assert_eq!(
+                exchange_with(reply).await,
+                Err(Failure::Protocol("conflicting Content-Length headers"))
+            );
         }
         // Repeated identical lengths are one length (RFC 9112 §6.3 allows it).
         let r = exchange_with(
@@ -357,6 +367,6 @@ mod tests {
             b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\nabc\r\n",
         )
         .await;
-        assert_eq!(r, Err(Failure::Other));
+        assert_eq!(r, Err(Failure::Protocol("an invalid chunk size")));
     }
 }

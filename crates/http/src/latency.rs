@@ -46,6 +46,12 @@ pub struct LatencySummary {
 }
 
 impl LatencySummary {
+    /// Summarizes `h`; `None` when it is empty: nothing was measured, and zeros would read as
+    /// a latency.
+    pub fn measured(h: &Histogram<u64>) -> Option<LatencySummary> {
+        (!h.is_empty()).then(|| LatencySummary::of(h))
+    }
+
     /// Summarizes `h`; all zeros when it is empty.
     pub fn of(h: &Histogram<u64>) -> LatencySummary {
         if h.is_empty() {
@@ -75,5 +81,7 @@ mod tests {
         h.record(7).unwrap();
         let s = LatencySummary::of(&h);
         assert_eq!((s.count, s.p50, s.max, s.mean), (2, 5, 7, 6.0));
+        assert_eq!(LatencySummary::measured(&h), Some(s));
+        assert_eq!(LatencySummary::measured(&histogram()), None);
     }
 }

@@ -11,22 +11,26 @@ use crate::latency::LatencySummary;
 pub struct ErrorCounts {
     /// Connections that could not be reopened during the run.
     pub connect: u64,
-    /// No complete response within the timeout (at the end of the run: within the effective
-    /// timeout, see the module docs), requests never sent included.
+    /// No complete response within `--timeout` (requests scheduled but never sent included,
+    /// counted from their intended send time). A request the end of the run cut short before
+    /// its timeout is not one: see [`LoadReport::requests_unfinished`].
     pub timeout: u64,
     /// A response with a status of 400 or more.
     pub status: u64,
     /// The connection was reset or closed mid-exchange.
     pub reset: u64,
-    /// A response that breaks HTTP/1.1 (unparsable, conflicting `Content-Length`s), or another
-    /// I/O error.
+    /// A response that breaks HTTP/1.1: unparsable, conflicting `Content-Length`s, a bad chunk
+    /// size (the first one's description: [`LoadReport::protocol_error`]).
+    #[serde(default)]
+    pub protocol: u64,
+    /// Another I/O error.
     pub other: u64,
 }
 
 impl ErrorCounts {
     /// All errors.
     pub fn total(&self) -> u64 {
-        self.connect + self.timeout + self.status + self.reset + self.other
+        self.connect + self.timeout + self.status + self.reset + self.protocol + self.other
     }
 
     pub(crate) fn add(&mut self, other: &ErrorCounts) {
@@ -34,6 +38,7 @@ impl ErrorCounts {
         self.timeout += other.timeout;
         self.status += other.status;
         self.reset += other.reset;
+        self.protocol += other.protocol;
         self.other += other.other;
     }
 }
@@ -66,28 +71,36 @@ pub struct LoadReport {
     pub requests_ok: u64,
     /// Failed requests in the measured window, by kind.
     pub errors: ErrorCounts,
-    /// Latency from the actual send to the end of the response.
-    pub latency_ns: LatencySummary,
-    /// Latency from the intended send time (constant-rate mode only): what a user arriving on
-    /// schedule would see, queueing behind a slow response included.
+    /// Latency from the actual send to the end of the response; `None` (`null`) when no
+    /// request succeeded: nothing was measured.
+    pub latency_ns: Option<LatencySummary>,
+    /// Latency from the intended send time (constant-rate mode only, and `None` when no request
+    /// succeeded): what a user arriving on schedule would see, queueing behind a slow response
+    /// included.
     pub latency_corrected_ns: Option<LatencySummary>,
-    /// How late the pacer sent when the connection was idle on time (constant-rate mode only):
-    /// the floor of the corrected latency that is the generator's, not the server's.
+    /// How late the pacer sent when the connection was idle on time (constant-rate mode only,
+    /// and `None` when nothing was sent on time): the floor of the corrected latency that is
+    /// the generator's, not the server's.
     pub pacer_lateness_ns: Option<LatencySummary>,
     /// Failed requests over all requests that ended in the measured window (successes plus
     /// errors); 0 when none ended.
     pub error_rate: f64,
     /// Requests scheduled before the end but never sent: the server fell behind the schedule
-    /// (constant-rate mode). Counted as timeouts or as unfinished, by how long they waited.
+    /// (constant-rate mode). Counted as timeouts when they had waited `--timeout` since their
+    /// intended send time, as unanswered at the end otherwise.
     pub requests_unsent: u64,
-    /// Requests without an answer at the end that had waited less than the effective timeout:
-    /// their outcome is unknown, they are in no other count (closed-loop runs always end with
-    /// about one per connection).
+    /// Requests unanswered at the end of the run, sent or only scheduled, that had waited less
+    /// than `--timeout`: the end of the run bounds every wait, so their outcome is unknown;
+    /// they are in no other count (closed-loop runs always end with about one per connection).
     pub requests_unfinished: u64,
     /// How long the oldest unfinished request had waited at the end, ns (0 when none).
     pub unfinished_oldest_ns: u64,
     /// The open-file limit in force.
     pub nofile_limit: u64,
+    /// What the first protocol error was (`"conflicting Content-Length headers"`), when
+    /// [`ErrorCounts::protocol`] is not 0.
+    #[serde(default)]
+    pub protocol_error: Option<String>,
 }
 
 /// How a load run sends: as fast as answers come, or on a schedule.
@@ -125,7 +138,8 @@ impl LoadReport {
         let errors = self.errors.total();
         if self.requests_ok == 0 {
             let mut why = format!(
-                "no successful response in the measured window ({errors} errors, {} unfinished)",
+                "no successful response in the measured window ({errors} errors, {} unanswered at \
+                 the end)",
                 self.requests_unfinished
             );
             if self.requests_unfinished > 0 {
@@ -238,7 +252,8 @@ fn opt<T: ToString>(x: Option<T>) -> String {
 
 impl Render for LoadReport {
     const SCHEMA: &'static str = "frugal-load";
-    const VERSION: u32 = 1;
+    /// 2: `latency_ns` is `null` when no request succeeded; `errors.protocol`, `protocol_error`.
+    const VERSION: u32 = 2;
 
     fn document(&self) -> Document {
         let r = self;
@@ -262,7 +277,7 @@ impl Render for LoadReport {
         doc.toned(
             format!(
                 "  {:<12} {} ok; errors {} ({}): connect {}, timeout {}, status {}, reset {}, \
-                 other {}",
+                 protocol {}, other {}",
                 "requests",
                 r.requests_ok,
                 e.total(),
@@ -271,10 +286,17 @@ impl Render for LoadReport {
                 e.timeout,
                 e.status,
                 e.reset,
+                e.protocol,
                 e.other
             ),
             tone,
         );
+        if let (true, Some(what)) = (e.protocol > 0, &r.protocol_error) {
+            doc.toned(
+                format!("  {:<12} first protocol error: {what}", ""),
+                Tone::Warn,
+            );
+        }
         let mut table = Table::new(
             LATENCY_COLUMNS
                 .iter()
@@ -282,19 +304,31 @@ impl Render for LoadReport {
                 .map(|(i, c)| (*c, if i == 0 { Align::Left } else { Align::Right })),
         )
         .indent(2);
-        table.row(latency_row("measured", &r.latency_ns, true));
-        if let Some(c) = &r.latency_corrected_ns {
-            table.row(latency_row("corrected", c, true));
+        // Only what was measured: no successful response, no latency (not a row of zeros).
+        let rows = [
+            ("measured", &r.latency_ns, true),
+            ("corrected", &r.latency_corrected_ns, true),
+            ("pacer late", &r.pacer_lateness_ns, false),
+        ];
+        if r.latency_ns.is_none() {
+            doc.toned(
+                format!("  {:<12} not measured: no request succeeded", "latency"),
+                Tone::Warn,
+            );
         }
-        if let Some(p) = &r.pacer_lateness_ns {
-            table.row(latency_row("pacer late", p, false));
+        if rows.iter().any(|(_, s, _)| s.is_some()) {
+            for (label, summary, full) in rows {
+                if let Some(s) = summary {
+                    table.row(latency_row(label, s, full));
+                }
+            }
+            doc.table(table);
         }
-        doc.table(table);
         if r.requests_unsent > 0 {
             doc.toned(
                 format!(
                     "  {} scheduled requests were never sent: the server fell behind (counted as \
-                     timeouts or unfinished)",
+                     timeouts when they had waited --timeout, else as unanswered at the end)",
                     r.requests_unsent
                 ),
                 Tone::Warn,
@@ -302,8 +336,8 @@ impl Render for LoadReport {
         }
         if r.requests_unfinished > 0 {
             doc.line(format!(
-                "  {} requests unanswered at the end (oldest waited {}): outcome unknown, not \
-                 counted",
+                "  {} requests unanswered at the end (oldest waited {}): the end of the run cut \
+                 their wait short; outcome unknown, not counted",
                 r.requests_unfinished,
                 ns(r.unfinished_oldest_ns)
             ));
@@ -334,7 +368,9 @@ impl Render for LoadReport {
             "errors_timeout",
             "errors_status",
             "errors_reset",
+            "errors_protocol",
             "errors_other",
+            "protocol_error",
             "error_rate",
             "requests_unsent",
             "requests_unfinished",
@@ -363,13 +399,15 @@ impl Render for LoadReport {
             e.timeout.to_string(),
             e.status.to_string(),
             e.reset.to_string(),
+            e.protocol.to_string(),
             e.other.to_string(),
+            opt(r.protocol_error.as_deref()),
             r.error_rate.to_string(),
             r.requests_unsent.to_string(),
             r.requests_unfinished.to_string(),
             r.unfinished_oldest_ns.to_string(),
         ];
-        row.extend(latency_csv_cells(Some(&r.latency_ns)));
+        row.extend(latency_csv_cells(r.latency_ns.as_ref()));
         row.extend(latency_csv_cells(r.latency_corrected_ns.as_ref()));
         row.extend(latency_csv_cells(r.pacer_lateness_ns.as_ref()));
         t.row(row);
@@ -410,7 +448,7 @@ mod tests {
                 reset: 1,
                 ..ErrorCounts::default()
             },
-            latency_ns: lat,
+            latency_ns: Some(lat),
             latency_corrected_ns: rate.map(|_| lat),
             pacer_lateness_ns: rate.map(|_| lat),
             error_rate: 1.0 / 101.0,
@@ -418,6 +456,7 @@ mod tests {
             requests_unfinished: 3,
             unfinished_oldest_ns: 900,
             nofile_limit: 1024,
+            protocol_error: None,
         }
     }
 
@@ -431,7 +470,9 @@ mod tests {
             "{text}"
         );
         assert!(
-            text.contains("errors 1 (1.0%): connect 0, timeout 0, status 0, reset 1, other 0"),
+            text.contains(
+                "errors 1 (1.0%): connect 0, timeout 0, status 0, reset 1, protocol 0, other 0"
+            ),
             "{text}"
         );
         let corrected = text
@@ -450,6 +491,45 @@ mod tests {
             "{pacer}"
         );
         assert!(text.contains("3 requests unanswered at the end (oldest waited 900 ns)"));
+    }
+
+    #[test]
+    fn no_success_shows_no_latency_and_names_the_protocol_error() {
+        let mut r = report(Some(100.0));
+        r.requests_ok = 0;
+        r.latency_ns = None;
+        r.latency_corrected_ns = None;
+        r.pacer_lateness_ns = None;
+        r.errors = ErrorCounts {
+            protocol: 7,
+            ..ErrorCounts::default()
+        };
+        r.protocol_error = Some("conflicting Content-Length headers".to_owned());
+        let text = r.document().to_text(&frugal_output::Style::plain());
+        assert!(
+            text.contains("latency      not measured: no request succeeded"),
+            "{text}"
+        );
+        assert!(
+            !text.lines().any(|l| l.trim_start().starts_with("measured")),
+            "no latency row: {text}"
+        );
+        assert!(text.contains("protocol 7, other 0"), "{text}");
+        assert!(
+            text.contains("first protocol error: conflicting Content-Length headers"),
+            "{text}"
+        );
+        let json: serde_json::Value =
+            serde_json::from_str(&r.to_json().expect("serializes")).expect("json");
+        assert!(json["latency_ns"].is_null(), "{json}");
+        assert_eq!(json["errors"]["protocol"], 7);
+        let csv = r.csv_table().expect("a table").to_csv();
+        let mut lines = csv.lines();
+        let headers: Vec<&str> = lines.next().expect("headers").split(',').collect();
+        let cells: Vec<&str> = lines.next().expect("a row").split(',').collect();
+        let cell = |h: &str| cells[headers.iter().position(|x| *x == h).expect(h)];
+        assert_eq!(cell("latency_p50_ns"), "");
+        assert_eq!(cell("errors_protocol"), "7");
     }
 
     #[test]

@@ -10,11 +10,15 @@
 //! What counts: a response counts in the measured window when it *completes* inside it (wrk's
 //! rule), in both modes — also when it was sent, or scheduled, during the warm-up: a slow
 //! response is never hidden by the warm-up. The end of the window ends the run: no wait goes
-//! past it. A request still without an answer then is a timeout if it had already waited the
-//! effective timeout (the smaller of `--timeout` and the measured duration: a run of `d`
-//! seconds cannot measure a response slower than `d`), and *unfinished* otherwise (its outcome
-//! is unknown; reported, not counted). In constant-rate mode the same holds for requests
-//! scheduled before the end but never sent, measured from their intended send time.
+//! past it. A request still without an answer then is *unanswered at the end* (its outcome is
+//! unknown: reported, not counted as an error), unless it had already waited the whole
+//! `--timeout` — then it is a timeout, as it would have been a moment later. In constant-rate
+//! mode the same holds for requests scheduled before the end but never sent, measured from
+//! their intended send time: with `-d 3s --timeout 30s` against a stalled server, every request
+//! is unanswered at the end, none a timeout (and the run fails: no request succeeded).
+//!
+//! A response that breaks HTTP/1.1 is a *protocol* error; the first one's description is in
+//! the report.
 
 use std::cell::RefCell;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -244,6 +248,8 @@ struct Ctx {
     start: OnceLock<Instant>,
     connected: AtomicU64,
     first_connect_error: Mutex<Option<std::io::Error>>,
+    /// What the first response that broke HTTP/1.1 did wrong.
+    first_protocol_error: Mutex<Option<&'static str>>,
     progress: Arc<Progress>,
     pacer: Option<Pacer>,
     stop: AtomicBool,
@@ -314,6 +320,7 @@ fn run_load(config: &LoadConfig, progress: Arc<Progress>) -> Result<LoadReport, 
         start: OnceLock::new(),
         connected: AtomicU64::new(0),
         first_connect_error: Mutex::new(None),
+        first_protocol_error: Mutex::new(None),
         progress,
         pacer,
         stop: AtomicBool::new(false),
@@ -407,9 +414,14 @@ fn run_load(config: &LoadConfig, progress: Arc<Progress>) -> Result<LoadReport, 
         },
         requests_ok: total.ok,
         errors: total.errors,
-        latency_ns: LatencySummary::of(&total.uncorrected),
-        latency_corrected_ns: constant.then(|| LatencySummary::of(&total.corrected)),
-        pacer_lateness_ns: constant.then(|| LatencySummary::of(&total.lateness)),
+        // No successful response: no latency (None, `null`), not a row of zeros.
+        latency_ns: LatencySummary::measured(&total.uncorrected),
+        latency_corrected_ns: constant
+            .then(|| LatencySummary::measured(&total.corrected))
+            .flatten(),
+        pacer_lateness_ns: constant
+            .then(|| LatencySummary::measured(&total.lateness))
+            .flatten(),
         error_rate: if ended == 0 {
             0.0
         } else {
@@ -423,6 +435,12 @@ fn run_load(config: &LoadConfig, progress: Arc<Progress>) -> Result<LoadReport, 
             nanos(total.unfinished_oldest)
         },
         nofile_limit,
+        protocol_error: if total.errors.protocol > 0 {
+            let first = *ctx.first_protocol_error.lock().expect("never poisoned");
+            first.map(str::to_owned)
+        } else {
+            None
+        },
     })
 }
 
@@ -539,6 +557,13 @@ async fn attempt(ctx: &Ctx, conn: &mut Conn, sent: Instant, end: Instant) -> Att
     match tokio::time::timeout_at(give_up.into(), fut).await {
         Ok(Ok(reply)) => Attempt::Done(reply.status, reply.close),
         Ok(Err(Failure::Reset)) => Attempt::Failed(|e| &mut e.reset),
+        Ok(Err(Failure::Protocol(what))) => {
+            ctx.first_protocol_error
+                .lock()
+                .expect("never poisoned")
+                .get_or_insert(what);
+            Attempt::Failed(|e| &mut e.protocol)
+        }
         Ok(Err(Failure::Other)) => Attempt::Failed(|e| &mut e.other),
         Err(_) if give_up >= end => Attempt::RunEnded,
         Err(_) => Attempt::Failed(|e| &mut e.timeout),
@@ -570,11 +595,11 @@ async fn reconnect(
 }
 
 /// A request still without an answer when the run ends at `end`, waiting since `since` (its
-/// send, or its intended send in constant-rate mode): a timeout when it waited the effective
-/// timeout, unfinished otherwise. Returns `true` for a timeout.
+/// send, or its intended send in constant-rate mode): a timeout when it waited `--timeout`,
+/// unanswered at the end (unfinished) otherwise. Returns `true` for a timeout.
 fn unanswered(ctx: &Ctx, stats: &RefCell<Stats>, end: Instant, since: Instant) -> bool {
     let waited = end.saturating_duration_since(since);
-    if waited >= ctx.config.timeout.min(ctx.config.duration) {
+    if waited >= ctx.config.timeout {
         count_error(ctx, stats, true, |e| &mut e.timeout);
         true
     } else {
@@ -668,9 +693,9 @@ async fn constant_rate(
                 (span / interval_s).ceil() as u64
             }
         };
-        let limit = ctx.config.timeout.min(ctx.config.duration);
+        let limit = ctx.config.timeout;
         let all = before(end).saturating_sub(k);
-        // Waited the effective timeout: scheduled at or before `end - limit`.
+        // Waited the whole timeout: scheduled at or before `end - limit`.
         let timed_out = end
             .checked_sub(limit)
             .map_or(0, |cut| before(cut + Duration::from_nanos(1)))

@@ -21,11 +21,15 @@ pub struct Args {
     claims: bool,
     /// Only these strategies (comma-separated: manual, guard, scopeguard, chain-inline,
     /// chain-overflow, box-vec).
-    #[arg(long, value_delimiter = ',', value_name = "LIST")]
-    strategy: Vec<String>,
+    #[arg(long, value_delimiter = ',', value_name = "LIST", allow_hyphen_values = true,
+          value_parser = crate::ranges::one_of("strategy", Strategy::ALL.map(Strategy::key),
+                                               |s| Strategy::parse(s).ok()))]
+    strategy: Vec<Strategy>,
     /// Only these scenarios (comma-separated: one, straight8, loop8, loop64, touch, panic).
-    #[arg(long, value_delimiter = ',', value_name = "LIST")]
-    scenario: Vec<String>,
+    #[arg(long, value_delimiter = ',', value_name = "LIST", allow_hyphen_values = true,
+          value_parser = crate::ranges::one_of("scenario", Scenario::ALL.map(Scenario::key),
+                                               |s| Scenario::parse(s).ok()))]
+    scenario: Vec<Scenario>,
     /// Skip the simulated (valgrind) counters when the machine has no PMU.
     #[arg(long)]
     no_sim: bool,
@@ -55,19 +59,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
 
     let mut config = config(args.quick, args.no_go, args.no_sim)?;
+    // Names checked at parse time (unknown ones are usage errors, exit 2).
     if !args.strategy.is_empty() {
-        config.strategies = args
-            .strategy
-            .iter()
-            .map(|s| Strategy::parse(s))
-            .collect::<Result<_, _>>()?;
+        config.strategies = args.strategy;
     }
     if !args.scenario.is_empty() {
-        config.scenarios = args
-            .scenario
-            .iter()
-            .map(|s| Scenario::parse(s))
-            .collect::<Result<_, _>>()?;
+        config.scenarios = args.scenario;
     }
     let output = &args.output;
     let bar = crate::output::bar(1, output.quiet);

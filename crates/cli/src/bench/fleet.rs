@@ -24,27 +24,33 @@ const VICTORIA: &str = "/usr/bin/victoria-metrics";
 /// Arguments of `frugal bench fleet`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Workloads in the synthetic fleet.
-    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    /// Workloads in the synthetic fleet: 1 to 100,000.
+    #[arg(long, default_value_t = 100, allow_hyphen_values = true,
+          value_parser = crate::ranges::count::<u32>(1, 100_000, "two series each, filled into the engine before measuring; 100,000 is already a large fleet"))]
     workloads: u32,
-    /// Days of data.
-    #[arg(long, default_value_t = 2.0)]
+    /// Days of data: above 0, at most 365.
+    #[arg(long, default_value_t = 2.0, allow_hyphen_values = true,
+          value_parser = crate::ranges::real(0.0, false, 365.0, "days of samples ending an hour ago; a year at 15s is two million samples per series"))]
     days: f64,
-    /// Sample interval (and query step).
-    #[arg(long, default_value = "15s", value_parser = humantime::parse_duration)]
+    /// Sample interval (and query step): 1s to 1h.
+    #[arg(long, default_value = "15s", allow_hyphen_values = true,
+          value_parser = crate::ranges::duration(Duration::from_secs(1), Duration::from_secs(3600), "the engine stores whole seconds; an interval above an hour leaves no 5-minute peak to size for"))]
     interval: Duration,
-    /// Measurements per mode (alternating pushdown and pull).
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=50))]
+    /// Measurements per mode (alternating pushdown and pull): 1 to 50.
+    #[arg(long, default_value_t = 3, allow_hyphen_values = true,
+          value_parser = crate::ranges::count::<u32>(1, 50, "each measurement reads the whole fleet; more than 50 belong in a script"))]
     repeats: u32,
     /// Use this engine instead of starting VictoriaMetrics; it must hold `fleet_cpu_cores` and
     /// `fleet_memory_bytes` by `job` for the range (`--end` minus `--days`).
     #[arg(long, value_name = "URL")]
     url: Option<String>,
-    /// End of the range with --url (Unix seconds).
-    #[arg(long, value_name = "UNIX_S", requires = "url")]
+    /// End of the range with --url (Unix seconds, 2001 to 9999).
+    #[arg(long, value_name = "UNIX_S", requires = "url", allow_hyphen_values = true,
+          value_parser = crate::ranges::count::<i64>(1_000_000_000, 253_402_300_799, "Unix seconds from 2001 to 9999; milliseconds are refused"))]
     end: Option<i64>,
-    /// Give up on one engine request after this long.
-    #[arg(long, default_value = "300s", value_parser = humantime::parse_duration)]
+    /// Give up on one engine request after this long: 1s to 1h.
+    #[arg(long, default_value = "300s", allow_hyphen_values = true,
+          value_parser = crate::ranges::duration(Duration::from_secs(1), Duration::from_secs(3600), "whole seconds, passed on to each measurement; an answer slower than an hour is a hung engine"))]
     timeout: Duration,
     #[command(flatten)]
     output: crate::output::OutputArgs,
@@ -296,13 +302,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(mode) = &args.run_one {
         return run_one(&args, mode);
     }
+    // Both checked at parse time: at least 1 s, days in (0, 365].
     let interval = args.interval.as_secs() as i64;
-    if interval < 1 {
-        bail!("--interval must be at least 1s");
-    }
-    if !(args.days > 0.0 && args.days <= 365.0) {
-        bail!("--days must be between 0 and 365");
-    }
     let span = (args.days * 86_400.0) as i64;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?

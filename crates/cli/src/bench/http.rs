@@ -32,7 +32,7 @@ pub struct Args {
           value_parser = ranges::real(0.0, false, ranges::MAX_RATE, ranges::RATE_WHY))]
     rate: Option<f64>,
     /// Strategies to compare (comma-separated) [default: all].
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', allow_hyphen_values = true)]
     strategies: Vec<Strategy>,
     /// CPU burned per request by the server, microseconds of thread CPU time, not wall-clock
     /// time (`frugal serve --work-us`), 0 to 1,000,000.
@@ -53,12 +53,13 @@ pub struct Args {
     threads: Option<usize>,
     /// Rounds: every strategy runs once per round, alternating, each on a fresh server; the
     /// summary gives the median and range over the rounds (1 to 100).
-    #[arg(short = 'r', long, default_value_t = 3,
-          value_parser = clap::value_parser!(u32).range(1..=100))]
+    #[arg(short = 'r', long, default_value_t = 3, allow_hyphen_values = true,
+          value_parser = ranges::count::<u32>(1, 100, "one round has no spread to judge a difference by; more than 100 belong in a script"))]
     repeats: u32,
     /// Fail (exit status 1, after the report) when any run's error rate is above this
     /// percentage, as `frugal load --max-error-rate` (0 to 100, a trailing % is allowed).
-    #[arg(long, default_value = "1%", value_parser = crate::load::parse_percent)]
+    #[arg(long, default_value = "1%", allow_hyphen_values = true,
+          value_parser = ranges::percent(ranges::ERROR_RATE_WHY))]
     max_error_rate: f64,
     #[command(flatten)]
     output: crate::output::OutputArgs,

@@ -38,8 +38,9 @@ pub struct Args {
     /// Read through the page cache instead (nothing is dropped from it first).
     #[arg(long)]
     buffered: bool,
-    /// Seed of the random offsets.
-    #[arg(long, default_value_t = 0x9E37_79B9_7F4A_7C15)]
+    /// Seed of the random offsets: any whole number from 0 to 18,446,744,073,709,551,615.
+    #[arg(long, default_value_t = 0x9E37_79B9_7F4A_7C15, allow_hyphen_values = true,
+          value_parser = ranges::count::<u64>(0, u64::MAX, "a 64-bit seed"))]
     seed: u64,
     /// Also run fio (libaio, same file, depth and block size) and show it beside ours.
     #[arg(long)]

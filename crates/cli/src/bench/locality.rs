@@ -13,16 +13,21 @@ pub struct Args {
     #[arg(long)]
     quick: bool,
     /// Working sets (comma-separated bytes; K, M, G suffixes are KiB, MiB, GiB), e.g.
-    /// 16K,256K,4M,64M,1G. Default: from this machine's cache sizes (sysfs).
-    #[arg(long, value_delimiter = ',', value_name = "LIST")]
-    sizes: Vec<String>,
+    /// 16K,256K,4M,64M,1G; each 4 KiB to 64 TiB, and within the memory available (checked
+    /// before starting). Default: from this machine's cache sizes (sysfs).
+    #[arg(long, value_delimiter = ',', value_name = "LIST", allow_hyphen_values = true,
+          value_parser = crate::ranges::size(MIN_SET, MAX_SET, SET_WHY))]
+    sizes: Vec<u64>,
     /// Only these patterns (comma-separated: seq, stride-64, stride-4k, random, chase-ordered,
     /// chase-shuffled, aos, soa, hot-aligned, hot-straddle).
-    #[arg(long, value_delimiter = ',', value_name = "LIST")]
-    patterns: Vec<String>,
-    /// Working set of the 4 KiB vs transparent-huge-page comparison.
-    #[arg(long, default_value = "1G", value_name = "BYTES")]
-    thp_size: String,
+    #[arg(long, value_delimiter = ',', value_name = "LIST", allow_hyphen_values = true,
+          value_parser = crate::ranges::one_of("pattern", Pattern::ALL.map(Pattern::key), Pattern::parse))]
+    patterns: Vec<Pattern>,
+    /// Working set of the 4 KiB vs transparent-huge-page comparison: 4 KiB to 64 TiB, and
+    /// within the memory available.
+    #[arg(long, default_value = "1G", value_name = "BYTES", allow_hyphen_values = true,
+          value_parser = crate::ranges::size(MIN_SET, MAX_SET, SET_WHY))]
+    thp_size: u64,
     /// Skip the huge-page comparison.
     #[arg(long)]
     no_huge_pages: bool,
@@ -36,30 +41,13 @@ pub struct Args {
     output: crate::output::OutputArgs,
 }
 
-/// `16K`, `4M`, `1G`, `4096`: bytes. Refuses 0, fractions, negative and non-numbers.
-fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let (num, shift) = match t.char_indices().last() {
-        Some((i, 'k' | 'K')) => (&t[..i], 10),
-        Some((i, 'm' | 'M')) => (&t[..i], 20),
-        Some((i, 'g' | 'G')) => (&t[..i], 30),
-        _ => (t, 0),
-    };
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size; use whole numbers like 4096, 16K, 64M, 1G"))?;
-    let bytes = n
-        .checked_mul(1 << shift)
-        .ok_or_else(|| format!("{s:?} is too large"))?;
-    if bytes == 0 {
-        return Err(format!("{s:?}: a working set must be at least 4K"));
-    }
-    Ok(bytes)
-}
-
-fn parse_pattern(s: &str) -> Result<Pattern, String> {
-    locality::parse_pattern(s.trim()).map_err(|e| e.to_string())
-}
+/// The smallest working set: one page.
+const MIN_SET: u64 = 4 << 10;
+/// The largest working set asked for at all (the memory available is checked before starting).
+const MAX_SET: u64 = 64 << 40;
+/// Why `MIN_SET..=MAX_SET`.
+const SET_WHY: &str = "a working set holds at least one 4 KiB page; the memory available is \
+                       checked before starting";
 
 /// A usage error: one line on stderr, exit status 2.
 fn usage(message: impl std::fmt::Display) -> anyhow::Result<ExitCode> {
@@ -89,22 +77,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Config::full()
     };
     // Refuse bad input before anything is allocated: usage errors exit 2 with one line.
+    // Sizes and pattern names are checked at parse time; the memory available here.
     if !args.sizes.is_empty() {
-        match args.sizes.iter().map(|s| parse_size(s)).collect() {
-            Ok(sizes) => config.sizes = sizes,
-            Err(e) => return usage(format!("--sizes: {e}")),
-        }
+        config.sizes = args.sizes.clone();
     }
     if !args.patterns.is_empty() {
-        match args.patterns.iter().map(|s| parse_pattern(s)).collect() {
-            Ok(patterns) => config.patterns = patterns,
-            Err(e) => return usage(format!("--patterns: {e}")),
-        }
+        config.patterns = args.patterns.clone();
     }
-    let thp_size = match parse_size(&args.thp_size) {
-        Ok(b) => b,
-        Err(e) => return usage(format!("--thp-size: {e}")),
-    };
+    let thp_size = args.thp_size;
     // A region smaller than one transparent huge page can never get one: a usage error, not a
     // run that reports "no huge pages" and blames fragmentation.
     let huge_page = std::fs::read_to_string("/sys/kernel/mm/transparent_hugepage/hpage_pmd_size")
@@ -129,7 +109,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         return usage(format!("--sizes: {e}"));
     }
     // The default 1 GiB is skipped with a note when memory is short; a size asked for is checked.
-    if args.thp_size != "1G" && !args.no_huge_pages {
+    if args.thp_size != 1 << 30 && !args.no_huge_pages {
         if let Err(e) = locality::check_size(thp_size, locality::mem_available_bytes()) {
             return usage(format!("--thp-size: {e}"));
         }
@@ -184,13 +164,15 @@ pub(crate) fn claims_for_ledger(no_sim: bool, quiet: bool) -> anyhow::Result<Vec
 
 #[cfg(test)]
 mod tests {
-    use super::parse_size;
+    use super::{MAX_SET, MIN_SET, SET_WHY};
 
     #[test]
     fn sizes() {
-        assert_eq!(parse_size("16K"), Ok(16 << 10));
-        assert_eq!(parse_size("1G"), Ok(1 << 30));
-        assert_eq!(parse_size("4096"), Ok(4096));
+        let p = crate::ranges::size(MIN_SET, MAX_SET, SET_WHY);
+        assert_eq!(p("16K"), Ok(16 << 10));
+        assert_eq!(p("1G"), Ok(1 << 30));
+        assert_eq!(p("4096"), Ok(4096));
+        assert_eq!(p("1T"), Ok(1 << 40));
         for bad in [
             "0",
             "0K",
@@ -200,8 +182,10 @@ mod tests {
             "",
             "K",
             "99999999999999999999G",
+            "2048",
         ] {
-            assert!(parse_size(bad).is_err(), "{bad}");
+            assert!(p(bad).is_err(), "{bad}");
         }
+        assert!(p("99999999999G").unwrap_err().contains("too large"));
     }
 }

@@ -16,8 +16,10 @@ pub struct Args {
     n: u64,
     /// Only these kinds (comma-separated: tokio-sleep, tokio-channel, thread,
     /// thread-pthread-default, thread-small, goroutine).
-    #[arg(long, value_delimiter = ',', value_name = "LIST")]
-    kind: Vec<String>,
+    #[arg(long, value_delimiter = ',', value_name = "LIST", allow_hyphen_values = true,
+          value_parser = crate::ranges::one_of("task kind", TaskKind::ALL.map(TaskKind::key),
+                                               |s| TaskKind::parse(s).ok()))]
+    kind: Vec<TaskKind>,
     #[command(flatten)]
     output: crate::output::OutputArgs,
     /// Internal: be the child that starts N tasks of KIND and prints one JSON line.
@@ -36,14 +38,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         println!("{}", serde_json::to_string(&report)?);
         return Ok(ExitCode::SUCCESS);
     }
+    // Names checked at parse time (unknown ones are usage errors, exit 2).
     let kinds = if args.kind.is_empty() {
         TaskKind::ALL.to_vec()
     } else {
         args.kind
-            .iter()
-            .map(|k| TaskKind::parse(k))
-            .collect::<Result<_, _>>()
-            .map_err(|e| crate::ranges::usage(e.to_string()))?
     };
     let report = measure_kinds(args.n, kinds, args.output.quiet)?;
     crate::output::emit(&args.output, &report)?;

@@ -60,7 +60,8 @@ pub struct Args {
     /// that ended in the measured window failed (connect, timeout, status >= 400, reset,
     /// protocol) or, with --rate, were still unanswered at the end. 0 to 100, a trailing % is
     /// allowed. A run with no successful response always fails.
-    #[arg(long, default_value = "1%", value_parser = parse_percent)]
+    #[arg(long, default_value = "1%", allow_hyphen_values = true,
+          value_parser = ranges::percent(ranges::ERROR_RATE_WHY))]
     max_error_rate: f64,
     /// Also write interval histograms to FILE in the HdrHistogram log format; combine the files
     /// of several generators with `frugal load merge`.
@@ -73,20 +74,6 @@ pub struct Args {
     hdr_interval: Duration,
     #[command(flatten)]
     output: crate::output::OutputArgs,
-}
-
-/// A percentage from 0 to 100, with or without a trailing `%`, as a fraction (0.0 to 1.0).
-pub(crate) fn parse_percent(text: &str) -> Result<f64, String> {
-    let number = text.trim().trim_end_matches('%');
-    let value: f64 = number.parse().map_err(|_| {
-        format!("{text:?} is not a percentage; give a number from 0 to 100, e.g. 1%")
-    })?;
-    if !(0.0..=100.0).contains(&value) {
-        return Err(format!(
-            "{text:?} is out of range; a percentage is from 0 to 100"
-        ));
-    }
-    Ok(value / 100.0)
 }
 
 /// Runs `frugal load`.

@@ -133,6 +133,11 @@ fn rejects_unknown_names() {
         .args(["bench", "defer", "--quick", "--strategy", "nope"])
         .output()
         .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown strategy"));
+    // A usage error (exit 2) that lists the valid names.
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("`nope` is not a strategy; it must be one of: manual, guard"),
+        "{stderr}"
+    );
 }

@@ -583,17 +583,38 @@ fn load_against_a_server_that_never_answers_fails_at_the_end_of_the_run() {
     // A timeout far beyond the run: the end of the run, not the timeout, ends every wait.
     for mode in [&[][..], &["--rate", "50"][..]] {
         let url = server.url();
-        let mut args = vec![url.as_str(), "-c", "5", "-d", "1s", "--warmup", "200ms"];
-        args.extend_from_slice(&["--timeout", "600s"]);
+        let mut args = vec![url.as_str(), "-c", "4", "-d", "1s", "--warmup", "500ms"];
+        args.extend_from_slice(&["--timeout", "30s"]);
         args.extend_from_slice(mode);
-        let (status, _, err, json) = load_run(&args);
+        let started = Instant::now();
+        let (status, out, err, json) = load_run(&args);
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "the run's end bounds every wait"
+        );
         assert_eq!(status.code(), Some(1), "{mode:?}: {err}");
         assert!(err.contains("no successful response"), "{err}");
         assert_eq!(json["requests_ok"], 0, "{json}");
-        // The first requests (sent in the warm-up) waited the whole measured second: timeouts.
-        assert!(json["errors"]["timeout"].as_u64() >= Some(5), "{json}");
+        // Nobody waited the 30 s timeout: every request is unanswered at the end, none is a
+        // timeout (nor any other error).
+        assert_eq!(json["errors"]["timeout"], 0, "{mode:?}: {json}");
+        assert_eq!(json["error_rate"], 0.0, "{json}");
+        let unanswered = json["requests_unfinished"].as_u64().expect("a count");
+        assert!(unanswered >= 4, "{mode:?}: {json}");
+        assert!(
+            out.contains(&format!("{unanswered} requests unanswered at the end")),
+            "{out}"
+        );
+        // Nothing succeeded, so nothing was measured: no latency, not zeros.
+        assert!(json["latency_ns"].is_null(), "{json}");
+        assert!(json["latency_corrected_ns"].is_null(), "{json}");
+        assert!(out.contains("not measured: no request succeeded"), "{out}");
+        assert!(!out.contains("0 ns"), "{out}");
         if !mode.is_empty() {
-            assert!(json["requests_unsent"].as_u64() > Some(0), "{json}");
+            // 50/s over 1.5 s, four of them sent: the rest were never sent, and are counted
+            // as unanswered too.
+            let unsent = json["requests_unsent"].as_u64().expect("a count");
+            assert!(unsent > 0 && unanswered >= unsent, "{json}");
         }
     }
 }
@@ -643,9 +664,18 @@ fn conflicting_content_lengths_fail_at_once() {
         "600s",
     ]);
     assert_eq!(status.code(), Some(1), "{err}");
-    assert!(json["errors"]["other"].as_u64() > Some(0), "{json}");
+    // A named kind, with what was wrong: not "other".
+    assert!(json["errors"]["protocol"].as_u64() > Some(0), "{json}");
+    assert_eq!(json["errors"]["other"], 0, "{json}");
     assert_eq!(json["errors"]["timeout"], 0, "{json}");
-    assert!(out.contains("other"), "{out}");
+    assert_eq!(
+        json["protocol_error"], "conflicting Content-Length headers",
+        "{json}"
+    );
+    assert!(
+        out.contains("first protocol error: conflicting Content-Length headers"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -720,7 +750,7 @@ fn load_runs_end_to_end_in_both_modes() {
     assert!(closed["achieved_rps"].as_f64().expect("a rate") > 0.0);
     assert!(closed["target_rps"].is_null() && closed["latency_corrected_ns"].is_null());
     check_latency(&closed["latency_ns"]);
-    for kind in ["connect", "timeout", "status", "reset", "other"] {
+    for kind in ["connect", "timeout", "status", "reset", "protocol", "other"] {
         assert_eq!(closed["errors"][kind], 0, "{kind}");
     }
 
@@ -733,7 +763,7 @@ fn load_runs_end_to_end_in_both_modes() {
     check_latency(&paced["latency_corrected_ns"]);
     // The schedule puts 500 requests in the 1 s window; each ends as a success or an error.
     let ok = paced["requests_ok"].as_u64().expect("a count");
-    let errors: u64 = ["connect", "timeout", "status", "reset", "other"]
+    let errors: u64 = ["connect", "timeout", "status", "reset", "protocol", "other"]
         .iter()
         .map(|k| paced["errors"][k].as_u64().expect("a count"))
         .sum();

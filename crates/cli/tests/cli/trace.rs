@@ -318,7 +318,8 @@ fn bad_targets_are_one_line_errors() {
         return not_root_error();
     }
     let cases: [(&[&str], &str); 4] = [
-        (&["--pid", "4000000000"], "no process with PID"),
+        // The largest PID there can be (a larger one is a usage error, exit 2).
+        (&["--pid", "4194303"], "no process with PID"),
         (
             &["--", "/bin/true"],
             "built without frugal-defer's `usdt` feature",

@@ -1,7 +1,7 @@
 //! Judging the SLA: the latency target of a replay, the fraction of requests within it, and
 //! whether a run passes.
 
-use frugal_http::LoadReport;
+use frugal_http::{LatencySummary, LoadReport};
 
 use crate::outcome::Measured;
 
@@ -50,9 +50,13 @@ pub(super) fn measure(
     (target_ms, delay_ms): (f64, f64),
     sla: f64,
 ) -> Measured {
-    let (lat, corrected) = match &report.latency_corrected_ns {
-        Some(c) => (c, true),
-        None => (&report.latency_ns, false),
+    // No successful response: no latency (the run fails below, on the fraction of requests
+    // within the target, which is then 0); the summary's zeros are never shown as measured.
+    let none = LatencySummary::default();
+    let (lat, corrected) = match (&report.latency_corrected_ns, &report.latency_ns) {
+        (Some(c), _) => (c, true),
+        (None, Some(l)) => (l, false),
+        (None, None) => (&none, report.target_rps.is_some()),
     };
     let ms = |ns: u64| ns as f64 / 1e6 + delay_ms;
     let points = [
