@@ -11,7 +11,6 @@ use std::cell::Cell;
 use std::fmt;
 use std::future::{poll_fn, Future};
 use std::marker::{PhantomData, PhantomPinned};
-use std::mem;
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::{pin, Pin};
 use std::sync::Arc;
@@ -19,11 +18,16 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
-use super::async_store::{AsyncRec, Cleanup, Detached, Outcome, Store, SyncRec, Taken};
+use super::async_store::{
+    AsyncRec, Detached, NoFallback, Outcome, Store, SyncRec, Taken, WithFallback, ALWAYS, ASYNC,
+    FALLBACK, ON_ERROR, ON_SUCCESS, SPAWN, WHEN,
+};
 use crate::panics::{self, PanicPayload, Recovered};
 
-/// Default size of an async scope's inline area in bytes.
-pub const DEFAULT_ASYNC_CAPACITY: usize = 256;
+/// Default size of an async scope's inline area in bytes. Each record takes its closure's
+/// size (or its future's, if larger, plus its fallback's) rounded up to 16, plus a 16-byte
+/// header: about ten small async cleanups, or sixteen sync ones.
+pub const DEFAULT_ASYNC_CAPACITY: usize = 512;
 
 /// What a scope does with its async cleanups when its future is dropped before it finished
 /// (the client went away, a `select!` lost, a timeout fired). Sync cleanups always run then,
@@ -182,16 +186,6 @@ impl AsyncStats {
     }
 }
 
-// Tags of a registration: when it runs, and whether it has a sync fallback.
-const ALWAYS: u8 = 0;
-const ON_ERROR: u8 = 1;
-const ON_SUCCESS: u8 = 2;
-const WHEN: u8 = 3;
-const HAS_FALLBACK: u8 = 4;
-
-/// Uninhabited fallback type for async cleanups without one.
-type NoFallback = fn();
-
 thread_local! {
     /// Scope ids: a per-thread block of 2^40 ids, taken from a global counter once per thread.
     static NEXT_ID: Cell<u64> = const { Cell::new(0) };
@@ -285,7 +279,7 @@ impl<'env, const BYTES: usize> AsyncScope<'env, BYTES> {
             store: Store::new(),
             policy,
             deadline: None,
-            id: 0,
+            id: next_id(),
             started: false,
             finished: false,
             _pinned: PhantomPinned,
@@ -335,11 +329,8 @@ impl<'env, const BYTES: usize> AsyncScope<'env, BYTES> {
         unsafe { self.get_unchecked_mut() }
     }
 
-    #[inline]
-    fn handle(&mut self, index: usize) -> AsyncDeferHandle {
-        if self.id == 0 {
-            self.id = next_id();
-        }
+    #[inline(always)]
+    fn handle(&self, index: usize) -> AsyncDeferHandle {
         AsyncDeferHandle {
             scope: self.id,
             index,
@@ -353,7 +344,9 @@ impl<'env, const BYTES: usize> AsyncScope<'env, BYTES> {
     where
         F: FnOnce() + Send + 'env,
     {
-        let i = self.store.push(SyncRec::new(move |_: Outcome| f()), ALWAYS);
+        let i = self
+            .store
+            .push(SyncRec::<_, ALWAYS>::new(move |_: Outcome| f()));
         self.handle(i)
     }
 
@@ -367,7 +360,7 @@ impl<'env, const BYTES: usize> AsyncScope<'env, BYTES> {
     {
         let i = self
             .store
-            .push(SyncRec::new(move |_: Outcome| f()), ON_ERROR);
+            .push(SyncRec::<_, ON_ERROR>::new(move |_: Outcome| f()));
         self.handle(i)
     }
 
@@ -380,7 +373,7 @@ impl<'env, const BYTES: usize> AsyncScope<'env, BYTES> {
     {
         let i = self
             .store
-            .push(SyncRec::new(move |_: Outcome| f()), ON_SUCCESS);
+            .push(SyncRec::<_, ON_SUCCESS>::new(move |_: Outcome| f()));
         self.handle(i)
     }
 
@@ -393,7 +386,7 @@ impl<'env, const BYTES: usize> AsyncScope<'env, BYTES> {
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        self.push_async(f, ALWAYS)
+        self.push_async::<_, _, ALWAYS>(f)
     }
 
     /// Like [`defer_async`](Self::defer_async), only if the scope fails (see
@@ -404,28 +397,33 @@ impl<'env, const BYTES: usize> AsyncScope<'env, BYTES> {
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        self.push_async(f, ON_ERROR)
+        self.push_async::<_, _, ON_ERROR>(f)
     }
 
     #[inline]
-    fn push_async<F, Fut>(&mut self, f: F, tag: u8) -> AsyncDeferHandle
+    fn push_async<F, Fut, const W: u8>(&mut self, f: F) -> AsyncDeferHandle
     where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        self.push_async_made(move |_: Outcome| f(), tag)
+        self.push_async_made::<_, _, W>(move |_: Outcome| f())
     }
 
+    /// Registers an async cleanup without a fallback: spawnable under the `Spawn` policy
+    /// (its future is then started in the scope's run slot, so that it can be handed over).
     #[inline]
-    fn push_async_made<F, Fut>(&mut self, f: F, tag: u8) -> AsyncDeferHandle
+    fn push_async_made<F, Fut, const W: u8>(&mut self, f: F) -> AsyncDeferHandle
     where
         F: FnOnce(Outcome) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        let rec = AsyncRec::<F, Fut, NoFallback>::new(f, None);
         let i = match self.policy {
-            CancelPolicy::Spawn(_) => self.store.push_spawnable(rec, tag),
-            _ => self.store.push(rec, tag),
+            CancelPolicy::Spawn(_) => self
+                .store
+                .push(AsyncRec::<F, Fut, NoFallback, W, true>::new(f, NoFallback)),
+            _ => self
+                .store
+                .push(AsyncRec::<F, Fut, NoFallback, W, false>::new(f, NoFallback)),
         };
         self.handle(i)
     }
@@ -441,8 +439,11 @@ impl<'env, const BYTES: usize> AsyncScope<'env, BYTES> {
         Fut: Future<Output = ()> + Send + 'env,
         G: FnOnce() + Send + 'env,
     {
-        let rec = AsyncRec::<_, Fut, G>::new(move |_: Outcome| f(), Some(fallback));
-        let i = self.store.push(rec, ALWAYS | HAS_FALLBACK);
+        let rec = AsyncRec::<_, Fut, _, ALWAYS, false>::new(
+            move |_: Outcome| f(),
+            WithFallback(fallback),
+        );
+        let i = self.store.push(rec);
         self.handle(i)
     }
 
@@ -501,7 +502,7 @@ impl<'env, const BYTES: usize> AsyncScope<'env, BYTES> {
     /// [`async_scope!`](crate::async_scope).
     #[doc(hidden)]
     pub async fn finish_unwind<R>(self: Pin<&mut Self>, outcome: Result<R, PanicPayload>) -> R {
-        match self.finish_impl(outcome, |_| false, false).await {
+        match self.finish_impl(outcome, None).await {
             Ok(v) => v,
             Err((first, collateral, value)) => resume(first, collateral, value),
         }
@@ -514,7 +515,7 @@ impl<'env, const BYTES: usize> AsyncScope<'env, BYTES> {
         self: Pin<&mut Self>,
         outcome: Result<Result<T, E>, PanicPayload>,
     ) -> Result<T, E> {
-        match self.finish_impl(outcome, Result::is_err, false).await {
+        match self.finish_impl(outcome, None).await {
             Ok(v) => v,
             Err((first, collateral, value)) => resume(first, collateral, value),
         }
@@ -527,7 +528,7 @@ impl<'env, const BYTES: usize> AsyncScope<'env, BYTES> {
         self: Pin<&mut Self>,
         outcome: Result<R, PanicPayload>,
     ) -> Result<R, Recovered> {
-        self.finish_impl(outcome, |_| false, false).await.map_err(
+        self.finish_impl(outcome, None).await.map_err(
             |(first, mut collateral, value)| {
                 if let Some(v) = value {
                     discard(v, &mut collateral);
@@ -537,15 +538,15 @@ impl<'env, const BYTES: usize> AsyncScope<'env, BYTES> {
         )
     }
 
-    /// Runs the cleanups. `failed`: whether the body's value counts as a failure (looked at
-    /// before each cleanup: a `finally` may rewrite it). `show`: the result-aware cleanups of
-    /// an [`AsyncTryScope`] see the value (only its `finish_try` sets this, with the `R` its
-    /// records were made for).
+    /// Runs the cleanups. `failed`: for an [`AsyncTryScope`]'s `finish_try` only (with the
+    /// `R` its records were made for), whether the body's value counts as a failure (looked
+    /// at before each conditional cleanup: a `finally` may rewrite it); the result-aware
+    /// cleanups are then shown the value. Without it, the value never counts as a failure and
+    /// is shown to nobody.
     async fn finish_impl<R>(
         self: Pin<&mut Self>,
         outcome: Result<R, PanicPayload>,
-        failed: impl Fn(&R) -> bool,
-        show: bool,
+        failed: Option<unsafe fn(Outcome) -> bool>,
     ) -> Result<R, (PanicPayload, Vec<PanicPayload>, Option<R>)> {
         let this = self.pinned_mut();
         this.started = true;
@@ -565,36 +566,35 @@ impl<'env, const BYTES: usize> AsyncScope<'env, BYTES> {
             sleep: PhantomData,
         };
         let store = &mut this.store;
+        let show = failed.is_some();
+        let failed = failed.unwrap_or(never_failed);
+        let value_ref = &mut value;
         // One `catch_unwind` around the loop over the records, entered again after a panic
-        // (the panicking record dropped, the panic recorded), not one per cleanup.
-        let mut resumed = false;
+        // (the panicking record unlinked, the panic recorded), not one per cleanup.
         poll_fn(|cx| loop {
             let any_panic = panics.any();
-            let mut running = false;
+            // While the records run, the value is reached only through `shown`.
+            let shown = if show {
+                Outcome::of(value_ref)
+            } else {
+                Outcome::NONE
+            };
             let step = panic::catch_unwind(AssertUnwindSafe(|| {
-                run_records(
-                    store,
-                    Gate {
-                        any_panic,
-                        value: &mut value,
-                        failed: &failed,
-                        show,
-                    },
-                    cx,
-                    &mut timer,
-                    &mut resumed,
-                    &mut running,
-                )
+                run_records(store, cx, shown, any_panic, failed, &mut timer)
             }));
             match step {
                 Ok(poll) => return poll,
                 Err(p) => {
-                    resumed = false;
-                    if running {
-                        // It panicked starting or polling: done with it (still linked).
-                        store.drop_top();
-                    }
                     panics.record(p);
+                    // A record whose run or poll panicked was unlinked; one left started
+                    // when something else panicked (its deadline's timer) is dropped.
+                    if store.is_started() {
+                        if let Err(p) =
+                            panic::catch_unwind(AssertUnwindSafe(|| store.drop_started()))
+                        {
+                            panics.record(p);
+                        }
+                    }
                 }
             }
         })
@@ -605,6 +605,20 @@ impl<'env, const BYTES: usize> AsyncScope<'env, BYTES> {
             Some(first) => Err((first, panics.collateral, value)),
         }
     }
+}
+
+/// The failure test of a plain scope: its value never counts as a failure.
+unsafe fn never_failed(_: Outcome) -> bool {
+    false
+}
+
+/// The failure test of an [`AsyncTryScope<T, E>`]: the result is `Err`.
+///
+/// # Safety
+/// As [`Outcome::result`].
+unsafe fn result_is_err<T, E>(o: Outcome) -> bool {
+    // SAFETY: the caller's contract.
+    unsafe { o.result::<T, E>() }.is_some_and(|r| r.is_err())
 }
 
 /// An [`AsyncScope`] whose body returns `Result<T, E>`, as [`TryScope`](crate::TryScope) is
@@ -706,7 +720,7 @@ impl<'env, T, E, const BYTES: usize> AsyncTryScope<'env, T, E, BYTES> {
         T: 'env,
         E: 'env,
     {
-        let rec = SyncRec::new(move |o: Outcome| {
+        let rec = SyncRec::<_, ON_ERROR>::new(move |o: Outcome| {
             // SAFETY: a record of an `AsyncTryScope<T, E>` is shown only the
             // `Option<Result<T, E>>` of its `finish_try` (`show` is set nowhere else), alive
             // and unborrowed while the record starts; or nothing.
@@ -715,7 +729,7 @@ impl<'env, T, E, const BYTES: usize> AsyncTryScope<'env, T, E, BYTES> {
                 _ => f(None),
             }
         });
-        let i = self.scope.store.push(rec, ON_ERROR);
+        let i = self.scope.store.push(rec);
         self.scope.handle(i)
     }
 
@@ -737,13 +751,13 @@ impl<'env, T, E, const BYTES: usize> AsyncTryScope<'env, T, E, BYTES> {
         T: 'env,
         E: 'env,
     {
-        let rec = SyncRec::new(move |o: Outcome| {
+        let rec = SyncRec::<_, ALWAYS>::new(move |o: Outcome| {
             // SAFETY: as in `errdefer`.
             if let Some(r) = unsafe { o.result::<T, E>() } {
                 f(r);
             }
         });
-        let i = self.scope.store.push(rec, ALWAYS);
+        let i = self.scope.store.push(rec);
         self.scope.handle(i)
     }
 
@@ -774,7 +788,7 @@ impl<'env, T, E, const BYTES: usize> AsyncTryScope<'env, T, E, BYTES> {
                 _ => f(None),
             }
         };
-        self.scope.push_async_made(make, ON_ERROR)
+        self.scope.push_async_made::<_, _, ON_ERROR>(make)
     }
 
     /// As [`AsyncScope::defer_async_or`].
@@ -817,7 +831,10 @@ impl<'env, T, E, const BYTES: usize> AsyncTryScope<'env, T, E, BYTES> {
         // pinned (it has no `Drop`, is `!Unpin` through the scope, and lends `&mut self` only
         // before the cleanups started).
         let scope = unsafe { self.map_unchecked_mut(|s| &mut s.scope) };
-        match scope.finish_impl(outcome, Result::is_err, true).await {
+        match scope
+            .finish_impl(outcome, Some(result_is_err::<T, E>))
+            .await
+        {
             Ok(v) => v,
             Err((first, collateral, value)) => resume(first, collateral, value),
         }
@@ -882,18 +899,6 @@ fn resume<R>(first: PanicPayload, mut collateral: Vec<PanicPayload>, value: Opti
     panic::resume_unwind(first)
 }
 
-/// What decides whether a record runs, and what result-aware records are shown.
-struct Gate<'a, R, D> {
-    /// A panic was recorded (the body's or a cleanup's).
-    any_panic: bool,
-    /// The body's value, if it returned.
-    value: &'a mut Option<R>,
-    /// Whether the value counts as a failure.
-    failed: &'a D,
-    /// Show the value to the records (an `AsyncTryScope`'s `finish_try` only).
-    show: bool,
-}
-
 /// The deadline of the async cleanup being awaited (with the `tokio` feature).
 struct Timer<'a> {
     /// Only read with the `tokio` feature (without it, scopes have no deadline).
@@ -937,121 +942,87 @@ impl Timer<'_> {
 }
 
 /// Runs the store's records newest first until one is pending (`Pending`, the record left
-/// linked and running, `resumed` set) or none is left. `running` is set while a record is
-/// being started or polled, so that the caller, catching a panic, knows it is still linked.
-/// Records are dropped (unlinked) after they finished or were skipped by their condition.
-fn run_records<const N: usize, R, D: Fn(&R) -> bool>(
+/// linked and started) or none is left: first the one left pending by the last call, if any,
+/// then the fresh ones. A record that panics is unlinked by the store; one that hits its
+/// deadline is dropped here.
+fn run_records<const N: usize>(
     store: &mut Store<'_, N>,
-    gate: Gate<'_, R, D>,
     cx: &mut Context<'_>,
+    shown: Outcome,
+    any_panic: bool,
+    failed: unsafe fn(Outcome) -> bool,
     timer: &mut Timer<'_>,
-    resumed: &mut bool,
-    running: &mut bool,
 ) -> Poll<()> {
-    let Gate {
-        any_panic,
-        value,
-        failed,
-        show,
-    } = gate;
     loop {
-        if mem::replace(resumed, false) {
-            // The record that was pending: poll it again (it is live and started).
-            *running = true;
-            let poll = store.run_top(Outcome::NONE, cx);
-            *running = false;
-            if poll.is_pending() {
+        if store.is_started() {
+            if store.resume(cx).is_pending() {
                 if !timer.fired(cx) {
-                    *resumed = true;
                     return Poll::Pending;
                 }
                 count(Count::TimedOut, 1);
-                store.drop_top();
+                store.drop_started();
             } else {
                 timer.disarm();
             }
         }
-        // Fresh records: whether each runs is decided by its condition, against the value as
-        // it is now (a `finally` may have rewritten it).
-        let poll = store.run_fresh(
-            |tag| {
-                let run = match tag & WHEN {
-                    ON_ERROR => any_panic || value.as_ref().is_some_and(failed),
-                    ON_SUCCESS => !(any_panic || value.as_ref().is_some_and(failed)),
-                    _ => true,
-                };
-                match (run, show) {
-                    (false, _) => None,
-                    (true, true) => Some(Outcome::of(value)),
-                    (true, false) => Some(Outcome::NONE),
-                }
-            },
-            cx,
-            running,
-        );
-        if poll.is_ready() {
+        // SAFETY: `failed` and `shown` come from `finish_impl`, made for this scope's value
+        // (or ignoring it, and showing nothing).
+        if unsafe { store.run_fresh(cx, shown, any_panic, failed) }.is_ready() {
             return Poll::Ready(());
         }
         timer.arm();
         if !timer.fired(cx) {
-            *resumed = true;
             return Poll::Pending;
         }
         count(Count::TimedOut, 1);
-        store.drop_top();
+        store.drop_started();
     }
 }
 
-/// Applies the cancellation path to one unlinked record (sync: run it; async: its fallback,
-/// else the policy). Panics are caught and kept for [`take_collateral`](crate::take_collateral).
+/// Applies the cancellation path to one unlinked record: a sync one runs; an async one runs
+/// its fallback if it has one, else the policy applies. Panics are caught and kept for
+/// [`take_collateral`](crate::take_collateral).
 fn cancel_taken(mut t: Taken<'_>, policy: CancelPolicy, deadline: Option<Duration>) {
-    let tag = t.tag;
-    if let (CancelPolicy::Spawn(spawn), true) = (policy, t.spawnable() && tag & WHEN != ON_SUCCESS)
-    {
-        if let Ok(d) = t.detach() {
-            count(Count::Spawned, 1);
-            guarded(|| spawn(d, deadline));
-            return;
-        }
-        unreachable!("a spawnable record detaches");
-    }
-    cancel_in_place(t.cleanup(), tag, policy, deadline);
-}
-
-/// The cancellation path for a record that stays where it is.
-fn cancel_in_place(
-    mut rec: Pin<&mut dyn Cleanup>,
-    tag: u8,
-    policy: CancelPolicy,
-    deadline: Option<Duration>,
-) {
-    if tag & WHEN == ON_SUCCESS {
-        return; // a cancelled scope did not succeed: dropped unrun, by its condition
-    }
-    if !rec.is_async() {
-        count(Count::RanOnCancel, 1);
-        guarded(|| rec.as_mut().start(Outcome::NONE));
+    let flags = t.flags();
+    if flags & WHEN == ON_SUCCESS {
+        // A cancelled scope did not succeed: dropped unrun, by its condition.
+        guarded(move || drop(t));
         return;
     }
-    if tag & HAS_FALLBACK != 0 {
+    if flags & ASYNC == 0 {
+        count(Count::RanOnCancel, 1);
+        guarded(move || t.start());
+        return;
+    }
+    if flags & FALLBACK != 0 {
         count(Count::Fallbacks, 1);
-        guarded(|| {
-            rec.as_mut().fallback();
-        });
+        guarded(move || t.fallback());
         return;
     }
     match policy {
+        CancelPolicy::Spawn(spawn) if flags & SPAWN != 0 => match t.detach() {
+            Ok(d) => {
+                count(Count::Spawned, 1);
+                guarded(|| spawn(d, deadline));
+            }
+            Err(t) => {
+                // Consumed already (cannot happen: only started or fresh records are popped).
+                guarded(move || drop(t));
+            }
+        },
         CancelPolicy::Block(limit) => {
             let limit = deadline.map_or(limit, |d| d.min(limit));
-            guarded(|| match block_on_cleanup(rec.as_mut(), limit) {
+            guarded(move || match block_on_cleanup(&mut t, limit) {
                 Blocked::Done => count(Count::Blocked, 1),
                 Blocked::TimedOut => count(Count::TimedOut, 1),
                 Blocked::Refused => count(Count::Leaked, 1),
             });
         }
-        // A non-spawnable record under `Spawn` (handled in place by `run_now`'s abandon):
-        // it cannot move, so it is dropped, counted as leaked.
-        CancelPolicy::Spawn(_) | CancelPolicy::Leak => count(Count::Leaked, 1),
+        // A record that is not spawnable cannot move: dropped, counted as leaked.
+        CancelPolicy::Spawn(_) | CancelPolicy::Leak => {
+            count(Count::Leaked, 1);
+            guarded(move || drop(t));
+        }
     }
 }
 
@@ -1074,8 +1045,15 @@ fn guarded(f: impl FnOnce()) {
 
 impl<const BYTES: usize> Drop for AsyncScope<'_, BYTES> {
     fn drop(&mut self) {
+        if !self.finished {
+            count(Count::CancelledScopes, 1);
+            let (policy, deadline) = (self.policy, self.deadline);
+            while let Some(t) = self.store.pop() {
+                cancel_taken(t, policy, deadline);
+            }
+        }
+        // Once per scope: inline records are counted as they are unlinked.
         let placed = self.store.placed();
-        // One thread-local access for the four counts.
         let _ = COUNTERS.try_with(|c| {
             let add = |w: Count, n: u64| {
                 let cell = &c.c[w as usize];
@@ -1089,14 +1067,6 @@ impl<const BYTES: usize> Drop for AsyncScope<'_, BYTES> {
             add(Count::Pooled, placed.pooled);
             add(Count::Heap, placed.heap);
         });
-        if self.finished {
-            return;
-        }
-        count(Count::CancelledScopes, 1);
-        let (policy, deadline) = (self.policy, self.deadline);
-        while let Some(t) = self.store.pop() {
-            cancel_taken(t, policy, deadline);
-        }
     }
 }
 
@@ -1109,18 +1079,18 @@ pub(super) enum Blocked {
     Refused,
 }
 
-/// Drives `rec` (started or not) to completion on this thread for at most `limit`.
-fn block_on_cleanup(mut rec: Pin<&mut dyn Cleanup>, limit: Duration) -> Blocked {
-    rec.as_mut().start(Outcome::NONE);
+/// Drives `t` (started or not) to completion on this thread for at most `limit`.
+fn block_on_cleanup(t: &mut Taken<'_>, limit: Duration) -> Blocked {
+    t.start();
     #[cfg(feature = "tokio")]
-    if let Some(b) = super::async_tokio::block_on_cleanup(rec.as_mut(), limit) {
+    if let Some(b) = super::async_tokio::block_on_cleanup(&mut |cx| t.poll(cx), limit) {
         return b;
     }
     let deadline = Instant::now() + limit;
     let waker = Waker::from(Arc::new(ThreadWaker(thread::current())));
     let mut cx = Context::from_waker(&waker);
     loop {
-        if rec.as_mut().poll_cleanup(&mut cx).is_ready() {
+        if t.poll(&mut cx).is_ready() {
             return Blocked::Done;
         }
         let now = Instant::now();
