@@ -19,7 +19,7 @@ use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
 use super::async_store::{
-    AsyncRec, Detached, NoFallback, Outcome, Store, SyncRec, Taken, WithFallback, ALWAYS, ASYNC,
+    Detached, NoFallback, Outcome, Store, SyncRec, Taken, WithFallback, ALWAYS, ASYNC,
     FALLBACK, ON_ERROR, ON_SUCCESS, SPAWN, WHEN,
 };
 use crate::panics::{self, PanicPayload, Recovered};
@@ -186,27 +186,6 @@ impl AsyncStats {
     }
 }
 
-thread_local! {
-    /// Scope ids: a per-thread block of 2^40 ids, taken from a global counter once per thread.
-    static NEXT_ID: Cell<u64> = const { Cell::new(0) };
-}
-
-fn next_id() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static BLOCKS: AtomicU64 = AtomicU64::new(1);
-    NEXT_ID
-        .try_with(|n| {
-            let mut id = n.get();
-            if id & ((1 << 40) - 1) == 0 {
-                // Relaxed: only uniqueness matters.
-                id = BLOCKS.fetch_add(1, Ordering::Relaxed) << 40;
-            }
-            n.set(id + 1);
-            id + 1
-        })
-        .unwrap_or_else(|_| BLOCKS.fetch_add(1, Ordering::Relaxed) << 40)
-}
-
 /// An async defer scope: cleanups — sync closures, and async ones that `.await` — registered
 /// anywhere in an async body and run newest first when the scope ends, each exactly once; or,
 /// if the scope's future is dropped first, handled by its [`CancelPolicy`].
@@ -254,7 +233,6 @@ pub struct AsyncScope<'env, const BYTES: usize = DEFAULT_ASYNC_CAPACITY> {
     store: Store<'env, BYTES>,
     policy: CancelPolicy,
     deadline: Option<Duration>,
-    id: u64,
     /// Set when `finish` starts running cleanups in place: from then on the scope must not
     /// move (see [`AsyncScope::scope_mut`]).
     started: bool,
@@ -279,7 +257,6 @@ impl<'env, const BYTES: usize> AsyncScope<'env, BYTES> {
             store: Store::new(),
             policy,
             deadline: None,
-            id: next_id(),
             started: false,
             finished: false,
             _pinned: PhantomPinned,
@@ -332,7 +309,7 @@ impl<'env, const BYTES: usize> AsyncScope<'env, BYTES> {
     #[inline(always)]
     fn handle(&self, index: usize) -> AsyncDeferHandle {
         AsyncDeferHandle {
-            scope: self.id,
+            scope: self.store.id(),
             index,
         }
     }
@@ -420,10 +397,10 @@ impl<'env, const BYTES: usize> AsyncScope<'env, BYTES> {
         let i = match self.policy {
             CancelPolicy::Spawn(_) => self
                 .store
-                .push(AsyncRec::<F, Fut, NoFallback, W, true>::new(f, NoFallback)),
+                .push_async::<F, Fut, _, W, true>(f, NoFallback),
             _ => self
                 .store
-                .push(AsyncRec::<F, Fut, NoFallback, W, false>::new(f, NoFallback)),
+                .push_async::<F, Fut, _, W, false>(f, NoFallback),
         };
         self.handle(i)
     }
@@ -439,17 +416,16 @@ impl<'env, const BYTES: usize> AsyncScope<'env, BYTES> {
         Fut: Future<Output = ()> + Send + 'env,
         G: FnOnce() + Send + 'env,
     {
-        let rec = AsyncRec::<_, Fut, _, ALWAYS, false>::new(
+        let i = self.store.push_async::<_, Fut, _, ALWAYS, false>(
             move |_: Outcome| f(),
             WithFallback(fallback),
         );
-        let i = self.store.push(rec);
         self.handle(i)
     }
 
     fn check(&self, h: &AsyncDeferHandle) {
         assert!(
-            h.scope == self.id,
+            h.scope == self.store.id(),
             "an AsyncDeferHandle was used with a scope other than its own"
         );
     }

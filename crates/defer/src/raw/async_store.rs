@@ -55,7 +55,7 @@
 //!    if it is inline: it may be handed, in a block, to another task ([`Detached`]).
 
 use std::alloc::{alloc, dealloc, handle_alloc_error, Layout};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::marker::PhantomData;
 use std::mem::{self, align_of, size_of, ManuallyDrop, MaybeUninit};
@@ -143,18 +143,19 @@ impl RunArgs<'_, '_> {
     }
 }
 
-/// Returned by a run function whose record's future is pending in place.
-const PENDING_IN_PLACE: usize = 1;
+/// Returned by a run function whose record's future is pending in place. Larger than any
+/// offset: the run loop's subtraction borrows, which is its whole test for `Pending`.
+const PENDING_IN_PLACE: usize = usize::MAX;
 /// Returned by a run function whose record's future is pending in the run slot.
-const PENDING_IN_SLOT: usize = 2;
+const PENDING_IN_SLOT: usize = usize::MAX - 1;
 
-/// A record's run function: given its header, runs the fresh record (if its condition
+/// A record's run function: given its end (right past its header), runs the fresh record (if its condition
 /// applies; else drops it) and returns its span once done (contents dropped), or a
-/// `PENDING_*` code (less than [`HDR`]) once its future is pending.
+/// `PENDING_*` code (larger than any offset) once its future is pending.
 ///
 /// # Safety
-/// The header is that of a fresh record of the function's type that never moves from now on
-/// (invariant 3); `args.slot` is the store's run slot.
+/// The record is a fresh one of the function's type that never moves from now on (invariant
+/// 3); `args.slot` is the store's run slot.
 type RunFn = unsafe fn(*mut u8, &mut RunArgs<'_, '_>) -> usize;
 
 /// The header at a record's end.
@@ -169,7 +170,7 @@ const HDR: usize = 16;
 /// Inline records are aligned to at most this (every span is a multiple of it).
 const INLINE_ALIGN: usize = 16;
 const _: () = assert!(size_of::<Header>() == HDR && align_of::<Header>() == INLINE_ALIGN);
-const _: () = assert!(PENDING_IN_PLACE < HDR && PENDING_IN_SLOT < HDR);
+const _: () = assert!(PENDING_IN_SLOT > isize::MAX as usize);
 const _: () = assert!(align_of::<Inline<0>>() == INLINE_ALIGN);
 const _: () = assert!(pool::BLOCK_ALIGN >= INLINE_ALIGN);
 
@@ -289,8 +290,8 @@ impl<F: FnOnce(Outcome) + Send, const W: u8> SyncRec<F, W> {
     }
 
     /// [`RunFn`] of this type (inline or in a block alike).
-    unsafe fn run(hdr: *mut u8, a: &mut RunArgs<'_, '_>) -> usize {
-        let rec = hdr.wrapping_sub(Lay::<Self>::BODY).cast::<Self>();
+    unsafe fn run(end: *mut u8, a: &mut RunArgs<'_, '_>) -> usize {
+        let rec = end.wrapping_sub(Lay::<Self>::SPAN).cast::<Self>();
         if !a.applies(W) {
             // SAFETY: a fresh record (the caller's contract), dropped once, here.
             unsafe { ptr::drop_in_place(rec) };
@@ -393,17 +394,8 @@ where
 {
     const NO_FALLBACK_IF_SPAWNABLE: () = assert!(!S || !G::SOME && size_of::<G>() == 0);
 
-    pub(crate) fn new(f: F, g: G) -> Self {
-        let () = Self::NO_FALLBACK_IF_SPAWNABLE;
-        AsyncRec {
-            body: Body {
-                f: ManuallyDrop::new(f),
-            },
-            g: ManuallyDrop::new(g),
-        }
-    }
-
-    fn f(rec: *mut Self) -> *mut F {
+    /// The closure's place (not dereferenced).
+    pub(crate) fn f(rec: *mut Self) -> *mut F {
         // The union's fields start at its start (`repr(C)`), `body` at the record's.
         rec.cast::<F>()
     }
@@ -412,15 +404,16 @@ where
         rec.cast::<Fut>()
     }
 
-    fn g(rec: *mut Self) -> *mut G {
+    /// The fallback's place (not dereferenced).
+    pub(crate) fn g(rec: *mut Self) -> *mut G {
         // SAFETY: only the field's address is computed; `rec` points to a record's memory
         // (every caller's).
         unsafe { ptr::addr_of_mut!((*rec).g) }.cast::<G>()
     }
 
     /// [`RunFn`] for a record started in place (inline, not spawnable; or in a block).
-    unsafe fn run_in_place(hdr: *mut u8, a: &mut RunArgs<'_, '_>) -> usize {
-        let rec = hdr.wrapping_sub(Lay::<Self>::BODY).cast::<Self>();
+    unsafe fn run_in_place(end: *mut u8, a: &mut RunArgs<'_, '_>) -> usize {
+        let rec = end.wrapping_sub(Lay::<Self>::SPAN).cast::<Self>();
         if !a.applies(W) {
             // SAFETY: a fresh record (the caller's contract): closure and fallback dropped once.
             unsafe { Self::drop(rec.cast(), false) };
@@ -451,8 +444,8 @@ where
     }
 
     /// [`RunFn`] for an inline spawnable record: its future is made in the run slot.
-    unsafe fn run_in_slot(hdr: *mut u8, a: &mut RunArgs<'_, '_>) -> usize {
-        let rec = hdr.wrapping_sub(Lay::<Self>::BODY).cast::<Self>();
+    unsafe fn run_in_slot(end: *mut u8, a: &mut RunArgs<'_, '_>) -> usize {
+        let rec = end.wrapping_sub(Lay::<Self>::SPAN).cast::<Self>();
         if !a.applies(W) {
             // SAFETY: as in `run_in_place`.
             unsafe { Self::drop(rec.cast(), false) };
@@ -659,6 +652,29 @@ impl RunSlot {
 
 // ------------------------------------------------------------------ the store
 
+thread_local! {
+    /// Scope ids: a per-thread block of 2^40 ids, taken from a global counter once per thread.
+    static NEXT_ID: Cell<u64> = const { Cell::new(0) };
+}
+
+/// A new scope id (never 0).
+fn next_id() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static BLOCKS: AtomicU64 = AtomicU64::new(1);
+    NEXT_ID
+        .try_with(|n| {
+            let mut id = n.get();
+            if id & ((1 << 40) - 1) == 0 {
+                // Relaxed: only uniqueness matters.
+                id = BLOCKS.fetch_add(1, Ordering::Relaxed) << 40;
+            }
+            n.set(id + 1);
+            id + 1
+        })
+        .unwrap_or_else(|_| BLOCKS.fetch_add(1, Ordering::Relaxed) << 40)
+}
+
+
 /// The inline area.
 #[repr(C, align(16))]
 struct Inline<const N: usize>([MaybeUninit<u8>; N]);
@@ -726,8 +742,11 @@ enum Top {
 pub(crate) struct Store<'env, const N: usize> {
     inline: Inline<N>,
     used: usize,
-    /// `N`, or 0 once a record overflowed (invariant 1).
+    /// 0 until the first registration (which takes an id), then `N`, then 0 again once a
+    /// record overflowed (invariant 1).
     limit: usize,
+    /// The scope's id, for its handles (0 until the first registration).
+    id: u64,
     top: Top,
     slot: RunSlot,
     overflow: Vec<Entry>,
@@ -774,7 +793,8 @@ impl<'env, const N: usize> Store<'env, N> {
         Store {
             inline: Inline([MaybeUninit::uninit(); N]),
             used: 0,
-            limit: N,
+            limit: 0,
+            id: 0,
             top: Top::Fresh,
             slot: RunSlot {
                 block: None,
@@ -788,6 +808,13 @@ impl<'env, const N: usize> Store<'env, N> {
             },
             env: PhantomData,
         }
+    }
+
+    /// The id of the scope, for its handles: 0 before the first registration, then unique
+    /// among the scopes of the process.
+    #[inline(always)]
+    pub(crate) fn id(&self) -> u64 {
+        self.id
     }
 
     /// Where records were put (inline ones counted once unlinked: call at the end).
@@ -823,19 +850,47 @@ impl<'env, const N: usize> Store<'env, N> {
     /// a spawnable record, has a pool class), else in a block of its own.
     #[inline(always)]
     pub(crate) fn push<P: Record + 'env>(&mut self, rec: P) -> usize {
-        let span = Lay::<P>::SPAN;
+        // SAFETY: `rec` initializes the record.
+        unsafe { self.push_init(move |at: *mut P| at.write(rec)) }
+    }
+
+    /// Stores an async record made of `f` and `g` (written in place, field by field: the
+    /// union's free bytes are not copied).
+    #[inline(always)]
+    pub(crate) fn push_async<F, Fut, G, const W: u8, const S: bool>(
+        &mut self,
+        f: F,
+        g: G,
+    ) -> usize
+    where
+        F: FnOnce(Outcome) -> Fut + Send + 'env,
+        Fut: Future<Output = ()> + Send + 'env,
+        G: Fallback + 'env,
+    {
+        let () = AsyncRec::<F, Fut, G, W, S>::NO_FALLBACK_IF_SPAWNABLE;
+        // SAFETY: both fields written: the record is initialized (fresh).
+        unsafe {
+            self.push_init(move |at: *mut AsyncRec<F, Fut, G, W, S>| {
+                AsyncRec::f(at).write(f);
+                AsyncRec::g(at).write(g);
+            })
+        }
+    }
+
+    /// # Safety
+    /// `init` initializes the record it is given (free memory of `P`'s size and alignment).
+    #[inline(always)]
+    unsafe fn push_init<P: Record + 'env>(&mut self, init: impl FnOnce(*mut P)) -> usize {
         let inline_ok = const {
             Lay::<P>::INLINE && (P::VT.flags & SPAWN == 0 || Lay::<P>::CLASS.is_some())
         };
-        let end = self.used + span;
+        let end = self.used + Lay::<P>::SPAN;
         if inline_ok && end <= self.limit {
+            // `[used, end)` is free (invariant 1) and inside the area (checked); `used` is a
+            // multiple of 16 in a 16-aligned area, and `P` is aligned to at most 16 (`INLINE`);
+            // the header lands at `end - HDR`, 16-aligned.
             let at = self.base().wrapping_add(self.used);
-            // SAFETY: `[used, end)` is free (invariant 1) and inside the area (checked); `used`
-            // is a multiple of 16 in a 16-aligned area, and `P` is aligned to at most 16
-            // (`INLINE`); the header lands at `end - HDR`, 16-aligned.
-            unsafe {
-                at.cast::<P>().write(rec);
-            }
+            init(at.cast::<P>());
             let hdr = Header {
                 run: P::VT.run_inline,
                 vt: P::VT,
@@ -845,12 +900,23 @@ impl<'env, const N: usize> Store<'env, N> {
             self.used = end;
             return end;
         }
-        self.push_block(rec)
+        // SAFETY: forwarded from the caller.
+        unsafe { self.push_slow(init) }
     }
 
-    /// [`push`](Self::push)'s overflow path.
+    /// [`push`](Self::push)'s slow path: the first registration (which takes the scope's id
+    /// and opens the inline area), or an overflow.
+    ///
+    /// # Safety
+    /// As [`push_init`](Self::push_init).
     #[inline(never)]
-    fn push_block<P: Record + 'env>(&mut self, rec: P) -> usize {
+    unsafe fn push_slow<P: Record + 'env>(&mut self, init: impl FnOnce(*mut P)) -> usize {
+        if self.id == 0 {
+            self.id = next_id();
+            self.limit = N;
+            // SAFETY: forwarded from the caller.
+            return unsafe { self.push_init(init) };
+        }
         let vt = P::VT;
         let (block, class) = alloc_block(vt);
         if class == HEAP {
@@ -859,9 +925,9 @@ impl<'env, const N: usize> Store<'env, N> {
             self.placed.pooled += 1;
         }
         let at = block.as_ptr();
-        // SAFETY: a fresh block of `vt.block`'s layout at least (its class holds `span`
-        // bytes aligned to `ALIGN`), owned by this record alone.
-        unsafe { at.cast::<P>().write(rec) };
+        // A fresh block of `vt.block`'s layout at least (its class holds `span` bytes aligned
+        // to `ALIGN`), owned by this record alone.
+        init(at.cast::<P>());
         let hdr = Header {
             run: vt.run_block,
             vt,
@@ -1037,8 +1103,8 @@ impl<'env, const N: usize> Store<'env, N> {
             let unlink = PopEntry(&mut self.overflow);
             // SAFETY: a fresh record in its block (invariants 2, 3), whose run function is
             // the block one; `a.slot` is the store's.
-            let step = unsafe { ((*hdr).run)(hdr.cast(), &mut a) };
-            if step < HDR {
+            let step = unsafe { ((*hdr).run)(hdr.cast::<u8>().wrapping_add(HDR), &mut a) };
+            if step >= PENDING_IN_SLOT {
                 mem::forget(unlink);
                 self.top = Top::InPlace;
                 return Poll::Pending;
@@ -1053,13 +1119,15 @@ impl<'env, const N: usize> Store<'env, N> {
             store_inline: &mut self.placed.inline,
         };
         while c.used != 0 {
-            let hdr = base.wrapping_add(c.used - HDR);
+            let end = base.wrapping_add(c.used);
             // SAFETY: the newest fresh inline record's header (invariants 1, 3).
-            let run = unsafe { (*hdr.cast::<Header>()).run };
-            // SAFETY: its run function, on its header; the store does not move while running
+            let run = unsafe { (*end.wrapping_sub(HDR).cast::<Header>()).run };
+            // SAFETY: its run function, on its record; the store does not move while running
             // (the caller's pinned scope); `a.slot` is the store's run slot.
-            let step = unsafe { run(hdr, &mut a) };
-            if step < HDR {
+            let step = unsafe { run(end, &mut a) };
+            // A pending code is larger than any offset: the subtraction borrows.
+            let (next, pending) = c.used.overflowing_sub(step);
+            if pending {
                 *c.store_used = c.used;
                 *c.store_inline += c.counted;
                 mem::forget(c);
@@ -1070,7 +1138,7 @@ impl<'env, const N: usize> Store<'env, N> {
                 };
                 return Poll::Pending;
             }
-            c.used -= step;
+            c.used = next;
             c.counted += 1;
         }
         *c.store_used = 0;
@@ -1141,7 +1209,23 @@ impl Drop for PopEntry<'_> {
 }
 
 impl<const N: usize> Drop for Store<'_, N> {
+    #[inline]
     fn drop(&mut self) {
+        // The common case: everything ran, nothing overflowed, no run slot.
+        if self.used != 0
+            || self.top != Top::Fresh
+            || self.slot.block.is_some()
+            || self.overflow.capacity() != 0
+        {
+            self.drop_slow();
+        }
+    }
+}
+
+impl<const N: usize> Store<'_, N> {
+    #[cold]
+    #[inline(never)]
+    fn drop_slow(&mut self) {
         // The scope runs or disposes of every record before; this only catches what is left
         // after a panic in the scope's own code. Dropping a record may panic: the rest are
         // then leaked, not dropped twice (each is unlinked first).
