@@ -19,8 +19,8 @@ use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
 use super::async_store::{
-    Detached, NoFallback, Outcome, Store, SyncRec, Taken, WithFallback, ALWAYS, ASYNC,
-    FALLBACK, ON_ERROR, ON_SUCCESS, SPAWN, WHEN,
+    Detached, NoFallback, Outcome, Store, SyncRec, Taken, WithFallback, ALWAYS, ASYNC, FALLBACK,
+    ON_ERROR, ON_SUCCESS, SPAWN, WHEN,
 };
 use crate::panics::{self, PanicPayload, Recovered};
 
@@ -395,12 +395,8 @@ impl<'env, const BYTES: usize> AsyncScope<'env, BYTES> {
         Fut: Future<Output = ()> + Send + 'static,
     {
         let i = match self.policy {
-            CancelPolicy::Spawn(_) => self
-                .store
-                .push_async::<F, Fut, _, W, true>(f, NoFallback),
-            _ => self
-                .store
-                .push_async::<F, Fut, _, W, false>(f, NoFallback),
+            CancelPolicy::Spawn(_) => self.store.push_async::<F, Fut, _, W, true>(f, NoFallback),
+            _ => self.store.push_async::<F, Fut, _, W, false>(f, NoFallback),
         };
         self.handle(i)
     }
@@ -416,10 +412,9 @@ impl<'env, const BYTES: usize> AsyncScope<'env, BYTES> {
         Fut: Future<Output = ()> + Send + 'env,
         G: FnOnce() + Send + 'env,
     {
-        let i = self.store.push_async::<_, Fut, _, ALWAYS, false>(
-            move |_: Outcome| f(),
-            WithFallback(fallback),
-        );
+        let i = self
+            .store
+            .push_async::<_, Fut, _, ALWAYS, false>(move |_: Outcome| f(), WithFallback(fallback));
         self.handle(i)
     }
 
@@ -504,14 +499,14 @@ impl<'env, const BYTES: usize> AsyncScope<'env, BYTES> {
         self: Pin<&mut Self>,
         outcome: Result<R, PanicPayload>,
     ) -> Result<R, Recovered> {
-        self.finish_impl(outcome, None).await.map_err(
-            |(first, mut collateral, value)| {
+        self.finish_impl(outcome, None)
+            .await
+            .map_err(|(first, mut collateral, value)| {
                 if let Some(v) = value {
                     discard(v, &mut collateral);
                 }
                 Recovered::new(first, collateral)
-            },
-        )
+            })
     }
 
     /// Runs the cleanups. `failed`: for an [`AsyncTryScope`]'s `finish_try` only (with the
@@ -1238,6 +1233,7 @@ macro_rules! async_try_scope {
 
 /// Like [`async_scope!`], but a panic (of the body or a cleanup) does not propagate: the
 /// future's output is `Result<R, Recovered>`, after every cleanup ran.
+/// `async_recover!(policy, BYTES, |s| body)` sets the inline area's size.
 ///
 /// ```
 /// let r = frugal_defer::block_on(frugal_defer::async_recover!(
@@ -1256,11 +1252,12 @@ macro_rules! async_try_scope {
 #[macro_export]
 macro_rules! async_recover {
     ($policy:expr, |$s:ident| $body:expr) => {
+        $crate::async_recover!($policy, $crate::DEFAULT_ASYNC_CAPACITY, |$s| $body)
+    };
+    ($policy:expr, $bytes:expr, |$s:ident| $body:expr) => {
         async {
-            let mut __frugal_scope = ::core::pin::pin!($crate::AsyncScope::<
-                '_,
-                { $crate::DEFAULT_ASYNC_CAPACITY },
-            >::new($policy));
+            let mut __frugal_scope =
+                ::core::pin::pin!($crate::AsyncScope::<'_, { $bytes }>::new($policy));
             let __frugal_out = {
                 let $s = __frugal_scope.as_mut().scope_mut();
                 $crate::__private::catch_unwind(async { $body }).await

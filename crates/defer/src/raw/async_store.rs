@@ -674,7 +674,6 @@ fn next_id() -> u64 {
         .unwrap_or_else(|_| BLOCKS.fetch_add(1, Ordering::Relaxed) << 40)
 }
 
-
 /// The inline area.
 #[repr(C, align(16))]
 struct Inline<const N: usize>([MaybeUninit<u8>; N]);
@@ -857,11 +856,7 @@ impl<'env, const N: usize> Store<'env, N> {
     /// Stores an async record made of `f` and `g` (written in place, field by field: the
     /// union's free bytes are not copied).
     #[inline(always)]
-    pub(crate) fn push_async<F, Fut, G, const W: u8, const S: bool>(
-        &mut self,
-        f: F,
-        g: G,
-    ) -> usize
+    pub(crate) fn push_async<F, Fut, G, const W: u8, const S: bool>(&mut self, f: F, g: G) -> usize
     where
         F: FnOnce(Outcome) -> Fut + Send + 'env,
         Fut: Future<Output = ()> + Send + 'env,
@@ -881,9 +876,8 @@ impl<'env, const N: usize> Store<'env, N> {
     /// `init` initializes the record it is given (free memory of `P`'s size and alignment).
     #[inline(always)]
     unsafe fn push_init<P: Record + 'env>(&mut self, init: impl FnOnce(*mut P)) -> usize {
-        let inline_ok = const {
-            Lay::<P>::INLINE && (P::VT.flags & SPAWN == 0 || Lay::<P>::CLASS.is_some())
-        };
+        let inline_ok =
+            const { Lay::<P>::INLINE && (P::VT.flags & SPAWN == 0 || Lay::<P>::CLASS.is_some()) };
         let end = self.used + Lay::<P>::SPAN;
         if inline_ok && end <= self.limit {
             // `[used, end)` is free (invariant 1) and inside the area (checked); `used` is a
@@ -1028,7 +1022,10 @@ impl<'env, const N: usize> Store<'env, N> {
             Top::InPlace => newest(self),
             Top::InSlot => {
                 let (_, vt) = newest(self);
-                let b = self.slot.block.expect("a future started in the slot has a block");
+                let b = self
+                    .slot
+                    .block
+                    .expect("a future started in the slot has a block");
                 (b.as_ptr(), vt)
             }
             Top::Fresh => unreachable!("`started` is called with a started record"),
@@ -1167,7 +1164,11 @@ impl<'env, const N: usize> Store<'env, N> {
             self.top = Top::Fresh;
             let (at, vt, block) = if let Some(e) = self.overflow.pop() {
                 // SAFETY: the entry's header (invariant 2).
-                (e.block.as_ptr(), unsafe { (*e.hdr).vt }, Some((e.block, e.class)))
+                (
+                    e.block.as_ptr(),
+                    unsafe { (*e.hdr).vt },
+                    Some((e.block, e.class)),
+                )
             } else if self.used != 0 {
                 // SAFETY: the newest inline record's header (invariant 1).
                 let vt = unsafe { (*self.header(self.used)).vt };

@@ -42,10 +42,7 @@ pub(super) fn block_on_cleanup(
         return Some(Blocked::Refused);
     }
     let done = tokio::task::block_in_place(|| {
-        h.block_on(tokio::time::timeout(
-            limit,
-            poll_fn(|cx| poll(cx)),
-        ))
+        h.block_on(tokio::time::timeout(limit, poll_fn(|cx| poll(cx))))
     });
     Some(match done {
         Ok(()) => Blocked::Done,
