@@ -11,6 +11,7 @@ use std::cell::Cell;
 use std::fmt;
 use std::future::{poll_fn, Future};
 use std::marker::{PhantomData, PhantomPinned};
+use std::mem;
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::{pin, Pin};
 use std::sync::Arc;
@@ -464,117 +465,198 @@ impl<'env, const BYTES: usize> AsyncScope<'env, BYTES> {
     /// Runs every cleanup, newest first (awaiting the async ones), as at a normal exit of the
     /// body; then resumes the first panic of a cleanup, if one panicked (later ones are
     /// collateral, see [`take_collateral`](crate::take_collateral)).
-    pub async fn finish(self: Pin<&mut Self>) {
-        self.finish_unwind(Ok(())).await
+    pub fn finish(self: Pin<&mut Self>) -> impl Future<Output = ()> + use<'_, 'env, BYTES> {
+        Finish::<'_, 'env, BYTES, (), Unwind>::new(self, Ok(()), never_failed, false)
     }
 
     /// Runs every cleanup, for a body that ended with `outcome` (its value, or the panic it
     /// raised); returns the value or resumes the first panic. Used by
     /// [`async_scope!`](crate::async_scope).
     #[doc(hidden)]
-    pub async fn finish_unwind<R>(self: Pin<&mut Self>, outcome: Result<R, PanicPayload>) -> R {
-        match self.finish_impl(outcome, None).await {
-            Ok(v) => v,
-            Err((first, collateral, value)) => resume(first, collateral, value),
-        }
+    pub fn finish_unwind<R>(
+        self: Pin<&mut Self>,
+        outcome: Result<R, PanicPayload>,
+    ) -> impl Future<Output = R> + use<'_, 'env, BYTES, R>
+    where
+        R: 'env,
+    {
+        Finish::<'_, 'env, BYTES, R, Unwind>::new(self, outcome, never_failed, false)
     }
 
     /// Like [`finish_unwind`](Self::finish_unwind) for a body returning `Result`: `Err` runs
-    /// the error-only cleanups. Used by [`async_try_scope!`](crate::async_try_scope).
+    /// the error-only cleanups (which are not shown the error: see [`AsyncTryScope`]).
     #[doc(hidden)]
-    pub async fn finish_try<T, E>(
+    pub fn finish_try<T, E>(
         self: Pin<&mut Self>,
         outcome: Result<Result<T, E>, PanicPayload>,
-    ) -> Result<T, E> {
-        match self.finish_impl(outcome, None).await {
-            Ok(v) => v,
-            Err((first, collateral, value)) => resume(first, collateral, value),
-        }
+    ) -> impl Future<Output = Result<T, E>> + use<'_, 'env, BYTES, T, E>
+    where
+        T: 'env,
+        E: 'env,
+    {
+        Finish::<'_, 'env, BYTES, Result<T, E>, Unwind>::new(
+            self,
+            outcome,
+            result_is_err::<T, E>,
+            false,
+        )
     }
 
     /// Like [`finish_unwind`](Self::finish_unwind), returning the panics instead of resuming
     /// them. Used by [`async_recover!`](crate::async_recover).
     #[doc(hidden)]
-    pub async fn finish_recover<R>(
+    pub fn finish_recover<R>(
         self: Pin<&mut Self>,
         outcome: Result<R, PanicPayload>,
-    ) -> Result<R, Recovered> {
-        self.finish_impl(outcome, None)
-            .await
-            .map_err(|(first, mut collateral, value)| {
-                if let Some(v) = value {
-                    discard(v, &mut collateral);
-                }
-                Recovered::new(first, collateral)
-            })
+    ) -> impl Future<Output = Result<R, Recovered>> + use<'_, 'env, BYTES, R>
+    where
+        R: 'env,
+    {
+        Finish::<'_, 'env, BYTES, R, Recover>::new(self, outcome, never_failed, false)
     }
+}
 
-    /// Runs the cleanups. `failed`: for an [`AsyncTryScope`]'s `finish_try` only (with the
-    /// `R` its records were made for), whether the body's value counts as a failure (looked
-    /// at before each conditional cleanup: a `finally` may rewrite it); the result-aware
-    /// cleanups are then shown the value. Without it, the value never counts as a failure and
-    /// is shown to nobody.
-    async fn finish_impl<R>(
-        self: Pin<&mut Self>,
+/// What a [`Finish`] returns once every cleanup ran: the body's value, or the panics.
+trait Done<R> {
+    type Out;
+    fn done(r: Result<R, (PanicPayload, Vec<PanicPayload>, Option<R>)>) -> Self::Out;
+}
+
+/// Returns the value, or resumes the first panic.
+struct Unwind;
+
+impl<R> Done<R> for Unwind {
+    type Out = R;
+    fn done(r: Result<R, (PanicPayload, Vec<PanicPayload>, Option<R>)>) -> R {
+        match r {
+            Ok(v) => v,
+            Err((first, collateral, value)) => resume(first, collateral, value),
+        }
+    }
+}
+
+/// Returns the value, or the panics as [`Recovered`].
+struct Recover;
+
+impl<R> Done<R> for Recover {
+    type Out = Result<R, Recovered>;
+    fn done(r: Result<R, (PanicPayload, Vec<PanicPayload>, Option<R>)>) -> Self::Out {
+        r.map_err(|(first, mut collateral, value)| {
+            if let Some(v) = value {
+                discard(v, &mut collateral);
+            }
+            Recovered::new(first, collateral)
+        })
+    }
+}
+
+/// The future that runs a scope's cleanups (one hand-written future rather than nested
+/// `async fn`s: their state machines cost more than the loop they drive). The body's value
+/// and the panics are kept here; the scope's records run where they are.
+struct Finish<'s, 'env, const N: usize, R, K> {
+    scope: Pin<&'s mut AsyncScope<'env, N>>,
+    panics: Panics,
+    value: Option<R>,
+    /// Whether the value counts as a failure (looked at before each conditional cleanup: a
+    /// `finally` may rewrite it).
+    failed: unsafe fn(Outcome) -> bool,
+    /// The result-aware cleanups are shown the value (an [`AsyncTryScope`]'s only, with the
+    /// `R` its records were made for).
+    show: bool,
+    /// The deadline of the cleanup being awaited (structurally pinned; see [`Timer`]).
+    #[cfg(feature = "tokio")]
+    sleep: Option<tokio::time::Sleep>,
+    done: PhantomData<K>,
+}
+
+impl<'s, 'env, const N: usize, R, K: Done<R>> Finish<'s, 'env, N, R, K> {
+    fn new(
+        scope: Pin<&'s mut AsyncScope<'env, N>>,
         outcome: Result<R, PanicPayload>,
-        failed: Option<unsafe fn(Outcome) -> bool>,
-    ) -> Result<R, (PanicPayload, Vec<PanicPayload>, Option<R>)> {
-        let this = self.pinned_mut();
-        this.started = true;
+        failed: unsafe fn(Outcome) -> bool,
+        show: bool,
+    ) -> Self {
         let mut panics = Panics::default();
-        let mut value = match outcome {
+        let value = match outcome {
             Ok(v) => Some(v),
             Err(p) => {
                 panics.record(p);
                 None
             }
         };
-        let mut timer = Timer {
-            limit: this.deadline,
+        Finish {
+            scope,
+            panics,
+            value,
+            failed,
+            show,
             #[cfg(feature = "tokio")]
-            sleep: pin!(None),
+            sleep: None,
+            done: PhantomData,
+        }
+    }
+}
+
+impl<const N: usize, R, K: Done<R>> Future for Finish<'_, '_, N, R, K> {
+    type Output = K::Out;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<K::Out> {
+        // SAFETY: only `sleep` is structurally pinned (it is never moved: set in place by
+        // `Timer`, dropped in place); everything else is used through plain `&mut`.
+        let this = unsafe { self.get_unchecked_mut() };
+        let scope = this.scope.as_mut().pinned_mut();
+        // From now on the scope must not move (its records run where they are).
+        scope.started = true;
+        let mut timer = Timer {
+            limit: scope.deadline,
+            // SAFETY: see above: `sleep` stays where it is.
+            #[cfg(feature = "tokio")]
+            sleep: unsafe { Pin::new_unchecked(&mut this.sleep) },
             #[cfg(not(feature = "tokio"))]
             sleep: PhantomData,
         };
-        let store = &mut this.store;
-        let show = failed.is_some();
-        let failed = failed.unwrap_or(never_failed);
-        let value_ref = &mut value;
+        let store = &mut scope.store;
         // One `catch_unwind` around the loop over the records, entered again after a panic
         // (the panicking record unlinked, the panic recorded), not one per cleanup.
-        poll_fn(|cx| loop {
-            let any_panic = panics.any();
-            // While the records run, the value is reached only through `shown`.
-            let shown = if show {
-                Outcome::of(value_ref)
-            } else {
-                Outcome::NONE
-            };
+        loop {
+            let any_panic = this.panics.any();
+            // While the records run, the value is reached only through these.
+            let value = Outcome::of(&mut this.value);
+            let shown = if this.show { value } else { Outcome::NONE };
+            let failed = this.failed;
             let step = panic::catch_unwind(AssertUnwindSafe(|| {
-                run_records(store, cx, shown, any_panic, failed, &mut timer)
+                run_records(store, cx, shown, value, any_panic, failed, &mut timer)
             }));
             match step {
-                Ok(poll) => return poll,
+                Ok(Poll::Pending) => return Poll::Pending,
+                Ok(Poll::Ready(())) => break,
                 Err(p) => {
-                    panics.record(p);
+                    this.panics.record(p);
                     // A record whose run or poll panicked was unlinked; one left started
                     // when something else panicked (its deadline's timer) is dropped.
                     if store.is_started() {
                         if let Err(p) =
                             panic::catch_unwind(AssertUnwindSafe(|| store.drop_started()))
                         {
-                            panics.record(p);
+                            this.panics.record(p);
                         }
                     }
                 }
             }
-        })
-        .await;
-        this.finished = true;
-        match panics.first {
-            None => Ok(value.expect("no panic was recorded, so the body returned")),
-            Some(first) => Err((first, panics.collateral, value)),
         }
+        scope.finished = true;
+        let out = match this.panics.first.take() {
+            None => Ok(this
+                .value
+                .take()
+                .expect("no panic was recorded, so the body returned")),
+            Some(first) => Err((
+                first,
+                mem::take(&mut this.panics.collateral),
+                this.value.take(),
+            )),
+        };
+        Poll::Ready(K::done(out))
     }
 }
 
@@ -794,21 +876,24 @@ impl<'env, T, E, const BYTES: usize> AsyncTryScope<'env, T, E, BYTES> {
     /// cleanups left it, or resumes the first panic. Used by
     /// [`async_try_scope!`](crate::async_try_scope).
     #[doc(hidden)]
-    pub async fn finish_try(
+    pub fn finish_try(
         self: Pin<&mut Self>,
         outcome: Result<Result<T, E>, PanicPayload>,
-    ) -> Result<T, E> {
+    ) -> impl Future<Output = Result<T, E>> + use<'_, 'env, T, E, BYTES>
+    where
+        T: 'env,
+        E: 'env,
+    {
         // SAFETY: `scope` is structurally pinned: `AsyncTryScope` never moves it out once
         // pinned (it has no `Drop`, is `!Unpin` through the scope, and lends `&mut self` only
         // before the cleanups started).
         let scope = unsafe { self.map_unchecked_mut(|s| &mut s.scope) };
-        match scope
-            .finish_impl(outcome, Some(result_is_err::<T, E>))
-            .await
-        {
-            Ok(v) => v,
-            Err((first, collateral, value)) => resume(first, collateral, value),
-        }
+        Finish::<'_, 'env, BYTES, Result<T, E>, Unwind>::new(
+            scope,
+            outcome,
+            result_is_err::<T, E>,
+            true,
+        )
     }
 }
 
@@ -920,6 +1005,7 @@ fn run_records<const N: usize>(
     store: &mut Store<'_, N>,
     cx: &mut Context<'_>,
     shown: Outcome,
+    value: Outcome,
     any_panic: bool,
     failed: unsafe fn(Outcome) -> bool,
     timer: &mut Timer<'_>,
@@ -936,9 +1022,9 @@ fn run_records<const N: usize>(
                 timer.disarm();
             }
         }
-        // SAFETY: `failed` and `shown` come from `finish_impl`, made for this scope's value
+        // SAFETY: `failed`, `value` and `shown` come from `Finish`, made for this scope's value
         // (or ignoring it, and showing nothing).
-        if unsafe { store.run_fresh(cx, shown, any_panic, failed) }.is_ready() {
+        if unsafe { store.run_fresh(cx, shown, value, any_panic, failed) }.is_ready() {
             return Poll::Ready(());
         }
         timer.arm();

@@ -121,10 +121,12 @@ pub(crate) struct RunArgs<'a, 'b> {
     pub(crate) cx: &'a mut Context<'b>,
     /// What result-aware records are shown.
     pub(crate) outcome: Outcome,
+    /// The body's value, for `failed` (shown or not).
+    pub(crate) value: Outcome,
     /// A panic was recorded (the body's, or a cleanup's that ran before).
     pub(crate) any_panic: bool,
-    /// Whether `outcome`'s value counts as a failure, looked at when a conditional record
-    /// runs (a `finally` may have rewritten it).
+    /// Whether `value` counts as a failure, looked at when a conditional record runs (a
+    /// `finally` may have rewritten it).
     pub(crate) failed: unsafe fn(Outcome) -> bool,
     /// The store's run slot (set by [`Store::run_fresh`]).
     slot: *mut RunSlot,
@@ -137,8 +139,8 @@ impl RunArgs<'_, '_> {
         if when == ALWAYS {
             return true;
         }
-        // SAFETY: `failed` was made for the value `outcome` shows (`run_fresh`'s contract).
-        let failed = self.any_panic || unsafe { (self.failed)(self.outcome) };
+        // SAFETY: `failed` was made for `value` (`run_fresh`'s contract).
+        let failed = self.any_panic || unsafe { (self.failed)(self.value) };
         (when == ON_ERROR) == failed
     }
 }
@@ -1076,13 +1078,15 @@ impl<'env, const N: usize> Store<'env, N> {
     /// dropped by the run function).
     ///
     /// # Safety
-    /// `failed` may be called with `outcome` (it was made for the value `outcome` shows, or
-    /// ignores it), and `outcome` is what this store's result-aware records expect.
+    /// `failed` may be called with `value` (it was made for that value's type, or ignores it),
+    /// and `outcome` is what this store's result-aware records expect (that value, or
+    /// nothing).
     #[inline]
     pub(crate) unsafe fn run_fresh(
         &mut self,
         cx: &mut Context<'_>,
         outcome: Outcome,
+        value: Outcome,
         any_panic: bool,
         failed: unsafe fn(Outcome) -> bool,
     ) -> Poll<()> {
@@ -1090,6 +1094,7 @@ impl<'env, const N: usize> Store<'env, N> {
         let mut a = RunArgs {
             cx,
             outcome,
+            value,
             any_panic,
             failed,
             slot: &mut self.slot,
