@@ -20,8 +20,8 @@ use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
 use super::async_store::{
-    Detached, NoFallback, Outcome, Store, SyncRec, Taken, WithFallback, ALWAYS, ASYNC, FALLBACK,
-    ON_ERROR, ON_SUCCESS, SPAWN, WHEN,
+    Detached, Outcome, Store, SyncRec, Taken, WithFallback, ALWAYS, ASYNC, FALLBACK, ON_ERROR,
+    ON_SUCCESS, SPAWN, WHEN,
 };
 use crate::panics::{self, PanicPayload, Recovered};
 
@@ -387,18 +387,15 @@ impl<'env, const BYTES: usize> AsyncScope<'env, BYTES> {
         self.push_async_made::<_, _, W>(move |_: Outcome| f())
     }
 
-    /// Registers an async cleanup without a fallback: spawnable under the `Spawn` policy
-    /// (its future is then started in the scope's run slot, so that it can be handed over).
+    /// Registers an async cleanup without a fallback: spawnable (under the `Spawn` policy
+    /// its future is started in the scope's run slot, so that it can be handed over).
     #[inline]
     fn push_async_made<F, Fut, const W: u8>(&mut self, f: F) -> AsyncDeferHandle
     where
         F: FnOnce(Outcome) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        let i = match self.policy {
-            CancelPolicy::Spawn(_) => self.store.push_async::<F, Fut, _, W, true>(f, NoFallback),
-            _ => self.store.push_async::<F, Fut, _, W, false>(f, NoFallback),
-        };
+        let i = self.store.push_spawnable::<F, Fut, W>(f);
         self.handle(i)
     }
 
@@ -415,7 +412,7 @@ impl<'env, const BYTES: usize> AsyncScope<'env, BYTES> {
     {
         let i = self
             .store
-            .push_async::<_, Fut, _, ALWAYS, false>(move |_: Outcome| f(), WithFallback(fallback));
+            .push_with_fallback::<_, Fut, _, ALWAYS>(move |_: Outcome| f(), WithFallback(fallback));
         self.handle(i)
     }
 
@@ -615,6 +612,7 @@ impl<const N: usize, R, K: Done<R>> Future for Finish<'_, '_, N, R, K> {
             #[cfg(not(feature = "tokio"))]
             sleep: PhantomData,
         };
+        let spawn = matches!(scope.policy, CancelPolicy::Spawn(_));
         let store = &mut scope.store;
         // One `catch_unwind` around the loop over the records, entered again after a panic
         // (the panicking record unlinked, the panic recorded), not one per cleanup.
@@ -625,7 +623,9 @@ impl<const N: usize, R, K: Done<R>> Future for Finish<'_, '_, N, R, K> {
             let shown = if this.show { value } else { Outcome::NONE };
             let failed = this.failed;
             let step = panic::catch_unwind(AssertUnwindSafe(|| {
-                run_records(store, cx, shown, value, any_panic, failed, &mut timer)
+                run_records(
+                    store, cx, shown, value, any_panic, failed, spawn, &mut timer,
+                )
             }));
             match step {
                 Ok(Poll::Pending) => return Poll::Pending,
@@ -1008,6 +1008,7 @@ fn run_records<const N: usize>(
     value: Outcome,
     any_panic: bool,
     failed: unsafe fn(Outcome) -> bool,
+    spawn: bool,
     timer: &mut Timer<'_>,
 ) -> Poll<()> {
     loop {
@@ -1024,7 +1025,7 @@ fn run_records<const N: usize>(
         }
         // SAFETY: `failed`, `value` and `shown` come from `Finish`, made for this scope's value
         // (or ignoring it, and showing nothing).
-        if unsafe { store.run_fresh(cx, shown, value, any_panic, failed) }.is_ready() {
+        if unsafe { store.run_fresh(cx, shown, value, any_panic, failed, spawn) }.is_ready() {
             return Poll::Ready(());
         }
         timer.arm();

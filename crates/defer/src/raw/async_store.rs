@@ -128,7 +128,8 @@ pub(crate) struct RunArgs<'a, 'b> {
     /// Whether `value` counts as a failure, looked at when a conditional record runs (a
     /// `finally` may have rewritten it).
     pub(crate) failed: unsafe fn(Outcome) -> bool,
-    /// The store's run slot (set by [`Store::run_fresh`]).
+    /// The store's run slot (set by [`Store::run_fresh`]), or null: spawnable records start
+    /// in place (the scope's policy is not `Spawn`).
     slot: *mut RunSlot,
 }
 
@@ -445,7 +446,20 @@ where
         Lay::<Self>::SPAN
     }
 
-    /// [`RunFn`] for an inline spawnable record: its future is made in the run slot.
+    /// [`RunFn`] for an inline spawnable record: in the run slot if the scope has one (its
+    /// policy is `Spawn`), else in place.
+    unsafe fn run_spawnable(end: *mut u8, a: &mut RunArgs<'_, '_>) -> usize {
+        if a.slot.is_null() {
+            // SAFETY: forwarded (the caller's contract).
+            unsafe { Self::run_in_place(end, a) }
+        } else {
+            // SAFETY: forwarded; `a.slot` is the store's run slot.
+            unsafe { Self::run_in_slot(end, a) }
+        }
+    }
+
+    /// The inline spawnable record's fresh path in the run slot: its future is made there.
+    #[inline(always)]
     unsafe fn run_in_slot(end: *mut u8, a: &mut RunArgs<'_, '_>) -> usize {
         let rec = end.wrapping_sub(Lay::<Self>::SPAN).cast::<Self>();
         if !a.applies(W) {
@@ -564,7 +578,7 @@ where
         class: Lay::<Self>::CLASS,
         flags: W | ASYNC | if G::SOME { FALLBACK } else { 0 } | if S { SPAWN } else { 0 },
         run_inline: if S {
-            Self::run_in_slot
+            Self::run_spawnable
         } else {
             Self::run_in_place
         },
@@ -858,7 +872,7 @@ impl<'env, const N: usize> Store<'env, N> {
     /// Stores an async record made of `f` and `g` (written in place, field by field: the
     /// union's free bytes are not copied).
     #[inline(always)]
-    pub(crate) fn push_async<F, Fut, G, const W: u8, const S: bool>(&mut self, f: F, g: G) -> usize
+    fn push_async<F, Fut, G, const W: u8, const S: bool>(&mut self, f: F, g: G) -> usize
     where
         F: FnOnce(Outcome) -> Fut + Send + 'env,
         Fut: Future<Output = ()> + Send + 'env,
@@ -872,6 +886,31 @@ impl<'env, const N: usize> Store<'env, N> {
                 AsyncRec::g(at).write(g);
             })
         }
+    }
+
+    /// Stores an async record with a fallback (not spawnable).
+    #[inline(always)]
+    pub(crate) fn push_with_fallback<F, Fut, G, const W: u8>(
+        &mut self,
+        f: F,
+        g: WithFallback<G>,
+    ) -> usize
+    where
+        F: FnOnce(Outcome) -> Fut + Send + 'env,
+        Fut: Future<Output = ()> + Send + 'env,
+        G: FnOnce() + Send + 'env,
+    {
+        self.push_async::<F, Fut, WithFallback<G>, W, false>(f, g)
+    }
+
+    /// Stores a spawnable async record (no fallback, `'static`: invariant 5).
+    #[inline(always)]
+    pub(crate) fn push_spawnable<F, Fut, const W: u8>(&mut self, f: F) -> usize
+    where
+        F: FnOnce(Outcome) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.push_async::<F, Fut, NoFallback, W, true>(f, NoFallback)
     }
 
     /// # Safety
@@ -1072,7 +1111,8 @@ impl<'env, const N: usize> Store<'env, N> {
         unsafe { (vt.drop)(at, true) };
     }
 
-    /// The scope's fast path: runs fresh records newest first, each by its run function and,
+    /// The scope's fast path (`spawn`: the scope's policy is `Spawn`, so spawnable records
+    /// start in the run slot): runs fresh records newest first, each by its run function and,
     /// once done, unlinked, until one is pending (`Pending`: it stays linked, started) or
     /// none is left (`Ready`). A record whose run unwinds is unlinked (its contents were
     /// dropped by the run function).
@@ -1089,6 +1129,7 @@ impl<'env, const N: usize> Store<'env, N> {
         value: Outcome,
         any_panic: bool,
         failed: unsafe fn(Outcome) -> bool,
+        spawn: bool,
     ) -> Poll<()> {
         debug_assert_eq!(self.top, Top::Fresh, "no record is started");
         let mut a = RunArgs {
@@ -1097,7 +1138,11 @@ impl<'env, const N: usize> Store<'env, N> {
             value,
             any_panic,
             failed,
-            slot: &mut self.slot,
+            slot: if spawn {
+                &mut self.slot
+            } else {
+                ptr::null_mut()
+            },
         };
         // Overflow records first: they are the newest (invariant 1).
         while let Some(e) = self.overflow.last() {
