@@ -9,9 +9,8 @@
 
 use std::cell::Cell;
 use std::fmt;
-use std::future::{poll_fn, Future};
+use std::future::Future;
 use std::marker::{PhantomData, PhantomPinned};
-use std::mem;
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::{pin, Pin};
 use std::sync::Arc;
@@ -645,16 +644,12 @@ impl<const N: usize, R, K: Done<R>> Future for Finish<'_, '_, N, R, K> {
             }
         }
         scope.finished = true;
-        let out = match this.panics.first.take() {
+        let out = match this.panics.0.take() {
             None => Ok(this
                 .value
                 .take()
                 .expect("no panic was recorded, so the body returned")),
-            Some(first) => Err((
-                first,
-                mem::take(&mut this.panics.collateral),
-                this.value.take(),
-            )),
+            Some(list) => Err((list.first, list.collateral, this.value.take())),
         };
         Poll::Ready(K::done(out))
     }
@@ -916,26 +911,36 @@ impl<const BYTES: usize> fmt::Debug for AsyncScope<'_, BYTES> {
 }
 
 /// The panics of a scope: the first, and the later ones (with the collateral that inner
-/// scopes stashed for them).
+/// scopes stashed for them). Boxed, and only once there is one: the common case (no panic)
+/// has nothing to drop.
 #[derive(Default)]
-struct Panics {
-    first: Option<PanicPayload>,
+struct Panics(Option<Box<PanicList>>);
+
+/// The first panic, and the later ones.
+struct PanicList {
+    first: PanicPayload,
     collateral: Vec<PanicPayload>,
 }
 
 impl Panics {
     fn record(&mut self, p: PanicPayload) {
         let inner = panics::claim_collateral(&p);
-        if self.first.is_none() {
-            self.first = Some(p);
-        } else {
-            self.collateral.push(p);
+        match &mut self.0 {
+            None => {
+                self.0 = Some(Box::new(PanicList {
+                    first: p,
+                    collateral: inner,
+                }))
+            }
+            Some(list) => {
+                list.collateral.push(p);
+                list.collateral.extend(inner);
+            }
         }
-        self.collateral.extend(inner);
     }
 
     fn any(&self) -> bool {
-        self.first.is_some()
+        self.0.is_some()
     }
 }
 
@@ -1224,16 +1229,28 @@ pub fn block_on<F: Future>(f: F) -> F::Output {
 
 /// Polls `f` under `catch_unwind`: its output, or the panic it raised. Used by the macros.
 #[doc(hidden)]
-pub async fn catch_unwind<F: Future>(f: F) -> Result<F::Output, PanicPayload> {
-    let mut f = pin!(f);
-    poll_fn(
-        move |cx| match panic::catch_unwind(AssertUnwindSafe(|| f.as_mut().poll(cx))) {
+pub fn catch_unwind<F: Future>(f: F) -> CatchUnwind<F> {
+    CatchUnwind(f)
+}
+
+/// The future of [`catch_unwind`] (written by hand: an `async fn` around `poll_fn` costs two
+/// state machines more per scope).
+#[doc(hidden)]
+pub struct CatchUnwind<F>(F);
+
+impl<F: Future> Future for CatchUnwind<F> {
+    type Output = Result<F::Output, PanicPayload>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // SAFETY: the inner future is structurally pinned: never moved out of `CatchUnwind`,
+        // which has no `Drop` and is `Unpin` only if the inner future is.
+        let f = unsafe { self.map_unchecked_mut(|c| &mut c.0) };
+        match panic::catch_unwind(AssertUnwindSafe(|| f.poll(cx))) {
             Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
             Ok(Poll::Pending) => Poll::Pending,
             Err(p) => Poll::Ready(Err(p)),
-        },
-    )
-    .await
+        }
+    }
 }
 
 /// Opens an [`AsyncScope`] with a [`CancelPolicy`], runs an async body in it and returns a

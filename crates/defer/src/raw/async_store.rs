@@ -921,36 +921,61 @@ impl<'env, const N: usize> Store<'env, N> {
             const { Lay::<P>::INLINE && (P::VT.flags & SPAWN == 0 || Lay::<P>::CLASS.is_some()) };
         let end = self.used + Lay::<P>::SPAN;
         if inline_ok && end <= self.limit {
-            // `[used, end)` is free (invariant 1) and inside the area (checked); `used` is a
-            // multiple of 16 in a 16-aligned area, and `P` is aligned to at most 16 (`INLINE`);
-            // the header lands at `end - HDR`, 16-aligned.
-            let at = self.base().wrapping_add(self.used);
-            init(at.cast::<P>());
-            let hdr = Header {
-                run: P::VT.run_inline,
-                vt: P::VT,
-            };
-            // SAFETY: as above.
-            unsafe { at.wrapping_add(Lay::<P>::BODY).cast::<Header>().write(hdr) };
-            self.used = end;
+            // SAFETY: it fits (checked); `init` is forwarded from the caller.
+            unsafe { self.write_inline(init, end) };
             return end;
+        }
+        if self.id == 0 {
+            // The first registration: the scope takes its id and opens the inline area.
+            self.open();
+            if inline_ok && end <= self.limit {
+                // SAFETY: as above.
+                unsafe { self.write_inline(init, end) };
+                return end;
+            }
         }
         // SAFETY: forwarded from the caller.
         unsafe { self.push_slow(init) }
     }
 
-    /// [`push`](Self::push)'s slow path: the first registration (which takes the scope's id
-    /// and opens the inline area), or an overflow.
+    /// Writes the newest record inline, ending at `end`.
+    ///
+    /// # Safety
+    /// `end <= limit` (so `<= N`), `end == used + span of P`, `P` may go inline; `init`
+    /// initializes the record.
+    #[inline(always)]
+    unsafe fn write_inline<P: Record + 'env>(&mut self, init: impl FnOnce(*mut P), end: usize) {
+        // `[used, end)` is free (invariant 1) and inside the area (the caller's word); `used`
+        // is a multiple of 16 in a 16-aligned area, and `P` is aligned to at most 16
+        // (`INLINE`); the header lands at `end - HDR`, 16-aligned.
+        let at = self.base().wrapping_add(self.used);
+        init(at.cast::<P>());
+        let hdr = Header {
+            run: P::VT.run_inline,
+            vt: P::VT,
+        };
+        // SAFETY: as above.
+        unsafe { at.wrapping_add(Lay::<P>::BODY).cast::<Header>().write(hdr) };
+        self.used = end;
+    }
+
+    /// Takes the scope's id and opens the inline area (the first registration).
+    #[cold]
+    #[inline(never)]
+    fn open(&mut self) {
+        self.id = next_id();
+        self.limit = N;
+    }
+
+    /// [`push`](Self::push)'s slow path: a record in a block of its own (it does not fit,
+    /// or the area overflowed before).
     ///
     /// # Safety
     /// As [`push_init`](Self::push_init).
     #[inline(never)]
     unsafe fn push_slow<P: Record + 'env>(&mut self, init: impl FnOnce(*mut P)) -> usize {
         if self.id == 0 {
-            self.id = next_id();
-            self.limit = N;
-            // SAFETY: forwarded from the caller.
-            return unsafe { self.push_init(init) };
+            self.open();
         }
         let vt = P::VT;
         let (block, class) = alloc_block(vt);
