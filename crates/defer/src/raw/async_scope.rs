@@ -644,6 +644,7 @@ impl<const N: usize, R, K: Done<R>> Future for Finish<'_, '_, N, R, K> {
             }
         }
         scope.finished = true;
+        scope.store.done();
         let out = match this.panics.0.take() {
             None => Ok(this
                 .value

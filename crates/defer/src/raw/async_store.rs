@@ -658,6 +658,7 @@ impl RunSlot {
     }
 
     /// Gives the block back to the pool (no future may be started in it).
+    #[inline]
     fn free(&mut self) {
         if let Some(b) = self.block.take() {
             // SAFETY: acquired with `self.class` in `grow`, empty, released once (taken).
@@ -1217,6 +1218,16 @@ impl<'env, const N: usize> Store<'env, N> {
         *c.store_inline += c.counted;
         mem::forget(c);
         Poll::Ready(())
+    }
+
+    /// Gives back the run slot's block (every record ran: nothing is started in it), so that
+    /// the store's drop has nothing left to do.
+    pub(crate) fn done(&mut self) {
+        debug_assert!(self.used == 0 && self.overflow.is_empty() && self.top == Top::Fresh);
+        self.slot.free();
+        if self.overflow.capacity() != 0 {
+            give_vec(mem::take(&mut self.overflow));
+        }
     }
 
     /// Unlinks the newest live record (releasing dead ones on the way) for the caller to
