@@ -131,6 +131,13 @@ pub(crate) struct RunArgs<'a, 'b> {
     /// The store's run slot (set by [`Store::run_fresh`]), or null: spawnable records start
     /// in place (the scope's policy is not `Spawn`).
     slot: *mut RunSlot,
+    /// The inline area's start: inline records end above it (see [`run_group`]).
+    floor: *mut u8,
+    /// Set by an inline run function that returns a pending code or unwinds: the end of the
+    /// record that is pending, or whose run unwound.
+    stop: *mut u8,
+    /// Set with `stop` when a record is pending: its step's code.
+    pending: usize,
 }
 
 impl RunArgs<'_, '_> {
@@ -146,20 +153,22 @@ impl RunArgs<'_, '_> {
     }
 }
 
-/// Returned by a run function whose record's future is pending in place. Larger than any
-/// offset: the run loop's subtraction borrows, which is its whole test for `Pending`.
-const PENDING_IN_PLACE: usize = usize::MAX;
-/// Returned by a run function whose record's future is pending in the run slot.
-const PENDING_IN_SLOT: usize = usize::MAX - 1;
+/// A record's step ([`SyncRec::one`], [`AsyncRec::one_in_place`], [`AsyncRec::one_in_slot`]):
+/// its future is pending in place.
+const PENDING_IN_PLACE: usize = 1;
+/// A record's step: its future is pending in the run slot.
+const PENDING_IN_SLOT: usize = 2;
 
-/// A record's run function: given its end (right past its header), runs the fresh record (if its condition
-/// applies; else drops it) and returns its span once done (contents dropped), or a
-/// `PENDING_*` code (larger than any offset) once its future is pending.
+/// A record's run function: given its end (right past its header), runs the fresh record (if
+/// its condition applies; else drops it) and, once done (contents dropped), returns the end
+/// of the next record to run (its own start; inline run functions may run several, see
+/// [`run_group`]); or null once a future is pending, with the pending record's end in
+/// `args.stop` and its step's code in `args.pending`.
 ///
 /// # Safety
 /// The record is a fresh one of the function's type that never moves from now on (invariant
 /// 3); `args.slot` is the store's run slot.
-type RunFn = unsafe fn(*mut u8, &mut RunArgs<'_, '_>) -> usize;
+type RunFn = unsafe fn(*mut u8, &mut RunArgs<'_, '_>) -> *mut u8;
 
 /// The header at a record's end.
 #[repr(C, align(16))]
@@ -173,7 +182,6 @@ const HDR: usize = 16;
 /// Inline records are aligned to at most this (every span is a multiple of it).
 const INLINE_ALIGN: usize = 16;
 const _: () = assert!(size_of::<Header>() == HDR && align_of::<Header>() == INLINE_ALIGN);
-const _: () = assert!(PENDING_IN_SLOT > isize::MAX as usize);
 const _: () = assert!(align_of::<Inline<0>>() == INLINE_ALIGN);
 const _: () = assert!(pool::BLOCK_ALIGN >= INLINE_ALIGN);
 
@@ -249,9 +257,82 @@ impl<T> Drop for DropInPlace<T> {
     }
 }
 
+/// Runs the fresh inline record of type `P` ending at `end` with `one` (0: done, else a
+/// pending code), then the next older ones while they are of the same type (their header
+/// holds the same run function): the run loop's work without its indirect call and call
+/// frame per record, for cleanups registered in a loop. Returns as a [`RunFn`] does. If a
+/// record's run unwinds (its contents dropped by `one`), `a.stop` is set to its end.
+///
+/// A run function compared equal is the same machine code: if two record types' run
+/// functions were merged, running one's record with the other's code does what its own would
+/// (same code, so the same layout and span); a copy of the same function in another codegen
+/// unit compares unequal, which only ends the group.
+///
+/// # Safety
+/// As [`RunFn`], for an inline record of type `P`; `a.floor` is the inline area's start.
+#[inline(always)]
+unsafe fn run_group<P: Record>(
+    end: *mut u8,
+    a: &mut RunArgs<'_, '_>,
+    one: impl Fn(*mut P, &mut RunArgs<'_, '_>) -> usize,
+) -> *mut u8 {
+    /// Reports the record whose run unwound (on unwinding only: forgotten otherwise).
+    struct Progress {
+        stop: *mut *mut u8,
+        end: *mut u8,
+    }
+    impl Drop for Progress {
+        #[inline]
+        fn drop(&mut self) {
+            // SAFETY: points into the caller's `RunArgs`, alive and not borrowed while this
+            // runs (the borrow lent to `one` ended when it unwound).
+            unsafe {
+                *self.stop = self.end;
+            }
+        }
+    }
+    let args: *mut RunArgs<'_, '_> = a;
+    let floor = a.floor;
+    let me = P::VT.run_inline;
+    let mut p = Progress {
+        // SAFETY: only the field's address is taken.
+        stop: unsafe { ptr::addr_of_mut!((*args).stop) },
+        end,
+    };
+    loop {
+        let rec = p.end.wrapping_sub(Lay::<P>::SPAN);
+        // SAFETY: `args` is the caller's `RunArgs`, lent to `one` for this call only.
+        let code = one(rec.cast::<P>(), unsafe { &mut *args });
+        if code != 0 {
+            // SAFETY: as above (the call returned).
+            unsafe {
+                (*args).stop = p.end;
+            }
+            // SAFETY: as above.
+            unsafe {
+                (*args).pending = code;
+            }
+            mem::forget(p);
+            return ptr::null_mut();
+        }
+        if rec <= floor {
+            mem::forget(p);
+            return rec;
+        }
+        // SAFETY: `rec` is above the area's start, so it is the end of an older inline
+        // record, whose header is intact (invariant 1).
+        let run = unsafe { (*rec.wrapping_sub(HDR).cast::<Header>()).run };
+        if !ptr::fn_addr_eq(run, me) {
+            mem::forget(p);
+            return rec;
+        }
+        p.end = rec;
+    }
+}
+
 /// The run function of a dead record: nothing to run.
-unsafe fn skip<P>(_: *mut u8, _: &mut RunArgs<'_, '_>) -> usize {
-    Lay::<P>::SPAN
+unsafe fn skip<P>(end: *mut u8, _: &mut RunArgs<'_, '_>) -> *mut u8 {
+    end.wrapping_sub(Lay::<P>::SPAN)
 }
 unsafe fn skip_start(_: *mut u8, _: Outcome) {}
 unsafe fn skip_poll(_: *mut u8, _: &mut Context<'_>) -> Poll<()> {
@@ -292,19 +373,36 @@ impl<F: FnOnce(Outcome) + Send, const W: u8> SyncRec<F, W> {
         SyncRec(f)
     }
 
-    /// [`RunFn`] of this type (inline or in a block alike).
-    unsafe fn run(end: *mut u8, a: &mut RunArgs<'_, '_>) -> usize {
-        let rec = end.wrapping_sub(Lay::<Self>::SPAN).cast::<Self>();
+    /// Runs the fresh record at `rec` (or drops it, if its condition does not apply): 0.
+    ///
+    /// # Safety
+    /// `rec` holds a fresh record of this type.
+    #[inline(always)]
+    unsafe fn one(rec: *mut Self, a: &mut RunArgs<'_, '_>) -> usize {
         if !a.applies(W) {
             // SAFETY: a fresh record (the caller's contract), dropped once, here.
             unsafe { ptr::drop_in_place(rec) };
-            return Lay::<Self>::SPAN;
+            return 0;
         }
         // SAFETY: as above; the closure is moved out once, and consumed by the call (on
         // unwinding too), so nothing is left to drop.
         let f = unsafe { ptr::read(rec) }.0;
         f(a.outcome);
-        Lay::<Self>::SPAN
+        0
+    }
+
+    /// [`RunFn`] for inline records of this type.
+    unsafe fn run_inline(end: *mut u8, a: &mut RunArgs<'_, '_>) -> *mut u8 {
+        // SAFETY: forwarded (the caller's contract).
+        unsafe { run_group::<Self>(end, a, |rec, a| Self::one(rec, a)) }
+    }
+
+    /// [`RunFn`] for a record of this type in a block.
+    unsafe fn run_block(end: *mut u8, a: &mut RunArgs<'_, '_>) -> *mut u8 {
+        let rec = end.wrapping_sub(Lay::<Self>::SPAN);
+        // SAFETY: forwarded (the caller's contract).
+        unsafe { Self::one(rec.cast(), a) };
+        rec
     }
 
     unsafe fn start(at: *mut u8, o: Outcome) {
@@ -333,8 +431,8 @@ impl<F: FnOnce(Outcome) + Send, const W: u8> Record for SyncRec<F, W> {
         block: Lay::<Self>::BLOCK,
         class: Lay::<Self>::CLASS,
         flags: W,
-        run_inline: Self::run,
-        run_block: Self::run,
+        run_inline: Self::run_inline,
+        run_block: Self::run_block,
         start: Self::start,
         poll: skip_poll,
         drop: Self::drop,
@@ -414,13 +512,38 @@ where
         unsafe { ptr::addr_of_mut!((*rec).g) }.cast::<G>()
     }
 
-    /// [`RunFn`] for a record started in place (inline, not spawnable; or in a block).
-    unsafe fn run_in_place(end: *mut u8, a: &mut RunArgs<'_, '_>) -> usize {
-        let rec = end.wrapping_sub(Lay::<Self>::SPAN).cast::<Self>();
+    /// [`RunFn`] for an inline record started in place (not spawnable, or the scope's policy
+    /// is not `Spawn`).
+    unsafe fn run_inline(end: *mut u8, a: &mut RunArgs<'_, '_>) -> *mut u8 {
+        // SAFETY: forwarded (the caller's contract).
+        unsafe { run_group::<Self>(end, a, |rec, a| Self::one_in_place(rec, a)) }
+    }
+
+    /// [`RunFn`] for a record in a block (started in place there).
+    unsafe fn run_block(end: *mut u8, a: &mut RunArgs<'_, '_>) -> *mut u8 {
+        let rec = end.wrapping_sub(Lay::<Self>::SPAN);
+        // SAFETY: forwarded (the caller's contract).
+        match unsafe { Self::one_in_place(rec.cast(), a) } {
+            0 => rec,
+            pending => {
+                a.stop = end;
+                a.pending = pending;
+                ptr::null_mut()
+            }
+        }
+    }
+
+    /// Runs the fresh record at `rec` in place (or drops it, if its condition does not
+    /// apply): 0 once done (its contents dropped), or [`PENDING_IN_PLACE`].
+    ///
+    /// # Safety
+    /// `rec` holds a fresh record of this type that never moves from now on (invariant 3).
+    #[inline(always)]
+    unsafe fn one_in_place(rec: *mut Self, a: &mut RunArgs<'_, '_>) -> usize {
         if !a.applies(W) {
             // SAFETY: a fresh record (the caller's contract): closure and fallback dropped once.
             unsafe { Self::drop(rec.cast(), false) };
-            return Lay::<Self>::SPAN;
+            return 0;
         }
         // Drops the fallback if anything below unwinds.
         let g = DropInPlace(Self::g(rec));
@@ -443,31 +566,34 @@ where
         // Done: the future, then the unused fallback (still dropped if the first unwinds).
         drop(fg);
         drop(g);
-        Lay::<Self>::SPAN
+        0
     }
 
     /// [`RunFn`] for an inline spawnable record: in the run slot if the scope has one (its
     /// policy is `Spawn`), else in place.
-    unsafe fn run_spawnable(end: *mut u8, a: &mut RunArgs<'_, '_>) -> usize {
+    unsafe fn run_spawnable(end: *mut u8, a: &mut RunArgs<'_, '_>) -> *mut u8 {
         if a.slot.is_null() {
             // SAFETY: forwarded (the caller's contract).
-            unsafe { Self::run_in_place(end, a) }
+            unsafe { run_group::<Self>(end, a, |rec, a| Self::one_in_place(rec, a)) }
         } else {
             // SAFETY: forwarded; `a.slot` is the store's run slot.
-            unsafe { Self::run_in_slot(end, a) }
+            unsafe { run_group::<Self>(end, a, |rec, a| Self::one_in_slot(rec, a)) }
         }
     }
 
     /// The inline spawnable record's fresh path in the run slot: its future is made there.
+    /// 0 once done, or [`PENDING_IN_SLOT`] (the record itself consumed either way).
+    ///
+    /// # Safety
+    /// As [`one_in_place`](Self::one_in_place); `a.slot` is the store's run slot.
     #[inline(always)]
-    unsafe fn run_in_slot(end: *mut u8, a: &mut RunArgs<'_, '_>) -> usize {
-        let rec = end.wrapping_sub(Lay::<Self>::SPAN).cast::<Self>();
+    unsafe fn one_in_slot(rec: *mut Self, a: &mut RunArgs<'_, '_>) -> usize {
         if !a.applies(W) {
-            // SAFETY: as in `run_in_place`.
+            // SAFETY: as in `one_in_place`.
             unsafe { Self::drop(rec.cast(), false) };
-            return Lay::<Self>::SPAN;
+            return 0;
         }
-        // SAFETY: as in `run_in_place`; the fallback is a no-op type (invariant 5).
+        // SAFETY: as in `one_in_place`; the fallback is a no-op type (invariant 5).
         let f = unsafe { ptr::read(Self::f(rec)) };
         let class = const {
             match Lay::<Self>::CLASS {
@@ -492,7 +618,7 @@ where
             return PENDING_IN_SLOT;
         }
         drop(fg);
-        Lay::<Self>::SPAN
+        0
     }
 
     unsafe fn start(at: *mut u8, o: Outcome) {
@@ -580,9 +706,9 @@ where
         run_inline: if S {
             Self::run_spawnable
         } else {
-            Self::run_in_place
+            Self::run_inline
         },
-        run_block: Self::run_in_place,
+        run_block: Self::run_block,
         start: Self::start,
         poll: Self::poll,
         drop: Self::drop,
@@ -766,7 +892,7 @@ pub(crate) struct Store<'env, const N: usize> {
     top: Top,
     slot: RunSlot,
     overflow: Vec<Entry>,
-    /// Overflow records are counted when stored, inline ones when unlinked.
+    /// Counted when stored.
     placed: Placed,
     env: PhantomData<&'env mut &'env ()>,
 }
@@ -777,25 +903,25 @@ pub(crate) struct Store<'env, const N: usize> {
 // data.
 unsafe impl<const N: usize> Send for Store<'_, N> {}
 
-/// Unlinks the record at `used` if the run loop unwinds (its run function dropped its
-/// contents), storing the loop's cursor and count.
-struct Cursor<'a> {
-    used: usize,
-    counted: u64,
+/// Unlinks the record whose run unwound if the run loop unwinds (its run function dropped its
+/// contents, and reported it in the arguments' `stop`), storing the count.
+struct Cursor<'a, 'b, 'c> {
     base: *mut u8,
+    args: *mut RunArgs<'b, 'c>,
     store_used: &'a mut usize,
-    store_inline: &'a mut u64,
 }
 
-impl Drop for Cursor<'_> {
+impl Drop for Cursor<'_, '_, '_> {
     fn drop(&mut self) {
-        // Only on unwinding (the loop forgets it otherwise).
-        let hdr = self.base.wrapping_add(self.used - HDR).cast::<Header>();
-        // SAFETY: `used` is the end of the record whose run unwound (invariant 1): its header
-        // is intact (run functions touch only their record's contents).
+        // Only on unwinding (the loop forgets it otherwise). Inline run functions set `stop`
+        // (and count the record) when a record's run unwinds.
+        // SAFETY: the loop's `RunArgs`, alive, its borrow by the run function over.
+        let stop = unsafe { (*self.args).stop };
+        let hdr = stop.wrapping_sub(HDR).cast::<Header>();
+        // SAFETY: `stop` is the end of the record whose run unwound (invariant 1): its header
+        // is intact (run functions touch only their records' contents).
         let span = unsafe { (*hdr).vt.span };
-        *self.store_used = self.used - span;
-        *self.store_inline += self.counted + 1;
+        *self.store_used = stop as usize - self.base as usize - span;
     }
 }
 
@@ -833,7 +959,7 @@ impl<'env, const N: usize> Store<'env, N> {
         self.id
     }
 
-    /// Where records were put (inline ones counted once unlinked: call at the end).
+    /// Where records were put.
     pub(crate) fn placed(&self) -> Placed {
         self.placed
     }
@@ -958,6 +1084,7 @@ impl<'env, const N: usize> Store<'env, N> {
         // SAFETY: as above.
         unsafe { at.wrapping_add(Lay::<P>::BODY).cast::<Header>().write(hdr) };
         self.used = end;
+        self.placed.inline += 1;
     }
 
     /// Takes the scope's id and opens the inline area (the first registration).
@@ -1109,7 +1236,6 @@ impl<'env, const N: usize> Store<'env, N> {
         } else if self.used != 0 {
             // SAFETY: the newest inline record's header (invariant 1).
             self.used -= unsafe { (*self.header(self.used)).vt.span };
-            self.placed.inline += 1;
         }
     }
 
@@ -1169,53 +1295,56 @@ impl<'env, const N: usize> Store<'env, N> {
             } else {
                 ptr::null_mut()
             },
+            // Null for the overflow records: their run functions do not look at it.
+            floor: ptr::null_mut(),
+            stop: ptr::null_mut(),
+            pending: 0,
         };
-        // Overflow records first: they are the newest (invariant 1).
+        // Overflow records first: they are the newest (invariant 1). Their run functions are
+        // the block ones, which run one record and count nothing (counted when stored).
         while let Some(e) = self.overflow.last() {
             let hdr = e.hdr;
             let unlink = PopEntry(&mut self.overflow);
             // SAFETY: a fresh record in its block (invariants 2, 3), whose run function is
             // the block one; `a.slot` is the store's.
-            let step = unsafe { ((*hdr).run)(hdr.cast::<u8>().wrapping_add(HDR), &mut a) };
-            if step >= PENDING_IN_SLOT {
+            let next = unsafe { ((*hdr).run)(hdr.cast::<u8>().wrapping_add(HDR), &mut a) };
+            if next.is_null() {
                 mem::forget(unlink);
                 self.top = Top::InPlace;
                 return Poll::Pending;
             }
         }
         let base = self.base();
-        let mut c = Cursor {
-            used: self.used,
-            counted: 0,
+        a.floor = base;
+        let args: *mut RunArgs<'_, '_> = &mut a;
+        let c = Cursor {
             base,
+            args,
             store_used: &mut self.used,
-            store_inline: &mut self.placed.inline,
         };
-        while c.used != 0 {
-            let end = base.wrapping_add(c.used);
+        let mut end = base.wrapping_add(*c.store_used);
+        while end != base {
             // SAFETY: the newest fresh inline record's header (invariants 1, 3).
             let run = unsafe { (*end.wrapping_sub(HDR).cast::<Header>()).run };
             // SAFETY: its run function, on its record; the store does not move while running
-            // (the caller's pinned scope); `a.slot` is the store's run slot.
-            let step = unsafe { run(end, &mut a) };
-            // A pending code is larger than any offset: the subtraction borrows.
-            let (next, pending) = c.used.overflowing_sub(step);
-            if pending {
-                *c.store_used = c.used;
-                *c.store_inline += c.counted;
+            // (the caller's pinned scope); `args` is `a`, lent for this call only, whose `slot`
+            // is the store's run slot (or null) and `floor` the area's start.
+            let next = unsafe { run(end, &mut *args) };
+            if next.is_null() {
+                // SAFETY: `args` is `a` (reached only through `args` from here on).
+                let (stop, code) = unsafe { ((*args).stop, (*args).pending) };
+                *c.store_used = stop as usize - base as usize;
                 mem::forget(c);
-                self.top = if step == PENDING_IN_SLOT {
+                self.top = if code == PENDING_IN_SLOT {
                     Top::InSlot
                 } else {
                     Top::InPlace
                 };
                 return Poll::Pending;
             }
-            c.used = next;
-            c.counted += 1;
+            end = next;
         }
         *c.store_used = 0;
-        *c.store_inline += c.counted;
         mem::forget(c);
         Poll::Ready(())
     }
@@ -1259,7 +1388,6 @@ impl<'env, const N: usize> Store<'env, N> {
                 // SAFETY: the newest inline record's header (invariant 1).
                 let vt = unsafe { (*self.header(self.used)).vt };
                 self.used -= vt.span;
-                self.placed.inline += 1;
                 (self.base().wrapping_add(self.used), vt, None)
             } else {
                 return None;
