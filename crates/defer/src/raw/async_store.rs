@@ -28,7 +28,8 @@
 //! On cancellation an unstarted spawnable record is moved out to a block of its own.
 //!
 //! Invariants of a [`Store`]:
-//! 1. `[0, used)` of the inline area is a sequence of records, oldest first, each with a
+//! 1. Once the area is opened (the first registration), `[0, HDR)` holds a sentinel header
+//!    (see [`run_group`]) and `[HDR, used)` a sequence of records, oldest first, each with a
 //!    header whose `vt` is its type's vtable (or that type's *dead* vtable, once its contents
 //!    were dropped or moved out through a handle) and whose `run` is that vtable's run
 //!    function for inline records. `used <= limit <= N`; `limit` is `N` until a record went
@@ -131,8 +132,6 @@ pub(crate) struct RunArgs<'a, 'b> {
     /// The store's run slot (set by [`Store::run_fresh`]), or null: spawnable records start
     /// in place (the scope's policy is not `Spawn`).
     slot: *mut RunSlot,
-    /// The inline area's start: inline records end above it (see [`run_group`]).
-    floor: *mut u8,
     /// Set by an inline run function that returns a pending code or unwinds: the end of the
     /// record that is pending, or whose run unwound.
     stop: *mut u8,
@@ -269,7 +268,8 @@ impl<T> Drop for DropInPlace<T> {
 /// unit compares unequal, which only ends the group.
 ///
 /// # Safety
-/// As [`RunFn`], for an inline record of type `P`; `a.floor` is the inline area's start.
+/// As [`RunFn`], for an inline record of type `P` (below the oldest inline record is the
+/// area's sentinel header, whose run function is no record's).
 #[inline(always)]
 unsafe fn run_group<P: Record>(
     end: *mut u8,
@@ -292,7 +292,6 @@ unsafe fn run_group<P: Record>(
         }
     }
     let args: *mut RunArgs<'_, '_> = a;
-    let floor = a.floor;
     let me = P::VT.run_inline;
     let mut p = Progress {
         // SAFETY: only the field's address is taken.
@@ -315,12 +314,8 @@ unsafe fn run_group<P: Record>(
             mem::forget(p);
             return ptr::null_mut();
         }
-        if rec <= floor {
-            mem::forget(p);
-            return rec;
-        }
-        // SAFETY: `rec` is above the area's start, so it is the end of an older inline
-        // record, whose header is intact (invariant 1).
+        // SAFETY: `rec` is the end of an older inline record, whose header is intact
+        // (invariant 1), or of the area's sentinel header (which ends the group).
         let run = unsafe { (*rec.wrapping_sub(HDR).cast::<Header>()).run };
         if !ptr::fn_addr_eq(run, me) {
             mem::forget(p);
@@ -362,6 +357,18 @@ impl<P> DeadOf<P> {
         dead: None,
     };
 }
+
+/// The run function of the area's sentinel header, below the oldest inline record: never
+/// called (the run loop stops above it); its address ends [`run_group`]'s groups.
+unsafe fn sentinel(_: *mut u8, _: &mut RunArgs<'_, '_>) -> *mut u8 {
+    unreachable!("the run loop stops above the inline area's sentinel header")
+}
+
+/// The header at the start of an opened inline area (invariant 1).
+const SENTINEL: Header = Header {
+    run: sentinel,
+    vt: DeadOf::<()>::VT,
+};
 
 // ------------------------------------------------------------------ sync records
 
@@ -968,7 +975,7 @@ impl<'env, const N: usize> Store<'env, N> {
     pub(crate) fn len(&self) -> usize {
         let mut n = self.overflow.len();
         let mut used = self.used;
-        while used != 0 {
+        while used > HDR {
             // SAFETY: a header of the inline records (invariant 1), read only.
             used -= unsafe { (*self.header(used)).vt.span };
             n += 1;
@@ -1055,6 +1062,7 @@ impl<'env, const N: usize> Store<'env, N> {
         if self.id == 0 {
             // The first registration: the scope takes its id and opens the inline area.
             self.open();
+            let end = self.used + Lay::<P>::SPAN;
             if inline_ok && end <= self.limit {
                 // SAFETY: as above.
                 unsafe { self.write_inline(init, end) };
@@ -1092,7 +1100,12 @@ impl<'env, const N: usize> Store<'env, N> {
     #[inline(never)]
     fn open(&mut self) {
         self.id = next_id();
-        self.limit = N;
+        if N >= 2 * HDR {
+            // SAFETY: `[0, HDR)` of the area is free (nothing was stored yet), 16-aligned.
+            unsafe { self.base().cast::<Header>().write(SENTINEL) };
+            self.used = HDR;
+            self.limit = N;
+        }
     }
 
     /// [`push`](Self::push)'s slow path: a record in a block of its own (it does not fit,
@@ -1137,7 +1150,7 @@ impl<'env, const N: usize> Store<'env, N> {
     /// The record at `index` (a value [`push`](Self::push) returned): its start and header.
     fn locate(&self, index: usize) -> Option<(*mut u8, *mut Header)> {
         if index <= N {
-            if index < HDR || index > self.used {
+            if index <= HDR || index > self.used {
                 return None;
             }
             let hdr = self.header(index);
@@ -1233,7 +1246,7 @@ impl<'env, const N: usize> Store<'env, N> {
             // SAFETY: the entry's header (invariant 2); its block is released once, its
             // record's contents being gone (the caller's word).
             unsafe { release(e.block, e.class, (*e.hdr).vt) };
-        } else if self.used != 0 {
+        } else if self.used > HDR {
             // SAFETY: the newest inline record's header (invariant 1).
             self.used -= unsafe { (*self.header(self.used)).vt.span };
         }
@@ -1295,8 +1308,6 @@ impl<'env, const N: usize> Store<'env, N> {
             } else {
                 ptr::null_mut()
             },
-            // Null for the overflow records: their run functions do not look at it.
-            floor: ptr::null_mut(),
             stop: ptr::null_mut(),
             pending: 0,
         };
@@ -1315,7 +1326,8 @@ impl<'env, const N: usize> Store<'env, N> {
             }
         }
         let base = self.base();
-        a.floor = base;
+        // Above the sentinel header, if the area was opened (else `used` is 0, below it).
+        let bottom = base.wrapping_add(HDR);
         let args: *mut RunArgs<'_, '_> = &mut a;
         let c = Cursor {
             base,
@@ -1323,12 +1335,12 @@ impl<'env, const N: usize> Store<'env, N> {
             store_used: &mut self.used,
         };
         let mut end = base.wrapping_add(*c.store_used);
-        while end != base {
+        while end > bottom {
             // SAFETY: the newest fresh inline record's header (invariants 1, 3).
             let run = unsafe { (*end.wrapping_sub(HDR).cast::<Header>()).run };
             // SAFETY: its run function, on its record; the store does not move while running
             // (the caller's pinned scope); `args` is `a`, lent for this call only, whose `slot`
-            // is the store's run slot (or null) and `floor` the area's start.
+            // is the store's run slot (or null).
             let next = unsafe { run(end, &mut *args) };
             if next.is_null() {
                 // SAFETY: `args` is `a` (reached only through `args` from here on).
@@ -1344,7 +1356,7 @@ impl<'env, const N: usize> Store<'env, N> {
             }
             end = next;
         }
-        *c.store_used = 0;
+        *c.store_used = end as usize - base as usize;
         mem::forget(c);
         Poll::Ready(())
     }
@@ -1352,7 +1364,7 @@ impl<'env, const N: usize> Store<'env, N> {
     /// Gives back the run slot's block (every record ran: nothing is started in it), so that
     /// the store's drop has nothing left to do.
     pub(crate) fn done(&mut self) {
-        debug_assert!(self.used == 0 && self.overflow.is_empty() && self.top == Top::Fresh);
+        debug_assert!(self.used <= HDR && self.overflow.is_empty() && self.top == Top::Fresh);
         self.slot.free();
         if self.overflow.capacity() != 0 {
             give_vec(mem::take(&mut self.overflow));
@@ -1384,7 +1396,7 @@ impl<'env, const N: usize> Store<'env, N> {
                     unsafe { (*e.hdr).vt },
                     Some((e.block, e.class)),
                 )
-            } else if self.used != 0 {
+            } else if self.used > HDR {
                 // SAFETY: the newest inline record's header (invariant 1).
                 let vt = unsafe { (*self.header(self.used)).vt };
                 self.used -= vt.span;
@@ -1427,7 +1439,7 @@ impl<const N: usize> Drop for Store<'_, N> {
     #[inline]
     fn drop(&mut self) {
         // The common case: everything ran, nothing overflowed, no run slot.
-        if self.used != 0
+        if self.used > HDR
             || self.top != Top::Fresh
             || self.slot.block.is_some()
             || self.overflow.capacity() != 0
