@@ -583,8 +583,19 @@ where
             // SAFETY: forwarded (the caller's contract).
             unsafe { run_group::<Self>(end, a, |rec, a| Self::one_in_place(rec, a)) }
         } else {
-            // SAFETY: forwarded; `a.slot` is the store's run slot.
-            unsafe { run_group::<Self>(end, a, |rec, a| Self::one_in_slot(rec, a)) }
+            let class = const {
+                match Lay::<Self>::CLASS {
+                    Some(c) => c,
+                    None => 0, // never used: such records go to blocks (`push`)
+                }
+            };
+            // The slot's block, large enough for this type, taken once for the group (the
+            // records run one at a time in it).
+            // SAFETY: `a.slot` is the store's run slot (the caller's contract), not otherwise
+            // borrowed during this call.
+            let at = unsafe { &mut *a.slot }.get(class).cast::<Self>();
+            // SAFETY: forwarded; `at` is the slot's block, free, of this type's class.
+            unsafe { run_group::<Self>(end, a, |rec, a| Self::one_in_slot(rec, at, a)) }
         }
     }
 
@@ -592,9 +603,10 @@ where
     /// 0 once done, or [`PENDING_IN_SLOT`] (the record itself consumed either way).
     ///
     /// # Safety
-    /// As [`one_in_place`](Self::one_in_place); `a.slot` is the store's run slot.
+    /// As [`one_in_place`](Self::one_in_place); `at` is the run slot's block, free (no future
+    /// is started in it), of at least this type's class.
     #[inline(always)]
-    unsafe fn one_in_slot(rec: *mut Self, a: &mut RunArgs<'_, '_>) -> usize {
+    unsafe fn one_in_slot(rec: *mut Self, at: *mut Self, a: &mut RunArgs<'_, '_>) -> usize {
         if !a.applies(W) {
             // SAFETY: as in `one_in_place`.
             unsafe { Self::drop(rec.cast(), false) };
@@ -602,15 +614,6 @@ where
         }
         // SAFETY: as in `one_in_place`; the fallback is a no-op type (invariant 5).
         let f = unsafe { ptr::read(Self::f(rec)) };
-        let class = const {
-            match Lay::<Self>::CLASS {
-                Some(c) => c,
-                None => 0, // never used: such records go to blocks (`push`)
-            }
-        };
-        // SAFETY: `a.slot` is the store's run slot (the run function's contract).
-        let slot = unsafe { &mut *a.slot };
-        let at = slot.get(class).cast::<Self>();
         let fut = f(a.outcome);
         let p = Self::fut(at);
         // SAFETY: the slot's block is free (no other future is started) and holds a record of
