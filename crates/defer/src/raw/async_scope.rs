@@ -623,7 +623,13 @@ impl<const N: usize, R, K: Done<R>> Future for Finish<'_, '_, N, R, K> {
             let failed = this.failed;
             let step = panic::catch_unwind(AssertUnwindSafe(|| {
                 run_records(
-                    store, cx, shown, value, any_panic, failed, spawn, &mut timer,
+                    store,
+                    cx,
+                    (shown, value),
+                    any_panic,
+                    failed,
+                    spawn,
+                    &mut timer,
                 )
             }));
             match step {
@@ -1010,8 +1016,7 @@ impl Timer<'_> {
 fn run_records<const N: usize>(
     store: &mut Store<'_, N>,
     cx: &mut Context<'_>,
-    shown: Outcome,
-    value: Outcome,
+    (shown, value): (Outcome, Outcome),
     any_panic: bool,
     failed: unsafe fn(Outcome) -> bool,
     spawn: bool,

@@ -140,6 +140,11 @@ pub(crate) struct RunArgs<'a, 'b> {
 }
 
 impl RunArgs<'_, '_> {
+    /// Where a run function left a pending record, and its step's code.
+    fn pending_at(&self) -> (*mut u8, usize) {
+        (self.stop, self.pending)
+    }
+
     /// Whether a record with condition `when` runs now.
     #[inline(always)]
     fn applies(&self, when: u8) -> bool {
@@ -400,8 +405,12 @@ impl<F: FnOnce(Outcome) + Send, const W: u8> SyncRec<F, W> {
 
     /// [`RunFn`] for inline records of this type.
     unsafe fn run_inline(end: *mut u8, a: &mut RunArgs<'_, '_>) -> *mut u8 {
+        let one = |rec, a: &mut RunArgs<'_, '_>| {
+            // SAFETY: `run_group` gives each record of this type, fresh, once.
+            unsafe { Self::one(rec, a) }
+        };
         // SAFETY: forwarded (the caller's contract).
-        unsafe { run_group::<Self>(end, a, |rec, a| Self::one(rec, a)) }
+        unsafe { run_group::<Self>(end, a, one) }
     }
 
     /// [`RunFn`] for a record of this type in a block.
@@ -522,8 +531,13 @@ where
     /// [`RunFn`] for an inline record started in place (not spawnable, or the scope's policy
     /// is not `Spawn`).
     unsafe fn run_inline(end: *mut u8, a: &mut RunArgs<'_, '_>) -> *mut u8 {
+        let one = |rec, a: &mut RunArgs<'_, '_>| {
+            // SAFETY: `run_group` gives each inline record of this type, fresh, once; inline
+            // records do not move while running (the caller's contract).
+            unsafe { Self::one_in_place(rec, a) }
+        };
         // SAFETY: forwarded (the caller's contract).
-        unsafe { run_group::<Self>(end, a, |rec, a| Self::one_in_place(rec, a)) }
+        unsafe { run_group::<Self>(end, a, one) }
     }
 
     /// [`RunFn`] for a record in a block (started in place there).
@@ -564,7 +578,9 @@ where
         // Drops the future in place if its poll unwinds (before `g` drops the fallback).
         let fg = DropInPlace(p);
         // SAFETY: the future stays in place until dropped in place (invariant 3).
-        let poll = unsafe { Pin::new_unchecked(&mut *p) }.poll(a.cx);
+        let fut = unsafe { &mut *p };
+        // SAFETY: see above: pinned where it is.
+        let poll = unsafe { Pin::new_unchecked(fut) }.poll(a.cx);
         if poll.is_pending() {
             mem::forget(fg);
             mem::forget(g);
@@ -580,8 +596,12 @@ where
     /// policy is `Spawn`), else in place.
     unsafe fn run_spawnable(end: *mut u8, a: &mut RunArgs<'_, '_>) -> *mut u8 {
         if a.slot.is_null() {
+            let one = |rec, a: &mut RunArgs<'_, '_>| {
+                // SAFETY: as in `run_inline`.
+                unsafe { Self::one_in_place(rec, a) }
+            };
             // SAFETY: forwarded (the caller's contract).
-            unsafe { run_group::<Self>(end, a, |rec, a| Self::one_in_place(rec, a)) }
+            unsafe { run_group::<Self>(end, a, one) }
         } else {
             let class = const {
                 match Lay::<Self>::CLASS {
@@ -594,8 +614,13 @@ where
             // SAFETY: `a.slot` is the store's run slot (the caller's contract), not otherwise
             // borrowed during this call.
             let at = unsafe { &mut *a.slot }.get(class).cast::<Self>();
-            // SAFETY: forwarded; `at` is the slot's block, free, of this type's class.
-            unsafe { run_group::<Self>(end, a, |rec, a| Self::one_in_slot(rec, at, a)) }
+            let one = |rec, a: &mut RunArgs<'_, '_>| {
+                // SAFETY: as in `run_inline`; `at` is the slot's block, free (the records run
+                // one at a time, each done before the next), of this type's class.
+                unsafe { Self::one_in_slot(rec, at, a) }
+            };
+            // SAFETY: forwarded (the caller's contract).
+            unsafe { run_group::<Self>(end, a, one) }
         }
     }
 
@@ -622,7 +647,9 @@ where
         let fg = DropInPlace(p);
         // SAFETY: the future stays in the slot's block until dropped in place, or the block
         // is handed over with it (invariant 3).
-        let poll = unsafe { Pin::new_unchecked(&mut *p) }.poll(a.cx);
+        let fut = unsafe { &mut *p };
+        // SAFETY: see above: pinned where it is.
+        let poll = unsafe { Pin::new_unchecked(fut) }.poll(a.cx);
         if poll.is_pending() {
             mem::forget(fg);
             return PENDING_IN_SLOT;
@@ -649,7 +676,9 @@ where
         let p = Self::fut(rec);
         let fg = DropInPlace(p);
         // SAFETY: a started record (the vtable's contract), whose future never moves.
-        let poll = unsafe { Pin::new_unchecked(&mut *p) }.poll(cx);
+        let fut = unsafe { &mut *p };
+        // SAFETY: see above: pinned where it is.
+        let poll = unsafe { Pin::new_unchecked(fut) }.poll(cx);
         if poll.is_pending() {
             mem::forget(fg);
             mem::forget(g);
@@ -1002,8 +1031,12 @@ impl<'env, const N: usize> Store<'env, N> {
     /// a spawnable record, has a pool class), else in a block of its own.
     #[inline(always)]
     pub(crate) fn push<P: Record + 'env>(&mut self, rec: P) -> usize {
-        // SAFETY: `rec` initializes the record.
-        unsafe { self.push_init(move |at: *mut P| at.write(rec)) }
+        let init = move |at: *mut P| {
+            // SAFETY: `push_init` gives free memory of `P`'s size and alignment.
+            unsafe { at.write(rec) }
+        };
+        // SAFETY: `init` initializes the record.
+        unsafe { self.push_init(init) }
     }
 
     /// Stores an async record made of `f` and `g` (written in place, field by field: the
@@ -1016,13 +1049,15 @@ impl<'env, const N: usize> Store<'env, N> {
         G: Fallback + 'env,
     {
         let () = AsyncRec::<F, Fut, G, W, S>::NO_FALLBACK_IF_SPAWNABLE;
+        let init = move |at: *mut AsyncRec<F, Fut, G, W, S>| {
+            // SAFETY: `push_init` gives free memory of the record's size and alignment; the
+            // closure's place in it is aligned for it.
+            unsafe { AsyncRec::f(at).write(f) };
+            // SAFETY: as above, the fallback's place.
+            unsafe { AsyncRec::g(at).write(g) };
+        };
         // SAFETY: both fields written: the record is initialized (fresh).
-        unsafe {
-            self.push_init(move |at: *mut AsyncRec<F, Fut, G, W, S>| {
-                AsyncRec::f(at).write(f);
-                AsyncRec::g(at).write(g);
-            })
-        }
+        unsafe { self.push_init(init) }
     }
 
     /// Stores an async record with a fallback (not spawnable).
@@ -1246,9 +1281,11 @@ impl<'env, const N: usize> Store<'env, N> {
     fn unlink_top(&mut self) {
         self.top = Top::Fresh;
         if let Some(e) = self.overflow.pop() {
-            // SAFETY: the entry's header (invariant 2); its block is released once, its
-            // record's contents being gone (the caller's word).
-            unsafe { release(e.block, e.class, (*e.hdr).vt) };
+            // SAFETY: the entry's header (invariant 2).
+            let vt = unsafe { (*e.hdr).vt };
+            // SAFETY: its block is released once, its record's contents being gone (the
+            // caller's word).
+            unsafe { release(e.block, e.class, vt) };
         } else if self.used > HDR {
             // SAFETY: the newest inline record's header (invariant 1).
             self.used -= unsafe { (*self.header(self.used)).vt.span };
@@ -1319,9 +1356,11 @@ impl<'env, const N: usize> Store<'env, N> {
         while let Some(e) = self.overflow.last() {
             let hdr = e.hdr;
             let unlink = PopEntry(&mut self.overflow);
+            // SAFETY: the entry's header (invariant 2).
+            let run = unsafe { (*hdr).run };
             // SAFETY: a fresh record in its block (invariants 2, 3), whose run function is
             // the block one; `a.slot` is the store's.
-            let next = unsafe { ((*hdr).run)(hdr.cast::<u8>().wrapping_add(HDR), &mut a) };
+            let next = unsafe { run(hdr.cast::<u8>().wrapping_add(HDR), &mut a) };
             if next.is_null() {
                 mem::forget(unlink);
                 self.top = Top::InPlace;
@@ -1344,10 +1383,13 @@ impl<'env, const N: usize> Store<'env, N> {
             // SAFETY: its run function, on its record; the store does not move while running
             // (the caller's pinned scope); `args` is `a`, lent for this call only, whose `slot`
             // is the store's run slot (or null).
-            let next = unsafe { run(end, &mut *args) };
+            // SAFETY: `args` is `a`, reached only through `args` from here on.
+            let a = unsafe { &mut *args };
+            // SAFETY: see above.
+            let next = unsafe { run(end, a) };
             if next.is_null() {
                 // SAFETY: `args` is `a` (reached only through `args` from here on).
-                let (stop, code) = unsafe { ((*args).stop, (*args).pending) };
+                let (stop, code) = unsafe { (*args).pending_at() };
                 *c.store_used = stop as usize - base as usize;
                 mem::forget(c);
                 self.top = if code == PENDING_IN_SLOT {
@@ -1431,9 +1473,11 @@ struct PopEntry<'a>(&'a mut Vec<Entry>);
 impl Drop for PopEntry<'_> {
     fn drop(&mut self) {
         if let Some(e) = self.0.pop() {
-            // SAFETY: the entry's header (invariant 2); the block is released once, its
-            // record's contents gone (the run function finished or unwound).
-            unsafe { release(e.block, e.class, (*e.hdr).vt) };
+            // SAFETY: the entry's header (invariant 2).
+            let vt = unsafe { (*e.hdr).vt };
+            // SAFETY: the block is released once, its record's contents gone (the run
+            // function finished or unwound).
+            unsafe { release(e.block, e.class, vt) };
         }
     }
 }
