@@ -491,6 +491,73 @@ fn overflowing_records_keep_lifo_order_and_handles() {
     assert_eq!(d.inline + d.pooled + d.heap, 13);
 }
 
+/// Cleanups of one type registered in a loop run as a group (one call for the lot): handles
+/// that cancel or run some of them now, a pending one and a panicking one in the middle keep
+/// the order, the exactly-once rule and the drops.
+#[test]
+fn same_type_cleanups_in_a_loop_with_handles_pending_and_panics() {
+    quiet_hook();
+    for policy in [CancelPolicy::Leak, CancelPolicy::Spawn(keep)] {
+        let log: Log = Arc::default();
+        let dropped = Arc::new(AtomicUsize::new(0));
+        struct D(Arc<AtomicUsize>);
+        impl Drop for D {
+            fn drop(&mut self) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let before = async_stats();
+        let r = block_on(async_recover!(policy, 4096, |s| {
+            for i in 0..12usize {
+                let (l, d) = (Arc::clone(&log), D(Arc::clone(&dropped)));
+                let h = s.defer_async(move || async move {
+                    let _d = d;
+                    if i % 4 == 1 {
+                        YieldN(2).await;
+                    }
+                    push(&l, format!("async {i}"));
+                    if i == 6 {
+                        boom(i);
+                    }
+                });
+                match i {
+                    3 | 8 => s.cancel(h),
+                    10 => s.run_now(h).await,
+                    _ => {}
+                }
+            }
+            for i in 0..6usize {
+                let (l, d) = (Arc::clone(&log), D(Arc::clone(&dropped)));
+                let h = s.defer(move || {
+                    let _d = d;
+                    push(&l, format!("sync {i}"));
+                    if i == 2 {
+                        boom(i);
+                    }
+                });
+                if i == 4 {
+                    s.cancel(h);
+                }
+            }
+        }));
+        let rec = r.unwrap_err();
+        assert_eq!(rec.payload.downcast_ref::<Boom>(), Some(&Boom(2)));
+        assert_eq!(rec.collateral().len(), 1);
+        let want: Vec<String> = [
+            "async 10", "sync 5", "sync 3", "sync 2", "sync 1", "sync 0", "async 11", "async 9",
+            "async 7", "async 6", "async 5", "async 4", "async 2", "async 1", "async 0",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(*log.lock().unwrap(), want, "{policy:?}");
+        assert_eq!(dropped.load(Ordering::SeqCst), 18, "every capture dropped once");
+        let d = async_stats().since(&before);
+        assert_eq!((d.registered, d.inline, d.leaked), (18, 18, 0), "{d:?}");
+        assert!(SPAWNED.with(|s| s.borrow().is_empty()), "nothing was cancelled");
+    }
+}
+
 #[test]
 #[should_panic(expected = "other than its own")]
 fn a_handle_of_another_scope_is_refused() {
