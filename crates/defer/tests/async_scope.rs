@@ -551,10 +551,17 @@ fn same_type_cleanups_in_a_loop_with_handles_pending_and_panics() {
         .map(|s| s.to_string())
         .collect();
         assert_eq!(*log.lock().unwrap(), want, "{policy:?}");
-        assert_eq!(dropped.load(Ordering::SeqCst), 18, "every capture dropped once");
+        assert_eq!(
+            dropped.load(Ordering::SeqCst),
+            18,
+            "every capture dropped once"
+        );
         let d = async_stats().since(&before);
         assert_eq!((d.registered, d.inline, d.leaked), (18, 18, 0), "{d:?}");
-        assert!(SPAWNED.with(|s| s.borrow().is_empty()), "nothing was cancelled");
+        assert!(
+            SPAWNED.with(|s| s.borrow().is_empty()),
+            "nothing was cancelled"
+        );
     }
 }
 

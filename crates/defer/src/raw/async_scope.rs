@@ -39,12 +39,13 @@ pub const DEFAULT_ASYNC_CAPACITY: usize = 512;
 pub enum CancelPolicy {
     /// Hand each remaining async cleanup to a runtime: the function gets the cleanup as a
     /// `Send + 'static` future ([`Detached`]) and the scope's cleanup deadline, if any; it
-    /// should spawn it. Cleanups registered with [`defer_async`](AsyncScope::defer_async)
-    /// under this policy live in a block of their own (the thread-local pool: no allocation
-    /// in steady state), so that even a cleanup already running when the scope is dropped is
-    /// handed over, unmoved, and finishes there — shielded from the cancellation that
-    /// triggered it, up to the deadline. With the `tokio` feature,
-    /// `CancelPolicy::SPAWN_TOKIO` does this.
+    /// should spawn it. The futures of cleanups registered with
+    /// [`defer_async`](AsyncScope::defer_async) under this policy are started in the
+    /// scope's run slot (one block of the thread-local pool, reused by each in turn: no
+    /// allocation in steady state), so that even a cleanup already running when the scope is
+    /// dropped is handed over, unmoved, block and all, and finishes there — shielded from the
+    /// cancellation that triggered it, up to the deadline; one not started yet is moved to a
+    /// pool block of its own. With the `tokio` feature, `CancelPolicy::SPAWN_TOKIO` does this.
     Spawn(fn(Detached, Option<Duration>)),
     /// Drive each remaining async cleanup to completion on the dropping thread, each for at
     /// most this long (then it is dropped and counted as timed out). Legal only where

@@ -8,9 +8,12 @@
 //! then a 16-byte [`Header`] holding the record type's *run function* and its [`VTable`]. The
 //! header is at the record's end, so a LIFO walk finds the newest record's header at
 //! `used - HDR`, and the run function — monomorphic per record type, so the closure's body is
-//! inlined into it — knows where its record starts and returns the record's whole size (its
-//! *span*, a multiple of 16) once done, which the walk subtracts: the run loop is a load, a
-//! call, a compare and a subtraction per record, with no side table. A handle's index is the
+//! inlined into it — is given the record's end, knows where the record starts (its *span*, a
+//! multiple of 16, is a constant of the type) and returns the end of the next record to run:
+//! the run loop is a load, a call and two compares per call, with no side table. An inline
+//! run function goes on with the next older records itself while their header holds the same
+//! run function ([`run_group`]): cleanups registered in a loop cost one call between them. A
+//! sentinel header at the area's start ends every such group. A handle's index is the
 //! record's end offset (or, for an overflow record, `N + 1 +` its position in the vector).
 //!
 //! The run function does the whole fresh path of its record: it moves the closure out, calls
@@ -21,9 +24,9 @@
 //! unlinks it. Only a `Pending` result leaves state behind: the store's `top` says the newest
 //! record is started.
 //!
-//! Records of a `Spawn`-policy scope that may be handed to another task (`spawnable`: `'static`)
-//! are stored inline like the others while they are plain values; their run function makes
-//! the future in the scope's *run slot* instead, one pool block per scope reused by every such
+//! Records that may be handed to another task (`spawnable`: `'static`, no fallback) are
+//! stored inline like the others while they are plain values; in a `Spawn`-policy scope their
+//! run function makes the future in the scope's *run slot* instead, one pool block per scope reused by every such
 //! cleanup (they run one at a time), which can be handed over with a started future in it.
 //! On cancellation an unstarted spawnable record is moved out to a block of its own.
 //!
@@ -32,9 +35,10 @@
 //!    (see [`run_group`]) and `[HDR, used)` a sequence of records, oldest first, each with a
 //!    header whose `vt` is its type's vtable (or that type's *dead* vtable, once its contents
 //!    were dropped or moved out through a handle) and whose `run` is that vtable's run
-//!    function for inline records. `used <= limit <= N`; `limit` is `N` until a record went
-//!    to the overflow vector, then 0, so that every later record goes there too: overflow
-//!    records are all newer than inline ones (LIFO order across both is kept).
+//!    function for inline records. `used <= limit <= N`; `limit` is 0 until the first
+//!    registration opens the area (and takes the scope's id), then `N` until a record went
+//!    to the overflow vector, then 0 again, so that every later record goes there too:
+//!    overflow records are all newer than inline ones (LIFO order across both is kept).
 //! 2. Every overflow entry's block holds one record laid out as inline (`[P][header]` at the
 //!    block's start), the block owned by the entry until released, exactly once.
 //! 3. A record's contents are *fresh* (closure and fallback) until its run function or an
