@@ -752,8 +752,18 @@ fn main() {
             );
             first = false;
         }
-        json.push_str("\n  }\n}\n");
+        let lines = async_lines(|n| ir_of(n));
+        let _ = write!(
+            json,
+            "\n  }},\n  \"async_per_cleanup\": {{{}\n  }}\n}}\n",
+            async_lines_json(&lines)
+        );
         print_ir_targets(&irs, &merged, &marginals);
+        let chain = marginals
+            .iter()
+            .find(|(g, _)| *g == "chain-inline-loop")
+            .map(|(_, m)| *m);
+        print_async_targets(&lines, |n| ir_of(n), "instructions", chain);
         write_json(&json, "callgrind");
         return;
     }
@@ -821,6 +831,7 @@ fn main() {
         done.push((case.name.clone(), m.median_ns, m.min_ns));
         results.push(WallResult {
             name: case.name.clone(),
+            median_ns: m.median_ns,
             ns_per_defer_med: m.median_ns / per,
             beyond_med,
             beyond_min,
@@ -838,9 +849,147 @@ fn main() {
         json.truncate(json.len() - 2);
         json.push('\n');
     }
-    json.push_str("  ]\n}\n");
+    let lines = async_lines(|n| results.iter().find(|r| r.name == n).map(|r| r.median_ns));
+    let _ = write!(
+        json,
+        "  ],\n  \"async_per_cleanup\": {{{}\n  }}\n}}\n",
+        async_lines_json(&lines)
+    );
     print_wall_targets(&results);
     write_json(&json, "bench");
+}
+
+// ------------------------------------------------------------------ async slopes (issue 11)
+
+/// The async cases against their hand-written baselines: (case, baseline, has a target).
+/// The sync-in-async case has none of its own (it is compared with the sync chain).
+const ASYNC_PAIRS: [(&str, &str, bool); 3] = [
+    ("async-scope-loop", "async-manual-loop", true),
+    ("async-spawnable-loop", "async-manual-loop", true),
+    ("async-scope-sync-loop", "sync-shared-loop", false),
+];
+
+/// A case's cost as a line through its 8- and 64-cleanup points: per cleanup (the slope)
+/// and per scope (the intercept).
+struct Line {
+    case: &'static str,
+    hand: &'static str,
+    target: bool,
+    per_cleanup: f64,
+    hand_per_cleanup: f64,
+    per_scope: f64,
+    hand_per_scope: f64,
+}
+
+impl Line {
+    fn ratio(&self) -> f64 {
+        self.per_cleanup / self.hand_per_cleanup
+    }
+}
+
+/// The slopes of the async cases whose 8 and 64 points (and their baselines') were measured.
+fn async_lines(value: impl Fn(&str) -> Option<f64>) -> Vec<Line> {
+    let mut lines = Vec::new();
+    for (case, hand, target) in ASYNC_PAIRS {
+        let (Some(c8), Some(c64), Some(h8), Some(h64)) = (
+            value(&format!("{case}/8")),
+            value(&format!("{case}/64")),
+            value(&format!("{hand}/8")),
+            value(&format!("{hand}/64")),
+        ) else {
+            continue;
+        };
+        let per_cleanup = (c64 - c8) / 56.0;
+        let hand_per_cleanup = (h64 - h8) / 56.0;
+        lines.push(Line {
+            case,
+            hand,
+            target,
+            per_cleanup,
+            hand_per_cleanup,
+            per_scope: c8 - 8.0 * per_cleanup,
+            hand_per_scope: h8 - 8.0 * hand_per_cleanup,
+        });
+    }
+    lines
+}
+
+/// Prints the async targets: on the slope (per cleanup), then the ratio of totals at 1, 8 and
+/// 64 cleanups (which includes the per-scope cost), so that neither figure is read alone.
+fn print_async_targets(
+    lines: &[Line],
+    value: impl Fn(&str) -> Option<f64>,
+    unit: &str,
+    chain_marginal: Option<f64>,
+) {
+    if lines.is_empty() {
+        return;
+    }
+    println!("\ntargets (issue 11), async scopes:");
+    println!("  async scope: <= 2x the hand-written sequence per cleanup (slope (v(64) - v(8)) / 56, {unit})");
+    for l in lines {
+        if l.target {
+            println!(
+                "    {:<24} {:>8.2} per cleanup vs {:>7.2} by hand: {:.2}x: {}",
+                l.case,
+                l.per_cleanup,
+                l.hand_per_cleanup,
+                l.ratio(),
+                if l.ratio() <= 2.0 { "met" } else { "NOT met" }
+            );
+        } else {
+            let chain =
+                chain_marginal.map_or(String::new(), |m| format!("; the sync chain: {m:.2}"));
+            println!(
+                "    {:<24} {:>8.2} per cleanup vs {:>7.2} by hand: {:.2} beyond the call (no target of its own{chain})",
+                l.case,
+                l.per_cleanup,
+                l.hand_per_cleanup,
+                l.per_cleanup - l.hand_per_cleanup
+            );
+        }
+    }
+    println!("  per scope (the line's intercept: opening and closing a scope), {unit}:");
+    for l in lines {
+        println!(
+            "    {:<24} {:>8.1} ({:.1} for {} by hand)",
+            l.case, l.per_scope, l.hand_per_scope, l.hand
+        );
+    }
+    println!("  ratio of totals per operation (per-scope cost included; informational):");
+    for l in lines {
+        let ratios: Vec<String> = [1, 8, 64]
+            .iter()
+            .filter_map(|n| {
+                let (c, h) = (
+                    value(&format!("{}/{n}", l.case))?,
+                    value(&format!("{}/{n}", l.hand))?,
+                );
+                Some(format!("{n}: {:.2}x", c / h))
+            })
+            .collect();
+        println!("    {:<24} {}", l.case, ratios.join(", "));
+    }
+}
+
+/// The async lines as a JSON object (its members, without braces).
+fn async_lines_json(lines: &[Line]) -> String {
+    lines
+        .iter()
+        .map(|l| {
+            format!(
+                "\n    \"{}\": {{\"baseline\": \"{}\", \"per_cleanup\": {:.3}, \"baseline_per_cleanup\": {:.3}, \"ratio\": {:.3}, \"per_scope\": {:.2}, \"baseline_per_scope\": {:.2}}}",
+                json_escape(l.case),
+                json_escape(l.hand),
+                l.per_cleanup,
+                l.hand_per_cleanup,
+                l.ratio(),
+                l.per_scope,
+                l.hand_per_scope
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 // ------------------------------------------------------------------ targets (issue 2)
@@ -848,6 +997,7 @@ fn main() {
 /// One wall-clock result, for the target verdicts.
 struct WallResult {
     name: String,
+    median_ns: f64,
     ns_per_defer_med: f64,
     beyond_med: Option<f64>,
     beyond_min: Option<f64>,
@@ -902,19 +1052,22 @@ fn print_wall_targets(results: &[WallResult]) {
             );
         }
     }
-    println!("  async scope: <= 2x the same awaits written by hand (ns per operation, median)");
-    for n in [1, 8, 64] {
-        for (case, hand) in [
-            ("async-scope-loop", "async-manual-loop"),
-            ("async-spawnable-loop", "async-manual-loop"),
-            ("async-guard", "async-manual"),
-        ] {
+    let lines = async_lines(|n| find(n).map(|r| r.median_ns));
+    print_async_targets(
+        &lines,
+        |n| find(n).map(|r| r.median_ns),
+        "ns, medians",
+        None,
+    );
+    println!("  async_guarded: <= 2x the same awaits written by hand (ns per operation, median)");
+    for n in [1, 8] {
+        for (case, hand) in [("async-guard", "async-manual")] {
             let (Some(r), Some(hand)) =
                 (find(&format!("{case}/{n}")), find(&format!("{hand}/{n}")))
             else {
                 continue;
             };
-            let ratio = r.ns_per_defer_med / hand.ns_per_defer_med;
+            let ratio = r.median_ns / hand.median_ns;
             println!(
                 "    {:<24} {:>6.2}x hand-written, {:.3} allocs/op: {}",
                 r.name,
@@ -969,21 +1122,16 @@ fn print_ir_targets(irs: &[(String, f64)], merged: &[String], marginals: &[(&str
             );
         }
     }
-    for n in [1, 8, 64] {
-        for (case, hand) in [
-            ("async-scope-loop", "async-manual-loop"),
-            ("async-spawnable-loop", "async-manual-loop"),
-            ("async-guard", "async-manual"),
-        ] {
-            if let (Some(ir), Some(hand)) =
-                (ir_of(&format!("{case}/{n}")), ir_of(&format!("{hand}/{n}")))
-            {
-                println!(
-                    "  {case}/{n}: <= 2x the hand-written awaits: {:.2}x ({ir:.0} vs {hand:.0} instructions): {}",
-                    ir / hand,
-                    if ir <= 2.0 * hand { "met" } else { "NOT met" }
-                );
-            }
+    for n in [1, 8] {
+        if let (Some(ir), Some(hand)) = (
+            ir_of(&format!("async-guard/{n}")),
+            ir_of(&format!("async-manual/{n}")),
+        ) {
+            println!(
+                "  async-guard/{n}: <= 2x the hand-written awaits: {:.2}x ({ir:.0} vs {hand:.0} instructions): {}",
+                ir / hand,
+                if ir <= 2.0 * hand { "met" } else { "NOT met" }
+            );
         }
     }
     if let Some((_, marginal)) = marginals.iter().find(|(g, _)| *g == "chain-overflow-loop") {

@@ -253,9 +253,11 @@
 //! - an async cleanup registered with [`defer_async_or`](AsyncScope::defer_async_or) runs its
 //!   sync fallback instead (its future, if it had started, is dropped first);
 //! - every other async cleanup follows the policy: [`CancelPolicy::Spawn`] hands it to a
-//!   runtime (it is `'static + Send`; under this policy it lives in a pool block, so even one
-//!   that was already running moves to the runtime unmoved and finishes there, *shielded*
-//!   from the cancellation, up to the scope's cleanup deadline); [`CancelPolicy::Block`]
+//!   runtime (it is `'static + Send`; under this policy its future is started in the scope's
+//!   *run slot*, a pool block reused by each such cleanup in turn, so even one that was
+//!   already running moves to the runtime unmoved, block and all, and finishes there,
+//!   *shielded* from the cancellation, up to the scope's cleanup deadline; one that had not
+//!   started is moved to a pool block of its own); [`CancelPolicy::Block`]
 //!   drives it to completion on the dropping thread with a deadline — legal outside a
 //!   runtime and, with the `tokio` feature, on a multi-thread tokio runtime
 //!   (`block_in_place`), refused (counted as leaked) on a current-thread one;
@@ -294,68 +296,72 @@
 //!   such problem: a goroutine is never dropped from outside, only asked (through its
 //!   context) to return, and its defers then run as on any return.
 //!
-//! **Cost.** A scope is one inline area in the caller's future (256 bytes by default,
-//! `async_scope!(policy, BYTES, |s| ..)`), pinned where the macro creates it: a cleanup whose
-//! record (its closure, then its future, plus the fallback) fits is stored there, without
-//! allocation; larger ones, and `defer_async` under `Spawn`, take a block of the thread-local
-//! pool (no allocation in steady state; counted by a test with a counting allocator). The
-//! records are type-erased, each with a hand-written table of functions for its type and a
-//! 24-byte entry (record address, table, tag and flags) in a LIFO list; `finish` runs them
-//! newest first in one loop under one `catch_unwind` (entered again after a panic): one
-//! dynamic call starts a record (its closure moved out, its future built in place), polls it
-//! and, once it finished, drops it in place, so a sync cleanup or an async one that completes
-//! at once costs one call and never leaves the loop. Measured with
-//! `cargo bench -p frugal-defer -- --callgrind --filter async` (Rust 1.95, x86-64, futures that
-//! complete at once), instructions per operation:
+//! **Cost.** A scope is one inline area in the caller's future (512 bytes by default,
+//! `async_scope!(policy, BYTES, |s| ..)`), pinned where the macro creates it. A cleanup is a
+//! type-erased record bump-allocated there — its closure (later its future, in the same
+//! bytes: the record reserves the larger of the two), its fallback, then a 16-byte header
+//! with the record type's run function and its table of other operations — with no side
+//! list: the run walks the headers newest first. Records that do not fit (or once one did
+//! not) go to pool blocks of their own, after the inline ones in LIFO order (no allocation
+//! in steady state either; counted by a test with a counting allocator). Each record type's
+//! run function does the whole fresh path monomorphically: it moves the closure out, builds
+//! the future in place, polls it (inlined) and, once `Ready`, drops it and the unused
+//! fallback in place; drop guards cover every unwinding path, so a record that panics is
+//! only unlinked. It then runs the next older records itself while they are of the same
+//! type (cleanups registered in a loop cost one call between them; a sentinel header below
+//! the oldest record ends the walk). Only a `Pending` future leaves state behind: "the
+//! newest record is started". Under `Spawn`, `'static` cleanups are stored inline too and
+//! their futures started in the scope's run slot (see above). Measured with
+//! `cargo bench -p frugal-defer -- --callgrind --filter async` (Rust 1.95, x86-64, futures
+//! that complete at once), instructions per operation, and the slope per cleanup
+//! ((Ir(64) − Ir(8)) / 56) and per scope (the intercept):
 //!
-//! | case | 1 cleanup | 8 | 64 |
-//! |---|---:|---:|---:|
-//! | the same awaits written by hand | 41 | 181 | 1301 |
-//! | `defer_async_or` (inline) | 622 | 1462 | 8182 |
-//! | `defer_async` under `Spawn` (pool block) | 677 | 1889 | 11579 |
-//! | sync calls written by hand | 24 | 80 | 528 |
-//! | `defer` in an async scope | 595 | 1246 | 6454 |
+//! | case | 1 cleanup | 8 | 64 | per cleanup | per scope |
+//! |---|---:|---:|---:|---:|---:|
+//! | the same awaits written by hand | 41 | 181 | 1301 | 20 | 21 |
+//! | `defer_async_or` (inline, `Leak`) | 333 | 606 | 2790 | **39** (1.95×) | 294 |
+//! | `defer_async` under `Spawn` | 417 | 683 | 2811 | **38** (1.90×) | 379 |
+//! | sync calls written by hand | 24 | 80 | 528 | 8 | 16 |
+//! | `defer` in an async scope | 310 | 464 | 1696 | 22 | 288 |
 //!
-//! (Before: 827 / 3305 / 23129 for `defer_async_or` with one `catch_unwind` per cleanup,
-//! 707 / 2205 / 14189 with one per loop and a trait object per record.) An async cleanup
-//! costs 120 instructions (the slope from 8 to 64) against 20 for the same await written by
-//! hand, a sync one 93 against 8, plus about 500 per scope: **the 2× target of issue 11 is
-//! not met for trivial cleanups** (6.3× with 64 of them, in instructions). In wall clock
-//! (`cargo bench -p frugal-defer -- --filter async`, medians of 101 samples on a shared 2-core
-//! VM, three runs alternating with a build of the previous version) 64 async cleanups take
-//! 1.84–2.21 µs against 0.22–0.25 µs by hand, 7.5–9.6× (before: 2.27–2.32 µs, 8.6–9.3×),
-//! and 64 sync ones 1.21–1.23 µs against 0.17–0.18 µs (before 1.93–1.95 µs), 0 allocations
-//! in steady state. The wall-clock ratio stays above the instruction ratio. A likely part of
-//! it, seen in the machine code (this VM has no PMU to count stalls): the record's future is
-//! built by the closure into a temporary and copied into the record (LLVM does not build it
-//! in place there: the call may unwind, and the record must then be left as it was), and the
-//! copy's 16-byte load reads back two 8-byte stores just made, which the processor cannot
-//! forward; the hand-written await polls the future where it was built. Where the 100
-//! instructions beyond the await go, per cleanup (callgrind, inclusive costs, slope 8 → 64):
-//! - **registration, ~37**: the bounds check and bump of the inline area, the record (the
-//!   closure's captures, the state word, the fallback) written into it, and the entry pushed
-//!   onto the list (capacity check, four stores, length), plus the placement count;
-//! - **the run loop, ~39**: load the newest entry, check that it is live and that its
-//!   condition (`errdefer`, `on_success`) lets it run, compute its address, mark it running
-//!   (for the panic path), the indirect call, then unlink it and release its storage (nothing
-//!   for an inline record, but the test);
-//! - **the record's run function, ~24 beyond the future's own work**: a call frame (five
-//!   saved registers), the state check (`Pending` → `Running`, with `Done` written first so
-//!   that a panicking closure is not called twice), the closure moved out, the future written
-//!   in place, the `Ready` check, the entry marked dead and the record dropped in place.
+//! (Before this layout: 622 / 1462 / 8182, 120 per cleanup, for `defer_async_or`;
+//! 677 / 1889 / 11579, 174, under `Spawn`; 595 / 1246 / 6454, 93, for sync defers; about
+//! 500 per scope.) **Issue 11's target — at most twice the hand-written sequence per
+//! cleanup — is met in instructions** (39 and 38 against 20); the ratio of totals, which
+//! includes the per-scope part, is 2.1× with 64 cleanups, 3.4× with 8 and 8× with one.
+//! In wall clock (`cargo bench -p frugal-defer -- --filter async`, medians of 101 samples,
+//! `taskset -c 1` on a shared 2-core VM under load, two runs alternating with a build of the
+//! previous layout) 64 async cleanups take 1.29–1.30 µs against 0.27 µs by hand (before:
+//! 2.16–2.35 µs), 8 take 0.20 µs against 0.04 µs (before 0.37–0.48 µs), and 64 sync ones
+//! 0.42–0.43 µs against 0.18 µs (before 1.03–1.42 µs), 0 allocations in steady state. The
+//! wall-clock ratio per cleanup (about 4.6×) stays above the instruction ratio. A likely part
+//! of it, seen in the machine code (this VM has no PMU to count stalls): the record's future
+//! is built by the closure into a temporary and copied into the record — an 8-byte load
+//! reads back the 1-byte state store just made and a 16-byte load two 8-byte stores, which
+//! the processor cannot forward — while the hand-written await polls the future where it was
+//! built.
+//! Where the 19 instructions beyond the hand-written await go, per cleanup:
+//! - **registration, 13** (of which the body's own loop takes 3): the bounds check and bump
+//!   of the area (a load, an add, a compare with the limit, a branch, a store), the closure's
+//!   captures (here one store), the header (two stores of constants), the placement count,
+//!   and the scope's address loaded again from the body's state (the compiler cannot keep it
+//!   in a register across stores into the scope);
+//! - **running, 21 against the hand-written 13**: the future is built by the closure into a
+//!   temporary and copied into the record (4: LLVM does not build it in place there, since the
+//!   call may unwind and the record must then be left as it was), the future's state written
+//!   after `Ready` (it lives in memory, not registers), the next record's header checked for
+//!   the same type (2), and pointer moves; the call frame and the run loop's indirect call
+//!   are paid once per group of same-type records.
 //!
-//! None of this can go while cleanups are registered at run time (in loops, branches, helpers
-//! handed the scope), run exactly once in LIFO order, survive a panic of any of them, and
-//! stay reachable to the scope's `Drop` if the scope is cancelled mid-await: the store must
-//! keep each record's type-erased operations and place, and the compiler cannot see through
-//! the indirect call to inline the future's poll as it does when the await is written by
-//! hand (~20 instructions, the future built and polled in registers). The sync chain, which
-//! needs neither a future's state nor a cancellation path, reaches 12 instructions per defer;
-//! an async record carries a state machine (closure, then future, then done) on top. The
-//! per-scope part (taking and returning the recycled entry list, two `catch_unwind` frames
-//! — the body's and the loop's — the scope's id for handles, statistics flushed once at the
-//! end) is paid once. Beside a cleanup that does I/O (one system call costs more than the
-//! whole scope) the overhead is small.
+//! A sync defer costs 22 instructions against 8 by hand (the sync chain's is 12 beyond the
+//! call: it needs no per-record type test, and its run function tail-calls the closure). The
+//! per-scope part, about 290 instructions: the macro's future and the body's
+//! `catch_unwind` (~90), the hand-written `finish` future (its state, one `catch_unwind`
+//! frame around the run loop, the deadline's timer, the result), the first registration
+//! (which takes the scope's id from a per-thread counter and opens the area), the scope's
+//! `Drop` flushing its placement counts to the thread's statistics, and the drops of the
+//! futures' states. Beside a cleanup that does I/O (one system call costs more than the whole
+//! scope) the overhead is small.
 //!
 //! **Where hand-written cost matters**: [`async_guarded`]`(body, || cleanup, fallback)` awaits
 //! the body, then the cleanup, with no record, list or statistics on the normal path — a

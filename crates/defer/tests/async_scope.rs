@@ -448,6 +448,123 @@ fn handles_cancel_and_run_now_exactly_once() {
     assert_eq!(*log.lock().unwrap(), ["async now", "sync now", "body end"]);
 }
 
+/// Records that do not fit the inline area go to blocks of their own, after the inline ones:
+/// the order stays LIFO across both, handles work on both, and the statistics say where
+/// each went.
+#[test]
+fn overflowing_records_keep_lifo_order_and_handles() {
+    let log: Log = Arc::default();
+    let before = async_stats();
+    let l = &log;
+    block_on(async_scope!(CancelPolicy::Leak, 96, |s| {
+        for i in 0..6 {
+            let h = s.defer(move || push(l, format!("sync {i}")));
+            if i == 4 {
+                s.cancel(h);
+            }
+            let h = s.defer_async_or(
+                move || async move {
+                    YieldN(1).await;
+                    push(l, format!("async {i}"));
+                },
+                || unreachable!("not cancelled"),
+            );
+            if i == 1 || i == 5 {
+                s.run_now(h).await;
+            }
+        }
+        // Larger than the whole inline area: a block even before it filled up.
+        let big = [7u8; 200];
+        s.defer(move || push(l, format!("big {}", big[199])));
+    }));
+    let want: Vec<String> = [
+        "async 1", "async 5", "big 7", "sync 5", "async 4", "async 3", "sync 3", "async 2",
+        "sync 2", "sync 1", "async 0", "sync 0",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    assert_eq!(*log.lock().unwrap(), want);
+    let d = async_stats().since(&before);
+    assert_eq!(d.registered, 13);
+    assert!(d.inline >= 2 && d.pooled >= 1, "{d:?}");
+    assert_eq!(d.inline + d.pooled + d.heap, 13);
+}
+
+/// Cleanups of one type registered in a loop run as a group (one call for the lot): handles
+/// that cancel or run some of them now, a pending one and a panicking one in the middle keep
+/// the order, the exactly-once rule and the drops.
+#[test]
+fn same_type_cleanups_in_a_loop_with_handles_pending_and_panics() {
+    quiet_hook();
+    for policy in [CancelPolicy::Leak, CancelPolicy::Spawn(keep)] {
+        let log: Log = Arc::default();
+        let dropped = Arc::new(AtomicUsize::new(0));
+        struct D(Arc<AtomicUsize>);
+        impl Drop for D {
+            fn drop(&mut self) {
+                self.0.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        let before = async_stats();
+        let r = block_on(async_recover!(policy, 4096, |s| {
+            for i in 0..12usize {
+                let (l, d) = (Arc::clone(&log), D(Arc::clone(&dropped)));
+                let h = s.defer_async(move || async move {
+                    let _d = d;
+                    if i % 4 == 1 {
+                        YieldN(2).await;
+                    }
+                    push(&l, format!("async {i}"));
+                    if i == 6 {
+                        boom(i);
+                    }
+                });
+                match i {
+                    3 | 8 => s.cancel(h),
+                    10 => s.run_now(h).await,
+                    _ => {}
+                }
+            }
+            for i in 0..6usize {
+                let (l, d) = (Arc::clone(&log), D(Arc::clone(&dropped)));
+                let h = s.defer(move || {
+                    let _d = d;
+                    push(&l, format!("sync {i}"));
+                    if i == 2 {
+                        boom(i);
+                    }
+                });
+                if i == 4 {
+                    s.cancel(h);
+                }
+            }
+        }));
+        let rec = r.unwrap_err();
+        assert_eq!(rec.payload.downcast_ref::<Boom>(), Some(&Boom(2)));
+        assert_eq!(rec.collateral().len(), 1);
+        let want: Vec<String> = [
+            "async 10", "sync 5", "sync 3", "sync 2", "sync 1", "sync 0", "async 11", "async 9",
+            "async 7", "async 6", "async 5", "async 4", "async 2", "async 1", "async 0",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(*log.lock().unwrap(), want, "{policy:?}");
+        assert_eq!(
+            dropped.load(Ordering::SeqCst),
+            18,
+            "every capture dropped once"
+        );
+        let d = async_stats().since(&before);
+        assert_eq!((d.registered, d.inline, d.leaked), (18, 18, 0), "{d:?}");
+        assert!(
+            SPAWNED.with(|s| s.borrow().is_empty()),
+            "nothing was cancelled"
+        );
+    }
+}
+
 #[test]
 #[should_panic(expected = "other than its own")]
 fn a_handle_of_another_scope_is_refused() {
@@ -630,7 +747,7 @@ fn keep(d: frugal_defer::Detached, _deadline: Option<std::time::Duration>) {
 
 /// Runs the program, dropping the scope's future after `k` polls; returns the book, whether
 /// the scope finished, and how many events happened before the spawned cleanups ran.
-fn run_program(
+fn run_program<const BYTES: usize>(
     ops: &[Op],
     body_panics: bool,
     policy: CancelPolicy,
@@ -639,7 +756,7 @@ fn run_program(
     let book = Arc::new(Book::default());
     *book.drops.lock().unwrap() = vec![0; ops.len()];
     let b = &book;
-    let fut = async_recover!(policy, |s| {
+    let fut = async_recover!(policy, BYTES, |s| {
         for (i, op) in ops.iter().enumerate() {
             let c = || Capture(Arc::clone(b), i);
             match *op {
@@ -695,14 +812,14 @@ fn run_program(
 
 /// Checks one run: every registered cleanup ran or ran its fallback exactly once, or (only
 /// with `Leak`) was counted as leaked; newest first; every capture dropped exactly once.
-fn check_run(
+fn check_run<const BYTES: usize>(
     ops: &[Op],
     body_panics: bool,
     policy: CancelPolicy,
     k: usize,
 ) -> Result<bool, TestCaseError> {
     let before = async_stats();
-    let (book, finished, boundary) = run_program(ops, body_panics, policy, k);
+    let (book, finished, boundary) = run_program::<BYTES>(ops, body_panics, policy, k);
     let _ = take_collateral();
     let leaked = async_stats().since(&before).leaked;
     let registered = book.registered.lock().unwrap().clone();
@@ -762,13 +879,27 @@ fn check_run(
     Ok(finished)
 }
 
+/// Checks every cancellation point, with the default inline area and with small ones (64
+/// bytes: the first records inline, the rest in blocks of their own; 0: all in blocks).
 fn check_every_k(ops: &[Op], body_panics: bool, policy: CancelPolicy) -> Result<(), TestCaseError> {
     quiet_hook();
-    for k in 0.. {
-        if check_run(ops, body_panics, policy, k)? {
-            return Ok(());
+    for bytes in [frugal_defer::DEFAULT_ASYNC_CAPACITY, 64, 0] {
+        for k in 0.. {
+            let finished = match bytes {
+                64 => check_run::<64>(ops, body_panics, policy, k)?,
+                0 => check_run::<0>(ops, body_panics, policy, k)?,
+                _ => check_run::<{ frugal_defer::DEFAULT_ASYNC_CAPACITY }>(
+                    ops,
+                    body_panics,
+                    policy,
+                    k,
+                )?,
+            };
+            if finished {
+                break;
+            }
+            prop_assert!(k < 10_000, "the scope finishes");
         }
-        prop_assert!(k < 10_000, "the scope finishes");
     }
     Ok(())
 }

@@ -9,9 +9,8 @@
 
 use std::cell::Cell;
 use std::fmt;
-use std::future::{poll_fn, Future};
+use std::future::Future;
 use std::marker::{PhantomData, PhantomPinned};
-use std::mem;
 use std::panic::{self, AssertUnwindSafe};
 use std::pin::{pin, Pin};
 use std::sync::Arc;
@@ -19,11 +18,16 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
-use super::async_store::{AsyncRec, Cleanup, Detached, Outcome, Store, SyncRec, Taken};
+use super::async_store::{
+    Detached, Outcome, Store, SyncRec, Taken, WithFallback, ALWAYS, ASYNC, FALLBACK, ON_ERROR,
+    ON_SUCCESS, SPAWN, WHEN,
+};
 use crate::panics::{self, PanicPayload, Recovered};
 
-/// Default size of an async scope's inline area in bytes.
-pub const DEFAULT_ASYNC_CAPACITY: usize = 256;
+/// Default size of an async scope's inline area in bytes. Each record takes its closure's
+/// size (or its future's, if larger, plus its fallback's) rounded up to 16, plus a 16-byte
+/// header: about ten small async cleanups, or sixteen sync ones.
+pub const DEFAULT_ASYNC_CAPACITY: usize = 512;
 
 /// What a scope does with its async cleanups when its future is dropped before it finished
 /// (the client went away, a `select!` lost, a timeout fired). Sync cleanups always run then,
@@ -35,12 +39,13 @@ pub const DEFAULT_ASYNC_CAPACITY: usize = 256;
 pub enum CancelPolicy {
     /// Hand each remaining async cleanup to a runtime: the function gets the cleanup as a
     /// `Send + 'static` future ([`Detached`]) and the scope's cleanup deadline, if any; it
-    /// should spawn it. Cleanups registered with [`defer_async`](AsyncScope::defer_async)
-    /// under this policy live in a block of their own (the thread-local pool: no allocation
-    /// in steady state), so that even a cleanup already running when the scope is dropped is
-    /// handed over, unmoved, and finishes there — shielded from the cancellation that
-    /// triggered it, up to the deadline. With the `tokio` feature,
-    /// `CancelPolicy::SPAWN_TOKIO` does this.
+    /// should spawn it. The futures of cleanups registered with
+    /// [`defer_async`](AsyncScope::defer_async) under this policy are started in the
+    /// scope's run slot (one block of the thread-local pool, reused by each in turn: no
+    /// allocation in steady state), so that even a cleanup already running when the scope is
+    /// dropped is handed over, unmoved, block and all, and finishes there — shielded from the
+    /// cancellation that triggered it, up to the deadline; one not started yet is moved to a
+    /// pool block of its own. With the `tokio` feature, `CancelPolicy::SPAWN_TOKIO` does this.
     Spawn(fn(Detached, Option<Duration>)),
     /// Drive each remaining async cleanup to completion on the dropping thread, each for at
     /// most this long (then it is dropped and counted as timed out). Legal only where
@@ -182,37 +187,6 @@ impl AsyncStats {
     }
 }
 
-// Tags of a registration: when it runs, and whether it has a sync fallback.
-const ALWAYS: u8 = 0;
-const ON_ERROR: u8 = 1;
-const ON_SUCCESS: u8 = 2;
-const WHEN: u8 = 3;
-const HAS_FALLBACK: u8 = 4;
-
-/// Uninhabited fallback type for async cleanups without one.
-type NoFallback = fn();
-
-thread_local! {
-    /// Scope ids: a per-thread block of 2^40 ids, taken from a global counter once per thread.
-    static NEXT_ID: Cell<u64> = const { Cell::new(0) };
-}
-
-fn next_id() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static BLOCKS: AtomicU64 = AtomicU64::new(1);
-    NEXT_ID
-        .try_with(|n| {
-            let mut id = n.get();
-            if id & ((1 << 40) - 1) == 0 {
-                // Relaxed: only uniqueness matters.
-                id = BLOCKS.fetch_add(1, Ordering::Relaxed) << 40;
-            }
-            n.set(id + 1);
-            id + 1
-        })
-        .unwrap_or_else(|_| BLOCKS.fetch_add(1, Ordering::Relaxed) << 40)
-}
-
 /// An async defer scope: cleanups — sync closures, and async ones that `.await` — registered
 /// anywhere in an async body and run newest first when the scope ends, each exactly once; or,
 /// if the scope's future is dropped first, handled by its [`CancelPolicy`].
@@ -260,7 +234,6 @@ pub struct AsyncScope<'env, const BYTES: usize = DEFAULT_ASYNC_CAPACITY> {
     store: Store<'env, BYTES>,
     policy: CancelPolicy,
     deadline: Option<Duration>,
-    id: u64,
     /// Set when `finish` starts running cleanups in place: from then on the scope must not
     /// move (see [`AsyncScope::scope_mut`]).
     started: bool,
@@ -285,7 +258,6 @@ impl<'env, const BYTES: usize> AsyncScope<'env, BYTES> {
             store: Store::new(),
             policy,
             deadline: None,
-            id: 0,
             started: false,
             finished: false,
             _pinned: PhantomPinned,
@@ -335,13 +307,10 @@ impl<'env, const BYTES: usize> AsyncScope<'env, BYTES> {
         unsafe { self.get_unchecked_mut() }
     }
 
-    #[inline]
-    fn handle(&mut self, index: usize) -> AsyncDeferHandle {
-        if self.id == 0 {
-            self.id = next_id();
-        }
+    #[inline(always)]
+    fn handle(&self, index: usize) -> AsyncDeferHandle {
         AsyncDeferHandle {
-            scope: self.id,
+            scope: self.store.id(),
             index,
         }
     }
@@ -353,7 +322,9 @@ impl<'env, const BYTES: usize> AsyncScope<'env, BYTES> {
     where
         F: FnOnce() + Send + 'env,
     {
-        let i = self.store.push(SyncRec::new(move |_: Outcome| f()), ALWAYS);
+        let i = self
+            .store
+            .push(SyncRec::<_, ALWAYS>::new(move |_: Outcome| f()));
         self.handle(i)
     }
 
@@ -367,7 +338,7 @@ impl<'env, const BYTES: usize> AsyncScope<'env, BYTES> {
     {
         let i = self
             .store
-            .push(SyncRec::new(move |_: Outcome| f()), ON_ERROR);
+            .push(SyncRec::<_, ON_ERROR>::new(move |_: Outcome| f()));
         self.handle(i)
     }
 
@@ -380,7 +351,7 @@ impl<'env, const BYTES: usize> AsyncScope<'env, BYTES> {
     {
         let i = self
             .store
-            .push(SyncRec::new(move |_: Outcome| f()), ON_SUCCESS);
+            .push(SyncRec::<_, ON_SUCCESS>::new(move |_: Outcome| f()));
         self.handle(i)
     }
 
@@ -393,7 +364,7 @@ impl<'env, const BYTES: usize> AsyncScope<'env, BYTES> {
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        self.push_async(f, ALWAYS)
+        self.push_async::<_, _, ALWAYS>(f)
     }
 
     /// Like [`defer_async`](Self::defer_async), only if the scope fails (see
@@ -404,29 +375,27 @@ impl<'env, const BYTES: usize> AsyncScope<'env, BYTES> {
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        self.push_async(f, ON_ERROR)
+        self.push_async::<_, _, ON_ERROR>(f)
     }
 
     #[inline]
-    fn push_async<F, Fut>(&mut self, f: F, tag: u8) -> AsyncDeferHandle
+    fn push_async<F, Fut, const W: u8>(&mut self, f: F) -> AsyncDeferHandle
     where
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        self.push_async_made(move |_: Outcome| f(), tag)
+        self.push_async_made::<_, _, W>(move |_: Outcome| f())
     }
 
+    /// Registers an async cleanup without a fallback: spawnable (under the `Spawn` policy
+    /// its future is started in the scope's run slot, so that it can be handed over).
     #[inline]
-    fn push_async_made<F, Fut>(&mut self, f: F, tag: u8) -> AsyncDeferHandle
+    fn push_async_made<F, Fut, const W: u8>(&mut self, f: F) -> AsyncDeferHandle
     where
         F: FnOnce(Outcome) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        let rec = AsyncRec::<F, Fut, NoFallback>::new(f, None);
-        let i = match self.policy {
-            CancelPolicy::Spawn(_) => self.store.push_spawnable(rec, tag),
-            _ => self.store.push(rec, tag),
-        };
+        let i = self.store.push_spawnable::<F, Fut, W>(f);
         self.handle(i)
     }
 
@@ -441,14 +410,15 @@ impl<'env, const BYTES: usize> AsyncScope<'env, BYTES> {
         Fut: Future<Output = ()> + Send + 'env,
         G: FnOnce() + Send + 'env,
     {
-        let rec = AsyncRec::<_, Fut, G>::new(move |_: Outcome| f(), Some(fallback));
-        let i = self.store.push(rec, ALWAYS | HAS_FALLBACK);
+        let i = self
+            .store
+            .push_with_fallback::<_, Fut, _, ALWAYS>(move |_: Outcome| f(), WithFallback(fallback));
         self.handle(i)
     }
 
     fn check(&self, h: &AsyncDeferHandle) {
         assert!(
-            h.scope == self.id,
+            h.scope == self.store.id(),
             "an AsyncDeferHandle was used with a scope other than its own"
         );
     }
@@ -492,119 +462,219 @@ impl<'env, const BYTES: usize> AsyncScope<'env, BYTES> {
     /// Runs every cleanup, newest first (awaiting the async ones), as at a normal exit of the
     /// body; then resumes the first panic of a cleanup, if one panicked (later ones are
     /// collateral, see [`take_collateral`](crate::take_collateral)).
-    pub async fn finish(self: Pin<&mut Self>) {
-        self.finish_unwind(Ok(())).await
+    pub fn finish(self: Pin<&mut Self>) -> impl Future<Output = ()> + use<'_, 'env, BYTES> {
+        Finish::<'_, 'env, BYTES, (), Unwind>::new(self, Ok(()), never_failed, false)
     }
 
     /// Runs every cleanup, for a body that ended with `outcome` (its value, or the panic it
     /// raised); returns the value or resumes the first panic. Used by
     /// [`async_scope!`](crate::async_scope).
     #[doc(hidden)]
-    pub async fn finish_unwind<R>(self: Pin<&mut Self>, outcome: Result<R, PanicPayload>) -> R {
-        match self.finish_impl(outcome, |_| false, false).await {
-            Ok(v) => v,
-            Err((first, collateral, value)) => resume(first, collateral, value),
-        }
+    pub fn finish_unwind<R>(
+        self: Pin<&mut Self>,
+        outcome: Result<R, PanicPayload>,
+    ) -> impl Future<Output = R> + use<'_, 'env, BYTES, R>
+    where
+        R: 'env,
+    {
+        Finish::<'_, 'env, BYTES, R, Unwind>::new(self, outcome, never_failed, false)
     }
 
     /// Like [`finish_unwind`](Self::finish_unwind) for a body returning `Result`: `Err` runs
-    /// the error-only cleanups. Used by [`async_try_scope!`](crate::async_try_scope).
+    /// the error-only cleanups (which are not shown the error: see [`AsyncTryScope`]).
     #[doc(hidden)]
-    pub async fn finish_try<T, E>(
+    pub fn finish_try<T, E>(
         self: Pin<&mut Self>,
         outcome: Result<Result<T, E>, PanicPayload>,
-    ) -> Result<T, E> {
-        match self.finish_impl(outcome, Result::is_err, false).await {
-            Ok(v) => v,
-            Err((first, collateral, value)) => resume(first, collateral, value),
-        }
+    ) -> impl Future<Output = Result<T, E>> + use<'_, 'env, BYTES, T, E>
+    where
+        T: 'env,
+        E: 'env,
+    {
+        Finish::<'_, 'env, BYTES, Result<T, E>, Unwind>::new(
+            self,
+            outcome,
+            result_is_err::<T, E>,
+            false,
+        )
     }
 
     /// Like [`finish_unwind`](Self::finish_unwind), returning the panics instead of resuming
     /// them. Used by [`async_recover!`](crate::async_recover).
     #[doc(hidden)]
-    pub async fn finish_recover<R>(
+    pub fn finish_recover<R>(
         self: Pin<&mut Self>,
         outcome: Result<R, PanicPayload>,
-    ) -> Result<R, Recovered> {
-        self.finish_impl(outcome, |_| false, false).await.map_err(
-            |(first, mut collateral, value)| {
-                if let Some(v) = value {
-                    discard(v, &mut collateral);
-                }
-                Recovered::new(first, collateral)
-            },
-        )
+    ) -> impl Future<Output = Result<R, Recovered>> + use<'_, 'env, BYTES, R>
+    where
+        R: 'env,
+    {
+        Finish::<'_, 'env, BYTES, R, Recover>::new(self, outcome, never_failed, false)
     }
+}
 
-    /// Runs the cleanups. `failed`: whether the body's value counts as a failure (looked at
-    /// before each cleanup: a `finally` may rewrite it). `show`: the result-aware cleanups of
-    /// an [`AsyncTryScope`] see the value (only its `finish_try` sets this, with the `R` its
-    /// records were made for).
-    async fn finish_impl<R>(
-        self: Pin<&mut Self>,
+/// What a [`Finish`] returns once every cleanup ran: the body's value, or the panics.
+trait Done<R> {
+    type Out;
+    fn done(r: Result<R, (PanicPayload, Vec<PanicPayload>, Option<R>)>) -> Self::Out;
+}
+
+/// Returns the value, or resumes the first panic.
+struct Unwind;
+
+impl<R> Done<R> for Unwind {
+    type Out = R;
+    fn done(r: Result<R, (PanicPayload, Vec<PanicPayload>, Option<R>)>) -> R {
+        match r {
+            Ok(v) => v,
+            Err((first, collateral, value)) => resume(first, collateral, value),
+        }
+    }
+}
+
+/// Returns the value, or the panics as [`Recovered`].
+struct Recover;
+
+impl<R> Done<R> for Recover {
+    type Out = Result<R, Recovered>;
+    fn done(r: Result<R, (PanicPayload, Vec<PanicPayload>, Option<R>)>) -> Self::Out {
+        r.map_err(|(first, mut collateral, value)| {
+            if let Some(v) = value {
+                discard(v, &mut collateral);
+            }
+            Recovered::new(first, collateral)
+        })
+    }
+}
+
+/// The future that runs a scope's cleanups (one hand-written future rather than nested
+/// `async fn`s: their state machines cost more than the loop they drive). The body's value
+/// and the panics are kept here; the scope's records run where they are.
+struct Finish<'s, 'env, const N: usize, R, K> {
+    scope: Pin<&'s mut AsyncScope<'env, N>>,
+    panics: Panics,
+    value: Option<R>,
+    /// Whether the value counts as a failure (looked at before each conditional cleanup: a
+    /// `finally` may rewrite it).
+    failed: unsafe fn(Outcome) -> bool,
+    /// The result-aware cleanups are shown the value (an [`AsyncTryScope`]'s only, with the
+    /// `R` its records were made for).
+    show: bool,
+    /// The deadline of the cleanup being awaited (structurally pinned; see [`Timer`]).
+    #[cfg(feature = "tokio")]
+    sleep: Option<tokio::time::Sleep>,
+    done: PhantomData<K>,
+}
+
+impl<'s, 'env, const N: usize, R, K: Done<R>> Finish<'s, 'env, N, R, K> {
+    fn new(
+        scope: Pin<&'s mut AsyncScope<'env, N>>,
         outcome: Result<R, PanicPayload>,
-        failed: impl Fn(&R) -> bool,
+        failed: unsafe fn(Outcome) -> bool,
         show: bool,
-    ) -> Result<R, (PanicPayload, Vec<PanicPayload>, Option<R>)> {
-        let this = self.pinned_mut();
-        this.started = true;
+    ) -> Self {
         let mut panics = Panics::default();
-        let mut value = match outcome {
+        let value = match outcome {
             Ok(v) => Some(v),
             Err(p) => {
                 panics.record(p);
                 None
             }
         };
-        let mut timer = Timer {
-            limit: this.deadline,
+        Finish {
+            scope,
+            panics,
+            value,
+            failed,
+            show,
             #[cfg(feature = "tokio")]
-            sleep: pin!(None),
+            sleep: None,
+            done: PhantomData,
+        }
+    }
+}
+
+impl<const N: usize, R, K: Done<R>> Future for Finish<'_, '_, N, R, K> {
+    type Output = K::Out;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<K::Out> {
+        // SAFETY: only `sleep` is structurally pinned (it is never moved: set in place by
+        // `Timer`, dropped in place); everything else is used through plain `&mut`.
+        let this = unsafe { self.get_unchecked_mut() };
+        let scope = this.scope.as_mut().pinned_mut();
+        // From now on the scope must not move (its records run where they are).
+        scope.started = true;
+        let mut timer = Timer {
+            limit: scope.deadline,
+            // SAFETY: see above: `sleep` stays where it is.
+            #[cfg(feature = "tokio")]
+            sleep: unsafe { Pin::new_unchecked(&mut this.sleep) },
             #[cfg(not(feature = "tokio"))]
             sleep: PhantomData,
         };
-        let store = &mut this.store;
+        let spawn = matches!(scope.policy, CancelPolicy::Spawn(_));
+        let store = &mut scope.store;
         // One `catch_unwind` around the loop over the records, entered again after a panic
-        // (the panicking record dropped, the panic recorded), not one per cleanup.
-        let mut resumed = false;
-        poll_fn(|cx| loop {
-            let any_panic = panics.any();
-            let mut running = false;
+        // (the panicking record unlinked, the panic recorded), not one per cleanup.
+        loop {
+            let any_panic = this.panics.any();
+            // While the records run, the value is reached only through these.
+            let value = Outcome::of(&mut this.value);
+            let shown = if this.show { value } else { Outcome::NONE };
+            let failed = this.failed;
             let step = panic::catch_unwind(AssertUnwindSafe(|| {
                 run_records(
                     store,
-                    Gate {
-                        any_panic,
-                        value: &mut value,
-                        failed: &failed,
-                        show,
-                    },
                     cx,
+                    (shown, value),
+                    any_panic,
+                    failed,
+                    spawn,
                     &mut timer,
-                    &mut resumed,
-                    &mut running,
                 )
             }));
             match step {
-                Ok(poll) => return poll,
+                Ok(Poll::Pending) => return Poll::Pending,
+                Ok(Poll::Ready(())) => break,
                 Err(p) => {
-                    resumed = false;
-                    if running {
-                        // It panicked starting or polling: done with it (still linked).
-                        store.drop_top();
+                    this.panics.record(p);
+                    // A record whose run or poll panicked was unlinked; one left started
+                    // when something else panicked (its deadline's timer) is dropped.
+                    if store.is_started() {
+                        if let Err(p) =
+                            panic::catch_unwind(AssertUnwindSafe(|| store.drop_started()))
+                        {
+                            this.panics.record(p);
+                        }
                     }
-                    panics.record(p);
                 }
             }
-        })
-        .await;
-        this.finished = true;
-        match panics.first {
-            None => Ok(value.expect("no panic was recorded, so the body returned")),
-            Some(first) => Err((first, panics.collateral, value)),
         }
+        scope.finished = true;
+        scope.store.done();
+        let out = match this.panics.0.take() {
+            None => Ok(this
+                .value
+                .take()
+                .expect("no panic was recorded, so the body returned")),
+            Some(list) => Err((list.first, list.collateral, this.value.take())),
+        };
+        Poll::Ready(K::done(out))
     }
+}
+
+/// The failure test of a plain scope: its value never counts as a failure.
+unsafe fn never_failed(_: Outcome) -> bool {
+    false
+}
+
+/// The failure test of an [`AsyncTryScope<T, E>`]: the result is `Err`.
+///
+/// # Safety
+/// As [`Outcome::result`].
+unsafe fn result_is_err<T, E>(o: Outcome) -> bool {
+    // SAFETY: the caller's contract.
+    unsafe { o.result::<T, E>() }.is_some_and(|r| r.is_err())
 }
 
 /// An [`AsyncScope`] whose body returns `Result<T, E>`, as [`TryScope`](crate::TryScope) is
@@ -706,7 +776,7 @@ impl<'env, T, E, const BYTES: usize> AsyncTryScope<'env, T, E, BYTES> {
         T: 'env,
         E: 'env,
     {
-        let rec = SyncRec::new(move |o: Outcome| {
+        let rec = SyncRec::<_, ON_ERROR>::new(move |o: Outcome| {
             // SAFETY: a record of an `AsyncTryScope<T, E>` is shown only the
             // `Option<Result<T, E>>` of its `finish_try` (`show` is set nowhere else), alive
             // and unborrowed while the record starts; or nothing.
@@ -715,7 +785,7 @@ impl<'env, T, E, const BYTES: usize> AsyncTryScope<'env, T, E, BYTES> {
                 _ => f(None),
             }
         });
-        let i = self.scope.store.push(rec, ON_ERROR);
+        let i = self.scope.store.push(rec);
         self.scope.handle(i)
     }
 
@@ -737,13 +807,13 @@ impl<'env, T, E, const BYTES: usize> AsyncTryScope<'env, T, E, BYTES> {
         T: 'env,
         E: 'env,
     {
-        let rec = SyncRec::new(move |o: Outcome| {
+        let rec = SyncRec::<_, ALWAYS>::new(move |o: Outcome| {
             // SAFETY: as in `errdefer`.
             if let Some(r) = unsafe { o.result::<T, E>() } {
                 f(r);
             }
         });
-        let i = self.scope.store.push(rec, ALWAYS);
+        let i = self.scope.store.push(rec);
         self.scope.handle(i)
     }
 
@@ -774,7 +844,7 @@ impl<'env, T, E, const BYTES: usize> AsyncTryScope<'env, T, E, BYTES> {
                 _ => f(None),
             }
         };
-        self.scope.push_async_made(make, ON_ERROR)
+        self.scope.push_async_made::<_, _, ON_ERROR>(make)
     }
 
     /// As [`AsyncScope::defer_async_or`].
@@ -809,18 +879,24 @@ impl<'env, T, E, const BYTES: usize> AsyncTryScope<'env, T, E, BYTES> {
     /// cleanups left it, or resumes the first panic. Used by
     /// [`async_try_scope!`](crate::async_try_scope).
     #[doc(hidden)]
-    pub async fn finish_try(
+    pub fn finish_try(
         self: Pin<&mut Self>,
         outcome: Result<Result<T, E>, PanicPayload>,
-    ) -> Result<T, E> {
+    ) -> impl Future<Output = Result<T, E>> + use<'_, 'env, T, E, BYTES>
+    where
+        T: 'env,
+        E: 'env,
+    {
         // SAFETY: `scope` is structurally pinned: `AsyncTryScope` never moves it out once
         // pinned (it has no `Drop`, is `!Unpin` through the scope, and lends `&mut self` only
         // before the cleanups started).
         let scope = unsafe { self.map_unchecked_mut(|s| &mut s.scope) };
-        match scope.finish_impl(outcome, Result::is_err, true).await {
-            Ok(v) => v,
-            Err((first, collateral, value)) => resume(first, collateral, value),
-        }
+        Finish::<'_, 'env, BYTES, Result<T, E>, Unwind>::new(
+            scope,
+            outcome,
+            result_is_err::<T, E>,
+            true,
+        )
     }
 }
 
@@ -843,26 +919,36 @@ impl<const BYTES: usize> fmt::Debug for AsyncScope<'_, BYTES> {
 }
 
 /// The panics of a scope: the first, and the later ones (with the collateral that inner
-/// scopes stashed for them).
+/// scopes stashed for them). Boxed, and only once there is one: the common case (no panic)
+/// has nothing to drop.
 #[derive(Default)]
-struct Panics {
-    first: Option<PanicPayload>,
+struct Panics(Option<Box<PanicList>>);
+
+/// The first panic, and the later ones.
+struct PanicList {
+    first: PanicPayload,
     collateral: Vec<PanicPayload>,
 }
 
 impl Panics {
     fn record(&mut self, p: PanicPayload) {
         let inner = panics::claim_collateral(&p);
-        if self.first.is_none() {
-            self.first = Some(p);
-        } else {
-            self.collateral.push(p);
+        match &mut self.0 {
+            None => {
+                self.0 = Some(Box::new(PanicList {
+                    first: p,
+                    collateral: inner,
+                }))
+            }
+            Some(list) => {
+                list.collateral.push(p);
+                list.collateral.extend(inner);
+            }
         }
-        self.collateral.extend(inner);
     }
 
     fn any(&self) -> bool {
-        self.first.is_some()
+        self.0.is_some()
     }
 }
 
@@ -880,18 +966,6 @@ fn resume<R>(first: PanicPayload, mut collateral: Vec<PanicPayload>, value: Opti
     }
     panics::stash_collateral(&first, collateral);
     panic::resume_unwind(first)
-}
-
-/// What decides whether a record runs, and what result-aware records are shown.
-struct Gate<'a, R, D> {
-    /// A panic was recorded (the body's or a cleanup's).
-    any_panic: bool,
-    /// The body's value, if it returned.
-    value: &'a mut Option<R>,
-    /// Whether the value counts as a failure.
-    failed: &'a D,
-    /// Show the value to the records (an `AsyncTryScope`'s `finish_try` only).
-    show: bool,
 }
 
 /// The deadline of the async cleanup being awaited (with the `tokio` feature).
@@ -937,121 +1011,88 @@ impl Timer<'_> {
 }
 
 /// Runs the store's records newest first until one is pending (`Pending`, the record left
-/// linked and running, `resumed` set) or none is left. `running` is set while a record is
-/// being started or polled, so that the caller, catching a panic, knows it is still linked.
-/// Records are dropped (unlinked) after they finished or were skipped by their condition.
-fn run_records<const N: usize, R, D: Fn(&R) -> bool>(
+/// linked and started) or none is left: first the one left pending by the last call, if any,
+/// then the fresh ones. A record that panics is unlinked by the store; one that hits its
+/// deadline is dropped here.
+fn run_records<const N: usize>(
     store: &mut Store<'_, N>,
-    gate: Gate<'_, R, D>,
     cx: &mut Context<'_>,
+    (shown, value): (Outcome, Outcome),
+    any_panic: bool,
+    failed: unsafe fn(Outcome) -> bool,
+    spawn: bool,
     timer: &mut Timer<'_>,
-    resumed: &mut bool,
-    running: &mut bool,
 ) -> Poll<()> {
-    let Gate {
-        any_panic,
-        value,
-        failed,
-        show,
-    } = gate;
     loop {
-        if mem::replace(resumed, false) {
-            // The record that was pending: poll it again (it is live and started).
-            *running = true;
-            let poll = store.run_top(Outcome::NONE, cx);
-            *running = false;
-            if poll.is_pending() {
+        if store.is_started() {
+            if store.resume(cx).is_pending() {
                 if !timer.fired(cx) {
-                    *resumed = true;
                     return Poll::Pending;
                 }
                 count(Count::TimedOut, 1);
-                store.drop_top();
+                store.drop_started();
             } else {
                 timer.disarm();
             }
         }
-        // Fresh records: whether each runs is decided by its condition, against the value as
-        // it is now (a `finally` may have rewritten it).
-        let poll = store.run_fresh(
-            |tag| {
-                let run = match tag & WHEN {
-                    ON_ERROR => any_panic || value.as_ref().is_some_and(failed),
-                    ON_SUCCESS => !(any_panic || value.as_ref().is_some_and(failed)),
-                    _ => true,
-                };
-                match (run, show) {
-                    (false, _) => None,
-                    (true, true) => Some(Outcome::of(value)),
-                    (true, false) => Some(Outcome::NONE),
-                }
-            },
-            cx,
-            running,
-        );
-        if poll.is_ready() {
+        // SAFETY: `failed`, `value` and `shown` come from `Finish`, made for this scope's value
+        // (or ignoring it, and showing nothing).
+        if unsafe { store.run_fresh(cx, shown, value, any_panic, failed, spawn) }.is_ready() {
             return Poll::Ready(());
         }
         timer.arm();
         if !timer.fired(cx) {
-            *resumed = true;
             return Poll::Pending;
         }
         count(Count::TimedOut, 1);
-        store.drop_top();
+        store.drop_started();
     }
 }
 
-/// Applies the cancellation path to one unlinked record (sync: run it; async: its fallback,
-/// else the policy). Panics are caught and kept for [`take_collateral`](crate::take_collateral).
+/// Applies the cancellation path to one unlinked record: a sync one runs; an async one runs
+/// its fallback if it has one, else the policy applies. Panics are caught and kept for
+/// [`take_collateral`](crate::take_collateral).
 fn cancel_taken(mut t: Taken<'_>, policy: CancelPolicy, deadline: Option<Duration>) {
-    let tag = t.tag;
-    if let (CancelPolicy::Spawn(spawn), true) = (policy, t.spawnable() && tag & WHEN != ON_SUCCESS)
-    {
-        if let Ok(d) = t.detach() {
-            count(Count::Spawned, 1);
-            guarded(|| spawn(d, deadline));
-            return;
-        }
-        unreachable!("a spawnable record detaches");
-    }
-    cancel_in_place(t.cleanup(), tag, policy, deadline);
-}
-
-/// The cancellation path for a record that stays where it is.
-fn cancel_in_place(
-    mut rec: Pin<&mut dyn Cleanup>,
-    tag: u8,
-    policy: CancelPolicy,
-    deadline: Option<Duration>,
-) {
-    if tag & WHEN == ON_SUCCESS {
-        return; // a cancelled scope did not succeed: dropped unrun, by its condition
-    }
-    if !rec.is_async() {
-        count(Count::RanOnCancel, 1);
-        guarded(|| rec.as_mut().start(Outcome::NONE));
+    let flags = t.flags();
+    if flags & WHEN == ON_SUCCESS {
+        // A cancelled scope did not succeed: dropped unrun, by its condition.
+        guarded(move || drop(t));
         return;
     }
-    if tag & HAS_FALLBACK != 0 {
+    if flags & ASYNC == 0 {
+        count(Count::RanOnCancel, 1);
+        guarded(move || t.start());
+        return;
+    }
+    if flags & FALLBACK != 0 {
         count(Count::Fallbacks, 1);
-        guarded(|| {
-            rec.as_mut().fallback();
-        });
+        guarded(move || t.fallback());
         return;
     }
     match policy {
+        CancelPolicy::Spawn(spawn) if flags & SPAWN != 0 => match t.detach() {
+            Ok(d) => {
+                count(Count::Spawned, 1);
+                guarded(|| spawn(d, deadline));
+            }
+            Err(t) => {
+                // Consumed already (cannot happen: only started or fresh records are popped).
+                guarded(move || drop(t));
+            }
+        },
         CancelPolicy::Block(limit) => {
             let limit = deadline.map_or(limit, |d| d.min(limit));
-            guarded(|| match block_on_cleanup(rec.as_mut(), limit) {
+            guarded(move || match block_on_cleanup(&mut t, limit) {
                 Blocked::Done => count(Count::Blocked, 1),
                 Blocked::TimedOut => count(Count::TimedOut, 1),
                 Blocked::Refused => count(Count::Leaked, 1),
             });
         }
-        // A non-spawnable record under `Spawn` (handled in place by `run_now`'s abandon):
-        // it cannot move, so it is dropped, counted as leaked.
-        CancelPolicy::Spawn(_) | CancelPolicy::Leak => count(Count::Leaked, 1),
+        // A record that is not spawnable cannot move: dropped, counted as leaked.
+        CancelPolicy::Spawn(_) | CancelPolicy::Leak => {
+            count(Count::Leaked, 1);
+            guarded(move || drop(t));
+        }
     }
 }
 
@@ -1074,8 +1115,15 @@ fn guarded(f: impl FnOnce()) {
 
 impl<const BYTES: usize> Drop for AsyncScope<'_, BYTES> {
     fn drop(&mut self) {
+        if !self.finished {
+            count(Count::CancelledScopes, 1);
+            let (policy, deadline) = (self.policy, self.deadline);
+            while let Some(t) = self.store.pop() {
+                cancel_taken(t, policy, deadline);
+            }
+        }
+        // Once per scope: inline records are counted as they are unlinked.
         let placed = self.store.placed();
-        // One thread-local access for the four counts.
         let _ = COUNTERS.try_with(|c| {
             let add = |w: Count, n: u64| {
                 let cell = &c.c[w as usize];
@@ -1089,14 +1137,6 @@ impl<const BYTES: usize> Drop for AsyncScope<'_, BYTES> {
             add(Count::Pooled, placed.pooled);
             add(Count::Heap, placed.heap);
         });
-        if self.finished {
-            return;
-        }
-        count(Count::CancelledScopes, 1);
-        let (policy, deadline) = (self.policy, self.deadline);
-        while let Some(t) = self.store.pop() {
-            cancel_taken(t, policy, deadline);
-        }
     }
 }
 
@@ -1109,18 +1149,18 @@ pub(super) enum Blocked {
     Refused,
 }
 
-/// Drives `rec` (started or not) to completion on this thread for at most `limit`.
-fn block_on_cleanup(mut rec: Pin<&mut dyn Cleanup>, limit: Duration) -> Blocked {
-    rec.as_mut().start(Outcome::NONE);
+/// Drives `t` (started or not) to completion on this thread for at most `limit`.
+fn block_on_cleanup(t: &mut Taken<'_>, limit: Duration) -> Blocked {
+    t.start();
     #[cfg(feature = "tokio")]
-    if let Some(b) = super::async_tokio::block_on_cleanup(rec.as_mut(), limit) {
+    if let Some(b) = super::async_tokio::block_on_cleanup(&mut |cx| t.poll(cx), limit) {
         return b;
     }
     let deadline = Instant::now() + limit;
     let waker = Waker::from(Arc::new(ThreadWaker(thread::current())));
     let mut cx = Context::from_waker(&waker);
     loop {
-        if rec.as_mut().poll_cleanup(&mut cx).is_ready() {
+        if t.poll(&mut cx).is_ready() {
             return Blocked::Done;
         }
         let now = Instant::now();
@@ -1196,16 +1236,28 @@ pub fn block_on<F: Future>(f: F) -> F::Output {
 
 /// Polls `f` under `catch_unwind`: its output, or the panic it raised. Used by the macros.
 #[doc(hidden)]
-pub async fn catch_unwind<F: Future>(f: F) -> Result<F::Output, PanicPayload> {
-    let mut f = pin!(f);
-    poll_fn(
-        move |cx| match panic::catch_unwind(AssertUnwindSafe(|| f.as_mut().poll(cx))) {
+pub fn catch_unwind<F: Future>(f: F) -> CatchUnwind<F> {
+    CatchUnwind(f)
+}
+
+/// The future of [`catch_unwind`] (written by hand: an `async fn` around `poll_fn` costs two
+/// state machines more per scope).
+#[doc(hidden)]
+pub struct CatchUnwind<F>(F);
+
+impl<F: Future> Future for CatchUnwind<F> {
+    type Output = Result<F::Output, PanicPayload>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // SAFETY: the inner future is structurally pinned: never moved out of `CatchUnwind`,
+        // which has no `Drop` and is `Unpin` only if the inner future is.
+        let f = unsafe { self.map_unchecked_mut(|c| &mut c.0) };
+        match panic::catch_unwind(AssertUnwindSafe(|| f.poll(cx))) {
             Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
             Ok(Poll::Pending) => Poll::Pending,
             Err(p) => Poll::Ready(Err(p)),
-        },
-    )
-    .await
+        }
+    }
 }
 
 /// Opens an [`AsyncScope`] with a [`CancelPolicy`], runs an async body in it and returns a
@@ -1292,6 +1344,7 @@ macro_rules! async_try_scope {
 
 /// Like [`async_scope!`], but a panic (of the body or a cleanup) does not propagate: the
 /// future's output is `Result<R, Recovered>`, after every cleanup ran.
+/// `async_recover!(policy, BYTES, |s| body)` sets the inline area's size.
 ///
 /// ```
 /// let r = frugal_defer::block_on(frugal_defer::async_recover!(
@@ -1310,11 +1363,12 @@ macro_rules! async_try_scope {
 #[macro_export]
 macro_rules! async_recover {
     ($policy:expr, |$s:ident| $body:expr) => {
+        $crate::async_recover!($policy, $crate::DEFAULT_ASYNC_CAPACITY, |$s| $body)
+    };
+    ($policy:expr, $bytes:expr, |$s:ident| $body:expr) => {
         async {
-            let mut __frugal_scope = ::core::pin::pin!($crate::AsyncScope::<
-                '_,
-                { $crate::DEFAULT_ASYNC_CAPACITY },
-            >::new($policy));
+            let mut __frugal_scope =
+                ::core::pin::pin!($crate::AsyncScope::<'_, { $bytes }>::new($policy));
             let __frugal_out = {
                 let $s = __frugal_scope.as_mut().scope_mut();
                 $crate::__private::catch_unwind(async { $body }).await

@@ -1,32 +1,69 @@
-//! Storage of an async scope's cleanups: type-erased records in an inline area of the scope
-//! (bump-allocated, reclaimed LIFO) or in blocks of their own (the thread-local pool, else the
-//! heap), listed newest last in a vector whose allocation is recycled per thread.
+//! Storage of an async scope's cleanups: type-erased records bump-allocated in an inline area
+//! of the scope (reclaimed LIFO), and, once that is full, in blocks of their own (the
+//! thread-local pool, else the heap) listed in an overflow vector whose allocation is recycled
+//! per thread.
+//!
+//! A record is `[P][header]`: the record value `P` (a sync closure, or an async closure whose
+//! future is later made in the same memory, plus its fallback), padded to a multiple of 16,
+//! then a 16-byte [`Header`] holding the record type's *run function* and its [`VTable`]. The
+//! header is at the record's end, so a LIFO walk finds the newest record's header at
+//! `used - HDR`, and the run function — monomorphic per record type, so the closure's body is
+//! inlined into it — is given the record's end, knows where the record starts (its *span*, a
+//! multiple of 16, is a constant of the type) and returns the end of the next record to run:
+//! the run loop is a load, a call and two compares per call, with no side table. An inline
+//! run function goes on with the next older records itself while their header holds the same
+//! run function ([`run_group`]): cleanups registered in a loop cost one call between them. A
+//! sentinel header at the area's start ends every such group. A handle's index is the
+//! record's end offset (or, for an overflow record, `N + 1 +` its position in the vector).
+//!
+//! The run function does the whole fresh path of its record: it moves the closure out, calls
+//! it, writes the future it returns *in place* of the closure (the record reserves the larger
+//! of the two), polls it and, when `Ready`, drops it and the unused fallback in place. Every
+//! drop obligation on unwinding (the fallback, a constructed future) is a drop guard inside
+//! that function, so a record whose run unwinds is left with nothing to drop: the caller only
+//! unlinks it. Only a `Pending` result leaves state behind: the store's `top` says the newest
+//! record is started.
+//!
+//! Records that may be handed to another task (`spawnable`: `'static`, no fallback) are
+//! stored inline like the others while they are plain values; in a `Spawn`-policy scope their
+//! run function makes the future in the scope's *run slot* instead, one pool block per scope reused by every such
+//! cleanup (they run one at a time), which can be handed over with a started future in it.
+//! On cancellation an unstarted spawnable record is moved out to a block of its own.
 //!
 //! Invariants of a [`Store`]:
-//! 1. Every entry's `loc` holds an initialized record of the type its `as_dyn` was made for
-//!    while `live`; a dead entry's record was dropped in place (its storage not yet released).
-//! 2. Inline records lie in `[0, used)` of the inline area, in entry order. Entries are
-//!    popped only once no record can be pushed any more (by `finish`, which marks the scope
-//!    started, or by drop), so popping leaves `used` as it is.
-//! 3. A record is started (its future created and polled in place) only where the store can
-//!    no longer move: by the scope's `finish`, on a pinned scope (which refuses `&mut` access
-//!    from then on), by the scope's `Drop`, or in a block ([`Detached`]). A record being run
-//!    by `finish` stays linked until done, so that if `finish` is dropped or leaked midway the
-//!    scope's `Drop` still finds it and disposes of it in place. Before that a record is an
-//!    ordinary value and moves with the store; `run_now` moves an unstarted future *out* of
-//!    its record ([`Store::take_now`]) instead of starting it in place. So a started future
-//!    is never moved, and is dropped in place (or leaked with the memory that holds it).
-//! 4. Every record is dropped in place exactly once (after running or not) and its block
-//!    released exactly once: by [`Taken`]'s drop, by [`Store::kill`] plus the pop, or by the
-//!    store's own drop.
-//! 5. A record stored with `spawnable` has a `'static` type and lives in a block: it may be
-//!    handed, block and all, to another task ([`Detached`]).
+//! 1. Once the area is opened (the first registration), `[0, HDR)` holds a sentinel header
+//!    (see [`run_group`]) and `[HDR, used)` a sequence of records, oldest first, each with a
+//!    header whose `vt` is its type's vtable (or that type's *dead* vtable, once its contents
+//!    were dropped or moved out through a handle) and whose `run` is that vtable's run
+//!    function for inline records. `used <= limit <= N`; `limit` is 0 until the first
+//!    registration opens the area (and takes the scope's id), then `N` until a record went
+//!    to the overflow vector, then 0 again, so that every later record goes there too:
+//!    overflow records are all newer than inline ones (LIFO order across both is kept).
+//! 2. Every overflow entry's block holds one record laid out as inline (`[P][header]` at the
+//!    block's start), the block owned by the entry until released, exactly once.
+//! 3. A record's contents are *fresh* (closure and fallback) until its run function or an
+//!    operation of its vtable consumes them. Only the newest record may be *started* (its
+//!    future made and polled): `top` says so, and where the future lives (in place, or in the
+//!    run slot, the record's own memory then consumed). A record is started only where the
+//!    store no longer moves: by the scope's `finish` on a pinned scope (which refuses `&mut`
+//!    access from then on), by the scope's `Drop`, or in a block ([`Detached`]). Before that
+//!    records are plain values and move with the store; `run_now` moves an unstarted future
+//!    *out* of its record ([`Store::take_now`]) instead of starting it in place. So a started
+//!    future is never moved, and is dropped in place (or leaked with the memory that holds
+//!    it).
+//! 4. Every record's contents are dropped exactly once (after running or not): by its run
+//!    function or vtable operation (each leaves nothing to drop when it returns `Ready` or
+//!    unwinds), by [`Taken`]'s drop, or by the store's own drop. A record is unlinked
+//!    (`used` lowered past it, or its entry popped) only once its contents are gone or owned
+//!    by a [`Taken`]/[`Detached`].
+//! 5. A record whose vtable has [`SPAWN`] has a `'static` type, no fallback, and a pool class
+//!    if it is inline: it may be handed, in a block, to another task ([`Detached`]).
 
 use std::alloc::{alloc, dealloc, handle_alloc_error, Layout};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::marker::PhantomData;
-use std::mem::{self, align_of, size_of, MaybeUninit};
+use std::mem::{self, align_of, size_of, ManuallyDrop, MaybeUninit};
 use std::pin::Pin;
 use std::ptr::{self, NonNull};
 use std::task::{Context, Poll};
@@ -43,7 +80,7 @@ impl Outcome {
     /// No result to show.
     pub(crate) const NONE: Outcome = Outcome(None);
 
-    /// Shows `value` to the cleanup about to start.
+    /// Shows `value` to the cleanups about to start.
     pub(crate) fn of<R>(value: &mut Option<R>) -> Outcome {
         Outcome(Some(NonNull::from(value).cast()))
     }
@@ -61,280 +98,785 @@ impl Outcome {
     }
 }
 
-/// A type-erased cleanup: a sync closure, or an async one (a closure that makes a future).
-pub(crate) trait Cleanup: Send {
-    /// `true` for an async cleanup.
-    fn is_async(&self) -> bool;
-    /// Sync: runs the closure. Async: calls the closure and keeps its future (not polled yet).
-    /// Either closure is given `outcome`. Does nothing the second time.
-    fn start(self: Pin<&mut Self>, outcome: Outcome);
-    /// Polls the started future (sync: `Ready`). `Ready` once done; the future is dropped then.
-    fn poll_cleanup(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()>;
-    /// [`start`](Self::start) then [`poll_cleanup`](Self::poll_cleanup), in one call (the
-    /// scope's fast path: a sync cleanup or an async one that completes at once costs one
-    /// dynamic call).
-    fn run(self: Pin<&mut Self>, outcome: Outcome, cx: &mut Context<'_>) -> Poll<()>;
-    /// Drops the closure or future (unrun or half-run) and runs the fallback given at
-    /// registration, if any; returns whether there was one.
-    fn fallback(self: Pin<&mut Self>) -> bool;
-    /// Sync: runs the closure, `None`. Async, not started: calls the closure and returns its
-    /// future, boxed, to be run elsewhere (`None` if already started).
-    fn take_boxed<'s>(self: Pin<&'s mut Self>) -> Option<BoxedCleanup<'s>>;
-}
+// When a registration applies (the low bits of a vtable's flags, and records' `WHEN`).
+/// Always.
+pub(crate) const ALWAYS: u8 = 0;
+/// Only if the scope failed.
+pub(crate) const ON_ERROR: u8 = 1;
+/// Only if the scope succeeded.
+pub(crate) const ON_SUCCESS: u8 = 2;
+/// The mask of the condition bits.
+pub(crate) const WHEN: u8 = 3;
+/// Flag: an async cleanup.
+pub(crate) const ASYNC: u8 = 4;
+/// Flag: an async cleanup with a sync fallback.
+pub(crate) const FALLBACK: u8 = 8;
+/// Flag: a spawnable record (invariant 5).
+pub(crate) const SPAWN: u8 = 16;
+/// Flag: a dead record (contents dropped or moved out through a handle).
+const DEAD: u8 = 32;
 
 /// A cleanup's future moved out of its record (by `run_now`).
 pub(crate) type BoxedCleanup<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
 
-/// A sync cleanup. `F` is not structurally pinned: it is moved out to be called.
-pub(crate) struct SyncRec<F>(Option<F>);
+/// What the run functions are given: the task context, the result to show, and what decides
+/// conditional records.
+pub(crate) struct RunArgs<'a, 'b> {
+    /// The context of the scope's task.
+    pub(crate) cx: &'a mut Context<'b>,
+    /// What result-aware records are shown.
+    pub(crate) outcome: Outcome,
+    /// The body's value, for `failed` (shown or not).
+    pub(crate) value: Outcome,
+    /// A panic was recorded (the body's, or a cleanup's that ran before).
+    pub(crate) any_panic: bool,
+    /// Whether `value` counts as a failure, looked at when a conditional record runs (a
+    /// `finally` may have rewritten it).
+    pub(crate) failed: unsafe fn(Outcome) -> bool,
+    /// The store's run slot (set by [`Store::run_fresh`]), or null: spawnable records start
+    /// in place (the scope's policy is not `Spawn`).
+    slot: *mut RunSlot,
+    /// Set by an inline run function that returns a pending code or unwinds: the end of the
+    /// record that is pending, or whose run unwound.
+    stop: *mut u8,
+    /// Set with `stop` when a record is pending: its step's code.
+    pending: usize,
+}
 
-impl<F> SyncRec<F> {
-    pub(crate) fn new(f: F) -> Self {
-        SyncRec(Some(f))
+impl RunArgs<'_, '_> {
+    /// Where a run function left a pending record, and its step's code.
+    fn pending_at(&self) -> (*mut u8, usize) {
+        (self.stop, self.pending)
+    }
+
+    /// Whether a record with condition `when` runs now.
+    #[inline(always)]
+    fn applies(&self, when: u8) -> bool {
+        if when == ALWAYS {
+            return true;
+        }
+        // SAFETY: `failed` was made for `value` (`run_fresh`'s contract).
+        let failed = self.any_panic || unsafe { (self.failed)(self.value) };
+        (when == ON_ERROR) == failed
     }
 }
 
-impl<F: FnOnce(Outcome) + Send> Cleanup for SyncRec<F> {
-    fn is_async(&self) -> bool {
-        false
+/// A record's step ([`SyncRec::one`], [`AsyncRec::one_in_place`], [`AsyncRec::one_in_slot`]):
+/// its future is pending in place.
+const PENDING_IN_PLACE: usize = 1;
+/// A record's step: its future is pending in the run slot.
+const PENDING_IN_SLOT: usize = 2;
+
+/// A record's run function: given its end (right past its header), runs the fresh record (if
+/// its condition applies; else drops it) and, once done (contents dropped), returns the end
+/// of the next record to run (its own start; inline run functions may run several, see
+/// [`run_group`]); or null once a future is pending, with the pending record's end in
+/// `args.stop` and its step's code in `args.pending`.
+///
+/// # Safety
+/// The record is a fresh one of the function's type that never moves from now on (invariant
+/// 3); `args.slot` is the store's run slot.
+type RunFn = unsafe fn(*mut u8, &mut RunArgs<'_, '_>) -> *mut u8;
+
+/// The header at a record's end.
+#[repr(C, align(16))]
+struct Header {
+    run: RunFn,
+    vt: &'static VTable,
+}
+
+/// Size of a [`Header`].
+const HDR: usize = 16;
+/// Inline records are aligned to at most this (every span is a multiple of it).
+const INLINE_ALIGN: usize = 16;
+const _: () = assert!(size_of::<Header>() == HDR && align_of::<Header>() == INLINE_ALIGN);
+const _: () = assert!(align_of::<Inline<0>>() == INLINE_ALIGN);
+const _: () = assert!(pool::BLOCK_ALIGN >= INLINE_ALIGN);
+
+/// The operations on one record type, written out per type (the `bytes` crate's pattern).
+/// Each takes the record's start; every one that consumes the contents drops whatever is left
+/// of them on unwinding.
+pub(crate) struct VTable {
+    /// The record's span: its size padded to 16, plus the header.
+    span: usize,
+    /// The layout of a block holding one record (`span` bytes, aligned to 16 or more).
+    block: Layout,
+    /// The pool class of such a block, if one is large enough.
+    class: Option<usize>,
+    /// `WHEN` bits and flags.
+    flags: u8,
+    /// The run function for inline records (a spawnable one starts in the run slot).
+    run_inline: RunFn,
+    /// The run function for records in blocks (always in place).
+    run_block: RunFn,
+    /// Sync: runs the closure (contents consumed). Async: makes the future in place, not
+    /// polled (started; on unwinding, consumed).
+    start: unsafe fn(*mut u8, Outcome),
+    /// Polls the started future in place: `Ready` (then consumed), or `Pending` (still
+    /// started). Sync records: `Ready`.
+    poll: unsafe fn(*mut u8, &mut Context<'_>) -> Poll<()>,
+    /// Drops the contents, fresh (`false`) or started (`true`).
+    drop: unsafe fn(*mut u8, bool),
+    /// Drops the closure or future (fresh or started) and runs the fallback.
+    fallback: unsafe fn(*mut u8, bool),
+    /// Fresh sync: runs the closure, `None`. Fresh async: moves the future out, boxed (the
+    /// fallback dropped). Lifetime erased (see [`Store::take_now`]).
+    take_boxed: unsafe fn(*mut u8) -> Option<BoxedCleanup<'static>>,
+    /// This type's dead vtable (`None` for a dead one).
+    dead: Option<&'static VTable>,
+}
+
+/// Layout facts of record type `P`.
+struct Lay<P>(PhantomData<P>);
+
+impl<P> Lay<P> {
+    /// The record's bytes before its header.
+    const BODY: usize = size_of::<P>().next_multiple_of(INLINE_ALIGN);
+    const SPAN: usize = Self::BODY + HDR;
+    const ALIGN: usize = if align_of::<P>() > INLINE_ALIGN {
+        align_of::<P>()
+    } else {
+        INLINE_ALIGN
+    };
+    const BLOCK: Layout = match Layout::from_size_align(Self::SPAN, Self::ALIGN) {
+        Ok(l) => l,
+        Err(_) => panic!("a record's span and alignment form a layout"),
+    };
+    const CLASS: Option<usize> = pool::class_of(Self::SPAN, Self::ALIGN);
+    /// May go in the inline area.
+    const INLINE: bool = align_of::<P>() <= INLINE_ALIGN;
+}
+
+/// A record type: its vtables.
+pub(crate) trait Record: Sized {
+    /// The live vtable.
+    const VT: &'static VTable;
+}
+
+/// Drops a `T` in place when dropped (disarmed with `mem::forget`): the unwinding path of the
+/// run functions, free on the normal path.
+struct DropInPlace<T>(*mut T);
+
+impl<T> Drop for DropInPlace<T> {
+    fn drop(&mut self) {
+        // SAFETY: each guard is made over an initialized value that nothing else drops while
+        // the guard is armed (see each use).
+        unsafe { ptr::drop_in_place(self.0) };
+    }
+}
+
+/// Runs the fresh inline record of type `P` ending at `end` with `one` (0: done, else a
+/// pending code), then the next older ones while they are of the same type (their header
+/// holds the same run function): the run loop's work without its indirect call and call
+/// frame per record, for cleanups registered in a loop. Returns as a [`RunFn`] does. If a
+/// record's run unwinds (its contents dropped by `one`), `a.stop` is set to its end.
+///
+/// A run function compared equal is the same machine code: if two record types' run
+/// functions were merged, running one's record with the other's code does what its own would
+/// (same code, so the same layout and span); a copy of the same function in another codegen
+/// unit compares unequal, which only ends the group.
+///
+/// # Safety
+/// As [`RunFn`], for an inline record of type `P` (below the oldest inline record is the
+/// area's sentinel header, whose run function is no record's).
+#[inline(always)]
+unsafe fn run_group<P: Record>(
+    end: *mut u8,
+    a: &mut RunArgs<'_, '_>,
+    one: impl Fn(*mut P, &mut RunArgs<'_, '_>) -> usize,
+) -> *mut u8 {
+    /// Reports the record whose run unwound (on unwinding only: forgotten otherwise).
+    struct Progress {
+        stop: *mut *mut u8,
+        end: *mut u8,
+    }
+    impl Drop for Progress {
+        #[inline]
+        fn drop(&mut self) {
+            // SAFETY: points into the caller's `RunArgs`, alive and not borrowed while this
+            // runs (the borrow lent to `one` ended when it unwound).
+            unsafe {
+                *self.stop = self.end;
+            }
+        }
+    }
+    let args: *mut RunArgs<'_, '_> = a;
+    let me = P::VT.run_inline;
+    let mut p = Progress {
+        // SAFETY: only the field's address is taken.
+        stop: unsafe { ptr::addr_of_mut!((*args).stop) },
+        end,
+    };
+    loop {
+        let rec = p.end.wrapping_sub(Lay::<P>::SPAN);
+        // SAFETY: `args` is the caller's `RunArgs`, lent to `one` for this call only.
+        let code = one(rec.cast::<P>(), unsafe { &mut *args });
+        if code != 0 {
+            // SAFETY: as above (the call returned).
+            unsafe {
+                (*args).stop = p.end;
+            }
+            // SAFETY: as above.
+            unsafe {
+                (*args).pending = code;
+            }
+            mem::forget(p);
+            return ptr::null_mut();
+        }
+        // SAFETY: `rec` is the end of an older inline record, whose header is intact
+        // (invariant 1), or of the area's sentinel header (which ends the group).
+        let run = unsafe { (*rec.wrapping_sub(HDR).cast::<Header>()).run };
+        if !ptr::fn_addr_eq(run, me) {
+            mem::forget(p);
+            return rec;
+        }
+        p.end = rec;
+    }
+}
+
+/// The run function of a dead record: nothing to run.
+unsafe fn skip<P>(end: *mut u8, _: &mut RunArgs<'_, '_>) -> *mut u8 {
+    end.wrapping_sub(Lay::<P>::SPAN)
+}
+unsafe fn skip_start(_: *mut u8, _: Outcome) {}
+unsafe fn skip_poll(_: *mut u8, _: &mut Context<'_>) -> Poll<()> {
+    Poll::Ready(())
+}
+unsafe fn skip_drop(_: *mut u8, _: bool) {}
+unsafe fn skip_take(_: *mut u8) -> Option<BoxedCleanup<'static>> {
+    None
+}
+
+/// The dead vtable of record type `P` (same span and layout, no contents).
+struct DeadOf<P>(PhantomData<P>);
+
+impl<P> DeadOf<P> {
+    const VT: &'static VTable = &VTable {
+        span: Lay::<P>::SPAN,
+        block: Lay::<P>::BLOCK,
+        class: Lay::<P>::CLASS,
+        flags: DEAD,
+        run_inline: skip::<P>,
+        run_block: skip::<P>,
+        start: skip_start,
+        poll: skip_poll,
+        drop: skip_drop,
+        fallback: skip_drop,
+        take_boxed: skip_take,
+        dead: None,
+    };
+}
+
+/// The run function of the area's sentinel header, below the oldest inline record: never
+/// called (the run loop stops above it); its address ends [`run_group`]'s groups.
+unsafe fn sentinel(_: *mut u8, _: &mut RunArgs<'_, '_>) -> *mut u8 {
+    unreachable!("the run loop stops above the inline area's sentinel header")
+}
+
+/// The header at the start of an opened inline area (invariant 1).
+const SENTINEL: Header = Header {
+    run: sentinel,
+    vt: DeadOf::<()>::VT,
+};
+
+// ------------------------------------------------------------------ sync records
+
+/// A sync cleanup with condition `W`: the closure, given what the scope shows.
+pub(crate) struct SyncRec<F, const W: u8>(F);
+
+impl<F: FnOnce(Outcome) + Send, const W: u8> SyncRec<F, W> {
+    pub(crate) fn new(f: F) -> Self {
+        SyncRec(f)
     }
 
-    fn start(self: Pin<&mut Self>, outcome: Outcome) {
-        // SAFETY: `F` is not structurally pinned (nothing ever gets a `Pin<&mut F>`), so
-        // moving it out of the pinned record is fine.
-        let this = unsafe { self.get_unchecked_mut() };
-        if let Some(f) = this.0.take() {
-            f(outcome);
+    /// Runs the fresh record at `rec` (or drops it, if its condition does not apply): 0.
+    ///
+    /// # Safety
+    /// `rec` holds a fresh record of this type.
+    #[inline(always)]
+    unsafe fn one(rec: *mut Self, a: &mut RunArgs<'_, '_>) -> usize {
+        if !a.applies(W) {
+            // SAFETY: a fresh record (the caller's contract), dropped once, here.
+            unsafe { ptr::drop_in_place(rec) };
+            return 0;
+        }
+        // SAFETY: as above; the closure is moved out once, and consumed by the call (on
+        // unwinding too), so nothing is left to drop.
+        let f = unsafe { ptr::read(rec) }.0;
+        f(a.outcome);
+        0
+    }
+
+    /// [`RunFn`] for inline records of this type.
+    unsafe fn run_inline(end: *mut u8, a: &mut RunArgs<'_, '_>) -> *mut u8 {
+        let one = |rec, a: &mut RunArgs<'_, '_>| {
+            // SAFETY: `run_group` gives each record of this type, fresh, once.
+            unsafe { Self::one(rec, a) }
+        };
+        // SAFETY: forwarded (the caller's contract).
+        unsafe { run_group::<Self>(end, a, one) }
+    }
+
+    /// [`RunFn`] for a record of this type in a block.
+    unsafe fn run_block(end: *mut u8, a: &mut RunArgs<'_, '_>) -> *mut u8 {
+        let rec = end.wrapping_sub(Lay::<Self>::SPAN);
+        // SAFETY: forwarded (the caller's contract).
+        unsafe { Self::one(rec.cast(), a) };
+        rec
+    }
+
+    unsafe fn start(at: *mut u8, o: Outcome) {
+        // SAFETY: `at` holds a fresh record (the vtable's contract): moved out once.
+        let f = unsafe { ptr::read(at.cast::<Self>()) }.0;
+        f(o);
+    }
+
+    unsafe fn drop(at: *mut u8, started: bool) {
+        if !started {
+            // SAFETY: a fresh record, dropped once (the vtable's contract).
+            unsafe { ptr::drop_in_place(at.cast::<Self>()) };
         }
     }
 
-    fn poll_cleanup(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<()> {
-        Poll::Ready(())
-    }
-
-    fn run(self: Pin<&mut Self>, outcome: Outcome, _cx: &mut Context<'_>) -> Poll<()> {
-        self.start(outcome);
-        Poll::Ready(())
-    }
-
-    fn fallback(self: Pin<&mut Self>) -> bool {
-        false
-    }
-
-    fn take_boxed<'s>(self: Pin<&'s mut Self>) -> Option<BoxedCleanup<'s>> {
-        self.start(Outcome::NONE);
+    unsafe fn take_boxed(at: *mut u8) -> Option<BoxedCleanup<'static>> {
+        // SAFETY: forwarded: a fresh record, consumed here.
+        unsafe { Self::start(at, Outcome::NONE) };
         None
     }
 }
 
-/// The state of an async cleanup: its closure, then its future.
-enum Slot<F, Fut> {
-    Pending(F),
-    Running(Fut),
-    Done,
-}
-
-/// An async cleanup with an optional sync fallback `G` (run instead when the scope is cancelled).
-/// `Fut` is structurally pinned (polled in place); `F` and `G` are not (moved out to be called).
-pub(crate) struct AsyncRec<F, Fut, G> {
-    slot: Slot<F, Fut>,
-    fallback: Option<G>,
-}
-
-impl<F, Fut, G> AsyncRec<F, Fut, G> {
-    pub(crate) fn new(f: F, fallback: Option<G>) -> Self {
-        AsyncRec {
-            slot: Slot::Pending(f),
-            fallback,
-        }
-    }
-}
-
-impl<F, Fut, G> Cleanup for AsyncRec<F, Fut, G>
-where
-    F: FnOnce(Outcome) -> Fut + Send,
-    Fut: Future<Output = ()> + Send,
-    G: FnOnce() + Send,
-{
-    fn is_async(&self) -> bool {
-        true
-    }
-
-    fn start(self: Pin<&mut Self>, outcome: Outcome) {
-        // SAFETY: only `Running`'s future is structurally pinned, and it is not moved here: a
-        // `Pending` closure is moved out (not pinned), and the new future is written in place.
-        let this = unsafe { self.get_unchecked_mut() };
-        if matches!(this.slot, Slot::Pending(_)) {
-            let Slot::Pending(f) = mem::replace(&mut this.slot, Slot::Done) else {
-                unreachable!("matched `Pending` just above")
-            };
-            this.slot = Slot::Running(f(outcome));
-        }
-    }
-
-    fn poll_cleanup(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        // SAFETY: the future is polled in place and never moved; assigning `Done` drops it in
-        // place, which `Pin` allows.
-        let this = unsafe { self.get_unchecked_mut() };
-        let Slot::Running(fut) = &mut this.slot else {
-            return Poll::Ready(());
-        };
-        // SAFETY: `fut` lives in the pinned record and stays there until dropped in place.
-        let fut = unsafe { Pin::new_unchecked(fut) };
-        match fut.poll(cx) {
-            Poll::Ready(()) => {
-                this.slot = Slot::Done;
-                Poll::Ready(())
-            }
-            Poll::Pending => Poll::Pending,
-        }
-    }
-
-    #[inline]
-    fn run(mut self: Pin<&mut Self>, outcome: Outcome, cx: &mut Context<'_>) -> Poll<()> {
-        self.as_mut().start(outcome);
-        self.poll_cleanup(cx)
-    }
-
-    fn fallback(self: Pin<&mut Self>) -> bool {
-        // SAFETY: as in `poll_cleanup`: the future is dropped in place, `G` is not pinned.
-        let this = unsafe { self.get_unchecked_mut() };
-        this.slot = Slot::Done;
-        match this.fallback.take() {
-            Some(g) => {
-                g();
-                true
-            }
-            None => false,
-        }
-    }
-
-    fn take_boxed<'s>(self: Pin<&'s mut Self>) -> Option<BoxedCleanup<'s>> {
-        // SAFETY: only a `Pending` closure (not pinned) is moved out.
-        let this = unsafe { self.get_unchecked_mut() };
-        if !matches!(this.slot, Slot::Pending(_)) {
-            return None;
-        }
-        let Slot::Pending(f) = mem::replace(&mut this.slot, Slot::Done) else {
-            unreachable!("matched `Pending` just above")
-        };
-        Some(Box::pin(f(Outcome::NONE)))
-    }
-}
-
-/// The operations on one record type, written out per type (the `bytes` crate's pattern): the
-/// scope's hot path — start, poll and, once done, drop a record — is one indirect call, with
-/// no trait object to build; everything else goes through [`as_dyn`](VTable::as_dyn).
-pub(crate) struct VTable {
-    /// Starts the record if fresh and polls it (see [`run_rec`]); once `Ready`, it is dropped
-    /// in place and its entry's `live` flag cleared.
-    run: unsafe fn(*mut u8, Outcome, &mut Context<'_>, &mut bool) -> Poll<()>,
-    /// Drops the record in place.
-    drop: unsafe fn(*mut u8),
-    /// The record as a trait object (lifetime erased; see `push_impl`).
-    as_dyn: unsafe fn(*mut u8) -> *mut (dyn Cleanup + 'static),
-    /// The record's layout, its size at least 1 (that of its heap block, if it has one).
-    layout: Layout,
-}
-
-/// The [`VTable`] of record type `P`.
-struct VTableOf<P>(PhantomData<P>);
-
-impl<P: Cleanup> VTableOf<P> {
+impl<F: FnOnce(Outcome) + Send, const W: u8> Record for SyncRec<F, W> {
     const VT: &'static VTable = &VTable {
-        run: run_rec::<P>,
-        drop: drop_rec::<P>,
-        as_dyn: as_dyn::<P>,
-        layout: match Layout::from_size_align(
-            if size_of::<P>() == 0 {
-                1
-            } else {
-                size_of::<P>()
-            },
-            align_of::<P>(),
-        ) {
-            Ok(l) => l,
-            Err(_) => panic!("a type's size and alignment always form a layout"),
-        },
+        span: Lay::<Self>::SPAN,
+        block: Lay::<Self>::BLOCK,
+        class: Lay::<Self>::CLASS,
+        flags: W,
+        run_inline: Self::run_inline,
+        run_block: Self::run_block,
+        start: Self::start,
+        poll: skip_poll,
+        drop: Self::drop,
+        fallback: skip_drop,
+        take_boxed: Self::take_boxed,
+        dead: Some(DeadOf::<Self>::VT),
     };
 }
 
-/// [`VTable::run`] for `P`.
-///
-/// # Safety
-/// `at` holds a live `P` that is never moved from now on (invariants 1 and 3), and `live` is
-/// its entry's flag, not otherwise borrowed.
-unsafe fn run_rec<P: Cleanup>(
-    at: *mut u8,
-    outcome: Outcome,
-    cx: &mut Context<'_>,
-    live: &mut bool,
-) -> Poll<()> {
-    let p = at.cast::<P>();
-    // SAFETY: the caller's contract: `p` is a live `P`, borrowed by nothing else.
-    let rec = unsafe { &mut *p };
-    // SAFETY: the record is never moved once started (invariant 3).
-    let rec = unsafe { Pin::new_unchecked(rec) };
-    let poll = rec.run(outcome, cx);
-    if poll.is_ready() {
-        // Marked dead first: if its destructor panics, it is not dropped a second time.
-        *live = false;
-        // SAFETY: it was live until just now and is marked dead: dropped once (invariant 4).
-        unsafe { ptr::drop_in_place(p) };
+// ------------------------------------------------------------------ async records
+
+/// A sync fallback of an async record, or none.
+pub(crate) trait Fallback: Send {
+    /// There is a fallback.
+    const SOME: bool;
+    /// Runs it.
+    fn run(self);
+}
+
+/// No fallback.
+pub(crate) struct NoFallback;
+
+impl Fallback for NoFallback {
+    const SOME: bool = false;
+    fn run(self) {}
+}
+
+/// A fallback closure.
+pub(crate) struct WithFallback<G>(pub(crate) G);
+
+impl<G: FnOnce() + Send> Fallback for WithFallback<G> {
+    const SOME: bool = true;
+    fn run(self) {
+        (self.0)();
     }
-    poll
 }
 
-/// [`VTable::drop`] for `P`.
-///
-/// # Safety
-/// `at` holds a live `P`, which the caller treats as dead from now on.
-unsafe fn drop_rec<P: Cleanup>(at: *mut u8) {
-    // SAFETY: the caller's contract.
-    unsafe { ptr::drop_in_place(at.cast::<P>()) };
+/// The closure, then the future it made, in the same memory.
+#[repr(C)]
+union Body<F, Fut> {
+    f: ManuallyDrop<F>,
+    fut: ManuallyDrop<Fut>,
 }
 
-/// [`VTable::as_dyn`] for `P`: only the pointer's type changes.
-///
-/// # Safety
-/// The returned pointer is used only while the record lives and, unless `P: 'static`, while
-/// the store that holds it lives (records of a `Store<'env, _>` are `'env`).
-unsafe fn as_dyn<'a, P: Cleanup + 'a>(at: *mut u8) -> *mut (dyn Cleanup + 'static) {
-    let p: *mut (dyn Cleanup + 'a) = at.cast::<P>();
-    // SAFETY: only the trait object's lifetime bound changes (the same fat pointer); the
-    // caller's contract keeps every use within `'a`.
-    unsafe { mem::transmute::<*mut (dyn Cleanup + 'a), *mut (dyn Cleanup + 'static)>(p) }
+/// An async cleanup with condition `W`: `F` makes the future; `G` is the fallback; `S`: the
+/// record is spawnable (invariant 5). `body` is first, at offset 0 (the run slot and
+/// [`Detached`] rely on it). The future is structurally pinned (polled in place); `F` and
+/// `G` are not (moved out to be called).
+#[repr(C)]
+pub(crate) struct AsyncRec<F, Fut, G, const W: u8, const S: bool> {
+    body: Body<F, Fut>,
+    g: ManuallyDrop<G>,
 }
 
-/// [`Entry::class`] of a heap block.
+impl<F, Fut, G, const W: u8, const S: bool> AsyncRec<F, Fut, G, W, S>
+where
+    F: FnOnce(Outcome) -> Fut + Send,
+    Fut: Future<Output = ()> + Send,
+    G: Fallback,
+{
+    const NO_FALLBACK_IF_SPAWNABLE: () = assert!(!S || !G::SOME && size_of::<G>() == 0);
+
+    /// The closure's place (not dereferenced).
+    pub(crate) fn f(rec: *mut Self) -> *mut F {
+        // The union's fields start at its start (`repr(C)`), `body` at the record's.
+        rec.cast::<F>()
+    }
+
+    fn fut(rec: *mut Self) -> *mut Fut {
+        rec.cast::<Fut>()
+    }
+
+    /// The fallback's place (not dereferenced).
+    pub(crate) fn g(rec: *mut Self) -> *mut G {
+        // SAFETY: only the field's address is computed; `rec` points to a record's memory
+        // (every caller's).
+        unsafe { ptr::addr_of_mut!((*rec).g) }.cast::<G>()
+    }
+
+    /// [`RunFn`] for an inline record started in place (not spawnable, or the scope's policy
+    /// is not `Spawn`).
+    unsafe fn run_inline(end: *mut u8, a: &mut RunArgs<'_, '_>) -> *mut u8 {
+        let one = |rec, a: &mut RunArgs<'_, '_>| {
+            // SAFETY: `run_group` gives each inline record of this type, fresh, once; inline
+            // records do not move while running (the caller's contract).
+            unsafe { Self::one_in_place(rec, a) }
+        };
+        // SAFETY: forwarded (the caller's contract).
+        unsafe { run_group::<Self>(end, a, one) }
+    }
+
+    /// [`RunFn`] for a record in a block (started in place there).
+    unsafe fn run_block(end: *mut u8, a: &mut RunArgs<'_, '_>) -> *mut u8 {
+        let rec = end.wrapping_sub(Lay::<Self>::SPAN);
+        // SAFETY: forwarded (the caller's contract).
+        match unsafe { Self::one_in_place(rec.cast(), a) } {
+            0 => rec,
+            pending => {
+                a.stop = end;
+                a.pending = pending;
+                ptr::null_mut()
+            }
+        }
+    }
+
+    /// Runs the fresh record at `rec` in place (or drops it, if its condition does not
+    /// apply): 0 once done (its contents dropped), or [`PENDING_IN_PLACE`].
+    ///
+    /// # Safety
+    /// `rec` holds a fresh record of this type that never moves from now on (invariant 3).
+    #[inline(always)]
+    unsafe fn one_in_place(rec: *mut Self, a: &mut RunArgs<'_, '_>) -> usize {
+        if !a.applies(W) {
+            // SAFETY: a fresh record (the caller's contract): closure and fallback dropped once.
+            unsafe { Self::drop(rec.cast(), false) };
+            return 0;
+        }
+        // Drops the fallback if anything below unwinds.
+        let g = DropInPlace(Self::g(rec));
+        // SAFETY: the closure is fresh; moved out once (consumed by the call, on unwinding too).
+        let f = unsafe { ptr::read(Self::f(rec)) };
+        let fut = f(a.outcome);
+        let p = Self::fut(rec);
+        // SAFETY: the closure's memory was vacated above and the record reserves room and
+        // alignment for `Fut` (the union).
+        unsafe { p.write(fut) };
+        // Drops the future in place if its poll unwinds (before `g` drops the fallback).
+        let fg = DropInPlace(p);
+        // SAFETY: the future stays in place until dropped in place (invariant 3).
+        let fut = unsafe { &mut *p };
+        // SAFETY: see above: pinned where it is.
+        let poll = unsafe { Pin::new_unchecked(fut) }.poll(a.cx);
+        if poll.is_pending() {
+            mem::forget(fg);
+            mem::forget(g);
+            return PENDING_IN_PLACE;
+        }
+        // Done: the future, then the unused fallback (still dropped if the first unwinds).
+        drop(fg);
+        drop(g);
+        0
+    }
+
+    /// [`RunFn`] for an inline spawnable record: in the run slot if the scope has one (its
+    /// policy is `Spawn`), else in place.
+    unsafe fn run_spawnable(end: *mut u8, a: &mut RunArgs<'_, '_>) -> *mut u8 {
+        if a.slot.is_null() {
+            let one = |rec, a: &mut RunArgs<'_, '_>| {
+                // SAFETY: as in `run_inline`.
+                unsafe { Self::one_in_place(rec, a) }
+            };
+            // SAFETY: forwarded (the caller's contract).
+            unsafe { run_group::<Self>(end, a, one) }
+        } else {
+            let class = const {
+                match Lay::<Self>::CLASS {
+                    Some(c) => c,
+                    None => 0, // never used: such records go to blocks (`push`)
+                }
+            };
+            // The slot's block, large enough for this type, taken once for the group (the
+            // records run one at a time in it).
+            // SAFETY: `a.slot` is the store's run slot (the caller's contract), not otherwise
+            // borrowed during this call.
+            let at = unsafe { &mut *a.slot }.get(class).cast::<Self>();
+            let one = |rec, a: &mut RunArgs<'_, '_>| {
+                // SAFETY: as in `run_inline`; `at` is the slot's block, free (the records run
+                // one at a time, each done before the next), of this type's class.
+                unsafe { Self::one_in_slot(rec, at, a) }
+            };
+            // SAFETY: forwarded (the caller's contract).
+            unsafe { run_group::<Self>(end, a, one) }
+        }
+    }
+
+    /// The inline spawnable record's fresh path in the run slot: its future is made there.
+    /// 0 once done, or [`PENDING_IN_SLOT`] (the record itself consumed either way).
+    ///
+    /// # Safety
+    /// As [`one_in_place`](Self::one_in_place); `at` is the run slot's block, free (no future
+    /// is started in it), of at least this type's class.
+    #[inline(always)]
+    unsafe fn one_in_slot(rec: *mut Self, at: *mut Self, a: &mut RunArgs<'_, '_>) -> usize {
+        if !a.applies(W) {
+            // SAFETY: as in `one_in_place`.
+            unsafe { Self::drop(rec.cast(), false) };
+            return 0;
+        }
+        // SAFETY: as in `one_in_place`; the fallback is a no-op type (invariant 5).
+        let f = unsafe { ptr::read(Self::f(rec)) };
+        let fut = f(a.outcome);
+        let p = Self::fut(at);
+        // SAFETY: the slot's block is free (no other future is started) and holds a record of
+        // this type (its class), whose body is at offset 0.
+        unsafe { p.write(fut) };
+        let fg = DropInPlace(p);
+        // SAFETY: the future stays in the slot's block until dropped in place, or the block
+        // is handed over with it (invariant 3).
+        let fut = unsafe { &mut *p };
+        // SAFETY: see above: pinned where it is.
+        let poll = unsafe { Pin::new_unchecked(fut) }.poll(a.cx);
+        if poll.is_pending() {
+            mem::forget(fg);
+            return PENDING_IN_SLOT;
+        }
+        drop(fg);
+        0
+    }
+
+    unsafe fn start(at: *mut u8, o: Outcome) {
+        let rec = at.cast::<Self>();
+        let g = DropInPlace(Self::g(rec));
+        // SAFETY: a fresh record (the vtable's contract): the closure is moved out once and
+        // its future written in its place, as in `run_in_place`.
+        let f = unsafe { ptr::read(Self::f(rec)) };
+        let fut = f(o);
+        // SAFETY: see `run_in_place`.
+        unsafe { Self::fut(rec).write(fut) };
+        mem::forget(g);
+    }
+
+    unsafe fn poll(at: *mut u8, cx: &mut Context<'_>) -> Poll<()> {
+        let rec = at.cast::<Self>();
+        let g = DropInPlace(Self::g(rec));
+        let p = Self::fut(rec);
+        let fg = DropInPlace(p);
+        // SAFETY: a started record (the vtable's contract), whose future never moves.
+        let fut = unsafe { &mut *p };
+        // SAFETY: see above: pinned where it is.
+        let poll = unsafe { Pin::new_unchecked(fut) }.poll(cx);
+        if poll.is_pending() {
+            mem::forget(fg);
+            mem::forget(g);
+            return Poll::Pending;
+        }
+        drop(fg);
+        drop(g);
+        Poll::Ready(())
+    }
+
+    unsafe fn drop(at: *mut u8, started: bool) {
+        let rec = at.cast::<Self>();
+        let _g = DropInPlace(Self::g(rec));
+        if started {
+            // SAFETY: a started record (the caller's word): its future, dropped once.
+            unsafe { ptr::drop_in_place(Self::fut(rec)) };
+        } else {
+            // SAFETY: a fresh record: its closure, dropped once.
+            unsafe { ptr::drop_in_place(Self::f(rec)) };
+        }
+    }
+
+    unsafe fn fallback(at: *mut u8, started: bool) {
+        let rec = at.cast::<Self>();
+        {
+            let _g = DropInPlace(Self::g(rec));
+            if started {
+                // SAFETY: as in `drop`.
+                unsafe { ptr::drop_in_place(Self::fut(rec)) };
+            } else {
+                // SAFETY: as in `drop`.
+                unsafe { ptr::drop_in_place(Self::f(rec)) };
+            }
+            mem::forget(_g);
+        }
+        // SAFETY: the fallback is still there (the guard was disarmed): moved out once.
+        let g = unsafe { ptr::read(Self::g(rec)) };
+        g.run();
+    }
+
+    unsafe fn take_boxed(at: *mut u8) -> Option<BoxedCleanup<'static>> {
+        let rec = at.cast::<Self>();
+        let _g = DropInPlace(Self::g(rec));
+        // SAFETY: a fresh record: the closure is moved out once.
+        let f = unsafe { ptr::read(Self::f(rec)) };
+        let fut: BoxedCleanup<'_> = Box::pin(f(Outcome::NONE));
+        // SAFETY: only the trait object's lifetime bound changes; `Store::take_now` gives it
+        // back its own (`'env`) before anyone uses it.
+        Some(unsafe { mem::transmute::<BoxedCleanup<'_>, BoxedCleanup<'static>>(fut) })
+    }
+}
+
+impl<F, Fut, G, const W: u8, const S: bool> Record for AsyncRec<F, Fut, G, W, S>
+where
+    F: FnOnce(Outcome) -> Fut + Send,
+    Fut: Future<Output = ()> + Send,
+    G: Fallback,
+{
+    const VT: &'static VTable = &VTable {
+        span: Lay::<Self>::SPAN,
+        block: Lay::<Self>::BLOCK,
+        class: Lay::<Self>::CLASS,
+        flags: W | ASYNC | if G::SOME { FALLBACK } else { 0 } | if S { SPAWN } else { 0 },
+        run_inline: if S {
+            Self::run_spawnable
+        } else {
+            Self::run_inline
+        },
+        run_block: Self::run_block,
+        start: Self::start,
+        poll: Self::poll,
+        drop: Self::drop,
+        fallback: Self::fallback,
+        take_boxed: Self::take_boxed,
+        dead: Some(DeadOf::<Self>::VT),
+    };
+}
+
+// ------------------------------------------------------------------ blocks
+
+/// A block's pool class, or [`HEAP`].
 const HEAP: u8 = u8::MAX;
 
-/// One registered record.
-pub(crate) struct Entry {
-    /// The record's block (pool or heap), or null: the record is inline, at `off`.
-    block: *mut u8,
-    vt: &'static VTable,
-    /// The record's offset in the inline area (inline records).
-    off: u32,
-    /// The pool class of `block`, or [`HEAP`].
-    class: u8,
-    live: bool,
-    spawnable: bool,
-    /// The caller's tag (when the cleanup applies).
-    tag: u8,
+/// Allocates a block for one record of `vt`'s type: (block, class).
+fn alloc_block(vt: &VTable) -> (NonNull<u8>, u8) {
+    match vt.class {
+        Some(c) => (
+            pool::acquire(c),
+            u8::try_from(c).expect("pool classes are few"),
+        ),
+        None => {
+            // SAFETY: `vt.block` has a non-zero size (it includes the header).
+            let raw = unsafe { alloc(vt.block) };
+            match NonNull::new(raw) {
+                Some(b) => (b, HEAP),
+                None => handle_alloc_error(vt.block),
+            }
+        }
+    }
+}
+
+/// Releases a block from [`alloc_block`] (or the run slot's, of a pool class).
+///
+/// # Safety
+/// `block` was allocated with this `class` (and `vt`'s layout, if [`HEAP`]), its record is
+/// gone, and it is released once.
+unsafe fn release(block: NonNull<u8>, class: u8, vt: &VTable) {
+    if class == HEAP {
+        // SAFETY: the caller's contract.
+        unsafe { dealloc(block.as_ptr(), vt.block) };
+    } else {
+        // SAFETY: the caller's contract.
+        unsafe { pool::release(usize::from(class), block) };
+    }
+}
+
+/// The scope's run slot: one pool block in which spawnable records' futures are started (one
+/// at a time), kept for the scope's life.
+struct RunSlot {
+    block: Option<NonNull<u8>>,
+    /// The block's class (meaningful with a block).
+    class: usize,
+}
+
+impl RunSlot {
+    /// The block, at least of `class`.
+    #[inline(always)]
+    fn get(&mut self, class: usize) -> *mut u8 {
+        match self.block {
+            Some(b) if self.class >= class => b.as_ptr(),
+            _ => self.grow(class),
+        }
+    }
+
+    #[cold]
+    fn grow(&mut self, class: usize) -> *mut u8 {
+        self.free();
+        let b = pool::acquire(class);
+        self.block = Some(b);
+        self.class = class;
+        b.as_ptr()
+    }
+
+    /// Gives the block back to the pool (no future may be started in it).
+    #[inline]
+    fn free(&mut self) {
+        if let Some(b) = self.block.take() {
+            // SAFETY: acquired with `self.class` in `grow`, empty, released once (taken).
+            unsafe { pool::release(self.class, b) };
+        }
+    }
+}
+
+// ------------------------------------------------------------------ the store
+
+thread_local! {
+    /// Scope ids: a per-thread block of 2^40 ids, taken from a global counter once per thread.
+    static NEXT_ID: Cell<u64> = const { Cell::new(0) };
+}
+
+/// A new scope id (never 0).
+fn next_id() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static BLOCKS: AtomicU64 = AtomicU64::new(1);
+    NEXT_ID
+        .try_with(|n| {
+            let mut id = n.get();
+            if id & ((1 << 40) - 1) == 0 {
+                // Relaxed: only uniqueness matters.
+                id = BLOCKS.fetch_add(1, Ordering::Relaxed) << 40;
+            }
+            n.set(id + 1);
+            id + 1
+        })
+        .unwrap_or_else(|_| BLOCKS.fetch_add(1, Ordering::Relaxed) << 40)
 }
 
 /// The inline area.
 #[repr(C, align(16))]
 struct Inline<const N: usize>([MaybeUninit<u8>; N]);
 
-/// Inline records are aligned to at most this; more strictly aligned ones get a block.
-const INLINE_ALIGN: usize = 16;
-const _: () = assert!(align_of::<Inline<0>>() == INLINE_ALIGN);
+/// A record in a block of its own (overflow).
+struct Entry {
+    /// The block, which starts with the record.
+    block: NonNull<u8>,
+    /// The record's header, in the block.
+    hdr: *mut Header,
+    /// The block's pool class, or [`HEAP`].
+    class: u8,
+}
 
 thread_local! {
-    /// Recycled entry vectors (empty, with their capacity): a scope takes one at its first
-    /// registration and gives it back when it ends, so steady state allocates nothing.
+    /// Recycled overflow vectors (empty, with their capacity): a scope takes one at its first
+    /// overflow and gives it back when it ends, so steady state allocates nothing.
     static VECS: RefCell<Vec<Vec<Entry>>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -370,31 +912,81 @@ pub(crate) struct Placed {
     pub(crate) heap: u64,
 }
 
+/// Which record is started, and where its future is.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Top {
+    /// None is.
+    Fresh,
+    /// The newest record, in its own memory.
+    InPlace,
+    /// The newest record (inline, consumed); its future is in the run slot.
+    InSlot,
+}
+
 /// The records of one async scope.
 pub(crate) struct Store<'env, const N: usize> {
     inline: Inline<N>,
     used: usize,
-    entries: Vec<Entry>,
+    /// 0 until the first registration (which takes an id), then `N`, then 0 again once a
+    /// record overflowed (invariant 1).
+    limit: usize,
+    /// The scope's id, for its handles (0 until the first registration).
+    id: u64,
+    top: Top,
+    slot: RunSlot,
+    overflow: Vec<Entry>,
+    /// Counted when stored.
     placed: Placed,
     env: PhantomData<&'env mut &'env ()>,
 }
 
-// SAFETY: every record is `Cleanup: Send` (the trait's supertrait), blocks are owned by the
-// store alone, and the raw pointers in entries point into the store or into those blocks; so
-// moving the store to another thread moves only `Send` data.
+// SAFETY: every record is `Send` (the bounds of `SyncRec::new`/`AsyncRec::new`'s callers,
+// and of the `Record` impls), blocks are owned by the store alone, and the raw pointers in
+// the store point into those blocks; so moving the store to another thread moves only `Send`
+// data.
 unsafe impl<const N: usize> Send for Store<'_, N> {}
 
+/// Unlinks the record whose run unwound if the run loop unwinds (its run function dropped its
+/// contents, and reported it in the arguments' `stop`), storing the count.
+struct Cursor<'a, 'b, 'c> {
+    base: *mut u8,
+    args: *mut RunArgs<'b, 'c>,
+    store_used: &'a mut usize,
+}
+
+impl Drop for Cursor<'_, '_, '_> {
+    fn drop(&mut self) {
+        // Only on unwinding (the loop forgets it otherwise). Inline run functions set `stop`
+        // (and count the record) when a record's run unwinds.
+        // SAFETY: the loop's `RunArgs`, alive, its borrow by the run function over.
+        let stop = unsafe { (*self.args).stop };
+        debug_assert!(!stop.is_null(), "an inline run function reports where it unwound");
+        let hdr = stop.wrapping_sub(HDR).cast::<Header>();
+        // SAFETY: `stop` is the end of the record whose run unwound (invariant 1): its header
+        // is intact (run functions touch only their records' contents).
+        let span = unsafe { (*hdr).vt.span };
+        *self.store_used = stop as usize - self.base as usize - span;
+    }
+}
+
 impl<'env, const N: usize> Store<'env, N> {
-    /// Inline offsets are kept in 32 bits.
-    const OFFSETS_FIT: () = assert!(N <= u32::MAX as usize, "the inline area is at most 4 GiB");
+    /// Inline offsets, and indexes past them, are kept in a `usize`.
+    const FITS: () = assert!(N < usize::MAX / 2, "the inline area is too large");
 
     /// An empty store (allocates nothing).
     pub(crate) const fn new() -> Self {
-        let () = Self::OFFSETS_FIT;
+        let () = Self::FITS;
         Store {
             inline: Inline([MaybeUninit::uninit(); N]),
             used: 0,
-            entries: Vec::new(),
+            limit: 0,
+            id: 0,
+            top: Top::Fresh,
+            slot: RunSlot {
+                block: None,
+                class: 0,
+            },
+            overflow: Vec::new(),
             placed: Placed {
                 inline: 0,
                 pooled: 0,
@@ -404,349 +996,660 @@ impl<'env, const N: usize> Store<'env, N> {
         }
     }
 
-    /// Where records were put so far.
+    /// The id of the scope, for its handles: 0 before the first registration, then unique
+    /// among the scopes of the process.
+    #[inline(always)]
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// Where records were put.
     pub(crate) fn placed(&self) -> Placed {
         self.placed
     }
 
-    /// Number of entries (live or dead) not yet popped.
+    /// Number of records (live or dead) not yet unlinked.
     pub(crate) fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    /// Stores `rec` as the newest record and returns its index. `inline_ok`: it may go in the
-    /// inline area; `spawnable` requires `P: 'static` and puts it in a block.
-    #[inline]
-    pub(crate) fn push<P: Cleanup + 'env>(&mut self, rec: P, tag: u8) -> usize {
-        self.push_impl(rec, tag, false)
-    }
-
-    /// Like [`push`](Self::push) for a `'static` record that may be detached to another task
-    /// ([`Detached`]): it always gets a block of its own.
-    pub(crate) fn push_spawnable<P: Cleanup + 'static>(&mut self, rec: P, tag: u8) -> usize {
-        self.push_impl(rec, tag, true)
-    }
-
-    #[inline]
-    fn push_impl<P: Cleanup + 'env>(&mut self, rec: P, tag: u8, spawnable: bool) -> usize {
-        if self.entries.capacity() == 0 {
-            self.entries = take_vec();
+        let mut n = self.overflow.len();
+        let mut used = self.used;
+        while used > HDR {
+            // SAFETY: a header of the inline records (invariant 1), read only.
+            used -= unsafe { (*self.header(used)).vt.span };
+            n += 1;
         }
-        let vt = VTableOf::<P>::VT;
-        let (size, align) = (size_of::<P>(), align_of::<P>());
-        let off = self.used.next_multiple_of(align);
-        let (block, class, at) = if !spawnable && align <= INLINE_ALIGN && off + size <= N {
-            self.placed.inline += 1;
-            self.used = off + size;
-            (ptr::null_mut(), 0, off)
-        } else if let Some(class) = pool::class_of(size, align) {
-            self.placed.pooled += 1;
-            let class_u8 = u8::try_from(class).expect("pool classes are few");
-            (pool::acquire(class).as_ptr(), class_u8, 0)
-        } else {
-            self.placed.heap += 1;
-            // SAFETY: `vt.layout` has a non-zero size.
-            let raw = unsafe { alloc(vt.layout) };
-            if raw.is_null() {
-                handle_alloc_error(vt.layout);
-            }
-            (raw, HEAP, 0)
-        };
-        // Fits: `off + size <= N <= u32::MAX` inline (`OFFSETS_FIT`); 0 for a block.
-        let off = at as u32;
-        let at = if block.is_null() {
-            self.base().wrapping_add(at)
-        } else {
-            block
-        };
-        // SAFETY: `at` is free memory of at least `size` bytes aligned to `align`: inline,
-        // `[off, off + size)` lies past every live inline record (invariant 2) and inside the
-        // area (checked above, the area is 16-aligned); a block was just taken for it alone.
-        unsafe { at.cast::<P>().write(rec) };
-        // The vtable erases `P`'s lifetime (`VTable::as_dyn`): records are used only while the
-        // store lives (invariant 4), and the store cannot outlive `'env` (it holds `'env` and
-        // has drop glue that drops every record); spawnable records are `'static`.
-        self.entries.push(Entry {
-            block,
-            vt,
-            off,
-            class,
-            live: true,
-            spawnable,
-            tag,
-        });
-        self.entries.len() - 1
+        n
     }
 
     /// The inline area's start.
-    #[inline]
-    fn base(&mut self) -> *mut u8 {
-        self.inline.0.as_mut_ptr().cast::<u8>()
+    #[inline(always)]
+    fn base(&self) -> *mut u8 {
+        self.inline.0.as_ptr().cast::<u8>().cast_mut()
     }
 
-    /// The address of an entry's record.
-    #[inline]
-    fn addr(base: *mut u8, e: &Entry) -> *mut u8 {
-        if e.block.is_null() {
-            base.wrapping_add(e.off as usize)
+    /// The header of the inline record ending at `end`.
+    #[inline(always)]
+    fn header(&self, end: usize) -> *mut Header {
+        self.base().wrapping_add(end - HDR).cast::<Header>()
+    }
+
+    /// Stores `rec` as the newest record and returns its index. Inline if it fits (and, for
+    /// a spawnable record, has a pool class), else in a block of its own.
+    #[inline(always)]
+    pub(crate) fn push<P: Record + 'env>(&mut self, rec: P) -> usize {
+        let init = move |at: *mut P| {
+            // SAFETY: `push_init` gives free memory of `P`'s size and alignment.
+            unsafe { at.write(rec) }
+        };
+        // SAFETY: `init` initializes the record.
+        unsafe { self.push_init(init) }
+    }
+
+    /// Stores an async record made of `f` and `g` (written in place, field by field: the
+    /// union's free bytes are not copied).
+    #[inline(always)]
+    fn push_async<F, Fut, G, const W: u8, const S: bool>(&mut self, f: F, g: G) -> usize
+    where
+        F: FnOnce(Outcome) -> Fut + Send + 'env,
+        Fut: Future<Output = ()> + Send + 'env,
+        G: Fallback + 'env,
+    {
+        let () = AsyncRec::<F, Fut, G, W, S>::NO_FALLBACK_IF_SPAWNABLE;
+        let init = move |at: *mut AsyncRec<F, Fut, G, W, S>| {
+            // SAFETY: `push_init` gives free memory of the record's size and alignment; the
+            // closure's place in it is aligned for it.
+            unsafe { AsyncRec::f(at).write(f) };
+            // SAFETY: as above, the fallback's place.
+            unsafe { AsyncRec::g(at).write(g) };
+        };
+        // SAFETY: both fields written: the record is initialized (fresh).
+        unsafe { self.push_init(init) }
+    }
+
+    /// Stores an async record with a fallback (not spawnable).
+    #[inline(always)]
+    pub(crate) fn push_with_fallback<F, Fut, G, const W: u8>(
+        &mut self,
+        f: F,
+        g: WithFallback<G>,
+    ) -> usize
+    where
+        F: FnOnce(Outcome) -> Fut + Send + 'env,
+        Fut: Future<Output = ()> + Send + 'env,
+        G: FnOnce() + Send + 'env,
+    {
+        self.push_async::<F, Fut, WithFallback<G>, W, false>(f, g)
+    }
+
+    /// Stores a spawnable async record (no fallback, `'static`: invariant 5).
+    #[inline(always)]
+    pub(crate) fn push_spawnable<F, Fut, const W: u8>(&mut self, f: F) -> usize
+    where
+        F: FnOnce(Outcome) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.push_async::<F, Fut, NoFallback, W, true>(f, NoFallback)
+    }
+
+    /// # Safety
+    /// `init` initializes the record it is given (free memory of `P`'s size and alignment).
+    #[inline(always)]
+    unsafe fn push_init<P: Record + 'env>(&mut self, init: impl FnOnce(*mut P)) -> usize {
+        let inline_ok =
+            const { Lay::<P>::INLINE && (P::VT.flags & SPAWN == 0 || Lay::<P>::CLASS.is_some()) };
+        let end = self.used + Lay::<P>::SPAN;
+        if inline_ok && end <= self.limit {
+            // SAFETY: it fits (checked); `init` is forwarded from the caller.
+            unsafe { self.write_inline(init, end) };
+            return end;
+        }
+        if self.id == 0 {
+            // The first registration: the scope takes its id and opens the inline area.
+            self.open();
+            let end = self.used + Lay::<P>::SPAN;
+            if inline_ok && end <= self.limit {
+                // SAFETY: as above.
+                unsafe { self.write_inline(init, end) };
+                return end;
+            }
+        }
+        // SAFETY: forwarded from the caller.
+        unsafe { self.push_slow(init) }
+    }
+
+    /// Writes the newest record inline, ending at `end`.
+    ///
+    /// # Safety
+    /// `end <= limit` (so `<= N`), `end == used + span of P`, `P` may go inline; `init`
+    /// initializes the record.
+    #[inline(always)]
+    unsafe fn write_inline<P: Record + 'env>(&mut self, init: impl FnOnce(*mut P), end: usize) {
+        // `[used, end)` is free (invariant 1) and inside the area (the caller's word); `used`
+        // is a multiple of 16 in a 16-aligned area, and `P` is aligned to at most 16
+        // (`INLINE`); the header lands at `end - HDR`, 16-aligned.
+        let at = self.base().wrapping_add(self.used);
+        init(at.cast::<P>());
+        let hdr = Header {
+            run: P::VT.run_inline,
+            vt: P::VT,
+        };
+        // SAFETY: as above.
+        unsafe { at.wrapping_add(Lay::<P>::BODY).cast::<Header>().write(hdr) };
+        self.used = end;
+        self.placed.inline += 1;
+    }
+
+    /// Takes the scope's id and opens the inline area (the first registration).
+    #[cold]
+    #[inline(never)]
+    fn open(&mut self) {
+        self.id = next_id();
+        if N >= 2 * HDR {
+            // SAFETY: `[0, HDR)` of the area is free (nothing was stored yet), 16-aligned.
+            unsafe { self.base().cast::<Header>().write(SENTINEL) };
+            self.used = HDR;
+            self.limit = N;
+        }
+    }
+
+    /// [`push`](Self::push)'s slow path: a record in a block of its own (it does not fit,
+    /// or the area overflowed before).
+    ///
+    /// # Safety
+    /// As [`push_init`](Self::push_init).
+    #[inline(never)]
+    unsafe fn push_slow<P: Record + 'env>(&mut self, init: impl FnOnce(*mut P)) -> usize {
+        if self.id == 0 {
+            self.open();
+        }
+        let vt = P::VT;
+        let (block, class) = alloc_block(vt);
+        if class == HEAP {
+            self.placed.heap += 1;
         } else {
-            e.block
+            self.placed.pooled += 1;
+        }
+        let at = block.as_ptr();
+        // A fresh block of `vt.block`'s layout at least (its class holds `span` bytes aligned
+        // to `ALIGN`), owned by this record alone.
+        init(at.cast::<P>());
+        let hdr = Header {
+            run: vt.run_block,
+            vt,
+        };
+        // SAFETY: as above; the header's offset is 16-aligned.
+        unsafe { at.wrapping_add(Lay::<P>::BODY).cast::<Header>().write(hdr) };
+        if self.overflow.capacity() == 0 {
+            self.overflow = take_vec();
+        }
+        self.overflow.push(Entry {
+            block,
+            hdr: at.wrapping_add(Lay::<P>::BODY).cast::<Header>(),
+            class,
+        });
+        self.limit = 0;
+        N + self.overflow.len()
+    }
+
+    /// The record at `index` (a value [`push`](Self::push) returned): its start and header.
+    fn locate(&self, index: usize) -> Option<(*mut u8, *mut Header)> {
+        if index <= N {
+            if index <= HDR || index > self.used {
+                return None;
+            }
+            let hdr = self.header(index);
+            // SAFETY: an index is the end of an inline record of this store (the scope checks
+            // the handle's scope id, and nothing is unlinked before the cleanups start, after
+            // which handles cannot be used): a header is there (invariant 1).
+            let span = unsafe { (*hdr).vt.span };
+            Some((self.base().wrapping_add(index - span), hdr))
+        } else {
+            let e = self.overflow.get(index - N - 1)?;
+            Some((e.block.as_ptr(), e.hdr))
         }
     }
 
-    /// The live record at `index`, pinned in place, with its tag.
-    #[inline]
-    pub(crate) fn get(&mut self, index: usize) -> Option<(Pin<&mut dyn Cleanup>, u8)> {
-        let base = self.base();
-        let e = self.entries.get(index)?;
-        if !e.live {
-            return None;
-        }
-        let at = Self::addr(base, e);
-        // SAFETY: a live entry holds an initialized record of `vt`'s type (invariant 1); the
-        // pointer is used while `&mut self` borrows the store.
-        let rec = unsafe { (e.vt.as_dyn)(at) };
-        // SAFETY: the record is initialized and borrowed mutably through `&mut self`.
-        let rec = unsafe { &mut *rec };
-        // SAFETY: records are never moved while started (invariant 3).
-        Some((unsafe { Pin::new_unchecked(rec) }, e.tag))
+    /// Marks the record of `hdr` dead; its live vtable, or `None` if it was dead already.
+    fn mark_dead(hdr: *mut Header) -> Option<&'static VTable> {
+        // SAFETY: `hdr` is a record's header (from `locate`), not otherwise borrowed.
+        let h = unsafe { &mut *hdr };
+        let vt = h.vt;
+        let dead = vt.dead?;
+        *h = Header {
+            run: dead.run_inline,
+            vt: dead,
+        };
+        Some(vt)
     }
 
-    /// Drops the record at `index` in place without running it (its storage is released
-    /// when it is popped). Marked dead first: a panicking destructor is not run twice.
+    /// Drops the record at `index` without running it (marked dead first: a panicking
+    /// destructor is not run twice; its memory is reclaimed when the scope ends).
     pub(crate) fn kill(&mut self, index: usize) {
-        let base = self.base();
-        let Some(e) = self.entries.get_mut(index) else {
+        let Some((at, hdr)) = self.locate(index) else {
             return;
         };
-        if !mem::replace(&mut e.live, false) {
+        let Some(vt) = Self::mark_dead(hdr) else {
             return;
-        }
-        let at = Self::addr(base, e);
-        // SAFETY: the record was live (invariant 1) and is now marked dead: dropped once.
-        unsafe { (e.vt.drop)(at) };
+        };
+        // SAFETY: the record was live and fresh (handles are used before anything starts)
+        // and is now dead: its contents are dropped once (invariant 4).
+        unsafe { (vt.drop)(at, false) };
     }
 
     /// For `run_now`: runs the live record at `index` if sync, or moves its future out if
-    /// async (unstarted), to be awaited by the caller wherever it is (the store may move
-    /// meanwhile); then drops what is left of the record. A panic propagates, the record
-    /// dropped all the same.
+    /// async, to be awaited by the caller wherever it is (the store may move meanwhile); the
+    /// record is dead afterwards. A panic propagates, the record's contents dropped all the
+    /// same.
     pub(crate) fn take_now(&mut self, index: usize) -> Option<BoxedCleanup<'env>> {
-        struct Kill<'a, 'env, const N: usize>(&'a mut Store<'env, N>, usize);
-        impl<const N: usize> Drop for Kill<'_, '_, N> {
-            fn drop(&mut self) {
-                self.0.kill(self.1);
-            }
-        }
-        let k = Kill(self, index);
-        let (rec, _) = k.0.get(index)?;
-        let fut = rec.take_boxed()?;
-        // SAFETY: only the trait object's lifetime changes, from the borrow of the record to
-        // `'env`: the future owns the closure's captures (moved out of the record), which
-        // are `'env`, and refers to nothing in the record or the store.
-        let fut = unsafe { mem::transmute::<BoxedCleanup<'_>, BoxedCleanup<'env>>(fut) };
-        drop(k);
-        Some(fut)
+        let (at, hdr) = self.locate(index)?;
+        let vt = Self::mark_dead(hdr)?;
+        // SAFETY: as in `kill`: a fresh record, consumed once, now marked dead.
+        let fut = unsafe { (vt.take_boxed)(at) }?;
+        // SAFETY: only the trait object's lifetime bound changes, back to `'env`: the future
+        // owns the closure's captures (moved out of the record), which are `'env`, and refers
+        // to nothing in the record or the store.
+        Some(unsafe { mem::transmute::<BoxedCleanup<'static>, BoxedCleanup<'env>>(fut) })
     }
 
-    /// Polls the newest record again, which is live and was left pending by
-    /// [`run_fresh`](Self::run_fresh): `Ready` once it finished, then it is dropped and
-    /// unlinked; `Pending` leaves it linked and running. If it panics it stays linked (dead if
-    /// its destructor panicked, else live): the caller disposes of it with
-    /// [`drop_top`](Self::drop_top).
+    /// Whether the newest record is started (its future pending).
     #[inline]
-    pub(crate) fn run_top(&mut self, outcome: Outcome, cx: &mut Context<'_>) -> Poll<()> {
-        let base = self.base();
-        let e = self
-            .entries
-            .last_mut()
-            .expect("`run_top` resumes the record `run_fresh` left pending");
-        debug_assert!(e.live, "a pending record is live");
-        let at = Self::addr(base, e);
-        // SAFETY: a live entry's record (invariant 1), started only here, in place, where the
-        // store no longer moves (invariant 3); `e.live` is its own flag.
-        let poll = unsafe { (e.vt.run)(at, outcome, cx, &mut e.live) };
-        if poll.is_ready() {
-            // Dropped by `run`: only its storage is left to release.
-            self.drop_top();
+    pub(crate) fn is_started(&self) -> bool {
+        self.top != Top::Fresh
+    }
+
+    /// The started record's start (where its future is) and vtable.
+    fn started(&self) -> (*mut u8, &'static VTable) {
+        let newest = |s: &Self| match s.overflow.last() {
+            // SAFETY: an entry's header (invariant 2).
+            Some(e) => (e.block.as_ptr(), unsafe { (*e.hdr).vt }),
+            None => {
+                let hdr = s.header(s.used);
+                // SAFETY: the newest inline record's header (invariant 1; one is started).
+                let vt = unsafe { (*hdr).vt };
+                (s.base().wrapping_add(s.used - vt.span), vt)
+            }
+        };
+        match self.top {
+            Top::InPlace => newest(self),
+            Top::InSlot => {
+                let (_, vt) = newest(self);
+                let b = self
+                    .slot
+                    .block
+                    .expect("a future started in the slot has a block");
+                (b.as_ptr(), vt)
+            }
+            Top::Fresh => unreachable!("`started` is called with a started record"),
+        }
+    }
+
+    /// Unlinks the newest record, whose contents are gone (the run slot's future too).
+    fn unlink_top(&mut self) {
+        self.top = Top::Fresh;
+        if let Some(e) = self.overflow.pop() {
+            // SAFETY: the entry's header (invariant 2).
+            let vt = unsafe { (*e.hdr).vt };
+            // SAFETY: its block is released once, its record's contents being gone (the
+            // caller's word).
+            unsafe { release(e.block, e.class, vt) };
+        } else if self.used > HDR {
+            // SAFETY: the newest inline record's header (invariant 1).
+            self.used -= unsafe { (*self.header(self.used)).vt.span };
+        }
+    }
+
+    /// Polls the started record again: `Ready` once it finished (then it is unlinked),
+    /// `Pending` if it is still running. If its poll unwinds, it is unlinked (its contents
+    /// dropped by the poll).
+    pub(crate) fn resume(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let (at, vt) = self.started();
+        let unlink = Unlink(self);
+        // SAFETY: the started record's future, in place where it was started (invariant 3).
+        let poll = unsafe { (vt.poll)(at, cx) };
+        if poll.is_pending() {
+            mem::forget(unlink);
         }
         poll
     }
 
-    /// The scope's fast path: runs fresh records newest first, each started and polled by one
-    /// dynamic call and, once finished, dropped and unlinked, until one is pending (`Pending`:
-    /// it stays linked, started) or none is left (`Ready`). `gate` says, from a record's tag,
-    /// whether it runs and what it is shown; a record it turns down is dropped unrun.
-    /// `running` is set while a record runs: if it panics it stays linked (dead if its
-    /// destructor panicked), for the caller to dispose of with [`drop_top`](Self::drop_top).
+    /// Drops the started record unfinished (its deadline passed, or something other than
+    /// its poll panicked) and unlinks it.
+    pub(crate) fn drop_started(&mut self) {
+        let (at, vt) = self.started();
+        let _unlink = Unlink(self);
+        // SAFETY: the started record's contents, dropped once (it is unlinked right after,
+        // on unwinding too).
+        unsafe { (vt.drop)(at, true) };
+    }
+
+    /// The scope's fast path (`spawn`: the scope's policy is `Spawn`, so spawnable records
+    /// start in the run slot): runs fresh records newest first, each by its run function and,
+    /// once done, unlinked, until one is pending (`Pending`: it stays linked, started) or
+    /// none is left (`Ready`). A record whose run unwinds is unlinked (its contents were
+    /// dropped by the run function).
+    ///
+    /// # Safety
+    /// `failed` may be called with `value` (it was made for that value's type, or ignores it),
+    /// and `outcome` is what this store's result-aware records expect (that value, or
+    /// nothing).
     #[inline]
-    pub(crate) fn run_fresh(
+    pub(crate) unsafe fn run_fresh(
         &mut self,
-        mut gate: impl FnMut(u8) -> Option<Outcome>,
         cx: &mut Context<'_>,
-        running: &mut bool,
+        outcome: Outcome,
+        value: Outcome,
+        any_panic: bool,
+        failed: unsafe fn(Outcome) -> bool,
+        spawn: bool,
     ) -> Poll<()> {
-        let base = self.base();
-        while let Some(e) = self.entries.last_mut() {
-            let shown = if e.live { gate(e.tag) } else { None };
-            let Some(shown) = shown else {
-                self.drop_top();
-                continue;
-            };
-            let (at, block, class, vt) = (Self::addr(base, e), e.block, e.class, e.vt);
-            *running = true;
-            // SAFETY: a live entry's record (invariant 1), started only here, in place, where
-            // the store no longer moves (invariant 3); `e.live` is its own flag.
-            let poll = unsafe { (vt.run)(at, shown, cx, &mut e.live) };
-            *running = false;
-            if poll.is_pending() {
+        debug_assert_eq!(self.top, Top::Fresh, "no record is started");
+        let mut a = RunArgs {
+            cx,
+            outcome,
+            value,
+            any_panic,
+            failed,
+            slot: if spawn {
+                &mut self.slot
+            } else {
+                ptr::null_mut()
+            },
+            stop: ptr::null_mut(),
+            pending: 0,
+        };
+        // Overflow records first: they are the newest (invariant 1). Their run functions are
+        // the block ones, which run one record and count nothing (counted when stored).
+        while let Some(e) = self.overflow.last() {
+            let hdr = e.hdr;
+            let unlink = PopEntry(&mut self.overflow);
+            // SAFETY: the entry's header (invariant 2).
+            let run = unsafe { (*hdr).run };
+            // SAFETY: a fresh record in its block (invariants 2, 3), whose run function is
+            // the block one; `a.slot` is the store's.
+            let next = unsafe { run(hdr.cast::<u8>().wrapping_add(HDR), &mut a) };
+            if next.is_null() {
+                mem::forget(unlink);
+                self.top = Top::InPlace;
                 return Poll::Pending;
             }
-            // Finished and dropped by `run`: unlink it and release its storage.
-            let len = self.entries.len();
-            self.entries.truncate(len - 1);
-            release(block, class, vt);
         }
+        let base = self.base();
+        // Above the sentinel header, if the area was opened (else `used` is 0, below it).
+        let bottom = base.wrapping_add(HDR);
+        let args: *mut RunArgs<'_, '_> = &mut a;
+        let c = Cursor {
+            base,
+            args,
+            store_used: &mut self.used,
+        };
+        let mut end = base.wrapping_add(*c.store_used);
+        while end > bottom {
+            // SAFETY: the newest fresh inline record's header (invariants 1, 3).
+            let run = unsafe { (*end.wrapping_sub(HDR).cast::<Header>()).run };
+            // SAFETY: its run function, on its record; the store does not move while running
+            // (the caller's pinned scope); `args` is `a`, lent for this call only, whose `slot`
+            // is the store's run slot (or null).
+            // SAFETY: `args` is `a`, reached only through `args` from here on.
+            let a = unsafe { &mut *args };
+            // SAFETY: see above.
+            let next = unsafe { run(end, a) };
+            if next.is_null() {
+                // SAFETY: `args` is `a` (reached only through `args` from here on).
+                let (stop, code) = unsafe { (*args).pending_at() };
+                *c.store_used = stop as usize - base as usize;
+                mem::forget(c);
+                self.top = if code == PENDING_IN_SLOT {
+                    Top::InSlot
+                } else {
+                    Top::InPlace
+                };
+                return Poll::Pending;
+            }
+            end = next;
+        }
+        *c.store_used = end as usize - base as usize;
+        mem::forget(c);
         Poll::Ready(())
     }
 
-    /// Unlinks and drops the newest record (to skip it, after it panicked or timed out), or
-    /// only releases its storage if it is dead.
-    #[inline]
-    pub(crate) fn drop_top(&mut self) {
-        let Some(e) = self.entries.pop() else {
-            return;
-        };
-        let base = self.base();
-        let t = Taken {
-            at: Self::addr(base, &e),
-            block: e.block,
-            class: e.class,
-            vt: e.vt,
-            spawnable: e.spawnable,
-            tag: e.tag,
-            store: PhantomData,
-        };
-        if e.live {
-            drop(t);
-        } else {
-            release(t.block, t.class, t.vt);
-            mem::forget(t);
+    /// Gives back the run slot's block (every record ran: nothing is started in it), so that
+    /// the store's drop has nothing left to do.
+    pub(crate) fn done(&mut self) {
+        debug_assert!(self.used <= HDR && self.overflow.is_empty() && self.top == Top::Fresh);
+        self.slot.free();
+        if self.overflow.capacity() != 0 {
+            give_vec(mem::take(&mut self.overflow));
         }
     }
 
-    /// Unlinks the newest live record (releasing dead ones on the way) for the caller to run.
-    #[inline]
+    /// Unlinks the newest live record (releasing dead ones on the way) for the caller to
+    /// dispose of; a started one comes with its future (and the run slot's block).
     pub(crate) fn pop(&mut self) -> Option<Taken<'_>> {
         loop {
-            let e = self.entries.pop()?;
-            if e.live {
-                let base = self.base();
-                return Some(Taken {
-                    at: Self::addr(base, &e),
-                    block: e.block,
-                    class: e.class,
-                    vt: e.vt,
-                    spawnable: e.spawnable,
-                    tag: e.tag,
-                    store: PhantomData,
-                });
+            let state = if self.is_started() {
+                State::Started
+            } else {
+                State::Fresh
+            };
+            if self.top == Top::InSlot {
+                let (at, vt) = self.started();
+                let class = u8::try_from(self.slot.class).expect("pool classes are few");
+                let block = self.slot.block.take().expect("a started slot has a block");
+                // The inline record itself was consumed when its future was made.
+                self.unlink_top();
+                return Some(Taken::new(at, vt, state, Some((block, class))));
             }
-            release(e.block, e.class, e.vt);
+            self.top = Top::Fresh;
+            let (at, vt, block) = if let Some(e) = self.overflow.pop() {
+                // SAFETY: the entry's header (invariant 2).
+                (
+                    e.block.as_ptr(),
+                    unsafe { (*e.hdr).vt },
+                    Some((e.block, e.class)),
+                )
+            } else if self.used > HDR {
+                // SAFETY: the newest inline record's header (invariant 1).
+                let vt = unsafe { (*self.header(self.used)).vt };
+                self.used -= vt.span;
+                (self.base().wrapping_add(self.used), vt, None)
+            } else {
+                return None;
+            };
+            let t = Taken::new(at, vt, state, block);
+            if vt.flags & DEAD == 0 {
+                return Some(t);
+            }
+        }
+    }
+}
+
+/// Unlinks the store's newest record when dropped (disarmed with `mem::forget`).
+struct Unlink<'a, 'env, const N: usize>(&'a mut Store<'env, N>);
+
+impl<const N: usize> Drop for Unlink<'_, '_, N> {
+    fn drop(&mut self) {
+        self.0.unlink_top();
+    }
+}
+
+/// Pops the newest overflow entry and releases its block when dropped (disarmed with
+/// `mem::forget`): its record's contents are gone.
+struct PopEntry<'a>(&'a mut Vec<Entry>);
+
+impl Drop for PopEntry<'_> {
+    fn drop(&mut self) {
+        if let Some(e) = self.0.pop() {
+            // SAFETY: the entry's header (invariant 2).
+            let vt = unsafe { (*e.hdr).vt };
+            // SAFETY: the block is released once, its record's contents gone (the run
+            // function finished or unwound).
+            unsafe { release(e.block, e.class, vt) };
         }
     }
 }
 
 impl<const N: usize> Drop for Store<'_, N> {
+    #[inline]
     fn drop(&mut self) {
+        // The common case: everything ran, nothing overflowed, no run slot.
+        if self.used > HDR
+            || self.top != Top::Fresh
+            || self.slot.block.is_some()
+            || self.overflow.capacity() != 0
+        {
+            self.drop_slow();
+        }
+    }
+}
+
+impl<const N: usize> Store<'_, N> {
+    #[cold]
+    #[inline(never)]
+    fn drop_slow(&mut self) {
         // The scope runs or disposes of every record before; this only catches what is left
         // after a panic in the scope's own code. Dropping a record may panic: the rest are
         // then leaked, not dropped twice (each is unlinked first).
         while let Some(t) = self.pop() {
             drop(t);
         }
-        give_vec(mem::take(&mut self.entries));
+        self.slot.free();
+        give_vec(mem::take(&mut self.overflow));
     }
 }
 
-/// Releases a record's block (nothing for inline records, whose `block` is null).
-#[inline]
-fn release(block: *mut u8, class: u8, vt: &VTable) {
-    let Some(b) = NonNull::new(block) else {
-        return;
-    };
-    if class == HEAP {
-        // SAFETY: allocated with `vt.layout` in `push_impl`; its record was dropped or moved
-        // out and its entry is gone: released once.
-        unsafe { dealloc(b.as_ptr(), vt.layout) };
-    } else {
-        // SAFETY: the block came from `pool::acquire(class)` in `push_impl`; released once,
-        // as above.
-        unsafe { pool::release(usize::from(class), b) };
-    }
+/// The state of a record's contents.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum State {
+    Fresh,
+    Started,
+    /// Consumed: nothing left to drop.
+    Done,
 }
 
-/// A record unlinked from its store, to be run and then dropped (drop drops the record in
-/// place and releases its block). Borrows the store: inline records stay where they are.
+/// A record unlinked from its store, to be disposed of (drop drops what is left of it and
+/// releases its block). Borrows the store: inline records stay where they are.
 pub(crate) struct Taken<'s> {
     at: *mut u8,
-    block: *mut u8,
-    class: u8,
     vt: &'static VTable,
-    spawnable: bool,
-    /// The caller's tag given at registration.
-    pub(crate) tag: u8,
+    state: State,
+    /// The block the record (or its started future) is in, and its class.
+    block: Option<(NonNull<u8>, u8)>,
     store: PhantomData<&'s mut ()>,
 }
 
-// SAFETY: the record is `Cleanup: Send`; `Taken` owns it exclusively (it was unlinked).
+// SAFETY: the record is `Send` (see `Store`'s impl); `Taken` owns it exclusively (unlinked).
 unsafe impl Send for Taken<'_> {}
 
 impl Taken<'_> {
-    /// The record, pinned in place.
-    pub(crate) fn cleanup(&mut self) -> Pin<&mut dyn Cleanup> {
-        // SAFETY: an unlinked live record (invariant 1), owned by `self` until it is dropped,
-        // used within the borrow of `self`.
-        let rec = unsafe { (self.vt.as_dyn)(self.at) };
-        // SAFETY: initialized, and borrowed mutably through `&mut self`.
-        let rec = unsafe { &mut *rec };
-        // SAFETY: the record is never moved (invariant 3) until dropped in place by `Drop`.
-        unsafe { Pin::new_unchecked(rec) }
+    fn new(
+        at: *mut u8,
+        vt: &'static VTable,
+        state: State,
+        block: Option<(NonNull<u8>, u8)>,
+    ) -> Self {
+        Taken {
+            at,
+            vt,
+            state,
+            block,
+            store: PhantomData,
+        }
     }
 
-    /// `true` if the record may be handed to another task with [`Taken::detach`].
-    pub(crate) fn spawnable(&self) -> bool {
-        self.spawnable
+    /// The record's condition and flags ([`WHEN`], [`ASYNC`], [`FALLBACK`], [`SPAWN`]).
+    pub(crate) fn flags(&self) -> u8 {
+        self.vt.flags
     }
 
-    /// Hands the record, with its block, to a future that finishes it anywhere. `None` (the
-    /// record back) unless [`spawnable`](Self::spawnable).
-    pub(crate) fn detach(self) -> Result<Detached, Self> {
-        if !self.spawnable {
+    /// Sync: runs it. Async: makes its future if fresh (not polled).
+    pub(crate) fn start(&mut self) {
+        if self.state == State::Fresh {
+            self.state = State::Done;
+            // SAFETY: fresh contents, consumed or started (on unwinding, consumed).
+            unsafe { (self.vt.start)(self.at, Outcome::NONE) };
+            if self.vt.flags & ASYNC != 0 {
+                self.state = State::Started;
+            }
+        }
+    }
+
+    /// Polls the started future in place: `Ready` once done (then consumed).
+    pub(crate) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.state != State::Started {
+            return Poll::Ready(());
+        }
+        self.state = State::Done;
+        // SAFETY: a started record's future, polled in place (invariant 3); on unwinding or
+        // `Ready`, consumed.
+        let poll = unsafe { (self.vt.poll)(self.at, cx) };
+        if poll.is_pending() {
+            self.state = State::Started;
+        }
+        poll
+    }
+
+    /// Drops the closure or future and runs the fallback (an async record with one).
+    pub(crate) fn fallback(&mut self) {
+        let started = match mem::replace(&mut self.state, State::Done) {
+            State::Fresh => false,
+            State::Started => true,
+            State::Done => return,
+        };
+        // SAFETY: the record's contents in that state, consumed once.
+        unsafe { (self.vt.fallback)(self.at, started) };
+    }
+
+    /// Hands the record, in a block of its own, to a future that finishes it anywhere. The
+    /// record back unless it is spawnable.
+    pub(crate) fn detach(mut self) -> Result<Detached, Self> {
+        if self.vt.flags & SPAWN == 0 || self.state == State::Done {
             return Err(self);
         }
-        let d = Detached {
-            at: self.at,
-            class: self.class,
-            vt: self.vt,
+        let (block, class) = match self.block.take() {
+            Some(b) => b,
+            None => {
+                // An inline spawnable record is fresh (it starts in the run slot): move it.
+                debug_assert_eq!(self.state, State::Fresh);
+                let (block, class) = alloc_block(self.vt);
+                // SAFETY: a fresh record is a plain value (invariant 3): its bytes are moved
+                // to a block of its type's layout, and the inline copy is forgotten (`Done`).
+                unsafe {
+                    ptr::copy_nonoverlapping(self.at, block.as_ptr(), self.vt.span - HDR);
+                }
+                (block, class)
+            }
         };
-        mem::forget(self);
+        let d = Detached {
+            at: block,
+            class,
+            vt: self.vt,
+            state: self.state,
+        };
+        self.state = State::Done;
         Ok(d)
     }
 }
 
 impl Drop for Taken<'_> {
     fn drop(&mut self) {
-        // Release the block even if the record's destructor panics.
-        struct Release(*mut u8, u8, &'static VTable);
-        impl Drop for Release {
-            fn drop(&mut self) {
-                release(self.0, self.1, self.2);
-            }
-        }
-        let _release = Release(self.block, self.class, self.vt);
-        // SAFETY: the record is initialized and owned by `self` (invariant 1); dropped once.
-        unsafe { (self.vt.drop)(self.at) };
+        let _release = self.block.map(|(b, c)| Release(b, c, self.vt));
+        let started = match self.state {
+            State::Fresh => false,
+            State::Started => true,
+            State::Done => return,
+        };
+        // SAFETY: the record's contents in that state, dropped once.
+        unsafe { (self.vt.drop)(self.at, started) };
+    }
+}
+
+/// Releases a block when dropped (on unwinding too).
+struct Release(NonNull<u8>, u8, &'static VTable);
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        // SAFETY: the block of a record whose contents are gone, released once (its owner
+        // made this guard in its own drop).
+        unsafe { release(self.0, self.1, self.2) };
     }
 }
 
@@ -756,43 +1659,52 @@ impl Drop for Taken<'_> {
 ///
 /// Spawners given to [`CancelPolicy::Spawn`](crate::CancelPolicy::Spawn) receive these.
 pub struct Detached {
-    /// The block (a detached record always has one).
-    at: *mut u8,
+    /// The block, which starts with the record (or its started future).
+    at: NonNull<u8>,
     class: u8,
     vt: &'static VTable,
+    state: State,
 }
 
-// SAFETY: the record is `Cleanup: Send + 'static` (only spawnable records are detached,
-// invariant 5) and lives in a block that `Detached` owns exclusively.
+// SAFETY: the record is `Send + 'static` (only spawnable records are detached, invariant 5)
+// and lives in a block that `Detached` owns exclusively.
 unsafe impl Send for Detached {}
 
 impl Future for Detached {
     type Output = ();
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        // SAFETY: the record is initialized, `'static` and owned by `self`.
-        let rec = unsafe { (self.vt.as_dyn)(self.at) };
-        // SAFETY: initialized, and borrowed mutably through `self` for this call only.
-        let rec = unsafe { &mut *rec };
-        // SAFETY: the record stays in its block until dropped in place by `Detached`'s drop.
-        let mut rec = unsafe { Pin::new_unchecked(rec) };
-        rec.as_mut().start(Outcome::NONE);
-        rec.poll_cleanup(cx)
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let at = self.at.as_ptr();
+        if self.state == State::Fresh {
+            self.state = State::Done;
+            // SAFETY: fresh contents in the block, started in place (on unwinding, consumed).
+            unsafe { (self.vt.start)(at, Outcome::NONE) };
+            self.state = State::Started;
+        }
+        if self.state != State::Started {
+            return Poll::Ready(());
+        }
+        self.state = State::Done;
+        // SAFETY: the started future, in the block it never leaves until dropped there (the
+        // block moves with `Detached`, the future inside it does not).
+        let poll = unsafe { (self.vt.poll)(at, cx) };
+        if poll.is_pending() {
+            self.state = State::Started;
+        }
+        poll
     }
 }
 
 impl Drop for Detached {
     fn drop(&mut self) {
-        let t = Taken {
-            at: self.at,
-            block: self.at,
-            class: self.class,
-            vt: self.vt,
-            spawnable: true,
-            tag: 0,
-            store: PhantomData,
+        let _release = Release(self.at, self.class, self.vt);
+        let started = match self.state {
+            State::Fresh => false,
+            State::Started => true,
+            State::Done => return,
         };
-        drop(t);
+        // SAFETY: the contents in that state, dropped once.
+        unsafe { (self.vt.drop)(self.at.as_ptr(), started) };
     }
 }
 

@@ -2,13 +2,13 @@
 //! where tokio allows it.
 
 use std::future::poll_fn;
-use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::runtime::{Handle, RuntimeFlavor};
 
 use super::async_scope::Blocked;
-use super::async_store::{Cleanup, Detached};
+use super::async_store::Detached;
 
 /// [`CancelPolicy::SPAWN_TOKIO`](crate::CancelPolicy::SPAWN_TOKIO)'s spawner.
 pub(super) fn spawn(d: Detached, limit: Option<Duration>) {
@@ -30,18 +30,19 @@ pub(super) fn spawn(d: Detached, limit: Option<Duration>) {
     }
 }
 
-/// Blocks on `rec` through tokio when a runtime is current: `Some` result, or `None` when no
-/// runtime is current (the caller's own executor applies).
-pub(super) fn block_on_cleanup(mut rec: Pin<&mut dyn Cleanup>, limit: Duration) -> Option<Blocked> {
+/// Blocks on a started cleanup (`poll` polls it in place) through tokio when a runtime is
+/// current: `Some` result, or `None` when no runtime is current (the caller's own executor
+/// applies).
+pub(super) fn block_on_cleanup(
+    poll: &mut dyn FnMut(&mut Context<'_>) -> Poll<()>,
+    limit: Duration,
+) -> Option<Blocked> {
     let h = Handle::try_current().ok()?;
     if h.runtime_flavor() != RuntimeFlavor::MultiThread {
         return Some(Blocked::Refused);
     }
     let done = tokio::task::block_in_place(|| {
-        h.block_on(tokio::time::timeout(
-            limit,
-            poll_fn(|cx| rec.as_mut().poll_cleanup(cx)),
-        ))
+        h.block_on(tokio::time::timeout(limit, poll_fn(|cx| poll(cx))))
     });
     Some(match done {
         Ok(()) => Blocked::Done,

@@ -11,7 +11,9 @@
 //! - `pool`: the thread-local free lists of blocks by size class.
 //! - `scope`: the public scope types, and the argument why erasing closure lifetimes is sound.
 //! - `async_store`: an async scope's records (sync closures, async closures and their futures,
-//!   pinned in place) in an inline area or blocks of their own; invariants at its top.
+//!   pinned in place; each record followed by a header with its type's run function and
+//!   vtable) in an inline area or blocks of their own, and the run slot where futures that
+//!   may be handed to another task start; invariants at its top.
 //! - `async_scope` (safe code over `async_store`) and `async_tokio`: the public async scope.
 //! - `async_guard`: [`async_guarded`]'s hand-written future (structural pinning of the body
 //!   and the cleanup's future).
