@@ -1095,7 +1095,7 @@ fn print_wall_targets(results: &[WallResult]) {
 }
 
 fn print_ir_targets(irs: &[(String, f64)], merged: &[String], marginals: &[(&str, f64)]) {
-    println!("\ntargets (issue 2), instructions:");
+    println!("\ntargets (issues 2 and 11), instructions:");
     let ir_of = |n: &str| irs.iter().find(|(c, _)| c == n).map(|(_, ir)| *ir);
     if merged.iter().any(|m| m == "defer!/1") {
         println!("  defer! equals manual cleanup: met (LLVM merged op_defer_macro_1 into an identical function)");
@@ -1127,11 +1127,21 @@ fn print_ir_targets(irs: &[(String, f64)], merged: &[String], marginals: &[(&str
             ir_of(&format!("async-guard/{n}")),
             ir_of(&format!("async-manual/{n}")),
         ) {
-            println!(
-                "  async-guard/{n}: <= 2x the hand-written awaits: {:.2}x ({ir:.0} vs {hand:.0} instructions): {}",
-                ir / hand,
-                if ir <= 2.0 * hand { "met" } else { "NOT met" }
-            );
+            if n == 1 {
+                // Issue 11: one statically known async cleanup, at the cost of writing it out.
+                println!(
+                    "  async-guard/1 (issue 11): <= 2x the hand-written await: {:.2}x ({ir:.0} vs {hand:.0} instructions): {}",
+                    ir / hand,
+                    if ir <= 2.0 * hand { "met" } else { "NOT met" }
+                );
+            } else {
+                // Nesting guards is not what they are for (several cleanups: the async scope,
+                // whose per-cleanup target is printed below); shown for scale only.
+                println!(
+                    "  async-guard/{n} (nested, informational): {:.2}x the hand-written awaits ({ir:.0} vs {hand:.0} instructions)",
+                    ir / hand
+                );
+            }
         }
     }
     if let Some((_, marginal)) = marginals.iter().find(|(g, _)| *g == "chain-overflow-loop") {

@@ -960,7 +960,10 @@ impl Drop for Cursor<'_, '_, '_> {
         // (and count the record) when a record's run unwinds.
         // SAFETY: the loop's `RunArgs`, alive, its borrow by the run function over.
         let stop = unsafe { (*self.args).stop };
-        debug_assert!(!stop.is_null(), "an inline run function reports where it unwound");
+        debug_assert!(
+            !stop.is_null(),
+            "an inline run function reports where it unwound"
+        );
         let hdr = stop.wrapping_sub(HDR).cast::<Header>();
         // SAFETY: `stop` is the end of the record whose run unwound (invariant 1): its header
         // is intact (run functions touch only their records' contents).
