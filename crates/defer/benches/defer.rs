@@ -1068,16 +1068,16 @@ fn print_wall_targets(results: &[WallResult]) {
                 continue;
             };
             let ratio = r.median_ns / hand.median_ns;
+            // One guard is the target; nested guards are shown for scale (several cleanups
+            // are the async scope's job).
+            let verdict = match (n, ratio <= 2.0 && r.allocs_per_op == 0.0) {
+                (1, true) => "met",
+                (1, false) => "NOT met",
+                _ => "nested, informational",
+            };
             println!(
-                "    {:<24} {:>6.2}x hand-written, {:.3} allocs/op: {}",
-                r.name,
-                ratio,
-                r.allocs_per_op,
-                if ratio <= 2.0 && r.allocs_per_op == 0.0 {
-                    "met"
-                } else {
-                    "NOT met"
-                }
+                "    {:<24} {:>6.2}x hand-written, {:.3} allocs/op: {verdict}",
+                r.name, ratio, r.allocs_per_op,
             );
         }
     }
