@@ -12,6 +12,11 @@
 //! request cancelled during its hold enters its strategy already cancelled: the work section
 //! returns at once and every strategy releases at once.
 //!
+//! With `--extra-defers N` ([`ServeConfig::extra_defers`](crate::ServeConfig::extra_defers))
+//! each request also defers N calls that close a per-request span (`State::close_span`): the
+//! chain strategies register them in the request's scope after the two releases (so they run
+//! first), `guard` holds one guard per call, `manual` makes the same calls after the work.
+//!
 //! The lease is a token: the work section never sees it (each strategy moves it into its
 //! release, and `State::work` takes only the buffer and the cancellation token, so the
 //! compiler guarantees it). That is what makes `chain-cancel`'s early release sound here. With

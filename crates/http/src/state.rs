@@ -46,7 +46,7 @@ pub struct ServeConfig {
     /// the task was rescheduled once).
     pub release_us: u64,
     /// Deferred calls each request registers besides its two releases (`frugal serve
-    /// --extra-defers`): each closes a per-request span ([`State::close_span`]: it reads the
+    /// --extra-defers`): each closes a per-request span (`State::close_span`: it reads the
     /// clock and adds the time since the request's cleanup scope opened to
     /// `frugal_request_spans_seconds_total`, and counts itself in `frugal_defers_run_total`),
     /// as a handler's `defer span.End()` or `defer metrics.ObserveSince(start)` would. The
