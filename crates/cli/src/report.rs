@@ -242,7 +242,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             })?))
         },
     );
-    let llc = if has_valgrind() {
+    let llc = if has_valgrind() || machine.pmu {
         run.step(
             "llc",
             "bench llc (LL misses per request, 0 vs 10 defers, simulated)",
@@ -268,8 +268,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             "llc",
             "bench llc (LL misses per request, 0 vs 10 defers, simulated)",
             "frugal bench llc",
-            "no valgrind (apt-get install valgrind): the service's LL misses per request are \
-             not simulated, and there is no PMU to count them",
+            "no valgrind (apt-get install valgrind) and no PMU: the service's LL misses per \
+             request are neither simulated nor counted",
         );
         None
     };

@@ -37,12 +37,21 @@
 //!   causes; at the service's request rate (measured natively, not under valgrind, closed-loop
 //!   from a few connections) that is the DRAM read bandwidth it implies.
 //!
-//! Every figure is simulated ([`LlcReport::simulated`]). A simulation sees one process: not
-//! the kernel's network stack, not other processes competing for the cache, not other cores'
-//! invalidations; a steady service whose working set fits the simulated LL shows few LL
-//! misses per request whatever its cleanup does. Where a PMU exists the same comparison is
-//! `perf stat -e LLC-loads,LLC-load-misses` on `frugal serve --extra-defers 0` and `10` (this
-//! command does not run it: it needs a PMU, which this machine lacks, and is not tested here).
+//! Without a PMU every figure is simulated ([`LlcReport::simulated`]). A simulation sees one
+//! process: not the kernel's network stack, not other processes competing for the cache, not
+//! other cores' invalidations; a steady service whose working set fits the simulated LL shows
+//! few LL misses per request whatever its cleanup does.
+//!
+//! # With a PMU
+//!
+//! Where the PMU counts `LLC-loads` and `LLC-load-misses`, the same comparison runs natively
+//! instead, with `frugal_counters`' hardware events: the service starts, the client opens its
+//! connections and sends a warm-up of N/10 requests, then every thread of the service is
+//! counted (`perf_event_open` per thread, [`CounterSet::open_task`]) across N more requests —
+//! the window holds requests only, so one run per configuration does. That path is written
+//! but has never run: the machine this was written on has no PMU (its tests cover the
+//! simulation). The memory controller's bandwidth counters (uncore) are not read either way:
+//! the DRAM figure is implied by the LL misses.
 //!
 //! ```no_run
 //! use frugal_workloads::llc::{self, Config};
@@ -62,11 +71,12 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use frugal_counters::sim::{SimCounts, Simulator};
+use frugal_counters::{CounterSet, Event, Reading};
 use frugal_http::{LoadConfig, ServerProcess, ServerStderr, Strategy};
 use frugal_output::{units, Align, Document, Render, Table, Tone};
 use serde::{Deserialize, Serialize};
 
-use crate::sim::{parallel_map, Machine, Progress};
+use crate::sim::{parallel_map, CounterSource, Machine, Progress};
 use crate::Error;
 
 /// The article's comparison: 0 and 10 deferred calls per request.
@@ -185,6 +195,10 @@ pub struct Counts {
     pub ll_data_read_misses: u64,
     /// `DLmw`: LL data write misses.
     pub ll_data_write_misses: u64,
+    /// `LLC-loads` as a PMU counts them: loads that reached the last level past L2. `None` in
+    /// a simulation, which has no L2: there every D1 read miss is an LL load.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ll_loads: Option<u64>,
 }
 
 impl From<&SimCounts> for Counts {
@@ -199,6 +213,7 @@ impl From<&SimCounts> for Counts {
             ll_instruction_misses: c.ll_instruction_read_misses,
             ll_data_read_misses: c.ll_data_read_misses,
             ll_data_write_misses: c.ll_data_write_misses,
+            ll_loads: None,
         }
     }
 }
@@ -257,7 +272,10 @@ pub struct PerRequest {
 pub fn per_request(short: &Counts, long: &Counts, extra: u64, line_bytes: u64) -> PerRequest {
     let n = extra.max(1) as f64;
     let d = |f: fn(&Counts) -> u64| (f(long) as f64 - f(short) as f64) / n;
-    let ll_loads = d(|c| c.d1_read_misses);
+    let ll_loads = match (short.ll_loads, long.ll_loads) {
+        (Some(a), Some(b)) => (b as f64 - a as f64) / n,
+        _ => d(|c| c.d1_read_misses),
+    };
     let ll_load_misses = d(|c| c.ll_data_read_misses);
     let ll_misses = d(|c| c.ll_instruction_misses + c.ll_data_read_misses + c.ll_data_write_misses);
     PerRequest {
@@ -321,9 +339,12 @@ pub struct Effect {
 /// The result of `frugal bench llc`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LlcReport {
-    /// Always true: every count is valgrind's simulation, not this CPU's.
+    /// True when the counts are valgrind's simulation (no PMU here), false when the PMU
+    /// counted them.
     pub simulated: bool,
-    /// The valgrind tool (`cachegrind`).
+    /// Where the counts come from: `simulated` (valgrind) or `hardware` (the PMU).
+    pub source: CounterSource,
+    /// What counted: `cachegrind`, or `perf_event_open` on the service's threads.
     pub tool: String,
     /// How per-request figures are obtained.
     pub method: String,
@@ -408,21 +429,96 @@ const METHOD: &str = "each configuration runs twice under cachegrind, answering 
 pub fn run(config: &Config, progress: &mut dyn FnMut(Progress)) -> Result<LlcReport, Error> {
     config.check()?;
     let started = Instant::now();
-    // Without valgrind there is nothing to measure here: the error names the package.
-    let sim = Simulator::new().map_err(|e| Error::Child {
-        command: "valgrind (the cache simulation bench llc runs the service under)".to_owned(),
-        message: e.to_string(),
-    })?;
-    let line_bytes = sim.geometry().map_or(64, |g| g.ll.line_bytes);
-    let cache = match sim.geometry() {
-        Some(g) => format!("I1 {}, D1 {}, LL (L{}) {}", g.i1, g.d1, g.ll_level, g.ll),
-        None => "valgrind's auto-detection (sysfs had no cache geometry)".to_owned(),
-    };
     let pairs: Vec<(Strategy, usize)> = config
         .strategies
         .iter()
         .flat_map(|&s| config.extra_defers.iter().map(move |&d| (s, d)))
         .collect();
+    let pmu = crate::sim::pmu_counts(Event::Instructions);
+    let hardware = HW_EVENTS.iter().all(|&e| crate::sim::pmu_counts(e));
+    let measured = if hardware {
+        count_all(config, &pairs, progress)?
+    } else {
+        simulate_all(config, &pairs, progress)?
+    };
+    let mut rows = Vec::with_capacity(pairs.len());
+    let steps = measured.steps;
+    for (i, (&(strategy, defers), (short, long))) in pairs.iter().zip(measured.runs).enumerate() {
+        progress(Progress {
+            done: steps + i as u64,
+            total: steps + pairs.len() as u64,
+            label: format!("native throughput, {strategy} +{defers} defers"),
+        });
+        let per_request = per_request(
+            &short.counts,
+            &long.counts,
+            long.requests - short.requests,
+            measured.line_bytes,
+        );
+        let (native_rps, rate_error) = match native_rate(config, strategy, defers) {
+            Ok(rps) => (Some(rps), None),
+            Err(e) => (None, Some(error_chain(&e))),
+        };
+        rows.push(LlcRow {
+            strategy: strategy.name().to_owned(),
+            extra_defers: defers,
+            short,
+            long,
+            dram_read_bytes_per_s: native_rps.map(|r| r * per_request.ll_miss_bytes),
+            per_request,
+            native_rps,
+            rate_error,
+        });
+    }
+    Ok(LlcReport {
+        simulated: !hardware,
+        source: if hardware {
+            CounterSource::Hardware
+        } else {
+            CounterSource::Simulated
+        },
+        tool: measured.tool.to_owned(),
+        method: measured.method.to_owned(),
+        requests: config.requests,
+        connections: config.connections,
+        cache: measured.cache,
+        line_bytes: measured.line_bytes,
+        notes: measured.notes,
+        server_args: Config::server_args(Strategy::Chain, 0)
+            .into_iter()
+            .skip(6)
+            .collect(),
+        rate_duration_s: config.rate_duration.as_secs_f64(),
+        machine: Machine::detect(),
+        pmu,
+        rows,
+        wall_time_s: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// The runs of every pair (short, long), and how they were taken.
+struct Measured {
+    runs: Vec<(Run, Run)>,
+    /// Progress steps taken.
+    steps: u64,
+    tool: &'static str,
+    method: &'static str,
+    cache: String,
+    line_bytes: u64,
+    notes: Vec<String>,
+}
+
+/// Every pair with N and 2N requests under cachegrind, two runs at a time.
+fn simulate_all(
+    config: &Config,
+    pairs: &[(Strategy, usize)],
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Measured, Error> {
+    // Without valgrind there is nothing to measure here: the error names the package.
+    let sim = Simulator::new().map_err(|e| Error::Child {
+        command: "valgrind (the cache simulation bench llc runs the service under)".to_owned(),
+        message: e.to_string(),
+    })?;
     // Jobs: each pair with N and with 2N requests; the long ones first, so that the two
     // threads finish together.
     let jobs: Vec<(Strategy, usize, u64)> = [2 * config.requests, config.requests]
@@ -430,14 +526,6 @@ pub fn run(config: &Config, progress: &mut dyn FnMut(Progress)) -> Result<LlcRep
         .flat_map(|n| pairs.iter().map(move |&(s, d)| (s, d, n)))
         .collect();
     let total = (jobs.len() + pairs.len()) as u64;
-    progress(Progress {
-        done: 0,
-        total,
-        label: format!(
-            "{} simulated runs of the service, two at a time",
-            jobs.len()
-        ),
-    });
     // Two at a time (one valgrind per core), a pair of similar runs per step so that the
     // progress display moves between them.
     let mut runs = Vec::with_capacity(jobs.len());
@@ -458,53 +546,170 @@ pub fn run(config: &Config, progress: &mut dyn FnMut(Progress)) -> Result<LlcRep
     let mut runs = runs.into_iter();
     let long: Vec<Run> = runs.by_ref().take(pairs.len()).collect::<Result<_, _>>()?;
     let short: Vec<Run> = runs.collect::<Result<_, _>>()?;
-    let mut rows = Vec::with_capacity(pairs.len());
-    for (i, ((&(strategy, defers), short), long)) in pairs.iter().zip(short).zip(long).enumerate() {
-        progress(Progress {
-            done: (jobs.len() + i) as u64,
-            total,
-            label: format!("native throughput, {strategy} +{defers} defers"),
-        });
-        let per_request = per_request(
-            &short.counts,
-            &long.counts,
-            long.requests - short.requests,
-            line_bytes,
-        );
-        let (native_rps, rate_error) = match native_rate(config, strategy, defers) {
-            Ok(rps) => (Some(rps), None),
-            Err(e) => (None, Some(error_chain(&e))),
-        };
-        rows.push(LlcRow {
-            strategy: strategy.name().to_owned(),
-            extra_defers: defers,
-            short,
-            long,
-            dram_read_bytes_per_s: native_rps.map(|r| r * per_request.ll_miss_bytes),
-            per_request,
-            native_rps,
-            rate_error,
-        });
-    }
-    Ok(LlcReport {
-        simulated: true,
-        tool: "cachegrind".to_owned(),
-        method: METHOD.to_owned(),
-        requests: config.requests,
-        connections: config.connections,
-        cache,
-        line_bytes,
+    Ok(Measured {
+        runs: short.into_iter().zip(long).collect(),
+        steps: jobs.len() as u64,
+        tool: "cachegrind",
+        method: METHOD,
+        cache: match sim.geometry() {
+            Some(g) => format!("I1 {}, D1 {}, LL (L{}) {}", g.i1, g.d1, g.ll_level, g.ll),
+            None => "valgrind's auto-detection (sysfs had no cache geometry)".to_owned(),
+        },
+        line_bytes: sim.geometry().map_or(64, |g| g.ll.line_bytes),
         notes: sim.notes().to_vec(),
-        server_args: Config::server_args(Strategy::Chain, 0)
-            .into_iter()
-            .skip(6)
-            .collect(),
-        rate_duration_s: config.rate_duration.as_secs_f64(),
-        machine: Machine::detect(),
-        pmu: crate::sim::pmu_counts(frugal_counters::Event::Instructions),
-        rows,
-        wall_time_s: started.elapsed().as_secs_f64(),
     })
+}
+
+/// The hardware events of the PMU path.
+const HW_EVENTS: [Event; 4] = [
+    Event::Instructions,
+    Event::L1DcacheLoadMisses,
+    Event::LlcLoads,
+    Event::LlcLoadMisses,
+];
+
+/// What [`LlcReport::method`] says when the PMU counted.
+const HW_METHOD: &str = "the PMU counts every thread of the running service (perf_event_open \
+    per thread, inherited by threads it starts) from after the connections and a warm-up of \
+    N/10 requests to after N more: the window holds the N requests only";
+
+/// Every pair natively, counted by the PMU (`perf_event_open` on the service's threads): a
+/// machine with a PMU measures what a simulation can only model. Not run on the machine this
+/// was written on (it has no PMU): the code path is the one `frugal_counters` takes for
+/// `frugal trace`'s per-interval counters, untested here end to end.
+fn count_all(
+    config: &Config,
+    pairs: &[(Strategy, usize)],
+    progress: &mut dyn FnMut(Progress),
+) -> Result<Measured, Error> {
+    let total = 2 * pairs.len() as u64;
+    let mut runs = Vec::with_capacity(pairs.len());
+    for (i, &(strategy, defers)) in pairs.iter().enumerate() {
+        progress(Progress {
+            done: i as u64,
+            total,
+            label: format!(
+                "PMU: {strategy} +{defers} defers, {} requests",
+                config.requests
+            ),
+        });
+        let window = count_hardware(config, strategy, defers)?;
+        let zero = Run {
+            requests: 0,
+            counts: Counts {
+                ll_loads: Some(0),
+                ..Counts::default()
+            },
+            wall_time_under_valgrind_ns: 0,
+        };
+        runs.push((zero, window));
+    }
+    let geometry = frugal_counters::sim::CacheGeometry::from_sysfs().ok();
+    Ok(Measured {
+        runs,
+        steps: pairs.len() as u64,
+        tool: "perf_event_open",
+        method: HW_METHOD,
+        cache: geometry.map_or_else(
+            || "this CPU's caches (sysfs does not describe them)".to_owned(),
+            |g| {
+                format!(
+                    "this CPU's caches: L1d {}, LL (L{}) {}",
+                    g.d1,
+                    g.ll_level,
+                    g.ll_reported.unwrap_or(g.ll)
+                )
+            },
+        ),
+        line_bytes: geometry.map_or(64, |g| g.ll.line_bytes),
+        notes: vec![
+            "LLC-loads and LLC-load-misses count demand loads only (no instruction fetches, no \
+             stores): the LL-miss bytes and the implied DRAM read are those loads' lines"
+                .to_owned(),
+        ],
+    })
+}
+
+/// One configuration natively under the PMU: the counts of N requests after a warm-up.
+fn count_hardware(config: &Config, strategy: Strategy, defers: usize) -> Result<Run, Error> {
+    let started = Instant::now();
+    let (exe, leading) = config
+        .server_argv
+        .split_first()
+        .expect("invariant: checked non-empty in Config::check");
+    let mut cmd = Command::new(exe);
+    cmd.args(leading)
+        .args(Config::server_args(strategy, defers));
+    let what = format!("{strategy} +{defers} defers, counted by the PMU");
+    let fail = |message: String| Error::Child {
+        command: format!("frugal serve ({what})"),
+        message,
+    };
+    let server = ServerProcess::start(cmd, ServerStderr::Keep, Duration::from_secs(15))
+        .map_err(|e| fail(error_chain(&e)))?;
+    let mut client =
+        Client::connect(server.url().addr, config.connections, config.timeout).map_err(&fail)?;
+    client
+        .send((config.requests / 10).max(1))
+        .map_err(|e| fail(format!("warm-up: {e}")))?;
+    let tasks =
+        std::fs::read_dir(format!("/proc/{}/task", server.pid())).map_err(|source| Error::Io {
+            what: "cannot list the service's threads".to_owned(),
+            source,
+        })?;
+    let mut sets = Vec::new();
+    for task in tasks.filter_map(Result::ok) {
+        let Some(tid) = task.file_name().to_str().and_then(|t| t.parse().ok()) else {
+            continue;
+        };
+        let set = CounterSet::open_task(&HW_EVENTS, tid)
+            .map_err(|e| fail(format!("cannot count thread {tid}: {e}")))?;
+        sets.push(set);
+    }
+    let read = |sets: &mut Vec<CounterSet>| -> Result<Vec<Reading>, Error> {
+        sets.iter_mut()
+            .map(|s| {
+                s.read()
+                    .map_err(|e| fail(format!("cannot read the counters: {e}")))
+            })
+            .collect()
+    };
+    let before = read(&mut sets)?;
+    let answered = client.send(config.requests).map_err(&fail)?;
+    let after = read(&mut sets)?;
+    let totals = sum_threads(&before, &after);
+    let get = |i: usize| {
+        totals[i].ok_or_else(|| fail(format!("the PMU did not count {}", HW_EVENTS[i].name())))
+    };
+    Ok(Run {
+        requests: answered,
+        counts: Counts {
+            instructions: get(0)?,
+            d1_read_misses: get(1)?,
+            ll_loads: Some(get(2)?),
+            ll_data_read_misses: get(3)?,
+            ..Counts::default()
+        },
+        wall_time_under_valgrind_ns: u64::try_from(started.elapsed().as_nanos())
+            .unwrap_or(u64::MAX),
+    })
+}
+
+/// Per event, the scaled counts of every thread between two readings, summed (rounded);
+/// `None` for an event no thread counted.
+fn sum_threads(before: &[Reading], after: &[Reading]) -> Vec<Option<u64>> {
+    let mut totals: Vec<Option<f64>> = vec![None; HW_EVENTS.len()];
+    for (b, a) in before.iter().zip(after) {
+        for (total, value) in totals.iter_mut().zip(a.since(b)) {
+            if let Some(v) = value {
+                *total = Some(total.unwrap_or(0.0) + v.count);
+            }
+        }
+    }
+    totals
+        .into_iter()
+        .map(|t| t.map(|t| t.round() as u64))
+        .collect()
 }
 
 /// How long a server has to print where it listens (valgrind reads the binary's debug
@@ -628,64 +833,96 @@ pub fn drive(
     requests: u64,
     limit: Duration,
 ) -> Result<u64, String> {
-    let deadline = Instant::now() + limit;
-    let left = || {
-        deadline
+    Client::connect(addr, connections, limit)?.send(requests)
+}
+
+/// [`drive`]'s client, whose connections stay open between batches of requests (the PMU path
+/// sends a warm-up, then the counted requests).
+struct Client {
+    conns: Vec<BufReader<TcpStream>>,
+    request: String,
+    /// Requests sent so far: the next goes over connection `sent % conns.len()`.
+    sent: u64,
+    deadline: Instant,
+    limit: Duration,
+}
+
+impl Client {
+    /// Opens the connections, all before the first request.
+    fn connect(addr: SocketAddr, connections: u64, limit: Duration) -> Result<Client, String> {
+        let mut client = Client {
+            conns: Vec::new(),
+            request: format!("GET / HTTP/1.1\r\nHost: {addr}\r\n\r\n"),
+            sent: 0,
+            deadline: Instant::now() + limit,
+            limit,
+        };
+        for _ in 0..connections.max(1) {
+            let stream = TcpStream::connect_timeout(&addr, client.left()?)
+                .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
+            let _ = stream.set_nodelay(true);
+            client.conns.push(BufReader::new(stream));
+        }
+        Ok(client)
+    }
+
+    /// Time left before the limit; an error once it passed.
+    fn left(&self) -> Result<Duration, String> {
+        self.deadline
             .checked_duration_since(Instant::now())
             .filter(|d| !d.is_zero())
-            .ok_or_else(|| format!("the client's time limit ({limit:?}) passed"))
-    };
-    let mut conns = Vec::new();
-    for _ in 0..connections.max(1) {
-        let stream = TcpStream::connect_timeout(&addr, left()?)
-            .map_err(|e| format!("cannot connect to {addr}: {e}"))?;
-        let _ = stream.set_nodelay(true);
-        conns.push(BufReader::new(stream));
+            .ok_or_else(|| format!("the client's time limit ({:?}) passed", self.limit))
     }
-    let request = format!("GET / HTTP/1.1\r\nHost: {addr}\r\n\r\n");
-    let mut line = String::new();
-    let mut body = Vec::new();
-    for i in 0..requests {
-        let conn = &mut conns[(i % connections.max(1)) as usize];
-        let t = left()?;
-        conn.get_ref()
-            .set_write_timeout(Some(t))
-            .and_then(|()| conn.get_ref().set_read_timeout(Some(t)))
-            .map_err(|e| format!("cannot set a socket timeout: {e}"))?;
-        conn.get_mut()
-            .write_all(request.as_bytes())
-            .map_err(|e| format!("request {i}: cannot send: {e}"))?;
-        let mut status = None;
-        let mut length = None;
-        loop {
-            line.clear();
-            let n = conn
-                .read_line(&mut line)
-                .map_err(|e| format!("request {i}: cannot read the answer: {e}"))?;
-            if n == 0 {
-                return Err(format!("request {i}: the server closed the connection"));
-            }
-            let l = line.trim_end();
-            if l.is_empty() {
-                break;
-            }
-            if status.is_none() {
-                status = l.split(' ').nth(1).and_then(|s| s.parse::<u16>().ok());
-            } else if let Some((name, value)) = l.split_once(':') {
-                if name.eq_ignore_ascii_case("content-length") {
-                    length = value.trim().parse::<usize>().ok();
+
+    /// Sends `requests` requests, one at a time, the connections in turn.
+    fn send(&mut self, requests: u64) -> Result<u64, String> {
+        let mut line = String::new();
+        let mut body = Vec::new();
+        for _ in 0..requests {
+            let i = self.sent;
+            let t = self.left()?;
+            let n = self.conns.len() as u64;
+            let conn = &mut self.conns[(i % n) as usize];
+            conn.get_ref()
+                .set_write_timeout(Some(t))
+                .and_then(|()| conn.get_ref().set_read_timeout(Some(t)))
+                .map_err(|e| format!("cannot set a socket timeout: {e}"))?;
+            conn.get_mut()
+                .write_all(self.request.as_bytes())
+                .map_err(|e| format!("request {i}: cannot send: {e}"))?;
+            let mut status = None;
+            let mut length = None;
+            loop {
+                line.clear();
+                let n = conn
+                    .read_line(&mut line)
+                    .map_err(|e| format!("request {i}: cannot read the answer: {e}"))?;
+                if n == 0 {
+                    return Err(format!("request {i}: the server closed the connection"));
+                }
+                let l = line.trim_end();
+                if l.is_empty() {
+                    break;
+                }
+                if status.is_none() {
+                    status = l.split(' ').nth(1).and_then(|s| s.parse::<u16>().ok());
+                } else if let Some((name, value)) = l.split_once(':') {
+                    if name.eq_ignore_ascii_case("content-length") {
+                        length = value.trim().parse::<usize>().ok();
+                    }
                 }
             }
+            if status != Some(200) {
+                return Err(format!("request {i}: answered {status:?}, not 200"));
+            }
+            let length = length.ok_or_else(|| format!("request {i}: no Content-Length"))?;
+            body.resize(length, 0);
+            conn.read_exact(&mut body)
+                .map_err(|e| format!("request {i}: cannot read the body: {e}"))?;
+            self.sent += 1;
         }
-        if status != Some(200) {
-            return Err(format!("request {i}: answered {status:?}, not 200"));
-        }
-        let length = length.ok_or_else(|| format!("request {i}: no Content-Length"))?;
-        body.resize(length, 0);
-        conn.read_exact(&mut body)
-            .map_err(|e| format!("request {i}: cannot read the body: {e}"))?;
+        Ok(requests)
     }
-    Ok(requests)
 }
 
 /// `12,345` with no decimals, `0.40` below 10 (a per-request count).
@@ -713,15 +950,23 @@ impl Render for LlcReport {
     const VERSION: u32 = 1;
 
     fn document(&self) -> Document {
-        let mut d = Document::new(
-            "frugal bench llc: last-level cache misses per request, 0 vs N deferred calls \
-             (SIMULATED)",
-        );
-        d.line(format!(
-            "frugal serve under {} ({}), N = {} and 2N requests over {} keep-alive \
-             connection(s); per request = (2N run − N run) / N",
-            self.tool, self.cache, self.requests, self.connections
+        let mut d = Document::new(format!(
+            "frugal bench llc: last-level cache misses per request, 0 vs N deferred calls{}",
+            if self.simulated { " (SIMULATED)" } else { "" }
         ));
+        if self.simulated {
+            d.line(format!(
+                "frugal serve under {} ({}), N = {} and 2N requests over {} keep-alive \
+                 connection(s); per request = (2N run − N run) / N",
+                self.tool, self.cache, self.requests, self.connections
+            ));
+        } else {
+            d.line(format!(
+                "frugal serve counted by the PMU ({}, {}), N = {} requests over {} keep-alive \
+                 connection(s) after a warm-up; per request = the window's counts / N",
+                self.tool, self.cache, self.requests, self.connections
+            ));
+        }
         let mut t = Table::new([
             ("strategy", Align::Left),
             ("extra defers", Align::Right),
@@ -793,40 +1038,47 @@ impl Render for LlcReport {
                 );
             }
         }
-        d.toned(
-            "every count is SIMULATED by valgrind's cache model, not measured on this CPU",
-            Tone::Warn,
-        );
-        d.note(
-            "LL load-miss rate = DLmr / D1mr (last-level data-read misses / data reads that \
-             missed D1 and so reached the last level): the simulator's counterpart of perf's \
-             LLC-load-misses / LLC-loads; it has no L2, so its denominator is larger than the \
-             hardware's and the rate lower for the same misses",
-        );
-        d.note(format!(
-            "LL-miss bytes = (instruction + data read + data write LL misses) × {} B lines; \
-             implied DRAM read = that × the service's native closed-loop rate ({} s from 16 \
-             connections, same flags: {}); a per-request miss count below zero is run-to-run \
-             noise of the start-up (the two runs' difference) and counts as zero there",
-            self.line_bytes,
-            self.rate_duration_s,
-            self.server_args.join(" ")
-        ));
-        d.note(
-            "a simulation sees one process: not the kernel's network stack, not other \
-             processes sharing the cache; a service whose steady working set fits the \
-             simulated LL shows few LL misses per request whatever its cleanup does",
-        );
-        if self.pmu {
-            d.note(
-                "this machine has a PMU: `frugal stat -e LLC-loads,LLC-load-misses -- frugal \
-                 serve --extra-defers 10` measures the hardware's figures",
+        if self.simulated {
+            d.toned(
+                "every count is SIMULATED by valgrind's cache model, not measured on this CPU",
+                Tone::Warn,
             );
-        } else {
+            d.note(
+                "LL load-miss rate = DLmr / D1mr (last-level data-read misses / data reads \
+                 that missed D1 and so reached the last level): the simulator's counterpart of \
+                 perf's LLC-load-misses / LLC-loads; it has no L2, so its denominator is larger \
+                 than the hardware's and the rate lower for the same misses",
+            );
+            d.note(format!(
+                "LL-miss bytes = (instruction + data read + data write LL misses) × {} B lines; \
+                 implied DRAM read = that × the service's native closed-loop rate ({} s from 16 \
+                 connections, same flags: {}); a per-request miss count below zero is \
+                 run-to-run noise of the start-up (the two runs' difference) and counts as zero \
+                 there",
+                self.line_bytes,
+                self.rate_duration_s,
+                self.server_args.join(" ")
+            ));
+            d.note(
+                "a simulation sees one process: not the kernel's network stack, not other \
+                 processes sharing the cache; a service whose steady working set fits the \
+                 simulated LL shows few LL misses per request whatever its cleanup does",
+            );
             d.note(
                 "no PMU here: the hardware's LLC miss rate and the DRAM bandwidth (uncore \
                  counters) are not measurable on this machine",
             );
+        } else {
+            d.note(format!(
+                "LL load-miss rate = LLC-load-misses / LLC-loads (hardware); D1 misses = \
+                 L1-dcache-load-misses; LL-miss bytes = LLC-load-misses × {} B lines; implied \
+                 DRAM read = that × the service's native closed-loop rate ({} s from 16 \
+                 connections, same flags: {}); the memory controller's own bandwidth counters \
+                 (uncore) are not read",
+                self.line_bytes,
+                self.rate_duration_s,
+                self.server_args.join(" ")
+            ));
         }
         for n in &self.notes {
             d.note(n);
@@ -870,7 +1122,7 @@ impl Render for LlcReport {
                 p.ll_miss_bytes.to_string(),
                 opt(r.native_rps),
                 opt(r.dram_read_bytes_per_s),
-                "true".to_owned(),
+                self.simulated.to_string(),
             ]);
         }
         Some(t)
@@ -945,6 +1197,55 @@ mod tests {
         assert_eq!(per_request(&short, &long, 0, 64).ll_load_misses, -1.0);
     }
 
+    #[test]
+    fn hardware_counts_use_the_pmus_llc_loads() {
+        // The PMU path: a zero start and the window's counts; LLC-loads (past L2) are the
+        // rate's denominator, not the L1 misses.
+        let zero = Counts {
+            ll_loads: Some(0),
+            ..Counts::default()
+        };
+        let window = Counts {
+            instructions: 2_000_000,
+            d1_read_misses: 40_000,
+            ll_loads: Some(10_000),
+            ll_data_read_misses: 1_000,
+            ..Counts::default()
+        };
+        let p = per_request(&zero, &window, 100, 64);
+        assert_eq!(
+            (p.ll_loads, p.ll_load_misses, p.d1_misses),
+            (100.0, 10.0, 400.0)
+        );
+        assert_eq!(p.ll_load_miss_rate, Some(0.1));
+        assert_eq!(p.ll_miss_bytes, 640.0);
+    }
+
+    #[test]
+    fn thread_counts_are_summed_per_event() {
+        let raw = |count| {
+            Some(frugal_counters::RawValue {
+                count,
+                time_enabled_ns: count,
+                time_running_ns: count,
+            })
+        };
+        let reading = |values: Vec<Option<frugal_counters::RawValue>>| Reading { values };
+        let before = [
+            reading(vec![raw(10), raw(5), None, raw(1)]),
+            reading(vec![raw(100), raw(0), None, None]),
+        ];
+        let after = [
+            reading(vec![raw(30), raw(6), None, raw(4)]),
+            reading(vec![raw(150), raw(0), None, None]),
+        ];
+        // Event 1 ran on the first thread only (the second never ran: time_running 0).
+        assert_eq!(
+            sum_threads(&before, &after),
+            vec![Some(70), Some(1), None, Some(3)]
+        );
+    }
+
     fn row(strategy: &str, defers: usize, rate: Option<f64>, ir: f64) -> LlcRow {
         let run = Run {
             requests: 1,
@@ -973,6 +1274,7 @@ mod tests {
     fn effects_compare_fewest_and_most_defers_per_strategy() {
         let report = LlcReport {
             simulated: true,
+            source: CounterSource::Simulated,
             tool: "cachegrind".into(),
             method: METHOD.into(),
             requests: 1,

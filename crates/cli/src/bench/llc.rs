@@ -1,5 +1,6 @@
 //! `frugal bench llc`: the service's last-level cache misses per request with 0 and 10 extra
-//! deferred calls (article 4.2), simulated under valgrind (cachegrind).
+//! deferred calls (article 4.2), simulated under valgrind (cachegrind), or counted by the PMU
+//! where there is one.
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -18,7 +19,11 @@ extra-defers count, twice: answering N and 2N requests from a client in this pro
 loopback, then SIGTERM. Per request = (totals of the 2N run - totals of the N run) / N, so the
 service's start-up and shut-down cancel. Every count is simulated; the service's throughput
 (for the implied DRAM read bandwidth) is measured natively. Needs valgrind
-(apt-get install valgrind).")]
+(apt-get install valgrind).
+
+Where the PMU counts LLC-loads and LLC-load-misses, the hardware counts instead: the service
+runs natively and every thread of it is counted across N requests after a warm-up (written,
+but never run on a machine with a PMU so far).")]
 pub struct Args {
     /// The quick profile: N = 200 requests on one connection, 1 s throughput runs (the
     /// default is N = 2,000 over 64 connections, 3 s throughput runs).
