@@ -684,7 +684,8 @@ fn llc(r: &FullReport, h: &mut String) {
     let mark = if l.simulated { "*" } else { "" };
     let _ = write!(
         h,
-        "<p>The service ({}) answering {} requests over {} connection(s), per request; {}.</p>",
+        "<p><code>frugal serve --strategy S --extra-defers D {}</code>, N = {} requests over {} \
+         keep-alive connection(s); {}.</p>",
         esc(&l.server_args.join(" ")),
         l.requests,
         l.connections,
