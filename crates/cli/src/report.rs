@@ -248,15 +248,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             "bench llc (LL misses per request, 0 vs 10 defers, simulated)",
             "frugal bench llc",
             |p| {
-                // Full: `frugal bench llc`'s profile, chain and manual (about 40 s here).
-                // Quick: chain alone, 100 and 200 requests on one connection, half-second
-                // throughput runs (about 7 s here: valgrind's start-up, 2 s per run, is most of
-                // it).
+                // Chain and manual, 0 and 10 extra defers: 1,000 and 2,000 requests over 32
+                // connections, 2 s throughput runs (about 25 s on an idle 2-core machine; `frugal
+                // bench llc` sends twice as many over 64). Quick: chain alone, 100 and 200
+                // requests on one connection, half-second throughput runs (about 7 s idle:
+                // valgrind's start-up, 2.2 s per run, is most of it).
                 let mut config = crate::bench::llc::config(args.quick)?;
                 if args.quick {
                     config.strategies = vec![http::Strategy::Chain];
                     config.requests = 100;
                     config.rate_duration = Duration::from_millis(500);
+                } else {
+                    config.requests = 1000;
+                    config.connections = 32;
+                    config.rate_duration = Duration::from_secs(2);
                 }
                 Ok(Some(llc::run(&config, &mut |x| {
                     p.fraction(x.done, x.total, &x.label)
@@ -663,7 +668,7 @@ fn weight(id: &str, quick: bool) -> f64 {
         ("locality", true) => 25.0,
         ("locality", false) => 40.0,
         ("llc", true) => 7.0,
-        ("llc", false) => 40.0,
+        ("llc", false) => 25.0,
         _ => 1.0,
     }
 }
