@@ -84,6 +84,11 @@ pub const MAX_RATE: f64 = 10_000_000.0;
 pub const MAX_WORK_US: u64 = 1_000_000;
 /// Largest response body, bytes.
 pub const MAX_RESPONSE_BYTES: u64 = 64 << 20;
+/// Most extra deferred calls per request (`frugal serve --extra-defers`).
+pub const MAX_EXTRA_DEFERS: u64 = 1000;
+/// Why [`MAX_EXTRA_DEFERS`].
+pub const EXTRA_DEFERS_WHY: &str =
+    "deferred calls per request; the article's case is 10, a thousand is already a loop gone wrong";
 
 /// A whole number in `min..=max`. `why` says why the range is what it is.
 pub fn count<T>(

@@ -15,7 +15,7 @@ use frugal_report::ledger::{self, Chapter1, LedgerRow};
 use frugal_report::service::ServiceSummary;
 use frugal_report::{render_html, FleetTrace, FullReport, MachineFacts, Step, StepStatus};
 use frugal_rightsize as rs;
-use frugal_workloads::{chapter1, defer_bench, io, locality, tasks};
+use frugal_workloads::{chapter1, defer_bench, io, llc, locality, tasks};
 
 use crate::output::{Format, OutputArgs};
 
@@ -26,8 +26,9 @@ Writes DIR/report.html (one self-contained page: inline SVG plots, no script, no
 DIR/report.json (every raw result; `schema: \"frugal-report\"`, versioned), and prints a summary.
 
 Steps: machine facts, bench defer, bench tasks, chapter-1 checks (Go binary size, context
-switch), bench io on a temporary file, bench http per cleanup strategy, rightsize on the embedded
-synthetic fleet, then the bridge and the claims ledger. A step that cannot run here (no Go, no
+switch), bench io on a temporary file, bench http per cleanup strategy, bench locality, bench llc
+(the service under valgrind, 0 vs 10 extra deferred calls per request), rightsize on the
+embedded synthetic fleet, then the bridge and the claims ledger. A step that cannot run here (no Go, no
 PMU, no valgrind) is shown as skipped with the reason; the page still renders.
 
 Exit status: 0 when every step ran or was skipped with a reason, 1 when a step failed (the page
@@ -271,6 +272,42 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             })?))
         },
     );
+    let llc = if has_valgrind() || machine.pmu {
+        run.step(
+            "llc",
+            "bench llc (LL misses per request, 0 vs 10 defers, simulated)",
+            "frugal bench llc",
+            |p| {
+                // Chain and manual, 0 and 10 extra defers: 1,000 and 2,000 requests over 32
+                // connections, 2 s throughput runs (about 25 s on an idle 2-core machine; `frugal
+                // bench llc` sends twice as many over 64). Quick: chain alone, 100 and 200
+                // requests on one connection, half-second throughput runs (about 7 s idle:
+                // valgrind's start-up, 2.2 s per run, is most of it).
+                let mut config = crate::bench::llc::config(args.quick)?;
+                if args.quick {
+                    config.strategies = vec![http::Strategy::Chain];
+                    config.requests = 100;
+                    config.rate_duration = Duration::from_millis(500);
+                } else {
+                    config.requests = 1000;
+                    config.connections = 32;
+                    config.rate_duration = Duration::from_secs(2);
+                }
+                Ok(Some(llc::run(&config, &mut |x| {
+                    p.fraction(x.done, x.total, &x.label)
+                })?))
+            },
+        )
+    } else {
+        run.skip(
+            "llc",
+            "bench llc (LL misses per request, 0 vs 10 defers, simulated)",
+            "frugal bench llc",
+            "no valgrind (apt-get install valgrind) and no PMU: the service's LL misses per \
+             request are neither simulated nor counted",
+        );
+        None
+    };
     let rightsize = run.step(
         "rightsize",
         "rightsize (embedded synthetic fleet)",
@@ -332,6 +369,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         service_raw,
         locality,
         rightsize,
+        llc,
         fleet_traces,
         bridge,
         chapter1,
@@ -497,6 +535,12 @@ fn ledger_rows(r: &FullReport) -> Vec<LedgerRow> {
     rows.extend(ledger::io_claims(io, pmu));
     rows.extend(ledger::batch_defer_claims(defer));
     rows.extend(ledger::service_claims(service));
+    let llc_skipped = r
+        .steps
+        .iter()
+        .find(|s| s.id == "llc" && s.status != StepStatus::Ran)
+        .and_then(|s| s.reason.as_deref());
+    rows.extend(ledger::llc_claims(r.llc.as_ref(), pmu, llc_skipped));
     rows.extend(ledger::step_down_claims(step_down));
     rows.sort_by_key(|r| section_key(&r.claim.section));
     rows
@@ -644,6 +688,8 @@ const STEPS: &[&str] = &[
     "chapter1",
     "io",
     "http",
+    "locality",
+    "llc",
     "rightsize",
 ];
 
@@ -662,6 +708,8 @@ fn weight(id: &str, quick: bool) -> f64 {
         ("http", false) => 180.0,
         ("locality", true) => 25.0,
         ("locality", false) => 40.0,
+        ("llc", true) => 7.0,
+        ("llc", false) => 25.0,
         _ => 1.0,
     }
 }

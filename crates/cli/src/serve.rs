@@ -40,6 +40,17 @@ pub struct Args {
     #[arg(long, default_value_t = ServeConfig::default().release_us, allow_hyphen_values = true,
           value_parser = ranges::count::<u64>(0, 10_000_000, "at most 10 s: a longer reset is a hung connection"))]
     release_us: u64,
+    /// Deferred calls each request registers besides releasing its buffer and its lease, 0 to
+    /// 1,000 (article 4.2 compares 0 with 10). Each one closes a per-request span, as a
+    /// handler's `defer span.End()` would: it captures the moment the request's cleanup scope
+    /// opened, and at exit reads the clock and adds the span's length to
+    /// frugal_request_spans_seconds_total (and counts in frugal_defers_run_total). chain and
+    /// chain-cancel register them in the request's defer chain, async-chain in its async
+    /// scope, guard holds one guard per call, manual makes the same calls explicitly after the
+    /// work.
+    #[arg(long, default_value_t = ServeConfig::default().extra_defers, allow_hyphen_values = true,
+          value_parser = ranges::count::<usize>(0, ranges::MAX_EXTRA_DEFERS, ranges::EXTRA_DEFERS_WHY))]
+    extra_defers: usize,
     /// Response body size in bytes, 0 to 64 MiB.
     #[arg(long, default_value_t = ServeConfig::default().response_bytes, allow_hyphen_values = true,
           value_parser = ranges::count::<usize>(0, ranges::MAX_RESPONSE_BYTES, ranges::RESPONSE_WHY))]
@@ -75,6 +86,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     config.work_us = args.work_us;
     config.hold = Duration::from_millis(args.hold_ms);
     config.release_us = args.release_us;
+    config.extra_defers = args.extra_defers;
     config.response_bytes = args.response_bytes;
     config.workers = args.workers;
     config.lease_pool_size = args.lease_pool.max(1);

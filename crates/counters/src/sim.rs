@@ -598,15 +598,23 @@ impl Simulator {
     }
 
     fn valgrind_command(&self, tool: &str, dir: &tempfile::TempDir) -> Command {
+        self.command(tool, &dir.path().join("valgrind.log"))
+    }
+
+    /// The valgrind command line every run of this simulator uses — `valgrind --tool=TOOL
+    /// --cache-sim=yes --branch-sim=yes --I1=… --D1=… --LL=… --log-file=LOG` — for a program
+    /// the caller starts and stops itself (a server driven from outside, which
+    /// [`run_command`](Self::run_command) cannot do: it waits for the program to exit). The
+    /// caller adds the tool's output file (`--cachegrind-out-file=…`), `--` and the program,
+    /// and reads the output with [`SimCounts::parse`] once the program exited. Spawning it
+    /// fails with `NotFound` only when the valgrind binary vanished since [`Simulator::new`].
+    pub fn command(&self, tool: &str, log_file: &Path) -> Command {
         let mut cmd = Command::new(&self.valgrind);
         cmd.arg(format!("--tool={tool}"))
             .arg("--cache-sim=yes")
             .arg("--branch-sim=yes")
             .args(self.valgrind_cache_args())
-            .arg(format!(
-                "--log-file={}",
-                dir.path().join("valgrind.log").display()
-            ));
+            .arg(format!("--log-file={}", log_file.display()));
         cmd
     }
 

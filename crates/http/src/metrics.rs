@@ -50,8 +50,11 @@ pub(crate) struct Metrics {
     pub(crate) connections_total: AtomicU64,
     pub(crate) accept_errors: AtomicU64,
     pub(crate) accept_fd_exhausted: AtomicU64,
-    /// Cleanup actions run (releases of buffers and leases), whatever the strategy.
+    /// Cleanup actions run (releases of buffers and leases, and the extra deferred calls of
+    /// `--extra-defers`), whatever the strategy.
     pub(crate) defers_run: AtomicU64,
+    /// Summed length of the per-request spans the extra deferred calls closed, nanoseconds.
+    pub(crate) span_ns: AtomicU64,
     /// Leases released because the request was cancelled: by a cleanup bound to the
     /// cancellation (`chain-cancel`), or by the cancelled async scope's spawned cleanup
     /// (`async-chain`).
@@ -250,8 +253,17 @@ impl Metrics {
             &mut out,
             "frugal_defers_run_total",
             counter,
-            "Cleanup actions run (buffer and lease releases) by the cleanup strategy.",
+            "Cleanup actions run (buffer and lease releases, extra deferred calls) by the \
+             cleanup strategy.",
             self.defers_run.load(Relaxed).to_string(),
+        );
+        one(
+            &mut out,
+            "frugal_request_spans_seconds_total",
+            counter,
+            "Summed length of the per-request spans closed by the extra deferred calls \
+             (frugal serve --extra-defers).",
+            (self.span_ns.load(Relaxed) as f64 / 1e9).to_string(),
         );
         let _ = writeln!(
             out,

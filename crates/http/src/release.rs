@@ -12,6 +12,11 @@
 //! request cancelled during its hold enters its strategy already cancelled: the work section
 //! returns at once and every strategy releases at once.
 //!
+//! With `--extra-defers N` ([`ServeConfig::extra_defers`](crate::ServeConfig::extra_defers))
+//! each request also defers N calls that close a per-request span (`State::close_span`): the
+//! chain strategies register them in the request's scope after the two releases (so they run
+//! first), `guard` holds one guard per call, `manual` makes the same calls after the work.
+//!
 //! The lease is a token: the work section never sees it (each strategy moves it into its
 //! release, and `State::work` takes only the buffer and the cancellation token, so the
 //! compiler guarantees it). That is what makes `chain-cancel`'s early release sound here. With
@@ -82,10 +87,16 @@ pub(crate) async fn handle(
     }
 }
 
-/// Explicit releases, in the order a careful programmer writes them.
+/// Explicit releases, in the order a careful programmer writes them: the extra calls
+/// ([`ServeConfig::extra_defers`](crate::ServeConfig::extra_defers)) first, newest first as a
+/// chain would run them, then the buffer, then the lease.
 fn manual(state: &State, lease: Lease, token: &CancellationToken) -> Option<Bytes> {
+    let opened = std::time::Instant::now();
     let mut buf = state.take_buffer();
     let body = state.work(&mut buf, token);
+    for _ in 0..state.config.extra_defers {
+        state.close_span(opened);
+    }
     state.release_buffer(buf);
     state.release_lease(lease);
     body
@@ -93,9 +104,27 @@ fn manual(state: &State, lease: Lease, token: &CancellationToken) -> Option<Byte
 
 /// Block guards: the release runs when each guard goes out of scope (panics included).
 fn guarded(state: &State, lease: Lease, token: &CancellationToken) -> Option<Bytes> {
+    let opened = std::time::Instant::now();
     let _lease = frugal_defer::guard(lease, |lease| state.release_lease(lease));
     let mut buf = frugal_defer::guard(state.take_buffer(), |buf| state.release_buffer(buf));
-    state.work(&mut buf, token)
+    with_span_guards(state, opened, state.config.extra_defers, || {
+        state.work(&mut buf, token)
+    })
+}
+
+/// Runs `body` under `n` block guards, each closing the request's span when it drops (newest
+/// first): one stack frame per guard, no allocation, as `n` nested `defer!` blocks would.
+fn with_span_guards<R>(
+    state: &State,
+    opened: std::time::Instant,
+    n: usize,
+    body: impl FnOnce() -> R,
+) -> R {
+    if n == 0 {
+        return body();
+    }
+    let _span = frugal_defer::guard(opened, |opened| state.close_span(opened));
+    with_span_guards(state, opened, n - 1, body)
 }
 
 /// A function-scoped chain: one `defer` per resource, run newest first when the scope ends.
@@ -106,8 +135,18 @@ fn chain(state: &State, lease: Lease, token: &CancellationToken) -> Option<Bytes
     frugal_defer::scope(|s| {
         let _ = s.defer(|| state.release_lease(lease));
         let _ = s.defer(|| state.release_buffer(buf.take()));
+        defer_spans(s, state);
         state.work(&mut buf.borrow_mut(), token)
     })
+}
+
+/// Registers the request's extra deferred calls in its chain: each captures the state and the
+/// moment the span opened, and closes the span at exit.
+fn defer_spans<'env>(s: &frugal_defer::Scope<'_, 'env>, state: &'env State) {
+    let opened = std::time::Instant::now();
+    for _ in 0..state.config.extra_defers {
+        let _ = s.defer(move || state.close_span(opened));
+    }
 }
 
 /// Like [`chain`], with the lease's release bound to the request's cancellation: a client that
@@ -136,6 +175,7 @@ fn chain_cancel(
             owner.release_lease(lease);
         });
         let _ = s.defer(|| state.release_buffer(buf.take()));
+        defer_spans(s, state);
         state.work(&mut buf.borrow_mut(), token)
     })
 }
@@ -168,6 +208,11 @@ async fn async_chain(state: &Arc<State>, lease: Lease, token: &CancellationToken
         });
         let buf = &buf;
         s.defer(move || state.release_buffer(std::mem::take(&mut lock(buf))));
+        let opened = std::time::Instant::now();
+        for _ in 0..state.config.extra_defers {
+            let state: &State = state;
+            s.defer(move || state.close_span(opened));
+        }
         if !state.hold(token).await {
             return None;
         }

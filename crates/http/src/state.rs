@@ -5,7 +5,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
@@ -45,6 +45,15 @@ pub struct ServeConfig {
     /// whole milliseconds; 0, the default, is one `yield_now`: an await that completes after
     /// the task was rescheduled once).
     pub release_us: u64,
+    /// Deferred calls each request registers besides its two releases (`frugal serve
+    /// --extra-defers`): each closes a per-request span (`State::close_span`: it reads the
+    /// clock and adds the time since the request's cleanup scope opened to
+    /// `frugal_request_spans_seconds_total`, and counts itself in `frugal_defers_run_total`),
+    /// as a handler's `defer span.End()` or `defer metrics.ObserveSince(start)` would. The
+    /// chain strategies register them in the request's scope (`chain`, `chain-cancel`: the
+    /// `frugal_defer::scope` chain; `async-chain`: its async scope), `guard` holds one guard
+    /// per call, `manual` writes the same calls out after the work. 0 (the default) adds none.
+    pub extra_defers: usize,
     /// Response body size in bytes.
     pub response_bytes: usize,
     /// Tokio worker threads; `None` = `std::thread::available_parallelism()`.
@@ -74,6 +83,7 @@ impl Default for ServeConfig {
             work_us: 10,
             hold: Duration::ZERO,
             release_us: 0,
+            extra_defers: 0,
             response_bytes: 128,
             workers: None,
             lease_pool_size: 128,
@@ -120,6 +130,15 @@ impl State {
     pub(crate) fn release_lease(&self, lease: Lease) {
         self.metrics.defers_run.fetch_add(1, Relaxed);
         self.leases.release(lease);
+    }
+
+    /// One of a request's extra deferred calls ([`ServeConfig::extra_defers`]): closes the
+    /// request's span opened at `opened` — reads the clock, adds the span's length to the
+    /// span-time counter — and counts itself as a cleanup action run.
+    pub(crate) fn close_span(&self, opened: Instant) {
+        let ns = u64::try_from(opened.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.metrics.span_ns.fetch_add(ns, Relaxed);
+        self.metrics.defers_run.fetch_add(1, Relaxed);
     }
 
     /// The request's work section, run while it holds its lease, after the hold (see

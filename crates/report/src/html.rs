@@ -598,6 +598,7 @@ fn service(r: &FullReport, h: &mut String) {
     section(h, "service");
     let Some(s) = &r.service else {
         not_run(r, h, "http");
+        llc(r, h);
         h.push_str("</section>\n");
         return;
     };
@@ -687,7 +688,85 @@ fn service(r: &FullReport, h: &mut String) {
         &rows,
         1,
     );
+    llc(r, h);
     h.push_str("</section>\n");
+}
+
+/// `bench llc` (article 4.2): cache misses per request with 0 and 10 extra deferred calls.
+fn llc(r: &FullReport, h: &mut String) {
+    h.push_str("<h3>Cache misses per request with extra deferred calls (article 4.2)</h3>\n");
+    let Some(l) = &r.llc else {
+        if r.steps.iter().any(|s| s.id == "llc") {
+            not_run(r, h, "llc");
+        }
+        return;
+    };
+    let mark = if l.simulated { "*" } else { "" };
+    let _ = write!(
+        h,
+        "<p><code>frugal serve --strategy S --extra-defers D {}</code>, N = {} requests over {} \
+         keep-alive connection(s); {}.</p>",
+        esc(&l.server_args.join(" ")),
+        l.requests,
+        l.connections,
+        esc(&l.method)
+    );
+    let opt = |x: Option<f64>, f: &dyn Fn(f64) -> String| x.map_or("-".to_owned(), f);
+    let rows: Vec<Vec<String>> = l
+        .rows
+        .iter()
+        .map(|row| {
+            let p = &row.per_request;
+            vec![
+                row.strategy.clone(),
+                row.extra_defers.to_string(),
+                format!("{:.0}{mark}", p.instructions),
+                format!("{:.1}{mark}", p.d1_misses),
+                format!("{:.2}{mark}", p.ll_misses),
+                opt(p.ll_load_miss_rate, &|x| format!("{:.3}%{mark}", x * 100.0)),
+                format!("{:.1}{mark}", p.ll_miss_bytes),
+                opt(row.native_rps, &|x| format!("{x:.0}")),
+                opt(row.dram_read_bytes_per_s, &|x| {
+                    format!("{:.4}{mark}", x / 1e6)
+                }),
+            ]
+        })
+        .collect();
+    table(
+        h,
+        &[
+            "strategy",
+            "extra defers",
+            "instructions/req",
+            "D1 misses/req",
+            "LL misses/req",
+            "LL load-miss rate",
+            "LL-miss bytes/req",
+            "native req/s",
+            "implied DRAM read MB/s",
+        ],
+        &rows,
+        1,
+    );
+    if l.simulated {
+        let _ = writeln!(
+            h,
+            "<p class=\"note\">* <span class=\"sim\">simulated</span> by {} ({}); LL \
+             load-miss rate = last-level data-read misses / data reads that reached the last \
+             level (perf's LLC-load-misses / LLC-loads, simulated: no L2); the DRAM figure is \
+             LL-miss bytes × the native request rate — the memory controller's counters are \
+             not measurable here.</p>",
+            esc(&l.tool),
+            esc(&l.cache)
+        );
+    } else {
+        let _ = writeln!(
+            h,
+            "<p class=\"note\">Counted by the PMU ({}); the DRAM figure is LLC-load-miss bytes \
+             × the native request rate (the memory controller's counters are not read).</p>",
+            esc(&l.cache)
+        );
+    }
 }
 
 fn io(r: &FullReport, h: &mut String) {

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use frugal_rightsize::Report as RightsizeReport;
 use frugal_workloads::defer_bench::DeferReport;
 use frugal_workloads::io::IoReport;
+use frugal_workloads::llc::LlcReport;
 use frugal_workloads::locality::LocalityReport;
 use frugal_workloads::tasks::TasksReport;
 
@@ -60,6 +61,10 @@ pub struct FullReport {
     pub locality: Option<LocalityReport>,
     /// `frugal rightsize` on the embedded (synthetic) sample fleet.
     pub rightsize: Option<RightsizeReport>,
+    /// `frugal bench llc`: the service's simulated last-level misses per request, 0 vs 10
+    /// extra deferred calls (absent from reports written before it existed).
+    #[serde(default)]
+    pub llc: Option<LlcReport>,
     /// Hourly CPU maxima of each sample workload, for the fleet plots (the rightsize report
     /// does not serialize them).
     pub fleet_traces: Vec<FleetTrace>,

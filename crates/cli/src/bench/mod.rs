@@ -6,6 +6,7 @@ pub(crate) mod defer;
 mod fleet;
 mod http;
 mod io;
+pub(crate) mod llc;
 pub(crate) mod locality;
 mod tasks;
 
@@ -25,6 +26,9 @@ pub enum Command {
     /// Memory locality: access patterns x working sets, cache/TLB misses, huge pages, NUMA
     /// (article chapter 3).
     Locality(locality::Args),
+    /// The service's last-level cache misses per request, 0 vs 10 extra deferred calls,
+    /// simulated under valgrind (article 4.2).
+    Llc(llc::Args),
 }
 
 /// Runs one experiment.
@@ -36,5 +40,6 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Io(args) => io::run(args),
         Command::Fleet(args) => fleet::run(args),
         Command::Locality(args) => locality::run(args),
+        Command::Llc(args) => llc::run(args),
     }
 }

@@ -16,8 +16,9 @@
 //! - [`util::HEAVY`]: tests that load the whole machine or measure it run one at a time —
 //!   `report` (runs every experiment), `load_merge` (compares the throughput of two generators
 //!   with one's), the `bench` runs of `bench_defer`, `bench_locality` (and its valgrind lackey
-//!   trace), `bench_tasks` and `bench_fleet`, and in `http` the load runs that check what a
-//!   rate schedule achieved, the `bench http` runs and the thousand-connection test. The files
+//!   trace), `bench_llc` (the service under valgrind), `bench_tasks` and `bench_fleet`, and in
+//!   `http` the load runs that check what a rate schedule achieved, the `bench http` runs and
+//!   the thousand-connection test. The files
 //!   that held one such test ran it alone; the others now meet at most one of them.
 //!
 //! Everything else (usage errors, `rightsize`, `stat`, `misuse`, `bench io`, the `serve`
@@ -29,6 +30,7 @@ mod util;
 mod bench_defer;
 mod bench_fleet;
 mod bench_io;
+mod bench_llc;
 mod bench_locality;
 mod bench_tasks;
 mod http;

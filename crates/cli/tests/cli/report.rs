@@ -139,6 +139,36 @@ fn quick_report_renders_reloads_and_opens_in_a_browser() {
     );
     assert!(!size.claim.why.is_empty());
     assert!(report.claims.iter().all(|c| !c.command.is_empty()));
+    // Article 4.2: judged from bench llc when it ran (valgrind here), else not measurable.
+    let llc_step = report
+        .steps
+        .iter()
+        .find(|s| s.id == "llc")
+        .expect("llc step");
+    let llc_row = report
+        .claims
+        .iter()
+        .find(|c| c.claim.id == "4.2-llc-dram")
+        .expect("the 4.2 row");
+    if llc_step.status == StepStatus::Ran {
+        let llc = report.llc.as_ref().expect("bench llc's result is kept");
+        assert!(
+            llc.simulated || report.machine.pmu,
+            "no PMU, yet not simulated"
+        );
+        assert_ne!(
+            llc_row.claim.verdict,
+            frugal_workloads::claims::Verdict::NotMeasurable
+        );
+    } else {
+        assert_eq!(
+            llc_step.status,
+            StepStatus::Skipped,
+            "{:?}",
+            llc_step.reason
+        );
+        assert!(llc_row.claim.why.contains("bench llc did not run"));
+    }
 
     // --from renders the same page from the JSON alone.
     let again = tmp.path().join("again");
