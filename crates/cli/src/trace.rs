@@ -259,6 +259,14 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(c) = counters.as_mut() {
         report.counters = c.total();
         report.notes.extend(c.notes());
+        let task_clock = match report.counters.get("task_clock_ns") {
+            Some(CounterValue::Count(ns)) => Some(*ns),
+            _ => None,
+        };
+        report.overhead = report
+            .overhead
+            .take()
+            .map(|o| o.with_target_cpu(task_clock));
     } else {
         report
             .notes

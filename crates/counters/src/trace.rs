@@ -125,6 +125,10 @@ pub struct Overhead {
     /// `probe_hits_per_s × ns_per_hit`: the target's CPU time per second spent in probe hits,
     /// in CPUs (1.0 = one CPU busy with nothing else).
     pub cpus: Option<f64>,
+    /// `probe_hits × ns_per_hit` over the target's task-clock during the trace: the share of
+    /// its CPU time that went to probe hits (a cross-check of the calibration: a target that
+    /// does nothing but fire probes comes out near 1).
+    pub share_of_target_cpu: Option<f64>,
     /// How `ns_per_hit` was obtained, or why it was not.
     pub method: String,
     /// The calibration's raw timings.
@@ -151,6 +155,7 @@ impl Overhead {
                 probe_hits_per_s: per_s,
                 ns_per_hit: Some(c.ns_per_hit),
                 cpus: Some(per_s * c.ns_per_hit / 1e9),
+                share_of_target_cpu: None,
                 method: method.to_owned(),
                 calibration: Some(c),
             },
@@ -161,6 +166,16 @@ impl Overhead {
                 ..Overhead::default()
             },
         }
+    }
+}
+
+impl Overhead {
+    /// Sets [`Overhead::share_of_target_cpu`] from the target's task-clock over the trace.
+    pub fn with_target_cpu(mut self, task_clock_ns: Option<u64>) -> Overhead {
+        if let (Some(ns), Some(tc)) = (self.ns_per_hit, task_clock_ns.filter(|&t| t > 0)) {
+            self.share_of_target_cpu = Some(self.probe_hits as f64 * ns / tc as f64);
+        }
+        self
     }
 }
 
@@ -375,6 +390,12 @@ impl Render for TraceReport {
                 "  tracing cost: {} probe hits ({:.0}/s){cost}",
                 o.probe_hits, o.probe_hits_per_s
             ));
+            if let Some(share) = o.share_of_target_cpu {
+                doc.line(format!(
+                    "  probe hits × cost per hit = {:.0}% of the target's task-clock over the trace",
+                    share * 100.0
+                ));
+            }
             doc.note(format!("tracing cost: {}", o.method));
         }
         for n in &self.notes {
@@ -530,8 +551,10 @@ mod tests {
             Ok(calibration),
             "calibrated on this machine",
         ));
+        r.overhead = r.overhead.map(|o| o.with_target_cpu(Some(1_000_000_000)));
         let o = r.overhead.as_ref().unwrap();
         assert_eq!(o.probe_hits_per_s, 100_000.0);
+        assert!((o.share_of_target_cpu.unwrap() - 0.5).abs() < 1e-12);
         assert!((o.cpus.unwrap() - 0.25).abs() < 1e-12);
         let text = r.document().to_text(&Style::plain());
         assert!(
@@ -545,6 +568,7 @@ mod tests {
             text.contains("note: tracing cost: calibrated on this machine"),
             "{text}"
         );
+        assert!(text.contains("= 50% of the target's task-clock"), "{text}");
         let json = serde_json::to_value(&r).unwrap();
         assert_eq!(json["defers"]["inline"], 40);
         assert_eq!(json["overhead"]["ns_per_hit"], 2500.0);

@@ -154,6 +154,12 @@ fn demo_counts_are_exact() {
         .as_f64()
         .unwrap_or_else(|| panic!("the cost per hit was measured: {}", r["overhead"]));
     assert!(ns > 0.0, "{}", r["overhead"]);
+    // Cross-checked against the target's own CPU time (task-clock is a software counter).
+    assert!(
+        r["overhead"]["share_of_target_cpu"].as_f64().is_some_and(|s| s > 0.0),
+        "{}",
+        r["overhead"]
+    );
     assert_eq!(
         r["overhead"]["calibration"]["traced_cpu_ns"]
             .as_array()
