@@ -58,8 +58,8 @@ enum ToWriter {
     /// The measured window starts at this wall-clock time: the log's `StartTime` and
     /// `BaseTime`, so that [`merge`] can tell whether generators ran at the same time.
     Begin(SystemTime),
-    /// A finished interval.
-    Interval(Closed),
+    /// A finished interval (boxed: its histograms are large, the start is a timestamp).
+    Interval(Box<Closed>),
 }
 
 /// One finished interval, on its way to the writer thread.
@@ -236,11 +236,11 @@ fn flush(state: &mut State, upto: u64, interval: Duration) {
         let length = interval.min(window.saturating_sub(begin));
         if let Some(tx) = &state.tx {
             // The writer lives until `tx` is dropped in `finish`.
-            let _ = tx.send(ToWriter::Interval(Closed {
+            let _ = tx.send(ToWriter::Interval(Box::new(Closed {
                 index: k,
                 length,
                 slot,
-            }));
+            })));
         }
         state.next += 1;
     }
@@ -281,12 +281,12 @@ fn write_log(
         ToWriter::Interval(c) => Some(c),
         ToWriter::Begin(_) => None,
     });
-    for Closed {
-        index,
-        length,
-        slot,
-    } in pending.into_iter().chain(rest)
-    {
+    for closed in pending.into_iter().chain(rest) {
+        let Closed {
+            index,
+            length,
+            slot,
+        } = *closed;
         let start = Duration::from_secs_f64(index as f64 * interval_s);
         log.write_histogram(&slot.uncorrected, start, length, Some(tags[0]))
             .map_err(std::io::Error::other)?;

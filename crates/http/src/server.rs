@@ -419,11 +419,13 @@ mod tests {
             .enable_all()
             .build()
             .expect("a runtime");
-        let mut config = ServeConfig::default();
-        config.addr = "127.0.0.1:0".parse().expect("an address");
-        config.header_timeout = Duration::from_secs(60);
-        config.shutdown_grace = Duration::from_secs(60);
-        config.work_us = 0;
+        let config = ServeConfig {
+            addr: "127.0.0.1:0".parse().expect("an address"),
+            header_timeout: Duration::from_secs(60),
+            shutdown_grace: Duration::from_secs(60),
+            work_us: 0,
+            ..ServeConfig::default()
+        };
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let server = runtime.spawn(run(

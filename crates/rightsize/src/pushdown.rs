@@ -717,7 +717,9 @@ mod tests {
     #[test]
     fn contradictory_engine_statistics_are_refused_with_the_reason() {
         assert_eq!(contradiction(&sound(), DAY), None);
-        let cases: [(&str, fn(&mut WorkloadStats)); 9] = [
+        /// What the reason must say, and how to break the sound statistics.
+        type Case = (&'static str, fn(&mut WorkloadStats));
+        let cases: [Case; 9] = [
             ("mean CPU", |s| s.cpu_sum = s.samples as f64 * 1.5),
             ("more usable CPU samples", |s| s.samples = s.samples_all + 1),
             ("percentile of the 5-minute", |s| {

@@ -156,7 +156,9 @@ fn demo_counts_are_exact() {
     assert!(ns > 0.0, "{}", r["overhead"]);
     // Cross-checked against the target's own CPU time (task-clock is a software counter).
     assert!(
-        r["overhead"]["share_of_target_cpu"].as_f64().is_some_and(|s| s > 0.0),
+        r["overhead"]["share_of_target_cpu"]
+            .as_f64()
+            .is_some_and(|s| s > 0.0),
         "{}",
         r["overhead"]
     );
