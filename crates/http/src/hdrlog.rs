@@ -10,9 +10,12 @@
 //! (1 s by default) of the measured window, histograms tagged `uncorrected` (send to response),
 //! `corrected` (intended send to response, constant-rate mode only) and `errors` (its *count* is
 //! the number of failed requests in the interval; its values mean nothing). Values are
-//! nanoseconds. [`merge`] reads any number of such logs and adds them: throughput is summed,
-//! percentiles come from the merged histograms, errors are summed. Untagged histograms (other
-//! tools' logs) are read as `uncorrected`.
+//! nanoseconds; the log's `StartTime` and `BaseTime` are the wall-clock start of the measured
+//! window (after the warm-up) and the intervals count from it. [`merge`] reads any number of
+//! such logs and adds them: throughput is summed, percentiles come from the merged histograms,
+//! errors are summed — over the window in which every generator was measuring, for logs of
+//! generators that ran together (the same log twice, or logs recorded apart, are refused).
+//! Untagged histograms (other tools' logs) are read as `uncorrected`.
 //!
 //! Recording takes a mutex per response (the load threads share the open intervals), so a run
 //! with `--hdr-log` costs a little more per request than one without.
