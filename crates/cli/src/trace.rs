@@ -11,11 +11,14 @@
 //! growing the goroutine's stack (`morestack`), a few extra hits per goroutine.
 //!
 //! What tracing costs: every probe hit is a uprobe, a trap into the kernel that runs a BPF
-//! program, microseconds each. Measured on the project's 2-core VM (busy with other builds):
-//! `frugal-trace-demo --seconds 3` (release) runs about 5.3 million defers/s untraced and
-//! about 0.116 million traced (three probe hits per defer: register, call start, call end),
-//! about 2.7 µs per hit; Go's `deferproc` about 5 µs per hit. With nobody tracing, a probe is
-//! a `nop` (see `frugal-defer`'s `usdt` feature).
+//! program, microseconds each. Every trace says what it cost, from a measurement: bpftrace
+//! counts every probe hit (hits per second), and after the trace a calibration measures what
+//! one hit costs here — a workload of defers on this process's own `frugal_defer` probes
+//! (the same probes, program and trap), timed untraced and then traced, the difference divided
+//! by the hits bpftrace counted ([`Bpftrace::calibrate`]). Hits per second × cost per hit is
+//! the target's CPU time spent in tracing. For `--go` the calibration is the same (a uprobe on
+//! a Go function is the same trap; its program also looks up the caller). With nobody
+//! tracing, a probe is a `nop` (see `frugal-defer`'s `usdt` feature).
 //!
 //! Attached to a running process, calls registered before the probes were attached are run
 //! after it: `run` may exceed `registered`. Totals are read from bpftrace's maps one after
@@ -32,7 +35,8 @@ use std::time::Duration;
 use anyhow::{bail, Context as _};
 use frugal_counters::bpftrace::{self, Bpftrace, Bucket, Next, Output, Target};
 use frugal_counters::trace::{
-    interval_header, CounterValue, Defers, GoCaller, GoReport, Interval, TraceReport, GO_NOTE,
+    interval_header, CounterValue, Defers, GoCaller, GoReport, Interval, Overhead, TraceReport,
+    GO_NOTE,
 };
 use frugal_counters::{CounterSet, CounterStatus, Event};
 
@@ -95,7 +99,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         (Some(pid), _) => {
             let exe = PathBuf::from(format!("/proc/{pid}/exe"));
             let binary = std::fs::read_link(&exe).with_context(|| {
-                format!("no process with PID {pid} (or it cannot be inspected: run as root)")
+                if is_root() {
+                    format!("no process with PID {pid}")
+                } else {
+                    format!("no process with PID {pid} (or it cannot be inspected: run as root)")
+                }
             })?;
             (binary, Target::Pid(pid))
         }
@@ -138,10 +146,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         let probes = bt.usdt_probes(&binary, bpftrace::DEFER_PROVIDER)?;
         if !probes.iter().any(|p| p == "defer_register") {
+            let is_go = bt
+                .uprobe_functions(&binary, &["runtime.deferreturn"])
+                .is_ok_and(|f| !f.is_empty());
+            if is_go {
+                bail!(
+                    "{} is a Go program (it has runtime.deferreturn) and no frugal_defer USDT \
+                     probes: add --go to trace its runtime defer functions",
+                    binary.display()
+                );
+            }
             bail!(
                 "{} has no frugal_defer USDT probes: it was built without frugal-defer's `usdt` \
                  feature (enable it: frugal-defer = {{ features = [\"usdt\"] }}), or it does not \
-                 use frugal-defer; for a Go program add --go",
+                 use frugal-defer",
                 binary.display()
             );
         }
@@ -228,9 +246,33 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         bail!("bpftrace ended before attaching its probes");
     }
     state.fill(&mut report);
+    // What the trace cost: its probe hits, costed by a calibration on this machine (after the
+    // trace, so that the target's probes are attached as soon as possible).
+    let hits = if args.go {
+        state.go_totals.values().sum()
+    } else {
+        bpftrace::DEFER_HIT_MAPS
+            .iter()
+            .map(|m| state.totals.get(*m).copied().unwrap_or(0))
+            .sum()
+    };
+    report.overhead = Some(Overhead::new(
+        hits,
+        report.duration_s,
+        calibrate(&bt),
+        &calibration_method(args.go),
+    ));
     if let Some(c) = counters.as_mut() {
         report.counters = c.total();
         report.notes.extend(c.notes());
+        let task_clock = match report.counters.get("task_clock_ns") {
+            Some(CounterValue::Count(ns)) => Some(*ns),
+            _ => None,
+        };
+        report.overhead = report
+            .overhead
+            .take()
+            .map(|o| o.with_target_cpu(task_clock));
     } else {
         report
             .notes
@@ -253,6 +295,86 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The probes the calibration attaches: the deferred call's start and end, the two whose
+/// programs do the most (timestamps in maps, a histogram).
+const CALIBRATION_PROBES: [&str; 2] = ["call_start", "call_end"];
+/// Scopes per calibration run, and defers per scope: 1,000 × 8 × 2 hits (call start and end)
+/// = 16,000 probe hits per run, about 40 ms of CPU traced at 2.5 µs a hit.
+const CALIBRATION_SCOPES: u64 = 1_000;
+const CALIBRATION_DEFERS: u64 = 8;
+/// Runs of the calibration workload, untraced and traced (medians).
+const CALIBRATION_RUNS: usize = 5;
+
+/// The calibration workload: scopes of defers on this thread, firing this binary's probes.
+fn calibration_workload() {
+    for _ in 0..CALIBRATION_SCOPES {
+        frugal_defer::scope(|s| {
+            for i in 0..CALIBRATION_DEFERS {
+                s.defer(move || {
+                    std::hint::black_box(i);
+                });
+            }
+        });
+    }
+}
+
+/// What one probe hit costs here, measured on this process's own probes.
+fn calibrate(bt: &Bpftrace) -> Result<bpftrace::Calibration, String> {
+    let exe = std::env::current_exe()
+        .and_then(|p| p.canonicalize())
+        .map_err(|e| format!("cannot find this program's executable: {e}"))?;
+    let probes = bt
+        .usdt_probes(&exe, bpftrace::DEFER_PROVIDER)
+        .map_err(|e| e.to_string())?;
+    // Only the run loop's two probes: one site each (defer_register has one per
+    // monomorphized call site, dozens in this binary), and the kernel detaches uprobes one by
+    // one, each waiting for an RCU grace period — seconds on a loaded VM.
+    let probes: Vec<String> = CALIBRATION_PROBES
+        .iter()
+        .filter(|p| probes.iter().any(|q| q == *p))
+        .map(|p| (*p).to_owned())
+        .collect();
+    if probes.len() < CALIBRATION_PROBES.len() {
+        return Err(format!(
+            "{} was built without frugal-defer's `usdt` feature, so it has no probes to \
+             calibrate on",
+            exe.display()
+        ));
+    }
+    bt.calibrate(&exe, &probes, CALIBRATION_RUNS, &mut calibration_workload)
+        .map_err(|e| e.to_string())
+}
+
+/// How the cost per hit was obtained, for the report.
+fn calibration_method(go: bool) -> String {
+    let mut m = format!(
+        "measured after the trace on this machine: {CALIBRATION_SCOPES} scopes of \
+         {CALIBRATION_DEFERS} defers on frugal's own frugal_defer call_start/call_end probes, \
+         {CALIBRATION_RUNS} runs untraced then {CALIBRATION_RUNS} traced by the same bpftrace \
+         program as the trace's, (median traced − median untraced thread CPU time) / probe hits \
+         per run; CPU time = hits/s × cost per hit"
+    );
+    if go {
+        m.push_str(
+            "; a Go uprobe is the same trap, its program also reads the caller, so its cost is \
+             somewhat higher",
+        );
+    }
+    m
+}
+
+/// Whether this process runs as root (effective UID 0).
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .map(|u| u.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
 }
 
 /// Gives bpftrace's terse failures a cause and a remedy.
@@ -355,6 +477,7 @@ impl Collect {
             run: get("calls").saturating_sub(get("cancelled")),
             cancelled: get("cancelled"),
             run_now: get("run_now"),
+            inline: get("registered").saturating_sub(get("pooled") + get("heap")),
             pooled: get("pooled"),
             heap: get("heap"),
             pool_hits: get("pool_hits"),

@@ -381,6 +381,143 @@ impl Drop for Session {
     }
 }
 
+/// What one probe hit costs the traced thread, measured on this machine: a workload run
+/// untraced, then with [`defer_program`] attached, the difference of the thread's CPU time
+/// divided by the probe hits bpftrace counted. See [`Bpftrace::calibrate`].
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Calibration {
+    /// Probe hits per run of the workload, as bpftrace counted them.
+    pub hits_per_run: u64,
+    /// CPU time of the thread in each untraced run, ns.
+    pub untraced_cpu_ns: Vec<u64>,
+    /// CPU time of the thread in each traced run, ns.
+    pub traced_cpu_ns: Vec<u64>,
+    /// (median traced − median untraced) / hits per run, ns.
+    pub ns_per_hit: f64,
+    /// The same from the fastest and the slowest traced run: the spread.
+    pub ns_per_hit_range: (f64, f64),
+}
+
+/// The count maps of [`defer_program`]'s totals that are probe hits (one per probe firing).
+pub const DEFER_HIT_MAPS: [&str; 9] = [
+    "registered",
+    "calls",
+    "call_ends",
+    "cancelled",
+    "run_now",
+    "scopes",
+    "pool_hits",
+    "pool_misses",
+    "panics",
+];
+
+fn median(v: &[u64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_unstable();
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[n / 2] as f64,
+        n => (v[n / 2 - 1] + v[n / 2]) as f64 / 2.0,
+    }
+}
+
+impl Bpftrace {
+    /// Measures what a probe hit costs: runs `workload` (which must fire `binary`'s
+    /// `frugal_defer` probes in this process, on this thread, the same number of times on
+    /// every call) `runs` times untraced, attaches [`defer_program`] to this process, runs it
+    /// `runs` times traced, detaches, and divides the difference of the median CPU times of
+    /// the thread (`CLOCK_THREAD_CPUTIME_ID`: the traps' kernel time counts, waiting for a CPU
+    /// on a busy machine does not) by the probe hits bpftrace counted per run. `binary` is this process's executable
+    /// (`/proc/self/exe`'s target) and must have the probes (`probes`, as listed by
+    /// [`Bpftrace::usdt_probes`]). Takes bpftrace's start-up (a second or two) plus the runs.
+    pub fn calibrate(
+        &self,
+        binary: &Path,
+        probes: &[String],
+        runs: usize,
+        workload: &mut dyn FnMut(),
+    ) -> Result<Calibration, Error> {
+        let fail = |message: String| Error::Bpftrace { message };
+        let cpu = || {
+            sys::thread_cpu_ns().map_err(|source| Error::Io {
+                context: "reading the thread's CPU time".into(),
+                source,
+            })
+        };
+        let time = |workload: &mut dyn FnMut()| -> Result<Vec<u64>, Error> {
+            (0..runs.max(1))
+                .map(|_| {
+                    let t = cpu()?;
+                    workload();
+                    Ok(cpu()?.saturating_sub(t))
+                })
+                .collect()
+        };
+        // Once to warm caches and the thread's pool, then measured.
+        workload();
+        let untraced_cpu_ns = time(workload)?;
+        // One interval timer that never fires within the calibration: the totals come at END.
+        let program = defer_program(binary, probes, Duration::from_secs(3600), None);
+        let mut session = self.start(&program, &Target::Pid(std::process::id()))?;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match session.next_output(Duration::from_millis(50))? {
+                Next::Output(Output::Printf(p)) if p.starts_with("frugal:begin") => break,
+                Next::Ended => return Err(fail("bpftrace ended before attaching".into())),
+                _ if Instant::now() > deadline => {
+                    return Err(fail("bpftrace did not attach within 60 s".into()))
+                }
+                _ => {}
+            }
+        }
+        let traced_cpu_ns = time(workload)?;
+        session.interrupt();
+        let mut totals = std::collections::BTreeMap::new();
+        let mut in_end = false;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match session.next_output(Duration::from_millis(50))? {
+                Next::Output(Output::Printf(p)) if p.starts_with("frugal:end") => in_end = true,
+                Next::Output(Output::Map(name, v)) if in_end => {
+                    if let Some(v) = v.as_u64() {
+                        totals.entry(name).or_insert(v);
+                    }
+                }
+                Next::Ended => break,
+                _ if Instant::now() > deadline => {
+                    return Err(fail("bpftrace did not end within 30 s of SIGINT".into()))
+                }
+                _ => {}
+            }
+        }
+        let hits: u64 = DEFER_HIT_MAPS
+            .iter()
+            .map(|m| totals.get(*m).copied().unwrap_or(0))
+            .sum();
+        let runs = traced_cpu_ns.len() as u64;
+        if hits == 0 || hits % runs != 0 {
+            return Err(fail(format!(
+                "the calibration counted {hits} probe hits in {runs} identical runs: the probes \
+                 were not all attached during the runs"
+            )));
+        }
+        let hits_per_run = hits / runs;
+        let base = median(&untraced_cpu_ns);
+        let per_hit = |traced: f64| ((traced - base) / hits_per_run as f64).max(0.0);
+        let (fast, slow) = (
+            traced_cpu_ns.iter().copied().min().unwrap_or(0),
+            traced_cpu_ns.iter().copied().max().unwrap_or(0),
+        );
+        Ok(Calibration {
+            hits_per_run,
+            ns_per_hit: per_hit(median(&traced_cpu_ns)),
+            ns_per_hit_range: (per_hit(fast as f64), per_hit(slow as f64)),
+            untraced_cpu_ns,
+            traced_cpu_ns,
+        })
+    }
+}
+
 /// Drops the lines bpftrace prints on every run on this kind of machine that are not about
 /// the trace, and joins the rest into one line.
 pub fn clean_errors(stderr: &str) -> String {
@@ -502,6 +639,12 @@ pub fn defer_program(
             "usdt:{bin}:{DEFER_PROVIDER}:call_end /@depth[tid] > 0/ {{ \
              @call_ns = hist(nsecs - @start[tid, @depth[tid]]); @depth[tid] = @depth[tid] - 1; }}"
         );
+        // Every hit counts, also those of calls started before the probes were attached (the
+        // predicate above skips them): the hits per second say what tracing costs.
+        let _ = writeln!(
+            s,
+            "usdt:{bin}:{DEFER_PROVIDER}:call_end {{ @call_ends = count(); }}"
+        );
     }
     let present: Vec<&str> = DEFER_COUNTS
         .iter()
@@ -522,7 +665,7 @@ pub fn defer_program(
             s.push_str(" print(@chain_length);");
         }
         if has("call_end") && has("call_start") {
-            s.push_str(" print(@call_ns);");
+            s.push_str(" print(@call_ns); print(@call_ends);");
         }
     });
     if has("call_end") && has("call_start") {

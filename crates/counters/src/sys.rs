@@ -1,7 +1,7 @@
 //! The only module with `unsafe`: thin wrappers over the libc calls perf-event2 does not cover.
 //!
-//! Each wrapper passes a zero-initialised, correctly sized `libc::rusage` that lives for the
-//! whole call; the kernel only writes into it.
+//! Each wrapper passes a zero-initialised, correctly sized `libc::rusage` (or `timespec`) that
+//! lives for the whole call; the kernel only writes into it.
 
 use std::io;
 use std::mem::MaybeUninit;
@@ -14,6 +14,22 @@ pub(crate) fn thread_context_switches() -> io::Result<u64> {
 /// Context switches (voluntary + involuntary) of all waited-for children so far.
 pub(crate) fn children_context_switches() -> io::Result<u64> {
     rusage(libc::RUSAGE_CHILDREN)
+}
+
+/// CPU time of the calling thread so far, ns (`CLOCK_THREAD_CPUTIME_ID`: user and system
+/// time, uprobe traps included; not the time it waited for a CPU).
+pub(crate) fn thread_cpu_ns() -> io::Result<u64> {
+    let mut ts = MaybeUninit::<libc::timespec>::zeroed();
+    // SAFETY: `ts` is a valid, writable `timespec` for the duration of the call, and the clock
+    // id is a constant the kernel knows; clock_gettime writes only into the struct it is given.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, ts.as_mut_ptr()) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: clock_gettime returned 0, so it filled the struct (zeroed before anyway: both
+    // fields are integers, for which all-zero bytes are valid).
+    let ts = unsafe { ts.assume_init() };
+    Ok(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
 }
 
 /// Sends SIGINT to process `pid` (ignoring errors: the process may have ended already).
@@ -42,6 +58,16 @@ fn rusage(who: libc::c_int) -> io::Result<u64> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn thread_cpu_time_advances_with_work() {
+        let before = super::thread_cpu_ns().unwrap();
+        let mut x = 0u64;
+        while super::thread_cpu_ns().unwrap() < before + 2_000_000 {
+            x = std::hint::black_box(x.wrapping_add(1));
+        }
+        assert!(x > 0);
+    }
+
     #[test]
     fn context_switches_read() {
         let before = super::thread_context_switches().unwrap();

@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use frugal_output::{Document, Render, Table};
 use serde::Serialize;
 
-use crate::bpftrace::Bucket;
+use crate::bpftrace::{Bucket, Calibration};
 
 /// What `--go` cannot count, printed with its totals.
 pub const GO_NOTE: &str = "Go open-codes up to 8 defers per function (none in a loop) since Go \
@@ -74,6 +74,10 @@ pub struct Defers {
     pub cancelled: u64,
     /// Deferred calls run early through their handle.
     pub run_now: u64,
+    /// Of the registered, stored inline in the scope's frame: registered − pooled − heap (the
+    /// scopes' exit counts; attached to a running process, scopes entered before the probes
+    /// were attached make this approximate).
+    pub inline: u64,
     /// Of the registered, stored in the pool (from the scopes' exit counts).
     pub pooled: u64,
     /// Of the registered, in a heap block of their own.
@@ -108,6 +112,73 @@ pub struct GoCaller {
     pub count: u64,
 }
 
+/// What tracing cost the target: its probe hits per second times what one hit costs, measured.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Overhead {
+    /// Probe hits during the trace (every probe firing, counted by bpftrace).
+    pub probe_hits: u64,
+    /// Probe hits per second of the trace.
+    pub probe_hits_per_s: f64,
+    /// What one hit costs the traced thread, ns (from [`Overhead::calibration`]); `None` when
+    /// it could not be measured ([`Overhead::method`] says why).
+    pub ns_per_hit: Option<f64>,
+    /// `probe_hits_per_s × ns_per_hit`: the target's CPU time per second spent in probe hits,
+    /// in CPUs (1.0 = one CPU busy with nothing else).
+    pub cpus: Option<f64>,
+    /// `probe_hits × ns_per_hit` over the target's task-clock during the trace: the share of
+    /// its CPU time that went to probe hits (a cross-check of the calibration: a target that
+    /// does nothing but fire probes comes out near 1).
+    pub share_of_target_cpu: Option<f64>,
+    /// How `ns_per_hit` was obtained, or why it was not.
+    pub method: String,
+    /// The calibration's raw timings.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<Calibration>,
+}
+
+impl Overhead {
+    /// `hits` probe hits over `seconds`, costed by `calibration` (or not, and `why`).
+    pub fn new(
+        hits: u64,
+        seconds: f64,
+        calibration: Result<Calibration, String>,
+        method: &str,
+    ) -> Overhead {
+        let per_s = if seconds > 0.0 {
+            hits as f64 / seconds
+        } else {
+            0.0
+        };
+        match calibration {
+            Ok(c) => Overhead {
+                probe_hits: hits,
+                probe_hits_per_s: per_s,
+                ns_per_hit: Some(c.ns_per_hit),
+                cpus: Some(per_s * c.ns_per_hit / 1e9),
+                share_of_target_cpu: None,
+                method: method.to_owned(),
+                calibration: Some(c),
+            },
+            Err(why) => Overhead {
+                probe_hits: hits,
+                probe_hits_per_s: per_s,
+                method: format!("the cost per hit could not be measured: {why}"),
+                ..Overhead::default()
+            },
+        }
+    }
+}
+
+impl Overhead {
+    /// Sets [`Overhead::share_of_target_cpu`] from the target's task-clock over the trace.
+    pub fn with_target_cpu(mut self, task_clock_ns: Option<u64>) -> Overhead {
+        if let (Some(ns), Some(tc)) = (self.ns_per_hit, task_clock_ns.filter(|&t| t > 0)) {
+            self.share_of_target_cpu = Some(self.probe_hits as f64 * ns / tc as f64);
+        }
+        self
+    }
+}
+
 /// The report of `frugal trace`.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct TraceReport {
@@ -137,6 +208,9 @@ pub struct TraceReport {
     pub go: Option<GoReport>,
     /// Perf counters in total over the trace.
     pub counters: BTreeMap<String, CounterValue>,
+    /// What tracing cost the target.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub overhead: Option<Overhead>,
     /// Notes: what could not be measured, and why.
     pub notes: Vec<String>,
 }
@@ -230,7 +304,8 @@ fn hist(doc: &mut Document, title: &str, hist: &[Bucket]) {
 
 impl Render for TraceReport {
     const SCHEMA: &'static str = "frugal-trace";
-    const VERSION: u32 = 1;
+    /// 2: `overhead` (probe hits and what they cost), `defers.inline`.
+    const VERSION: u32 = 2;
 
     /// The totals: defers and storage (or Go runtime calls and callers), histograms, the
     /// target's perf counters, notes.
@@ -252,11 +327,7 @@ impl Render for TraceReport {
             ));
             doc.line(format!(
                 "  storage: inline {}, pooled {}, heap {}; pool blocks: {} hits, {} misses",
-                d.registered.saturating_sub(d.pooled + d.heap),
-                d.pooled,
-                d.heap,
-                d.pool_hits,
-                d.pool_misses
+                d.inline, d.pooled, d.heap, d.pool_hits, d.pool_misses
             ));
         }
         if let Some(g) = &self.go {
@@ -294,6 +365,38 @@ impl Render for TraceReport {
                 "  perf counters of the target: {}",
                 cells.join(", ")
             ));
+        }
+        if let Some(o) = &self.overhead {
+            let cost = match (o.ns_per_hit, o.cpus) {
+                (Some(ns), Some(cpus)) => format!(
+                    " × {:.2} µs per hit ≈ {:.0} ms of the target's CPU time per second ({:.1}% \
+                     of one CPU){}",
+                    ns / 1e3,
+                    cpus * 1e3,
+                    cpus * 100.0,
+                    o.calibration
+                        .as_ref()
+                        .filter(|c| c.ns_per_hit_range.0 < c.ns_per_hit_range.1)
+                        .map(|c| format!(
+                            "; calibration runs {:.2}–{:.2} µs per hit",
+                            c.ns_per_hit_range.0 / 1e3,
+                            c.ns_per_hit_range.1 / 1e3
+                        ))
+                        .unwrap_or_default()
+                ),
+                _ => String::new(),
+            };
+            doc.line(format!(
+                "  tracing cost: {} probe hits ({:.0}/s){cost}",
+                o.probe_hits, o.probe_hits_per_s
+            ));
+            if let Some(share) = o.share_of_target_cpu {
+                doc.line(format!(
+                    "  probe hits × cost per hit = {:.0}% of the target's task-clock over the trace",
+                    share * 100.0
+                ));
+            }
+            doc.note(format!("tracing cost: {}", o.method));
         }
         for n in &self.notes {
             doc.note(n);
@@ -364,6 +467,7 @@ mod tests {
                 registered: 100,
                 run: 99,
                 cancelled: 1,
+                inline: 40,
                 pooled: 60,
                 ..Defers::default()
             }),
@@ -428,6 +532,50 @@ mod tests {
             "  perf counters of the target: cycles <not supported>, task_clock_ns 250000000"
         );
         assert_eq!(lines[7], "  note: cycles <not supported>");
+    }
+
+    #[test]
+    fn the_tracing_cost_is_hits_times_the_calibrated_cost() {
+        let calibration = Calibration {
+            hits_per_run: 1_000,
+            untraced_cpu_ns: vec![100_000],
+            traced_cpu_ns: vec![2_600_000],
+            ns_per_hit: 2_500.0,
+            ns_per_hit_range: (2_500.0, 2_500.0),
+        };
+        let mut r = report();
+        r.duration_s = 2.0;
+        r.overhead = Some(Overhead::new(
+            200_000,
+            2.0,
+            Ok(calibration),
+            "calibrated on this machine",
+        ));
+        r.overhead = r.overhead.map(|o| o.with_target_cpu(Some(1_000_000_000)));
+        let o = r.overhead.as_ref().unwrap();
+        assert_eq!(o.probe_hits_per_s, 100_000.0);
+        assert!((o.share_of_target_cpu.unwrap() - 0.5).abs() < 1e-12);
+        assert!((o.cpus.unwrap() - 0.25).abs() < 1e-12);
+        let text = r.document().to_text(&Style::plain());
+        assert!(
+            text.contains(
+                "  tracing cost: 200000 probe hits (100000/s) × 2.50 µs per hit ≈ 250 ms of the \
+                 target's CPU time per second (25.0% of one CPU)"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("note: tracing cost: calibrated on this machine"),
+            "{text}"
+        );
+        assert!(text.contains("= 50% of the target's task-clock"), "{text}");
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["defers"]["inline"], 40);
+        assert_eq!(json["overhead"]["ns_per_hit"], 2500.0);
+        // Not measured: the hits are still counted, and the reason says why.
+        let o = Overhead::new(10, 1.0, Err("no bpftrace".into()), "unused");
+        assert_eq!(o.cpus, None);
+        assert!(o.method.contains("could not be measured: no bpftrace"));
     }
 
     #[test]

@@ -88,6 +88,28 @@ pub enum Error {
         #[source]
         source: Option<io::Error>,
     },
+    /// The same log was given twice to [`crate::hdrlog::merge`] (a usage error: it would count
+    /// one generator twice).
+    #[error(
+        "{} and {} {}: a generator's log counts once; give each generator's log once",
+        first.display(),
+        second.display(),
+        if *same_file { "are the same file" } else { "have identical contents" }
+    )]
+    HdrLogDuplicate {
+        /// The first occurrence.
+        first: std::path::PathBuf,
+        /// The repeat.
+        second: std::path::PathBuf,
+        /// The same file (by path), rather than a copy.
+        same_file: bool,
+    },
+    /// Logs given to [`crate::hdrlog::merge`] were not recorded at the same time.
+    #[error("{message}")]
+    HdrLogApart {
+        /// Each log's span, what they share, and what to do.
+        message: String,
+    },
 }
 
 impl Error {

@@ -10,9 +10,12 @@
 //! (1 s by default) of the measured window, histograms tagged `uncorrected` (send to response),
 //! `corrected` (intended send to response, constant-rate mode only) and `errors` (its *count* is
 //! the number of failed requests in the interval; its values mean nothing). Values are
-//! nanoseconds. [`merge`] reads any number of such logs and adds them: throughput is summed,
-//! percentiles come from the merged histograms, errors are summed. Untagged histograms (other
-//! tools' logs) are read as `uncorrected`.
+//! nanoseconds; the log's `StartTime` and `BaseTime` are the wall-clock start of the measured
+//! window (after the warm-up) and the intervals count from it. [`merge`] reads any number of
+//! such logs and adds them: throughput is summed, percentiles come from the merged histograms,
+//! errors are summed — over the window in which every generator was measuring, for logs of
+//! generators that ran together (the same log twice, or logs recorded apart, are refused).
+//! Untagged histograms (other tools' logs) are read as `uncorrected`.
 //!
 //! Recording takes a mutex per response (the load threads share the open intervals), so a run
 //! with `--hdr-log` costs a little more per request than one without.
@@ -52,6 +55,16 @@ impl Slot {
     }
 }
 
+/// What the writer thread receives: the measured window's wall-clock start (first), then the
+/// finished intervals.
+enum ToWriter {
+    /// The measured window starts at this wall-clock time: the log's `StartTime` and
+    /// `BaseTime`, so that [`merge`] can tell whether generators ran at the same time.
+    Begin(SystemTime),
+    /// A finished interval (boxed: its histograms are large, the start is a timestamp).
+    Interval(Box<Closed>),
+}
+
 /// One finished interval, on its way to the writer thread.
 struct Closed {
     index: u64,
@@ -69,7 +82,7 @@ struct State {
     next: u64,
     /// Responses that arrived for an interval already written (recorded in the oldest open one).
     late: u64,
-    tx: Option<mpsc::Sender<Closed>>,
+    tx: Option<mpsc::Sender<ToWriter>>,
 }
 
 /// Records interval histograms of a load run and writes them to a file as the run goes.
@@ -102,7 +115,7 @@ impl IntervalLog {
         }
         let file = std::fs::File::create(path)
             .map_err(|e| log_err(path, "cannot create the log", Some(e)))?;
-        let (tx, rx) = mpsc::channel::<Closed>();
+        let (tx, rx) = mpsc::channel::<ToWriter>();
         let seconds = interval.as_secs_f64();
         let handle = std::thread::Builder::new()
             .name("frugal-hdr-log".to_owned())
@@ -123,9 +136,22 @@ impl IntervalLog {
         })
     }
 
-    /// The measured window starts at `start` and lasts `duration`.
+    /// The measured window starts at `start` and lasts `duration`; the log's `StartTime` and
+    /// `BaseTime` are the wall-clock time of `start`, and the intervals' timestamps count from
+    /// it.
     pub fn begin(&self, start: Instant, duration: Duration) {
-        self.state.lock().expect("never poisoned").window = Some((start, duration));
+        let (now, wall_now) = (Instant::now(), SystemTime::now());
+        let wall = if start >= now {
+            wall_now + (start - now)
+        } else {
+            wall_now - (now - start)
+        };
+        let mut state = self.state.lock().expect("never poisoned");
+        state.window = Some((start, duration));
+        if let Some(tx) = &state.tx {
+            // The writer lives until `tx` is dropped in `finish`.
+            let _ = tx.send(ToWriter::Begin(wall));
+        }
     }
 
     fn slots(&self) -> u64 {
@@ -213,11 +239,11 @@ fn flush(state: &mut State, upto: u64, interval: Duration) {
         let length = interval.min(window.saturating_sub(begin));
         if let Some(tx) = &state.tx {
             // The writer lives until `tx` is dropped in `finish`.
-            let _ = tx.send(Closed {
+            let _ = tx.send(ToWriter::Interval(Box::new(Closed {
                 index: k,
                 length,
                 slot,
-            });
+            })));
         }
         state.next += 1;
     }
@@ -225,18 +251,26 @@ fn flush(state: &mut State, upto: u64, interval: Duration) {
 
 fn write_log(
     file: std::fs::File,
-    rx: mpsc::Receiver<Closed>,
+    rx: mpsc::Receiver<ToWriter>,
     interval_s: f64,
     corrected: bool,
 ) -> std::io::Result<()> {
     let mut out = std::io::BufWriter::new(file);
     let mut serializer = V2DeflateSerializer::new();
-    let now = SystemTime::now();
+    // The header waits for the window's start: it is the time the intervals count from. A run
+    // that never began (no connection) gets the current time and no intervals.
+    let first = rx.recv().ok();
+    let (start, pending) = match first {
+        Some(ToWriter::Begin(at)) => (at, None),
+        Some(ToWriter::Interval(c)) => (SystemTime::now(), Some(c)),
+        None => (SystemTime::now(), None),
+    };
     let mut log = IntervalLogWriterBuilder::new()
         .add_comment("frugal load: interval histograms; values in nanoseconds")
         .add_comment("tags: uncorrected (send to response), corrected (intended send to response), errors (count = failed requests)")
-        .with_start_time(now)
-        .with_base_time(now)
+        .add_comment("StartTime = BaseTime = start of the measured window (after the warm-up)")
+        .with_start_time(start)
+        .with_base_time(start)
         .with_max_value_divisor(1e6)
         .begin_log_with(&mut out, &mut serializer)
         .map_err(std::io::Error::other)?;
@@ -246,12 +280,16 @@ fn write_log(
         Tag::new("errors").expect("a valid tag"),
     ];
     let mut errors_h = histogram();
-    for Closed {
-        index,
-        length,
-        slot,
-    } in rx
-    {
+    let rest = rx.into_iter().filter_map(|m| match m {
+        ToWriter::Interval(c) => Some(c),
+        ToWriter::Begin(_) => None,
+    });
+    for closed in pending.into_iter().chain(rest) {
+        let Closed {
+            index,
+            length,
+            slot,
+        } = *closed;
         let start = Duration::from_secs_f64(index as f64 * interval_s);
         log.write_histogram(&slot.uncorrected, start, length, Some(tags[0]))
             .map_err(std::io::Error::other)?;
@@ -272,19 +310,42 @@ fn write_log(
     out.flush()
 }
 
-/// What one log held.
+/// What one log held (within the merged window).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct LogSummary {
     /// The file.
     pub path: String,
-    /// Seconds covered (sum of the `uncorrected` intervals' durations).
+    /// Wall-clock start of the log's first interval, Unix seconds (`None`: the log has no
+    /// `StartTime`/`BaseTime` and no absolute timestamps, so it cannot be placed in time).
+    pub span_start_unix_s: Option<f64>,
+    /// Wall-clock end of the log's last interval, Unix seconds.
+    pub span_end_unix_s: Option<f64>,
+    /// Seconds merged (sum of the kept `uncorrected` intervals' durations).
     pub duration_s: f64,
-    /// Responses (count of the `uncorrected` histograms).
+    /// Seconds of the log left out because not every generator was measuring then.
+    pub trimmed_s: f64,
+    /// Responses (count of the kept `uncorrected` histograms).
     pub requests_ok: u64,
-    /// Failed requests (count of the `errors` histograms).
+    /// Failed requests (count of the kept `errors` histograms).
     pub errors: u64,
-    /// Responses per second.
+    /// Responses per second over the kept intervals.
     pub achieved_rps: f64,
+}
+
+/// The wall-clock window in which every generator was measuring.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct Window {
+    /// The latest of the logs' starts, Unix seconds.
+    pub start_unix_s: f64,
+    /// The earliest of the logs' ends, Unix seconds.
+    pub end_unix_s: f64,
+}
+
+impl Window {
+    /// Its length in seconds.
+    pub fn seconds(&self) -> f64 {
+        self.end_unix_s - self.start_unix_s
+    }
 }
 
 /// The logs of several generators, combined.
@@ -292,81 +353,296 @@ pub struct LogSummary {
 pub struct Merged {
     /// One entry per log, in the order given.
     pub logs: Vec<LogSummary>,
-    /// All `uncorrected` histograms added.
+    /// The window every generator was measuring in (`None` when no log can be placed in time).
+    pub window: Option<Window>,
+    /// All kept `uncorrected` histograms added.
     pub uncorrected: Histogram<u64>,
-    /// All `corrected` histograms added (`None` when no log had any).
+    /// All kept `corrected` histograms added (`None` when no log had any).
     pub corrected: Option<Histogram<u64>>,
     /// Sum of the logs' throughputs, responses per second.
     pub achieved_rps: f64,
     /// Sum of the errors.
     pub errors: u64,
+    /// What was done to make the logs comparable (trimming, logs that cannot be placed in
+    /// time).
+    pub notes: Vec<String>,
 }
 
-/// Reads and adds the interval logs at `paths`.
+/// The logs to merge must share at least this fraction of the shortest log's span.
+///
+/// Generators started together (an ssh loop, a Kubernetes Job's pods) start seconds apart on
+/// runs of a minute or more: they share nearly all of their spans, and [`merge`] trims the
+/// edges. Below one half, most of at least one generator's measurement was taken while the
+/// others were not running: those logs are not of one joint run (runs in sequence share
+/// nothing), and summing their throughputs would describe a load the service never saw.
+pub const MIN_SHARED_FRACTION: f64 = 0.5;
+
+/// A timestamp more than a year below `StartTime` is relative to it (the rule of Java's
+/// `HistogramLogReader` for logs without `BaseTime`).
+const YEAR_S: f64 = 365.0 * 24.0 * 3600.0;
+
+/// The timing of one log, read without decoding its histograms.
+struct Scanned {
+    /// Start (absolute seconds, or relative when not `anchored`) and duration of every
+    /// interval, in file order.
+    times: Vec<(f64, f64)>,
+    /// Whether the times are wall-clock times.
+    anchored: bool,
+    /// First start and last end.
+    span: (f64, f64),
+}
+
+fn scan(path: &Path, bytes: &[u8]) -> Result<Scanned, Error> {
+    let (mut base, mut start) = (None::<f64>, None::<f64>);
+    let mut times = Vec::new();
+    let mut anchored = true;
+    for (i, entry) in IntervalLogIterator::new(bytes).enumerate() {
+        let entry = entry.map_err(|e| {
+            log_err(
+                path,
+                &format!(
+                    "entry {}: not an HdrHistogram interval log ({e:?}); write one with `frugal load --hdr-log FILE`",
+                    i + 1
+                ),
+                None,
+            )
+        })?;
+        match entry {
+            LogEntry::StartTime(t) => start = Some(t.as_secs_f64()),
+            LogEntry::BaseTime(t) => base = Some(t.as_secs_f64()),
+            LogEntry::Interval(h) => {
+                let ts = h.start_timestamp().as_secs_f64();
+                let (at, placed) = match (base, start) {
+                    (Some(b), _) => (b + ts, true),
+                    (None, Some(s)) if ts < s - YEAR_S => (s + ts, true),
+                    (None, Some(_)) => (ts, true),
+                    (None, None) => (ts, ts >= YEAR_S),
+                };
+                anchored &= placed;
+                times.push((at, h.duration().as_secs_f64()));
+            }
+        }
+    }
+    if times.is_empty() {
+        return Err(log_err(
+            path,
+            "no interval histograms; write one with `frugal load --hdr-log FILE`",
+            None,
+        ));
+    }
+    let first = times.iter().map(|t| t.0).fold(f64::INFINITY, f64::min);
+    let last = times
+        .iter()
+        .map(|t| t.0 + t.1)
+        .fold(f64::NEG_INFINITY, f64::max);
+    Ok(Scanned {
+        times,
+        anchored,
+        span: (first, last),
+    })
+}
+
+/// Whether an interval starting at `at` and lasting `length` seconds belongs to `window`: at
+/// least half of it lies inside (so each generator keeps about the window's length, to within
+/// half an interval at either end).
+fn in_window(at: f64, length: f64, window: Window) -> bool {
+    if length <= 0.0 {
+        return at >= window.start_unix_s && at <= window.end_unix_s;
+    }
+    let inside = (at + length).min(window.end_unix_s) - at.max(window.start_unix_s);
+    inside >= length / 2.0
+}
+
+/// A wall-clock time (Unix seconds) as RFC 3339, UTC, milliseconds.
+fn utc(unix_s: f64) -> String {
+    // The log's times have millisecond resolution: round, do not truncate.
+    let t = std::time::UNIX_EPOCH + Duration::from_millis((unix_s.max(0.0) * 1e3).round() as u64);
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// `path: start – end (seconds)`.
+fn describe_span(path: &Path, span: (f64, f64)) -> String {
+    format!(
+        "{} {} – {} ({:.1} s)",
+        path.display(),
+        utc(span.0),
+        utc(span.1),
+        span.1 - span.0
+    )
+}
+
+/// Reads and adds the interval logs at `paths`, generators that ran at the same time against
+/// one service.
+///
+/// Refuses the same file given twice (the same path, or identical contents:
+/// [`Error::HdrLogDuplicate`]) and logs that were not recorded together
+/// ([`Error::HdrLogApart`]: they share less than [`MIN_SHARED_FRACTION`] of the shortest log's
+/// span, from their `StartTime`/`BaseTime` and interval timestamps). Logs that share only part
+/// of their spans are trimmed to the window in which every generator was measuring: an
+/// interval is kept when at least half of it lies inside; throughput, errors and percentiles
+/// come from the kept intervals, and [`Merged::notes`] says what was left out. A log without
+/// wall-clock times (another tool's, without `StartTime`/`BaseTime`) cannot be placed in time:
+/// it is merged whole and a note says so.
 pub fn merge(paths: &[PathBuf]) -> Result<Merged, Error> {
+    let mut files: Vec<(&PathBuf, PathBuf, Vec<u8>)> = Vec::new();
+    for path in paths {
+        let bytes =
+            std::fs::read(path).map_err(|e| log_err(path, "cannot read the log", Some(e)))?;
+        let key = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
+        for (other, other_key, other_bytes) in &files {
+            if *other_key == key || *other_bytes == bytes {
+                return Err(Error::HdrLogDuplicate {
+                    first: (*other).clone(),
+                    second: path.clone(),
+                    same_file: *other_key == key,
+                });
+            }
+        }
+        files.push((path, key, bytes));
+    }
+    let scanned = files
+        .iter()
+        .map(|(path, _, bytes)| scan(path, bytes))
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let mut notes = Vec::new();
+    let placed: Vec<usize> = (0..scanned.len())
+        .filter(|&i| scanned[i].anchored)
+        .collect();
+    let window = (!placed.is_empty()).then(|| Window {
+        start_unix_s: placed
+            .iter()
+            .map(|&i| scanned[i].span.0)
+            .fold(f64::NEG_INFINITY, f64::max),
+        end_unix_s: placed
+            .iter()
+            .map(|&i| scanned[i].span.1)
+            .fold(f64::INFINITY, f64::min),
+    });
+    if let Some(w) = window {
+        let shortest = placed
+            .iter()
+            .map(|&i| scanned[i].span.1 - scanned[i].span.0)
+            .fold(f64::INFINITY, f64::min);
+        if w.seconds() <= 0.0 || w.seconds() < MIN_SHARED_FRACTION * shortest {
+            let spans: Vec<String> = placed
+                .iter()
+                .map(|&i| describe_span(files[i].0, scanned[i].span))
+                .collect();
+            return Err(Error::HdrLogApart {
+                message: format!(
+                    "these logs were not recorded at the same time: {}; they share {:.1} s, less \
+                     than {:.0}% of the shortest ({shortest:.1} s). Merge only the logs of \
+                     generators that ran together against one service (start them together: \
+                     merge keeps the window in which all were measuring)",
+                    spans.join(", "),
+                    w.seconds().max(0.0),
+                    MIN_SHARED_FRACTION * 100.0,
+                ),
+            });
+        }
+    }
+    for (i, s) in scanned.iter().enumerate() {
+        if !s.anchored {
+            notes.push(format!(
+                "{} has no StartTime/BaseTime (nor absolute timestamps): it cannot be placed in \
+                 time, so it was merged whole, assumed to have run with the others",
+                files[i].0.display()
+            ));
+        }
+    }
+
     let mut merged = Merged {
         logs: Vec::new(),
+        window: window.filter(|_| placed.len() > 1),
         uncorrected: histogram(),
         corrected: None,
         achieved_rps: 0.0,
         errors: 0,
+        notes,
     };
     let mut deserializer = Deserializer::new();
-    for path in paths {
+    let mut trimmed = Vec::new();
+    for ((path, _, bytes), scan) in files.iter().zip(&scanned) {
         let bad = |m: String| log_err(path, &m, None);
-        let bytes =
-            std::fs::read(path).map_err(|e| log_err(path, "cannot read the log", Some(e)))?;
         let mut summary = LogSummary {
             path: path.display().to_string(),
+            span_start_unix_s: scan.anchored.then_some(scan.span.0),
+            span_end_unix_s: scan.anchored.then_some(scan.span.1),
             duration_s: 0.0,
+            trimmed_s: 0.0,
             requests_ok: 0,
             errors: 0,
             achieved_rps: 0.0,
         };
-        let mut intervals = 0usize;
-        for (i, entry) in IntervalLogIterator::new(&bytes).enumerate() {
-            let entry = entry.map_err(|e| {
-                bad(format!(
-                    "entry {}: not an HdrHistogram interval log ({e:?}); write one with `frugal load --hdr-log FILE`",
-                    i + 1
-                ))
-            })?;
-            let LogEntry::Interval(h) = entry else {
-                continue;
+        let intervals = IntervalLogIterator::new(bytes).filter_map(|e| match e {
+            Ok(LogEntry::Interval(h)) => Some(h),
+            _ => None,
+        });
+        for (j, (h, &(at, length))) in intervals.zip(&scan.times).enumerate() {
+            let n = j + 1;
+            let tag = h.tag().map(|t| t.as_str());
+            let keep = match (window, scan.anchored) {
+                (Some(w), true) => in_window(at, length, w),
+                _ => true,
             };
+            if !keep {
+                if matches!(tag, None | Some("uncorrected")) {
+                    summary.trimmed_s += length;
+                }
+                continue;
+            }
             let raw = base64::engine::general_purpose::STANDARD
                 .decode(h.encoded_histogram())
-                .map_err(|e| bad(format!("interval {}: bad base64: {e}", intervals + 1)))?;
+                .map_err(|e| bad(format!("interval {n}: bad base64: {e}")))?;
             let hist: Histogram<u64> = deserializer
                 .deserialize(&mut raw.as_slice())
-                .map_err(|e| bad(format!("interval {}: bad histogram: {e:?}", intervals + 1)))?;
-            intervals += 1;
+                .map_err(|e| bad(format!("interval {n}: bad histogram: {e:?}")))?;
             let add = |into: &mut Histogram<u64>| {
                 into.add(&hist)
-                    .map_err(|e| bad(format!("interval {intervals}: {e:?}")))
+                    .map_err(|e| bad(format!("interval {n}: {e:?}")))
             };
-            match h.tag().map(|t| t.as_str()) {
+            match tag {
                 None | Some("uncorrected") => {
                     add(&mut merged.uncorrected)?;
                     summary.requests_ok += hist.len();
-                    summary.duration_s += h.duration().as_secs_f64();
+                    summary.duration_s += length;
                 }
                 Some("corrected") => add(merged.corrected.get_or_insert_with(histogram))?,
                 Some("errors") => summary.errors += hist.len(),
                 Some(_) => {}
             }
         }
-        if intervals == 0 {
-            return Err(bad(
-                "no interval histograms; write one with `frugal load --hdr-log FILE`".to_owned(),
-            ));
+        if summary.duration_s <= 0.0 && summary.trimmed_s > 0.0 {
+            return Err(bad(format!(
+                "none of its intervals lies in the window in which every generator was \
+                 measuring ({:.1} s); merge logs of generators that ran together",
+                window.map_or(0.0, |w| w.seconds())
+            )));
         }
         if summary.duration_s > 0.0 {
             summary.achieved_rps = summary.requests_ok as f64 / summary.duration_s;
         }
+        if summary.trimmed_s > 0.0 {
+            trimmed.push(format!("{:.1} s of {}", summary.trimmed_s, summary.path));
+        }
         merged.achieved_rps += summary.achieved_rps;
         merged.errors += summary.errors;
         merged.logs.push(summary);
+    }
+    if let (false, Some(w)) = (trimmed.is_empty(), window) {
+        merged.notes.insert(
+            0,
+            format!(
+                "the generators did not measure over the same time: merged over the {:.1} s in \
+                 which all were measuring ({} – {}), leaving out {}; throughput, errors and \
+                 percentiles are those of that window",
+                w.seconds(),
+                utc(w.start_unix_s),
+                utc(w.end_unix_s),
+                trimmed.join(", ")
+            ),
+        );
     }
     Ok(merged)
 }
@@ -374,8 +650,11 @@ pub fn merge(paths: &[PathBuf]) -> Result<Merged, Error> {
 /// The merged report (the JSON of `frugal load merge --json`).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct MergedReport {
-    /// Per log: duration, responses, errors, throughput.
+    /// Per log: span, duration merged, responses, errors, throughput.
     pub logs: Vec<LogSummary>,
+    /// The wall-clock window in which every generator was measuring (several logs placed in
+    /// time).
+    pub window: Option<Window>,
     /// Sum of the generators' throughputs, responses per second.
     pub achieved_rps: f64,
     /// Responses, all generators.
@@ -386,6 +665,8 @@ pub struct MergedReport {
     pub latency_ns: LatencySummary,
     /// Latency from the intended send (constant-rate runs), merged.
     pub latency_corrected_ns: Option<LatencySummary>,
+    /// What was done to make the logs comparable (trimming to the common window).
+    pub notes: Vec<String>,
 }
 
 impl Merged {
@@ -393,11 +674,13 @@ impl Merged {
     pub fn report(&self) -> MergedReport {
         MergedReport {
             logs: self.logs.clone(),
+            window: self.window,
             achieved_rps: self.achieved_rps,
             requests_ok: self.uncorrected.len(),
             errors: self.errors,
             latency_ns: LatencySummary::of(&self.uncorrected),
             latency_corrected_ns: self.corrected.as_ref().map(LatencySummary::of),
+            notes: self.notes.clone(),
         }
     }
 }
@@ -409,7 +692,8 @@ fn ms(ns: u64) -> String {
 
 impl frugal_output::Render for MergedReport {
     const SCHEMA: &'static str = "frugal-load-merge";
-    const VERSION: u32 = 1;
+    /// 2: the logs' spans, the common window, what was trimmed, notes.
+    const VERSION: u32 = 2;
 
     fn document(&self) -> frugal_output::Document {
         use frugal_output::{Align, Document, Table};
@@ -420,6 +704,7 @@ impl frugal_output::Render for MergedReport {
             ("ok", Align::Right),
             ("errors", Align::Right),
             ("seconds", Align::Right),
+            ("left out s", Align::Right),
             ("req/s", Align::Right),
         ])
         .indent(2);
@@ -429,6 +714,7 @@ impl frugal_output::Render for MergedReport {
                 l.requests_ok.to_string(),
                 l.errors.to_string(),
                 format!("{:.1}", l.duration_s),
+                format!("{:.1}", l.trimmed_s),
                 format!("{:.0}", l.achieved_rps),
             ]);
         }
@@ -462,6 +748,9 @@ impl frugal_output::Render for MergedReport {
             latency.row(row("corrected", c));
         }
         doc.table(latency);
+        for note in &r.notes {
+            doc.note(note.clone());
+        }
         doc.note(
             "percentiles of the merged histograms (never averaged); corrected = from the intended \
              send time (constant-rate runs)",
@@ -481,6 +770,12 @@ impl frugal_output::Render for MergedReport {
                 .collect();
         headers.extend(latency_csv_headers("latency"));
         headers.extend(latency_csv_headers("corrected"));
+        headers.extend(
+            ["span_start_unix_s", "span_end_unix_s", "trimmed_s"]
+                .iter()
+                .map(|s| s.to_string()),
+        );
+        let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.3}"));
         let mut t = frugal_output::Table::numeric(headers);
         for l in &self.logs {
             let mut row = vec![
@@ -492,6 +787,11 @@ impl frugal_output::Render for MergedReport {
             ];
             row.extend(latency_csv_cells(None));
             row.extend(latency_csv_cells(None));
+            row.extend([
+                opt(l.span_start_unix_s),
+                opt(l.span_end_unix_s),
+                l.trimmed_s.to_string(),
+            ]);
             t.row(row);
         }
         let mut row = vec![
@@ -503,6 +803,11 @@ impl frugal_output::Render for MergedReport {
         ];
         row.extend(latency_csv_cells(Some(&self.latency_ns)));
         row.extend(latency_csv_cells(self.latency_corrected_ns.as_ref()));
+        row.extend([
+            opt(self.window.map(|w| w.start_unix_s)),
+            opt(self.window.map(|w| w.end_unix_s)),
+            String::new(),
+        ]);
         t.row(row);
         Some(t)
     }
@@ -576,6 +881,130 @@ mod tests {
         );
         let c = merged.corrected.expect("corrected histograms were written");
         assert_eq!(c.len(), 10_000);
+    }
+
+    /// A log of `seconds` 1-second intervals whose measured window starts at `start`, with
+    /// 100 responses per interval.
+    fn log_at(path: &Path, start: Instant, seconds: u64) {
+        let log = IntervalLog::create(path, Duration::from_secs(1), false).expect("created");
+        log.begin(start, Duration::from_secs(seconds));
+        for i in 0..seconds * 100 {
+            log.record(start + Duration::from_millis(i * 10), latency(i), None);
+        }
+        log.finish().expect("written");
+    }
+
+    #[test]
+    fn the_log_starts_at_the_measured_window() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let path = dir.path().join("a.hlog");
+        // The window starts 30 s from now (a warm-up): StartTime says so.
+        let before = SystemTime::now() + Duration::from_secs(30);
+        log_at(&path, Instant::now() + Duration::from_secs(30), 2);
+        let text = std::fs::read_to_string(&path).expect("readable");
+        let start: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("#[StartTime: "))
+            .and_then(|l| l.split_whitespace().next())
+            .expect("a StartTime line")
+            .parse()
+            .expect("seconds");
+        let expected = before
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_secs_f64();
+        assert!((start - expected).abs() < 1.0, "{start} vs {expected}");
+        assert!(text.contains("#[BaseTime: "), "{text}");
+    }
+
+    #[test]
+    fn the_same_log_twice_is_refused() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let a = dir.path().join("a.hlog");
+        log_at(&a, Instant::now(), 2);
+        let err = merge(&[a.clone(), a.clone()]).expect_err("the same path twice");
+        assert!(
+            matches!(
+                err,
+                Error::HdrLogDuplicate {
+                    same_file: true,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        // A copy under another name: identical contents.
+        let copy = dir.path().join("copy.hlog");
+        std::fs::copy(&a, &copy).expect("copied");
+        let err = merge(&[a, copy]).expect_err("a copy");
+        assert!(
+            matches!(
+                err,
+                Error::HdrLogDuplicate {
+                    same_file: false,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().contains("identical contents"), "{err}");
+    }
+
+    #[test]
+    fn logs_recorded_apart_are_refused_with_their_spans() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let (a, b) = (dir.path().join("a.hlog"), dir.path().join("b.hlog"));
+        let now = Instant::now();
+        // b starts 10 minutes after a, and lasts longer.
+        log_at(&a, now, 3);
+        log_at(&b, now + Duration::from_secs(600), 5);
+        let err = merge(&[a.clone(), b.clone()]).expect_err("not recorded together");
+        let text = err.to_string();
+        assert!(matches!(err, Error::HdrLogApart { .. }), "{text}");
+        assert!(
+            text.contains("a.hlog 20") && text.contains("(3.0 s)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("b.hlog 20") && text.contains("(5.0 s)"),
+            "{text}"
+        );
+        assert!(text.contains("share 0.0 s"), "{text}");
+        // Overlapping by 1 s of 3: less than half of the shorter.
+        let c = dir.path().join("c.hlog");
+        log_at(&c, now + Duration::from_secs(2), 3);
+        let err = merge(&[a, c]).expect_err("a third in common");
+        assert!(err.to_string().contains("share 1.0 s"), "{err}");
+    }
+
+    #[test]
+    fn logs_overlapping_in_part_are_trimmed_to_the_common_window() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let (a, b) = (dir.path().join("a.hlog"), dir.path().join("b.hlog"));
+        let now = Instant::now();
+        // a: 0..6 s; b: 2..10 s, as generators started 2 s apart with different durations.
+        log_at(&a, now, 6);
+        log_at(&b, now + Duration::from_secs(2), 8);
+        let merged = merge(&[a, b]).expect("they share 4 s of the shorter 6");
+        let w = merged.window.expect("both placed in time");
+        assert!((w.seconds() - 4.0).abs() < 0.01, "{w:?}");
+        let (la, lb) = (&merged.logs[0], &merged.logs[1]);
+        assert!((la.duration_s - 4.0).abs() < 0.01, "{la:?}");
+        assert!((la.trimmed_s - 2.0).abs() < 0.01, "{la:?}");
+        assert!((lb.duration_s - 4.0).abs() < 0.01, "{lb:?}");
+        assert!((lb.trimmed_s - 4.0).abs() < 0.01, "{lb:?}");
+        // 100 responses per second each, over the common window only.
+        assert_eq!(la.requests_ok + lb.requests_ok, 800);
+        assert_eq!(merged.uncorrected.len(), 800);
+        assert!((merged.achieved_rps - 200.0).abs() < 1.0, "{merged:?}");
+        let note = &merged.notes[0];
+        assert!(
+            note.contains("merged over the 4.0 s") && note.contains("2.0 s of"),
+            "{note}"
+        );
+        let text = frugal_output::Render::document(&merged.report())
+            .to_text(&frugal_output::Style::plain());
+        assert!(text.contains("merged over the 4.0 s"), "{text}");
     }
 
     #[test]

@@ -3,8 +3,11 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::atomic::Ordering::Relaxed;
+use std::pin::Pin;
+use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -29,6 +32,66 @@ use crate::Error;
 
 /// hyper's read buffer limit per connection (its minimum is 8 KiB).
 const MAX_BUF_BYTES: usize = 16 * 1024;
+
+/// On shutdown, how long a connection with no request in progress keeps its chance to close
+/// by itself before it is closed: hyper's graceful shutdown closes an idle keep-alive
+/// connection at once, but one receiving a request head (a slow or stalled client) it waits
+/// for until the header timeout — 10 s by default — with no request in flight. The pause lets
+/// an answer already handed to hyper reach the socket.
+const SHUTDOWN_SETTLE: Duration = Duration::from_millis(50);
+
+/// Requests of one connection between hyper's call of the service and the end of the
+/// response body (written, or dropped with the connection).
+#[derive(Clone, Default)]
+struct Busy(Arc<AtomicUsize>);
+
+impl Busy {
+    /// A request starts; it ends when the returned mark is dropped.
+    fn start(&self) -> BusyMark {
+        self.0.fetch_add(1, AcqRel);
+        BusyMark(Arc::clone(&self.0))
+    }
+
+    fn idle(&self) -> bool {
+        self.0.load(Acquire) == 0
+    }
+}
+
+/// One request in progress on its connection (see [`Busy`]).
+struct BusyMark(Arc<AtomicUsize>);
+
+impl Drop for BusyMark {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, AcqRel);
+    }
+}
+
+/// A response body that keeps its request marked in progress until hyper has taken all of it
+/// (or dropped it).
+struct Body {
+    inner: Full<Bytes>,
+    _busy: BusyMark,
+}
+
+impl hyper::body::Body for Body {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
 
 /// Runs the service until SIGINT or SIGTERM, then shuts down gracefully.
 ///
@@ -125,15 +188,29 @@ pub(crate) async fn run(
                     let svc_state = Arc::clone(&state);
                     let io = PeerIo::new(stream, send_timeout);
                     let peer = io.stream();
+                    let busy = Busy::default();
+                    let svc_busy = busy.clone();
                     let service = hyper::service::service_fn(move |req| {
-                        handle_request(Arc::clone(&svc_state), Arc::clone(&peer), req)
+                        let mark = svc_busy.start();
+                        let answer = handle_request(Arc::clone(&svc_state), Arc::clone(&peer), req);
+                        async move {
+                            let resp = answer.await?;
+                            Ok::<_, Infallible>(resp.map(|inner| Body { inner, _busy: mark }))
+                        }
                     });
                     let conn = graceful.watch(builder.serve_connection(TokioIo::new(io), service));
                     let conn_state = Arc::clone(&state);
                     tokio::spawn(async move {
-                        // Errors here are the client's (reset, malformed request answered 400,
-                        // header or send timeout): the connection ends, the service goes on.
-                        let _ = conn.await;
+                        tokio::pin!(conn);
+                        tokio::select! {
+                            // Errors here are the client's (reset, malformed request answered
+                            // 400, header or send timeout): the connection ends, the service
+                            // goes on.
+                            _ = &mut conn => {}
+                            // Shutting down, and no request in progress for a while: dropping
+                            // the connection closes it (see `SHUTDOWN_SETTLE`).
+                            () = idle_at_shutdown(&conn_state.stopping, &busy) => {}
+                        }
                         conn_state.metrics.connections_open.fetch_sub(1, Relaxed);
                     });
                 }
@@ -168,6 +245,17 @@ pub(crate) async fn run(
         () = tokio::time::sleep(grace) => eprintln!("frugal serve: grace period over, closing"),
     }
     Ok(())
+}
+
+/// Completes once the service is stopping and the connection has had no request in progress
+/// for [`SHUTDOWN_SETTLE`]; never while a request is in progress (hyper's graceful shutdown
+/// answers it and then closes the connection itself).
+async fn idle_at_shutdown(stopping: &CancellationToken, busy: &Busy) {
+    stopping.cancelled().await;
+    tokio::time::sleep(SHUTDOWN_SETTLE).await;
+    if !busy.idle() {
+        std::future::pending::<()>().await;
+    }
 }
 
 /// Binds with a listen backlog large enough for a burst of thousands of connects (tokio's
@@ -313,5 +401,95 @@ async fn work_request(state: Arc<State>, peer: &TcpStream) -> Resp {
             "text/plain",
             "request cancelled\n",
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read as _, Write as _};
+
+    /// Serves on 127.0.0.1:0 with a 60 s header timeout and a 60 s grace period until the
+    /// returned sender fires; `client` runs against the address, then the shutdown starts, and
+    /// the server must return within 10 s — far below both timers, so only a shutdown that
+    /// waits for neither passes.
+    fn shut_down_after(client: impl FnOnce(SocketAddr) -> Option<std::net::TcpStream>) {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let config = ServeConfig {
+            addr: "127.0.0.1:0".parse().expect("an address"),
+            header_timeout: Duration::from_secs(60),
+            shutdown_grace: Duration::from_secs(60),
+            work_us: 0,
+            ..ServeConfig::default()
+        };
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let server = runtime.spawn(run(
+            config,
+            move |addr| addr_tx.send(addr).expect("the test waits"),
+            async move {
+                let _ = stop_rx.await;
+            },
+        ));
+        let addr = addr_rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the server binds");
+        let kept = client(addr);
+        stop_tx.send(()).expect("the server waits for it");
+        let done =
+            runtime.block_on(async { tokio::time::timeout(Duration::from_secs(10), server).await });
+        let result = done.expect("the shutdown waited for a timer (header timeout or grace)");
+        result.expect("no panic").expect("served");
+        drop(kept);
+    }
+
+    #[test]
+    fn an_idle_server_shuts_down_without_waiting() {
+        shut_down_after(|_| None);
+    }
+
+    #[test]
+    fn a_served_and_closed_connection_does_not_hold_the_shutdown() {
+        shut_down_after(|addr| {
+            let mut s = std::net::TcpStream::connect(addr).expect("connects");
+            s.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                .expect("writable");
+            let mut answer = String::new();
+            s.read_to_string(&mut answer).expect("answered");
+            assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+            None
+        });
+    }
+
+    /// hyper alone waits for a request head being received until the header timeout; no
+    /// request is in progress then, so the shutdown closes the connection.
+    #[test]
+    fn a_half_sent_request_head_does_not_hold_the_shutdown() {
+        shut_down_after(|addr| {
+            let mut s = std::net::TcpStream::connect(addr).expect("connects");
+            s.write_all(b"GET /healthz HTTP/1.1\r\nHo")
+                .expect("writable");
+            // Let the server read the bytes before the shutdown starts.
+            std::thread::sleep(Duration::from_millis(200));
+            Some(s)
+        });
+    }
+
+    /// An idle keep-alive connection (its answer read, the next request not begun).
+    #[test]
+    fn an_idle_keep_alive_connection_does_not_hold_the_shutdown() {
+        shut_down_after(|addr| {
+            let mut s = std::net::TcpStream::connect(addr).expect("connects");
+            s.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+                .expect("writable");
+            let mut buf = [0u8; 256];
+            let n = s.read(&mut buf).expect("answered");
+            assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+            Some(s)
+        });
     }
 }

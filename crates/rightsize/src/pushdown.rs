@@ -448,6 +448,8 @@ pub fn fetch(
                  match the CPU query's"
                     .to_owned(),
             );
+        } else if let Some(why) = contradiction(&w, Asked::of(opts)) {
+            w.skipped = Some(why);
         } else if w.samples < w.samples_all {
             fetched
                 .workload_notes
@@ -496,6 +498,120 @@ pub fn fetch(
     }
     client.finish(&mut fetched);
     Ok((out, fetched))
+}
+
+/// The range a workload's statistics were asked for ([`PromOptions`]' `start_s`, `end_s`,
+/// `step_s` and `max_subquery_steps`): what bounds the counts the engine returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Asked {
+    /// Start of the range, Unix seconds (exclusive).
+    pub start_s: i64,
+    /// End of the range, Unix seconds (inclusive).
+    pub end_s: i64,
+    /// Subquery step, seconds.
+    pub step_s: i64,
+    /// Subquery steps per chunk ([`chunks`]).
+    pub max_subquery_steps: i64,
+}
+
+impl Asked {
+    /// What `opts` asks for.
+    pub fn of(opts: &PromOptions) -> Asked {
+        Asked {
+            start_s: opts.start_s,
+            end_s: opts.end_s,
+            step_s: opts.step_s,
+            max_subquery_steps: opts.max_subquery_steps,
+        }
+    }
+}
+
+/// Why one workload's engine statistics contradict each other or the range asked for (a broken
+/// or partial answer: a chunk that timed out half-way, a proxy mixing answers, an engine bug),
+/// or `None` when they are consistent. Such a workload is skipped with this reason instead of
+/// analysed: a wrong statistic must not become a recommendation.
+///
+/// Checked: every statistic is a finite, non-negative number; usable samples ≤ samples ≤ the
+/// subquery steps in the range; mean CPU ≤ highest CPU; the percentile of the 5-minute maxima ≤
+/// highest CPU (both over the usable samples); first sample ≤ last sample; 5-minute windows with
+/// data ≤ the 5-minute steps in the range and ≤ the usable samples (plus one per chunk: a
+/// chunk's first window reaches back before it); instances ≥ 0. Comparisons of floating-point
+/// results allow a relative 1e-9 for rounding inside the engine.
+pub fn contradiction(stats: &WorkloadStats, asked: Asked) -> Option<String> {
+    let above = |a: f64, b: f64| a > b + 1e-9 * b.abs().max(1e-3);
+    let mean = stats.cpu_sum / stats.samples.max(1) as f64;
+    let numbers = [
+        ("CPU sum", stats.cpu_sum),
+        ("highest CPU", stats.max_cpu_cores),
+        ("CPU percentile", stats.percentile_cpu_cores),
+        ("peak memory", stats.peak_memory_bytes.unwrap_or(0.0)),
+        ("instance-count sum", stats.instances_sum),
+    ];
+    if let Some((what, v)) = numbers.iter().find(|(_, v)| !v.is_finite() || *v < 0.0) {
+        return Some(format!(
+            "the engine's {what} is {v}, not a finite non-negative number: a broken answer"
+        ));
+    }
+    if stats.samples > stats.samples_all {
+        return Some(format!(
+            "the engine counted more usable CPU samples ({}) than samples ({}): a broken or \
+             partial answer",
+            stats.samples, stats.samples_all
+        ));
+    }
+    let parts = chunks(
+        asked.start_s,
+        asked.end_s,
+        asked.step_s.max(1),
+        asked.max_subquery_steps,
+    )
+    .len() as u64;
+    let range_s = (asked.end_s - asked.start_s).max(0) as u64;
+    let steps = range_s / asked.step_s.max(1) as u64 + parts;
+    if stats.samples_all > steps {
+        return Some(format!(
+            "the engine counted {} CPU samples, more than the {steps} steps of {} s in the range \
+             asked: a broken answer",
+            stats.samples_all, asked.step_s
+        ));
+    }
+    if above(mean, stats.max_cpu_cores) {
+        return Some(format!(
+            "the engine's mean CPU ({mean:.4} cores) is above its highest CPU sample ({:.4}): \
+             a broken or partial answer",
+            stats.max_cpu_cores
+        ));
+    }
+    if above(stats.percentile_cpu_cores, stats.max_cpu_cores) {
+        return Some(format!(
+            "the engine's percentile of the 5-minute CPU maxima ({:.4} cores) is above its \
+             highest CPU sample ({:.4}): a broken or partial answer",
+            stats.percentile_cpu_cores, stats.max_cpu_cores
+        ));
+    }
+    if stats.first_ms > stats.last_ms {
+        return Some(format!(
+            "the engine's first CPU sample (Unix ms {}) is after its last ({}): a broken answer",
+            stats.first_ms, stats.last_ms
+        ));
+    }
+    let window_s = (WINDOW_MS / 1000) as u64;
+    let windows_max = range_s.div_ceil(window_s) + parts;
+    if stats.windows > windows_max {
+        return Some(format!(
+            "the engine counted {} 5-minute windows with data, more than the {windows_max} the \
+             range asked allows: a broken answer",
+            stats.windows
+        ));
+    }
+    if stats.windows > stats.samples + parts {
+        return Some(format!(
+            "the engine counted {} 5-minute windows with data but only {} usable CPU samples: a \
+             broken or partial answer",
+            stats.windows, stats.samples
+        ));
+    }
+    None
 }
 
 /// Analyses one workload's engine-computed statistics.
@@ -571,6 +687,69 @@ pub fn analyze(stats: &[WorkloadStats], catalog: &Catalog, config: &Config) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One day at 15 s, one chunk.
+    const DAY: Asked = Asked {
+        start_s: 1_700_000_100,
+        end_s: 1_700_000_100 + 86_400,
+        step_s: 15,
+        max_subquery_steps: DEFAULT_MAX_SUBQUERY_STEPS,
+    };
+
+    /// Statistics a sound engine could return for one day of a 0.6-core workload.
+    fn sound() -> WorkloadStats {
+        WorkloadStats {
+            workload: "api".to_owned(),
+            instance_type: "m7i.large".to_owned(),
+            samples: 5_700,
+            samples_all: 5_760,
+            windows: 288,
+            first_ms: 1_700_000_115_000,
+            last_ms: 1_700_086_500_000,
+            cpu_sum: 5_700.0 * 0.6,
+            percentile_cpu_cores: 1.1,
+            max_cpu_cores: 1.3,
+            peak_memory_bytes: Some(3e9),
+            ..WorkloadStats::default()
+        }
+    }
+
+    #[test]
+    fn contradictory_engine_statistics_are_refused_with_the_reason() {
+        assert_eq!(contradiction(&sound(), DAY), None);
+        /// What the reason must say, and how to break the sound statistics.
+        type Case = (&'static str, fn(&mut WorkloadStats));
+        let cases: [Case; 9] = [
+            ("mean CPU", |s| s.cpu_sum = s.samples as f64 * 1.5),
+            ("more usable CPU samples", |s| s.samples = s.samples_all + 1),
+            ("percentile of the 5-minute", |s| {
+                s.percentile_cpu_cores = 1.4
+            }),
+            ("first CPU sample", |s| s.first_ms = s.last_ms + 1),
+            ("more than the 289", |s| s.windows = 400),
+            ("more than the 5761 steps", |s| {
+                s.samples_all = 6_000;
+                s.samples = 6_000;
+            }),
+            ("only 100 usable", |s| {
+                s.samples = 100;
+                s.cpu_sum = 60.0;
+            }),
+            ("not a finite", |s| s.max_cpu_cores = f64::NAN),
+            ("peak memory is -1", |s| s.peak_memory_bytes = Some(-1.0)),
+        ];
+        for (expected, break_it) in cases {
+            let mut s = sound();
+            break_it(&mut s);
+            let why = contradiction(&s, DAY).unwrap_or_else(|| panic!("{expected}: accepted"));
+            assert!(why.contains(expected), "{expected}: {why}");
+        }
+        // Equal is consistent: a flat workload's mean, percentile and maximum coincide.
+        let mut flat = sound();
+        flat.cpu_sum = flat.samples as f64 * 1.3;
+        flat.percentile_cpu_cores = 1.3;
+        assert_eq!(contradiction(&flat, DAY), None);
+    }
 
     #[test]
     fn chunks_cut_on_window_boundaries_and_cover_the_range() {

@@ -13,8 +13,17 @@
 //! ```
 //!
 //! A Kubernetes Job with `parallelism: N` and `completions: N` runs the same command in N pods
-//! (write the log to a shared volume, named by `$HOSTNAME`); start them together (the Job's pods
-//! start within seconds; a later start only shifts that generator's window).
+//! (write the log to a shared volume, named by `$HOSTNAME`).
+//!
+//! Merging is for generators that ran *at the same time* against one service. Each log's
+//! `StartTime` is the wall-clock start of its measured window, so the merge places every log in
+//! time: the same file twice is refused (usage error), logs that share less than half of the
+//! shortest one's span are refused with each file's span, and logs that share part of their
+//! spans (the ssh loop above starts the generators a fraction of a second to a few seconds
+//! apart; pods start within seconds) are trimmed to the window in which every generator was
+//! measuring, with a note saying what was left out. The start skew costs a little of the window,
+//! never the correctness of the sum; the hosts' clocks must agree (NTP keeps them within
+//! milliseconds).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -33,6 +42,14 @@ With Kubernetes: a Job with parallelism: N and completions: N running
   frugal load http://svc:8080/ -c 300 -d 60s --rate 3000 --hdr-log /logs/$(HOSTNAME).hlog
 on a shared volume, then frugal load merge /logs/*.hlog.
 
+The logs must come from generators that ran at the same time against one service: each log
+records the wall-clock start of its measured window. The same file given twice is refused;
+logs that share less than half of the shortest one's span are refused, naming each file's
+span. The ssh loop starts the generators a little apart (pods too): the merge keeps only the
+window in which every generator was measuring (an interval counts when at least half of it is
+inside) and says what it left out, so a start skew of a few seconds costs a few seconds of a
+60 s run, not a wrong sum. The hosts' clocks must agree (NTP: milliseconds).
+
 Throughput is summed, percentiles come from the merged histograms (never averaged), errors are
 summed; corrected (constant-rate) and uncorrected latencies are merged separately.";
 
@@ -50,7 +67,11 @@ pub struct Args {
 
 /// Runs `frugal load merge`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let merged = merge(&args.files)?;
+    let merged = merge(&args.files).map_err(|e| match e {
+        // Giving one generator's log twice is a mistake in the arguments: exit status 2.
+        frugal_http::Error::HdrLogDuplicate { .. } => crate::ranges::usage(e.to_string()),
+        e => e.into(),
+    })?;
     crate::output::emit(&args.output, &merged.report())?;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,5 +1,6 @@
 //! Load from many generators: two `frugal load --hdr-log` processes against one `frugal serve`,
-//! merged with `frugal load merge`, beside one process with the same total connections and rate.
+//! merged with `frugal load merge`, beside one process with the same total connections and rate;
+//! logs that were not recorded together (runs in sequence, the same file twice) are refused.
 //!
 //! Bounded: constant rate, 3 s measured each, a server on 127.0.0.1 port 0 killed on drop. The
 //! check that merged percentiles equal those of the union of the raw samples is the unit test
@@ -8,7 +9,7 @@
 
 use std::process::{Command, Stdio};
 
-use crate::util::{Server, FRUGAL, HEAVY};
+use crate::util::{output_within, Server, FRUGAL, HEAVY, PATIENCE};
 
 fn json(path: &std::path::Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
@@ -54,6 +55,27 @@ fn two_generators_merged_match_one_and_their_own_reports() {
     let merged = json(&p("merged.json"));
     let (ja, jb, one) = (json(&p("a.json")), json(&p("b.json")), json(&p("one.json")));
     let n = |v: &serde_json::Value, k: &str| v[k].as_u64().unwrap();
+    // The merge keeps the window in which both were measuring; two processes spawned together
+    // start within half an interval of each other on an idle machine, and then nothing is left
+    // out. On a loaded machine one may start later: then the merge trimmed, and says so.
+    let trimmed: f64 = merged["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["trimmed_s"].as_f64().unwrap())
+        .sum();
+    let logged: u64 = merged["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["requests_ok"].as_u64().unwrap())
+        .sum();
+    assert_eq!(n(&merged, "requests_ok"), logged);
+    if trimmed > 0.0 {
+        assert!(text.contains("merged over the"), "{text}");
+        assert!(n(&merged, "requests_ok") < n(&ja, "requests_ok") + n(&jb, "requests_ok"));
+        return;
+    }
     // Every response and error of both generators, no more, no fewer.
     assert_eq!(
         n(&merged, "requests_ok"),
@@ -96,4 +118,45 @@ fn two_generators_merged_match_one_and_their_own_reports() {
             "{m}: merged p99 {p99} outside [{x}, {y}]"
         );
     }
+}
+
+/// Two runs one after the other share no time: their sum is a load the service never saw.
+/// Merging them fails and names each file's span; the same file twice is a usage error.
+#[test]
+fn logs_not_recorded_together_are_refused() {
+    let server = Server::start(&["--work-us", "0"]);
+    let url = server.url();
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name);
+    for name in ["first", "second"] {
+        let status = Command::new(FRUGAL)
+            .args(["load", &url, "-c", "2", "-d", "1s", "--warmup", "0s"])
+            .args(["--rate", "100", "-q", "--hdr-log"])
+            .arg(p(&format!("{name}.hlog")))
+            .stdout(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+    let merge = |files: &[&str]| {
+        let mut cmd = Command::new(FRUGAL);
+        cmd.args(["load", "merge"]);
+        cmd.args(files.iter().map(|f| p(f)));
+        output_within(&mut cmd, PATIENCE).expect("merge ends")
+    };
+    let out = merge(&["first.hlog", "second.hlog"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("not recorded at the same time"), "{err}");
+    assert!(
+        err.contains("first.hlog 20") && err.contains("second.hlog 20"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty(), "nothing printed as if merged");
+
+    let out = merge(&["first.hlog", "first.hlog"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("are the same file"), "{err}");
+    assert!(out.stdout.is_empty(), "nothing printed as if merged");
 }

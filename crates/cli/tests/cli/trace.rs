@@ -144,7 +144,30 @@ fn demo_counts_are_exact() {
     assert_eq!(u(&r, &["defers", "pool_misses"]), 3);
     assert_eq!(u(&r, &["defers", "pool_hits"]), 6 * rounds - 3);
     assert_eq!(u(&r, &["defers", "pooled"]), 195 * rounds);
+    assert_eq!(u(&r, &["defers", "inline"]), 14 * rounds);
     assert_eq!(u(&r, &["defers", "heap"]), 0);
+    // What tracing cost: every probe hit counted — per round 209 registrations, 209 call
+    // starts and 209 call ends, 1 cancel, 1 run_now, 7 scope exits, 6 pool blocks, 2 panics —
+    // and a cost per hit measured by the calibration (a trap costs something: never 0).
+    assert_eq!(u(&r, &["overhead", "probe_hits"]), 644 * rounds, "{r}");
+    let ns = r["overhead"]["ns_per_hit"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("the cost per hit was measured: {}", r["overhead"]));
+    assert!(ns > 0.0, "{}", r["overhead"]);
+    // Cross-checked against the target's own CPU time (task-clock is a software counter).
+    assert!(
+        r["overhead"]["share_of_target_cpu"]
+            .as_f64()
+            .is_some_and(|s| s > 0.0),
+        "{}",
+        r["overhead"]
+    );
+    assert_eq!(
+        r["overhead"]["calibration"]["traced_cpu_ns"]
+            .as_array()
+            .map(Vec::len),
+        Some(5)
+    );
     assert_eq!(
         hist(&r, "chain_length_hist"),
         [
@@ -203,6 +226,10 @@ fn demo_counts_are_exact() {
     let untraced: Value = serde_json::from_slice(&untraced.stdout).expect("the demo's JSON");
     assert_eq!(own["sum"], untraced["sum"]);
     assert!(stdout.contains("defers/s"), "the interval table:\n{stdout}");
+    assert!(
+        stdout.contains("tracing cost: ") && stdout.contains("µs per hit"),
+        "the totals say what tracing cost:\n{stdout}"
+    );
     // Software counters are counted; hardware ones are a number or say why not, never a
     // silent zero.
     assert!(r["counters"]["task_clock_ns"].as_u64().is_some());
@@ -337,6 +364,11 @@ fn bad_targets_are_one_line_errors() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(expected), "{args:?}: {err}");
         assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+        // Root is told neither to run as root nor, for a binary that is not Go, to add --go.
+        assert!(!err.contains("run as root"), "{args:?}: {err}");
+        if !args.contains(&"--go") {
+            assert!(!err.contains("--go"), "{args:?}: {err}");
+        }
     }
 }
 
@@ -374,7 +406,25 @@ fn attach_by_pid_and_detach_cleanly() {
         .spawn()
         .expect("frugal starts");
     let mut tracer = Reaped(tracer);
-    wait_for_attach(&pid);
+    // Attached once the first interval line is out (the header comes with it): a fixed wait
+    // was too short when the machine was loaded (attaching took bpftrace over 2 s).
+    let stdout = tracer.0.stdout.take().expect("piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        let mut lines = std::io::BufReader::new(stdout).lines();
+        let first = lines.next();
+        let _ = tx.send(first.map(|l| l.unwrap_or_default()));
+        // Keep draining, so that frugal never blocks on a full pipe.
+        lines.for_each(drop);
+    });
+    let first = rx
+        .recv_timeout(crate::util::PATIENCE)
+        .expect("frugal trace attaches and prints an interval within the patience");
+    assert!(
+        first.as_deref().is_some_and(|l| l.contains("defers/s")),
+        "{first:?}"
+    );
     std::thread::sleep(Duration::from_millis(500));
     let killed = Command::new("kill")
         .args(["-TERM", &tracer.0.id().to_string()])
@@ -425,17 +475,6 @@ fn pid_that_exits_during_the_trace_is_an_error() {
     assert_no_bpftrace_left(&pid);
 }
 
-/// Waits until a bpftrace attached to `pid` runs (at most 30 s).
-fn wait_for_attach(pid: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while bpftrace_processes(pid).is_empty() {
-        assert!(Instant::now() < deadline, "bpftrace did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    // Attaching takes bpftrace a moment after it starts.
-    std::thread::sleep(Duration::from_secs(2));
-}
-
 /// Builds the Go program of tests/cli/go-defers, or `None` when no Go toolchain is installed.
 fn build_go_program(dir: &Path) -> Option<PathBuf> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cli/go-defers");
@@ -478,6 +517,17 @@ fn go_loop_defers_are_counted() {
     };
     let rounds: u64 = 500;
     let bin_s = bin.to_str().expect("a UTF-8 temp path");
+    // Without --go: the binary is known to be Go, and the error says to add it.
+    let out = frugal()
+        .args(["trace", "--", bin_s, "1", "0"])
+        .output()
+        .expect("the frugal binary runs");
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("is a Go program") && err.contains("add --go"),
+        "{err}"
+    );
     let (r, out) = trace_json(&["--go"], &[bin_s, &rounds.to_string(), "200"]);
     let callers = r["go"]["callers"].as_array().expect("callers");
     let from = |function: &str, caller: &str| -> u64 {
