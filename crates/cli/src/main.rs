@@ -241,6 +241,8 @@ mod tests {
         ("serve", "--hold-ms"),        // no hold
         ("serve", "--release-us"),     // one yield instead of a timed reset
         ("serve", "--response-bytes"), // an empty body
+        ("serve", "--extra-defers"),   // no extra deferred calls (the baseline)
+        ("bench llc", "--defers"),     // the baseline of the comparison
         ("load", "--warmup"),          // no warm-up
         ("load", "--max-error-rate"),  // no failed request allowed
         ("bench http", "--warmup"),

@@ -46,7 +46,12 @@ pub struct Args {
     defers: Vec<usize>,
     /// Strategies to measure (comma-separated: manual, guard, chain, chain-cancel,
     /// async-chain).
-    #[arg(long, value_delimiter = ',', default_value = "chain,manual")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "chain,manual",
+        allow_hyphen_values = true
+    )]
     strategies: Vec<Strategy>,
     /// Duration of each native throughput run (the rate the implied DRAM bandwidth is
     /// computed at), 100ms to 1day [default: 3s, or 1s with --quick].
