@@ -37,14 +37,16 @@
 //! both queries are given they are fetched at a 5-minute step (one point per window). The hourly
 //! plot series of the HTML report are fetched at a 1-hour step, and only for `--format html`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::Catalog;
 use crate::error::Result;
 use crate::model::{self, Config, Recommendation, Usage};
-use crate::prometheus::{group, label_set, Client, Fetched, PromOptions, PromValue, Queries};
+use crate::prometheus::{
+    group, label_set, ApiSeries, Client, Fetched, PromOptions, PromValue, Queries,
+};
 use crate::report::Report;
 use crate::series::{Series, Window, WINDOW_MS};
 
@@ -133,6 +135,143 @@ fn value(v: Option<(f64, PromValue)>) -> Option<f64> {
     }
 }
 
+/// The query language used for the per-chunk statistics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Dialect {
+    /// MetricsQL (VictoriaMetrics): `aggr_over_time` computes several rollups from one
+    /// evaluation of the inner expression.
+    MetricsQl,
+    /// Plain PromQL (Prometheus, Thanos, Mimir): one evaluation per statistic.
+    PromQl,
+}
+
+/// The rollups of the CPU query computed from one evaluation in MetricsQL, in answer order.
+const CPU_ROLLUPS: [&str; 6] = [
+    "count_over_time",
+    "sum_over_time",
+    "min_over_time",
+    "max_over_time",
+    "tfirst_over_time",
+    "tlast_over_time",
+];
+
+/// `aggr_over_time((f, ...), x)`: MetricsQL's several rollups of one subquery.
+fn aggr_over_time(rollups: &[&str], subquery: &str) -> String {
+    let names: Vec<String> = rollups.iter().map(|r| format!("{r:?}")).collect();
+    format!("aggr_over_time(({}), {subquery})", names.join(","))
+}
+
+/// Whether the engine refused `aggr_over_time` as an unknown function (a PromQL engine).
+fn is_unknown_aggr_over_time(e: &crate::error::Error) -> bool {
+    matches!(e, crate::error::Error::Prometheus { message, .. }
+        if message.contains("aggr_over_time")
+            && (message.contains("unknown function") || message.contains("parse error")))
+}
+
+/// Splits an `aggr_over_time` answer by its `rollup` label (removed from the series).
+fn by_rollup(answer: Vec<ApiSeries>) -> BTreeMap<String, Vec<ApiSeries>> {
+    let mut out: BTreeMap<String, Vec<ApiSeries>> = BTreeMap::new();
+    for mut s in answer {
+        let rollup = s.metric.remove("rollup").unwrap_or_default();
+        out.entry(rollup).or_default().push(s);
+    }
+    out
+}
+
+/// The workloads found so far, and the series that could not be attributed to one.
+struct Found<'o> {
+    opts: &'o PromOptions,
+    labels: &'o [String],
+    stats: BTreeMap<String, WorkloadStats>,
+    /// Series without the workload labels, by their label set.
+    unnamed: BTreeSet<String>,
+    /// Workloads another query has but the CPU query has not: name -> that query.
+    only_in: BTreeMap<String, String>,
+}
+
+impl Found<'_> {
+    /// One instant answer's value per known workload. `create` (CPU answers) adds the workloads
+    /// not seen yet; a workload only another query has is remembered in `only_in`.
+    fn values(
+        &mut self,
+        client: &Client<'_>,
+        what: &str,
+        query: &str,
+        answer: &[ApiSeries],
+        create: bool,
+    ) -> Result<BTreeMap<String, Option<f64>>> {
+        let (named, without) = group(client, what, query, self.labels, answer)?;
+        for s in without {
+            self.unnamed.insert(label_set(&s.metric));
+        }
+        let mut out = BTreeMap::new();
+        for (name, series) in named {
+            if create && !self.stats.contains_key(&name) {
+                let itype = series
+                    .metric
+                    .get(&self.opts.instance_type_label)
+                    .cloned()
+                    .or_else(|| self.opts.instance_type.clone());
+                let Some(itype) = itype else {
+                    return Err(client.err(format!(
+                        "series {name} has no `{}` label; pass --instance-type TYPE",
+                        self.opts.instance_type_label
+                    )));
+                };
+                self.stats.insert(
+                    name.clone(),
+                    WorkloadStats {
+                        workload: name.clone(),
+                        instance_type: itype,
+                        source: self.opts.url.clone(),
+                        first_ms: i64::MAX,
+                        last_ms: i64::MIN,
+                        ..WorkloadStats::default()
+                    },
+                );
+            }
+            if self.stats.contains_key(&name) {
+                out.insert(name, value(series.value));
+            } else {
+                self.only_in.entry(name).or_insert_with(|| what.to_owned());
+            }
+        }
+        Ok(out)
+    }
+
+    /// Runs one instant query at `time` and applies `f(value, stats)` to each known workload.
+    fn run(
+        &mut self,
+        client: &Client<'_>,
+        what: &str,
+        query: &str,
+        time: i64,
+        create: bool,
+        f: &mut dyn FnMut(Option<f64>, &mut WorkloadStats),
+    ) -> Result<()> {
+        let answer = client.query(query, time)?;
+        let values = self.values(client, what, query, &answer, create)?;
+        self.apply(values, f);
+        Ok(())
+    }
+
+    fn apply(
+        &mut self,
+        values: BTreeMap<String, Option<f64>>,
+        f: &mut dyn FnMut(Option<f64>, &mut WorkloadStats),
+    ) {
+        for (name, v) in values {
+            if let Some(w) = self.stats.get_mut(&name) {
+                f(v, w);
+            }
+        }
+    }
+}
+
+fn seconds_to_ms(t: f64) -> i64 {
+    (t * 1000.0).round() as i64
+}
+
 /// Asks the engine for every workload's statistics over the range.
 ///
 /// `percentile` is the configured percentile of the 5-minute maxima ([`Config::cpu_percentile`]);
@@ -156,157 +295,172 @@ pub fn fetch(
         opts.step_s,
         opts.max_subquery_steps,
     );
-    let mut stats: BTreeMap<String, WorkloadStats> = BTreeMap::new();
-    let mut unnamed: BTreeMap<String, ()> = BTreeMap::new();
-    // Workloads another query has but the CPU query has not: name -> that query.
-    let only_in: std::cell::RefCell<BTreeMap<String, String>> = Default::default();
-    let mut fetched = Fetched::default();
-
-    // One instant query at the chunk's end: `f(answer's value, stats)` for each workload.
-    let run = |what: &str,
-               query: String,
-               time: i64,
-               stats: &mut BTreeMap<String, WorkloadStats>,
-               unnamed: &mut BTreeMap<String, ()>,
-               create: bool,
-               f: &mut dyn FnMut(Option<f64>, &mut WorkloadStats)|
-     -> Result<()> {
-        let answer = client.query(&query, time)?;
-        let (named, without) = group(&client, what, &query, labels, &answer)?;
-        for s in without {
-            unnamed.insert(label_set(&s.metric), ());
-        }
-        for (name, series) in named {
-            if create && !stats.contains_key(&name) {
-                let itype = series
-                    .metric
-                    .get(&opts.instance_type_label)
-                    .cloned()
-                    .or_else(|| opts.instance_type.clone());
-                let Some(itype) = itype else {
-                    return Err(client.err(format!(
-                        "series {name} has no `{}` label; pass --instance-type TYPE",
-                        opts.instance_type_label
-                    )));
-                };
-                stats.insert(
-                    name.clone(),
-                    WorkloadStats {
-                        workload: name.clone(),
-                        instance_type: itype,
-                        source: opts.url.clone(),
-                        first_ms: i64::MAX,
-                        last_ms: i64::MIN,
-                        ..WorkloadStats::default()
-                    },
-                );
-            }
-            match stats.get_mut(&name) {
-                Some(st) => f(value(series.value), st),
-                None => {
-                    only_in
-                        .borrow_mut()
-                        .entry(name)
-                        .or_insert_with(|| what.to_owned());
-                }
-            }
-        }
-        Ok(())
+    let mut found = Found {
+        opts,
+        labels,
+        stats: BTreeMap::new(),
+        unnamed: BTreeSet::new(),
+        only_in: BTreeMap::new(),
     };
+    let mut fetched = Fetched::default();
+    // MetricsQL until the engine says it does not know `aggr_over_time` (on the first query).
+    let mut dialect = Dialect::MetricsQl;
 
-    let single = parts.len() == 1;
-    let q = percentile / 100.0;
     for &(s, e) in &parts {
         let r = format!("{}s", e - s);
-        let (st, un) = (&mut stats, &mut unnamed);
-        run(
-            "CPU",
-            format!("count_over_time(({})[{r}:{step}])", queries.cpu),
-            e,
-            st,
-            un,
-            true,
-            &mut |v, w| w.samples_all += v.unwrap_or(0.0) as u64,
-        )?;
-        run(
-            "CPU",
-            format!("count_over_time({cpu}[{r}:{step}])"),
-            e,
-            st,
-            un,
-            false,
-            &mut |v, w| w.samples += v.unwrap_or(0.0) as u64,
-        )?;
-        run(
-            "CPU",
-            format!("sum_over_time({cpu}[{r}:{step}])"),
-            e,
-            st,
-            un,
-            false,
-            &mut |v, w| w.cpu_sum += v.unwrap_or(0.0),
-        )?;
-        run(
-            "CPU",
-            format!("max_over_time({cpu}[{r}:{step}])"),
-            e,
-            st,
-            un,
-            false,
-            &mut |v, w| w.max_cpu_cores = w.max_cpu_cores.max(v.unwrap_or(0.0)),
-        )?;
-        run(
-            "CPU",
-            format!("min_over_time(timestamp({cpu})[{r}:{step}])"),
-            e,
-            st,
-            un,
-            false,
-            &mut |v, w| {
-                if let Some(t) = v {
-                    w.first_ms = w.first_ms.min((t * 1000.0).round() as i64);
+        if dialect == Dialect::MetricsQl {
+            // One evaluation of the CPU query gives its count, sum, extremes and first/last
+            // sample. A workload whose values are all usable (min >= 0, max and sum finite) needs
+            // nothing else; for the others the usable values' rollups are asked once more.
+            let query = aggr_over_time(&CPU_ROLLUPS, &format!("({})[{r}:{step}]", queries.cpu));
+            match client.query(&query, e) {
+                Ok(answer) => {
+                    let mut by = by_rollup(answer);
+                    let mut take = |found: &mut Found<'_>, rollup: &str, create: bool| {
+                        let answer = by.remove(rollup).unwrap_or_default();
+                        found.values(&client, "CPU", &query, &answer, create)
+                    };
+                    let count = take(&mut found, "count_over_time", true)?;
+                    let sum = take(&mut found, "sum_over_time", false)?;
+                    let min = take(&mut found, "min_over_time", false)?;
+                    let max = take(&mut found, "max_over_time", false)?;
+                    let first = take(&mut found, "tfirst_over_time", false)?;
+                    let last = take(&mut found, "tlast_over_time", false)?;
+                    let get = |m: &BTreeMap<String, Option<f64>>, name: &str| {
+                        m.get(name).copied().flatten()
+                    };
+                    let mut dirty = BTreeSet::new();
+                    for (name, n) in &count {
+                        let Some(w) = found.stats.get_mut(name) else {
+                            continue;
+                        };
+                        let n = n.unwrap_or(0.0) as u64;
+                        w.samples_all += n;
+                        let (lo, hi, total) = (get(&min, name), get(&max, name), get(&sum, name));
+                        let clean = n > 0
+                            && lo.is_some_and(|x| x >= 0.0)
+                            && hi.is_some()
+                            && total.is_some();
+                        if !clean {
+                            dirty.insert(name.clone());
+                            continue;
+                        }
+                        w.samples += n;
+                        w.cpu_sum += total.unwrap_or(0.0);
+                        w.max_cpu_cores = w.max_cpu_cores.max(hi.unwrap_or(0.0));
+                        if let Some(t) = get(&first, name) {
+                            w.first_ms = w.first_ms.min(seconds_to_ms(t));
+                        }
+                        if let Some(t) = get(&last, name) {
+                            w.last_ms = w.last_ms.max(seconds_to_ms(t));
+                        }
+                    }
+                    if !dirty.is_empty() {
+                        let rollups = [
+                            "count_over_time",
+                            "sum_over_time",
+                            "max_over_time",
+                            "tfirst_over_time",
+                            "tlast_over_time",
+                        ];
+                        let query = aggr_over_time(&rollups, &format!("{cpu}[{r}:{step}]"));
+                        let mut by = by_rollup(client.query(&query, e)?);
+                        let mut take = |found: &mut Found<'_>, rollup: &str| {
+                            let answer = by.remove(rollup).unwrap_or_default();
+                            found
+                                .values(&client, "CPU", &query, &answer, false)
+                                .map(|v| v.into_iter().filter(|(n, _)| dirty.contains(n)).collect())
+                        };
+                        let count = take(&mut found, "count_over_time")?;
+                        found.apply(count, &mut |v, w| w.samples += v.unwrap_or(0.0) as u64);
+                        let sum = take(&mut found, "sum_over_time")?;
+                        found.apply(sum, &mut |v, w| w.cpu_sum += v.unwrap_or(0.0));
+                        let max = take(&mut found, "max_over_time")?;
+                        found.apply(max, &mut |v, w| {
+                            w.max_cpu_cores = w.max_cpu_cores.max(v.unwrap_or(0.0));
+                        });
+                        let first = take(&mut found, "tfirst_over_time")?;
+                        found.apply(first, &mut |v, w| {
+                            if let Some(t) = v {
+                                w.first_ms = w.first_ms.min(seconds_to_ms(t));
+                            }
+                        });
+                        let last = take(&mut found, "tlast_over_time")?;
+                        found.apply(last, &mut |v, w| {
+                            if let Some(t) = v {
+                                w.last_ms = w.last_ms.max(seconds_to_ms(t));
+                            }
+                        });
+                    }
                 }
-            },
-        )?;
-        run(
-            "CPU",
-            format!("max_over_time(timestamp({cpu})[{r}:{step}])"),
-            e,
-            st,
-            un,
-            false,
-            &mut |v, w| {
-                if let Some(t) = v {
-                    w.last_ms = w.last_ms.max((t * 1000.0).round() as i64);
-                }
-            },
-        )?;
-        if single {
-            run(
+                Err(err) if is_unknown_aggr_over_time(&err) => dialect = Dialect::PromQl,
+                Err(err) => return Err(err),
+            }
+        }
+        if dialect == Dialect::PromQl {
+            let c = &client;
+            found.run(
+                c,
                 "CPU",
-                format!("count_over_time(max_over_time({cpu}[5m:{step}])[{r}:5m])"),
+                &format!("count_over_time(({})[{r}:{step}])", queries.cpu),
                 e,
-                st,
-                un,
-                false,
-                &mut |v, w| w.windows += v.unwrap_or(0.0) as u64,
+                true,
+                &mut |v, w| w.samples_all += v.unwrap_or(0.0) as u64,
             )?;
-            run(
+            found.run(
+                c,
                 "CPU",
-                format!("quantile_over_time({q}, max_over_time({cpu}[5m:{step}])[{r}:5m])"),
+                &format!("count_over_time({cpu}[{r}:{step}])"),
                 e,
-                st,
-                un,
                 false,
-                &mut |v, w| w.percentile_cpu_cores = v.unwrap_or(0.0),
+                &mut |v, w| w.samples += v.unwrap_or(0.0) as u64,
+            )?;
+            found.run(
+                c,
+                "CPU",
+                &format!("sum_over_time({cpu}[{r}:{step}])"),
+                e,
+                false,
+                &mut |v, w| w.cpu_sum += v.unwrap_or(0.0),
+            )?;
+            found.run(
+                c,
+                "CPU",
+                &format!("max_over_time({cpu}[{r}:{step}])"),
+                e,
+                false,
+                &mut |v, w| w.max_cpu_cores = w.max_cpu_cores.max(v.unwrap_or(0.0)),
+            )?;
+            found.run(
+                c,
+                "CPU",
+                &format!("min_over_time(timestamp({cpu})[{r}:{step}])"),
+                e,
+                false,
+                &mut |v, w| {
+                    if let Some(t) = v {
+                        w.first_ms = w.first_ms.min(seconds_to_ms(t));
+                    }
+                },
+            )?;
+            found.run(
+                c,
+                "CPU",
+                &format!("max_over_time(timestamp({cpu})[{r}:{step}])"),
+                e,
+                false,
+                &mut |v, w| {
+                    if let Some(t) = v {
+                        w.last_ms = w.last_ms.max(seconds_to_ms(t));
+                    }
+                },
             )?;
         }
-        run(
+        found.run(
+            &client,
             "memory",
-            format!("max_over_time({mem}[{r}:{step}])"),
+            &format!("max_over_time({mem}[{r}:{step}])"),
             e,
-            st,
-            un,
             false,
             &mut |v, w| {
                 if let Some(m) = v {
@@ -315,27 +469,48 @@ pub fn fetch(
             },
         )?;
         if let Some(inst) = &queries.instances {
-            let inst = usable(inst);
-            run(
-                "instances",
-                format!("sum_over_time({inst}[{r}:{step}])"),
-                e,
-                st,
-                un,
-                false,
-                &mut |v, w| w.instances_sum += v.unwrap_or(0.0),
-            )?;
-            run(
-                "instances",
-                format!("count_over_time({inst}[{r}:{step}])"),
-                e,
-                st,
-                un,
-                false,
-                &mut |v, w| w.instances_n += v.unwrap_or(0.0) as u64,
-            )?;
+            let inst = format!("{}[{r}:{step}]", usable(inst));
+            let mut add_sum =
+                |v: Option<f64>, w: &mut WorkloadStats| w.instances_sum += v.unwrap_or(0.0);
+            let mut add_n =
+                |v: Option<f64>, w: &mut WorkloadStats| w.instances_n += v.unwrap_or(0.0) as u64;
+            if dialect == Dialect::MetricsQl {
+                let query = aggr_over_time(&["sum_over_time", "count_over_time"], &inst);
+                let mut by = by_rollup(client.query(&query, e)?);
+                for (rollup, f) in [
+                    ("sum_over_time", &mut add_sum as &mut dyn FnMut(_, &mut _)),
+                    ("count_over_time", &mut add_n),
+                ] {
+                    let answer = by.remove(rollup).unwrap_or_default();
+                    let values = found.values(&client, "instances", &query, &answer, false)?;
+                    found.apply(values, f);
+                }
+            } else {
+                found.run(
+                    &client,
+                    "instances",
+                    &format!("sum_over_time({inst})"),
+                    e,
+                    false,
+                    &mut add_sum,
+                )?;
+                found.run(
+                    &client,
+                    "instances",
+                    &format!("count_over_time({inst})"),
+                    e,
+                    false,
+                    &mut add_n,
+                )?;
+            }
         }
     }
+    let Found {
+        mut stats,
+        unnamed,
+        only_in,
+        ..
+    } = found;
 
     // Series at a coarse step: 5-minute maxima (percentile over several chunks), the SLA
     // screen's windows, the hourly plot series.
@@ -372,14 +547,14 @@ pub fn fetch(
             }
             Ok(out)
         };
-    if !single {
-        let maxima = range(format!("max_over_time({cpu}[5m:{step}])"), 300, "CPU")?;
-        for (name, points) in maxima {
-            if let Some(w) = stats.get_mut(&name) {
-                let mut values: Vec<f64> = points.iter().map(|p| p.1).collect();
-                w.windows = values.len() as u64;
-                w.percentile_cpu_cores = model::percentile(&mut values, percentile);
-            }
+    // The 5-minute maxima: the windows with data and their percentile (a percentile does not
+    // combine across chunks, and one range query costs the engine about one evaluation).
+    let maxima = range(format!("max_over_time({cpu}[5m:{step}])"), 300, "CPU")?;
+    for (name, points) in maxima {
+        if let Some(w) = stats.get_mut(&name) {
+            let mut values: Vec<f64> = points.iter().map(|p| p.1).collect();
+            w.windows = values.len() as u64;
+            w.percentile_cpu_cores = model::percentile(&mut values, percentile);
         }
     }
     if let (Some(rps), Some(lat)) = (&queries.rps, &queries.latency) {
@@ -469,7 +644,10 @@ pub fn fetch(
             opts.start_s, opts.end_s, queries.cpu
         )));
     }
-    for (name, what) in only_in.into_inner() {
+    for (name, what) in only_in {
+        if out.iter().any(|w| w.workload == name) {
+            continue; // the CPU query has it in another chunk
+        }
         out.push(WorkloadStats {
             workload: name,
             instance_type: opts.instance_type.clone().unwrap_or_else(|| "?".to_owned()),
@@ -480,7 +658,7 @@ pub fn fetch(
             ..WorkloadStats::default()
         });
     }
-    for (labels_text, ()) in unnamed {
+    for labels_text in unnamed {
         out.push(WorkloadStats {
             workload: labels_text,
             instance_type: opts.instance_type.clone().unwrap_or_else(|| "?".to_owned()),
