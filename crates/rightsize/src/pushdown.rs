@@ -456,18 +456,27 @@ pub fn fetch(
                 },
             )?;
         }
-        found.run(
-            &client,
-            "memory",
-            &format!("max_over_time({mem}[{r}:{step}])"),
-            e,
-            false,
-            &mut |v, w| {
-                if let Some(m) = v {
-                    w.peak_memory_bytes = Some(w.peak_memory_bytes.unwrap_or(0.0).max(m));
-                }
-            },
-        )?;
+        // The highest value, unfiltered: `max_over_time` skips NaN, and a negative maximum means
+        // no usable value; only +Inf needs the filtered query.
+        let query = format!("max_over_time(({})[{r}:{step}])", queries.memory);
+        let mut answer = client.query(&query, e)?;
+        let infinite = |a: &[ApiSeries]| {
+            a.iter()
+                .any(|s| matches!(s.value, Some((_, PromValue::Num(x))) if x == f64::INFINITY))
+        };
+        let query = if infinite(&answer) {
+            let query = format!("max_over_time({mem}[{r}:{step}])");
+            answer = client.query(&query, e)?;
+            query
+        } else {
+            query
+        };
+        let peak = found.values(&client, "memory", &query, &answer, false)?;
+        found.apply(peak, &mut |v, w| {
+            if let Some(m) = v.filter(|m| *m >= 0.0) {
+                w.peak_memory_bytes = Some(w.peak_memory_bytes.unwrap_or(0.0).max(m));
+            }
+        });
         if let Some(inst) = &queries.instances {
             let inst = format!("{}[{r}:{step}]", usable(inst));
             let mut add_sum =
@@ -549,7 +558,16 @@ pub fn fetch(
         };
     // The 5-minute maxima: the windows with data and their percentile (a percentile does not
     // combine across chunks, and one range query costs the engine about one evaluation).
-    let maxima = range(format!("max_over_time({cpu}[5m:{step}])"), 300, "CPU")?;
+    // When every value was usable the filter is a no-op, and it costs the engine a sixth of the
+    // query: leave it out if the windows lie inside the counted range (a start on a 5-minute
+    // boundary; the last window ends at or before the end).
+    let all_usable = stats.values().all(|w| w.samples == w.samples_all);
+    let inner = if all_usable && opts.start_s.rem_euclid(300) == 0 {
+        format!("({})", queries.cpu)
+    } else {
+        cpu.clone()
+    };
+    let maxima = range(format!("max_over_time({inner}[5m:{step}])"), 300, "CPU")?;
     for (name, points) in maxima {
         if let Some(w) = stats.get_mut(&name) {
             let mut values: Vec<f64> = points.iter().map(|p| p.1).collect();

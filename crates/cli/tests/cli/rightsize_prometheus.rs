@@ -845,6 +845,17 @@ fn victoria_metrics_pushdown_filters_unusable_values() {
         assert!(!recs["good"]["notes"].to_string().contains("dropped"));
         let reason = recs["nomem"]["reason"].as_str().unwrap_or("");
         assert!(reason.contains("memory query returned no"), "{reason}");
+        // Memory +Inf where the CPU is +Inf: the peak is the highest finite value.
+        let memory = ["--query-memory", "bad_memory_bytes * bad_cpu_cores * 2"];
+        let (i, _) = args
+            .iter()
+            .enumerate()
+            .find(|(_, a)| **a == "--query-memory")
+            .unwrap();
+        args.splice(i..i + 2, memory);
+        let report = frugal_json(&args);
+        let peak = by_workload(&report)["partial"]["usage"]["peak_memory_bytes"].as_f64();
+        assert_eq!(peak, Some(f64::from(2u32 << 30)), "{extra:?}");
     }
 }
 
