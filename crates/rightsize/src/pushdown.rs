@@ -158,7 +158,7 @@ enum Dialect {
     PromQl,
 }
 
-/// The rollups of the CPU query computed from one evaluation in MetricsQL, in answer order.
+/// The rollups of the CPU query computed from one evaluation in MetricsQL.
 const CPU_ROLLUPS: [&str; 6] = [
     "count_over_time",
     "sum_over_time",
@@ -174,7 +174,9 @@ fn aggr_over_time(rollups: &[&str], subquery: &str) -> String {
     format!("aggr_over_time(({}), {subquery})", names.join(","))
 }
 
-/// Whether the engine refused `aggr_over_time` as an unknown function (a PromQL engine).
+/// Whether the engine refused the `aggr_over_time` query as an unknown function (Prometheus:
+/// `parse error: unknown function with name "aggr_over_time"`, Thanos and Mimir share its parser).
+/// Broad on purpose: another parse error comes back from the PromQL queries as well.
 fn is_unknown_aggr_over_time(e: &crate::error::Error) -> bool {
     matches!(e, crate::error::Error::Prometheus { message, .. }
         if message.contains("aggr_over_time")

@@ -123,11 +123,11 @@ const SCHEMA_VERSION: u32 = 1;
 const SCALING: &str = "pushdown: a fixed number of queries whatever the fleet size, each \
 answering every workload at once: per chunk of at most --pushdown-max-steps steps, two instant \
 queries on VictoriaMetrics (the CPU query's count, sum, min, max, first and last sample from one \
-aggr_over_time evaluation; memory's maximum), six on PromQL engines (one per statistic), one or \
-two more when some values are unusable or instances are counted; then one range query of \
+aggr_over_time evaluation; memory's maximum), seven on PromQL engines (one per statistic), one \
+or two more when some values are unusable or instances are counted; then one range query of \
 5-minute CPU maxima per 1,000 windows (window count, percentile). The engine evaluates each \
-query over every sample of its chunk: its work grows with workloads x samples x queries (about \
-three evaluations of the CPU query's range on VictoriaMetrics, seven on PromQL engines); the \
+query over every sample of its chunk: its work grows with workloads x samples x queries (three \
+evaluations of the range on VictoriaMetrics: CPU twice, memory once; eight on PromQL engines); the \
 bytes grow with workloads x (queries + 5-minute windows), not with the samples. pull: one range \
 query per statistic (CPU, memory, and instances, rate, latency when asked) per 10,000-step chunk, \
 each answering every sample of every workload: the engine evaluates each query once, the bytes \
