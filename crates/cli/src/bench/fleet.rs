@@ -7,6 +7,12 @@
 //! holding `fleet_cpu_cores` / `fleet_memory_bytes` by `job`. Each measurement is a child process
 //! (`frugal bench fleet --run-one ...`) so that its peak RSS (`VmHWM`) is its own; the two modes
 //! alternate, `--repeats` times, and medians with min–max are reported.
+//!
+//! The engine started here runs without its response cache (`-search.disableCache`: a repeat
+//! would otherwise be answered from the previous run's results), and the runs wait until its
+//! background merges after the fill are done. Its CPU time per run (`/proc/PID/stat`) is reported
+//! beside the wall time: on a shared machine the wall time follows the load, the engine's work
+//! does not.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -77,6 +83,9 @@ pub struct Run {
     pub workloads: usize,
     /// Peak resident set size of the measuring process, bytes (`VmHWM`).
     pub peak_rss_bytes: u64,
+    /// CPU time the engine spent during the run, seconds (only for an engine started here).
+    #[serde(default)]
+    pub engine_cpu_s: Option<f64>,
     /// Monthly savings of the fleet, USD (both modes must agree).
     pub total_monthly_savings_usd: f64,
 }
@@ -106,6 +115,8 @@ pub struct Report {
     pub push: [Summary; 3],
     /// Pull: wall seconds, bytes, peak RSS bytes.
     pub pull: [Summary; 3],
+    /// The engine's CPU seconds per run: pushdown, pull (absent with --url).
+    pub engine_cpu_s: Option<[Summary; 2]>,
     /// Whether every run found the same fleet savings (within 1%).
     pub savings_agree: bool,
     /// How the queries scale with the fleet.
@@ -115,12 +126,18 @@ pub struct Report {
 /// The schema version of the report's JSON.
 const SCHEMA_VERSION: u32 = 1;
 
-const SCALING: &str = "pushdown: a fixed number of queries (about ten instant queries per \
-chunk of at most --pushdown-max-steps steps, plus 5-minute maxima when the range needs several \
-chunks), each answering one value per workload: bytes grow with the number of workloads, not \
-with the samples (the 5-minute maxima add one point per workload and 5 minutes). pull: one range \
+const SCALING: &str = "pushdown: a fixed number of queries whatever the fleet size, each \
+answering every workload at once: per chunk of at most --pushdown-max-steps steps, two instant \
+queries on VictoriaMetrics (the CPU query's count, sum, min, max, first and last sample from one \
+aggr_over_time evaluation; memory's maximum), seven on PromQL engines (one per statistic), one \
+or two more when some values are unusable or instances are counted; then one range query of \
+5-minute CPU maxima per 1,000 windows (window count, percentile). The engine evaluates each \
+query over every sample of its chunk: its work grows with workloads x samples x queries (three \
+evaluations of the range on VictoriaMetrics: CPU twice, memory once; eight on PromQL engines); the \
+bytes grow with workloads x (queries + 5-minute windows), not with the samples. pull: one range \
 query per statistic (CPU, memory, and instances, rate, latency when asked) per 10,000-step chunk, \
-each answering every sample of every workload: bytes grow with workloads x samples.";
+each answering every sample of every workload: the engine evaluates each query once, the bytes \
+and the work here grow with workloads x samples.";
 
 /// Kills the engine when the benchmark ends, however it ends.
 struct KillOnDrop(Child, PathBuf);
@@ -147,6 +164,36 @@ fn http(port: u16, method: &str, path: &str, body: &[u8]) -> anyhow::Result<Stri
     Ok(text)
 }
 
+/// CPU time (user + system) a process has used, seconds; `None` when it cannot be read.
+fn process_cpu_s(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name, which is in parentheses and may contain spaces.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    // In USER_HZ, which is 100 on x86 and ARM Linux.
+    Some(ticks / 100.0)
+}
+
+/// Waits (at most `limit`) until VictoriaMetrics reports no active background merge: the fill
+/// leaves merges running for a while, and they would be counted against the first run.
+fn wait_for_merges(port: u16, limit: Duration) -> anyhow::Result<()> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let metrics = http(port, "GET", "/metrics", b"")?;
+        let active: f64 = metrics
+            .lines()
+            .filter(|l| l.starts_with("vm_active_merges"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        if active == 0.0 || Instant::now() > deadline {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
 fn start_victoria(dir: &std::path::Path) -> anyhow::Result<(KillOnDrop, u16)> {
     if !std::path::Path::new(VICTORIA).exists() {
         bail!("{VICTORIA} is missing: install Debian's victoria-metrics (scripts/deps.sh) or pass --url");
@@ -157,6 +204,8 @@ fn start_victoria(dir: &std::path::Path) -> anyhow::Result<(KillOnDrop, u16)> {
         .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
         .arg("-retentionPeriod=10y")
         .arg("-loggerLevel=ERROR")
+        // Every run computes: a repeat must not be answered from the previous run's results.
+        .arg("-search.disableCache")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -291,6 +340,7 @@ fn run_one(args: &Args, mode: &str) -> anyhow::Result<ExitCode> {
         requests: fetched.requests,
         workloads: report.recommendations.len(),
         peak_rss_bytes: peak_rss_bytes(),
+        engine_cpu_s: None,
         total_monthly_savings_usd: report.total_monthly_savings_usd,
     };
     crate::output::print(&(serde_json::to_string(&run)? + "\n"))?;
@@ -330,6 +380,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             spinner.finish_and_clear();
             filled?;
             let fill_s = t0.elapsed().as_secs_f64();
+            wait_for_merges(port, Duration::from_secs(300))?;
             (
                 Some(guard),
                 format!("http://127.0.0.1:{port}"),
@@ -342,6 +393,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let load_average = std::fs::read_to_string("/proc/loadavg")
         .ok()
         .and_then(|l| l.split_whitespace().next()?.parse().ok());
+    let engine_pid = guard.as_ref().map(|g| g.0.id());
     let exe = std::env::current_exe().context("cannot find the frugal executable")?;
     let mut runs = Vec::new();
     let bar = crate::output::bar(2 * u64::from(args.repeats), args.output.quiet);
@@ -353,6 +405,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         };
         for mode in order {
             bar.set_message(format!("run {} of {}: {mode}", i + 1, args.repeats));
+            let cpu_before = engine_pid.and_then(process_cpu_s);
             let out = Command::new(&exe)
                 .args(["bench", "fleet", "--run-one", mode, "--url", &url])
                 .args(["--start", &(end - span).to_string()])
@@ -368,8 +421,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     String::from_utf8_lossy(&out.stderr).trim()
                 );
             }
-            let run: Run = serde_json::from_slice(&out.stdout)
+            let mut run: Run = serde_json::from_slice(&out.stdout)
                 .context("the measuring child printed no report")?;
+            run.engine_cpu_s = match (cpu_before, engine_pid.and_then(process_cpu_s)) {
+                (Some(a), Some(b)) => Some(b - a),
+                _ => None,
+            };
             runs.push(run);
             bar.inc(1);
         }
@@ -386,6 +443,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             pick(mode, |r| r.peak_rss_bytes as f64),
         ]
     };
+    let engine_cpu_s = runs.iter().all(|r| r.engine_cpu_s.is_some()).then(|| {
+        [
+            pick("push", |r| r.engine_cpu_s.unwrap_or(0.0)),
+            pick("pull", |r| r.engine_cpu_s.unwrap_or(0.0)),
+        ]
+    });
+    // With --url the fleet is whatever the engine holds: the runs say how many workloads.
+    let workloads = match &args.url {
+        Some(_) => runs.first().map_or(0, |r| r.workloads as u32),
+        None => args.workloads,
+    };
     let samples = (span / interval + 1) as u64;
     let savings_agree = {
         let s: Vec<f64> = runs.iter().map(|r| r.total_monthly_savings_usd).collect();
@@ -395,16 +463,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         (hi - lo).abs() <= 0.01 * hi.abs().max(1.0)
     };
     let report = Report {
-        workloads: args.workloads,
+        workloads,
         days: args.days,
         interval_s: interval as u64,
-        points_per_metric: samples * u64::from(args.workloads),
+        points_per_metric: samples * u64::from(workloads),
         engine,
         fill_s,
         load_average,
         cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
         push: three("push"),
         pull: three("pull"),
+        engine_cpu_s,
         runs,
         savings_agree,
         scaling: SCALING.to_owned(),
@@ -440,11 +509,24 @@ impl frugal_output::Render for Report {
             self.runs.len() / 2,
         ));
         doc.blank();
-        let mut table = Table::numeric(["mode", "wall time", "bytes received", "peak RSS"]);
-        for (name, s) in [("pushdown", &self.push), ("pull", &self.pull)] {
+        let mut table = Table::numeric([
+            "mode",
+            "wall time",
+            "engine CPU",
+            "bytes received",
+            "peak RSS",
+        ]);
+        for (i, (name, s)) in [("pushdown", &self.push), ("pull", &self.pull)]
+            .into_iter()
+            .enumerate()
+        {
+            let engine = self.engine_cpu_s.as_ref().map_or("-".to_owned(), |e| {
+                format!("{:.2} s ({:.2}-{:.2})", e[i].median, e[i].min, e[i].max)
+            });
             table.row([
                 name.to_owned(),
                 format!("{:.2} s ({:.2}-{:.2})", s[0].median, s[0].min, s[0].max),
+                engine,
                 format!(
                     "{:.2} MiB ({:.2}-{:.2})",
                     mib(s[1].median),
@@ -468,6 +550,12 @@ impl frugal_output::Render for Report {
             ratio(self.pull[0].median, self.push[0].median),
             ratio(self.pull[2].median, self.push[2].median),
         ));
+        if let Some(e) = &self.engine_cpu_s {
+            doc.line(format!(
+                "the engine worked {:.1}x less for pushdown (CPU seconds, medians)",
+                ratio(e[1].median, e[0].median)
+            ));
+        }
         if self.savings_agree {
             doc.toned(
                 "both paths give the same fleet savings (within 1%)",
@@ -493,6 +581,7 @@ impl frugal_output::Render for Report {
             "requests",
             "workloads",
             "peak_rss_bytes",
+            "engine_cpu_s",
             "total_monthly_savings_usd",
         ]);
         for r in &self.runs {
@@ -503,6 +592,7 @@ impl frugal_output::Render for Report {
                 r.requests.to_string(),
                 r.workloads.to_string(),
                 r.peak_rss_bytes.to_string(),
+                r.engine_cpu_s.map_or(String::new(), |c| c.to_string()),
                 r.total_monthly_savings_usd.to_string(),
             ]);
         }

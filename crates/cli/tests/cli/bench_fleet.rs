@@ -37,7 +37,11 @@ fn bench_fleet_measures_both_paths_and_writes_json() {
     for r in runs {
         assert_eq!(r["workloads"], 4, "{r}");
         assert!(r["peak_rss_bytes"].as_u64().unwrap() > 0);
+        // The engine was started here: its CPU time during the run is known (a tiny fleet's
+        // runs may take less than the 10 ms the kernel counts in).
+        assert!(r["engine_cpu_s"].as_f64().is_some_and(|c| c >= 0.0), "{r}");
     }
+    assert!(report["engine_cpu_s"][0]["median"].as_f64().is_some());
     let bytes = |m: &str| {
         runs.iter().find(|r| r["mode"] == m).unwrap()["bytes"]
             .as_u64()
@@ -55,7 +59,7 @@ fn bench_fleet_measures_both_paths_and_writes_json() {
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(
         lines[0],
-        "mode,wall_s,bytes,requests,workloads,peak_rss_bytes,total_monthly_savings_usd"
+        "mode,wall_s,bytes,requests,workloads,peak_rss_bytes,engine_cpu_s,total_monthly_savings_usd"
     );
     assert_eq!(lines.len(), 3, "{csv}");
     assert!(

@@ -796,6 +796,69 @@ fn bad_prometheus_input_is_reported_never_silently_dropped() {
     }
 }
 
+/// VictoriaMetrics answers pushdown in MetricsQL (`aggr_over_time`, one evaluation for several
+/// statistics); a workload with +Inf values takes the second, filtered query: its mean counts
+/// only the usable values and the drop is noted, in one chunk and in several.
+#[test]
+fn victoria_metrics_pushdown_filters_unusable_values() {
+    let (start, end) = recent_range();
+    let points = fleet(start, end);
+    let dir = tempfile::tempdir().unwrap();
+    let (_vm, port) = start_victoria(dir.path(), &points);
+    let url = format!("http://127.0.0.1:{port}");
+    let (s, e) = (start.to_string(), end.to_string());
+    for extra in [&[][..], &["--pushdown-max-steps", "500"][..]] {
+        let mut args = vec![
+            "--prometheus",
+            url.as_str(),
+            "--start",
+            &s,
+            "--end",
+            &e,
+            "--step",
+            "30s",
+            "--query-cpu",
+            "bad_cpu_cores",
+            "--query-memory",
+            "bad_memory_bytes",
+            "--format",
+            "json",
+        ];
+        args.extend(extra);
+        let out = frugal(&args);
+        assert!(
+            out.status.success(),
+            "{extra:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let recs = by_workload(&report);
+        for job in ["good", "partial"] {
+            assert_eq!(recs[job]["finding"], "over-provisioned", "{extra:?}: {job}");
+            let mean = recs[job]["usage"]["mean_cpu_cores"].as_f64().unwrap();
+            assert!((mean - 0.5).abs() < 1e-9, "{extra:?}: {job} mean {mean}");
+            let max = recs[job]["usage"]["max_cpu_cores"].as_f64().unwrap();
+            assert!((max - 0.5).abs() < 1e-9, "{extra:?}: {job} max {max}");
+        }
+        let notes = recs["partial"]["notes"].to_string();
+        assert!(notes.contains("dropped"), "{extra:?}: {notes}");
+        assert!(!recs["good"]["notes"].to_string().contains("dropped"));
+        let reason = recs["nomem"]["reason"].as_str().unwrap_or("");
+        assert!(reason.contains("memory query returned no"), "{reason}");
+        // Memory +Inf where the CPU is +Inf: the peak is the highest finite value.
+        let memory = ["--query-memory", "bad_memory_bytes * bad_cpu_cores * 2"];
+        let (i, _) = args
+            .iter()
+            .enumerate()
+            .find(|(_, a)| **a == "--query-memory")
+            .unwrap();
+        args.splice(i..i + 2, memory);
+        let report = frugal_json(&args);
+        let peak = by_workload(&report)["partial"]["usage"]["peak_memory_bytes"].as_f64();
+        assert_eq!(peak, Some(f64::from(2u32 << 30)), "{extra:?}");
+    }
+}
+
 /// A fake engine: answers every request with 200 and the JSON `answer(request line)`, for at
 /// most `max` requests or 20 s; returns the request lines it saw.
 fn fake_engine(
