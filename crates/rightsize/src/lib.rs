@@ -80,8 +80,8 @@ pub use catalog::{
 pub use error::{Error, Result};
 pub use input::{parse_csv, parse_json, parse_time, read_file, read_files};
 pub use model::{
-    article_rule, impossible_usage, percentile, project, recommend, sla_risk, usage,
-    utilization_risk, ArticleVerdict, Config, Constraint, Finding, Policy, Projection,
+    article_rule, impossible_peaks, impossible_usage, percentile, project, recommend, sla_risk,
+    usage, utilization_risk, ArticleVerdict, Config, Constraint, Finding, Policy, Projection,
     Recommendation, ServiceModel, SlaEstimate, Usage, IMPOSSIBLE_TOLERANCE, MODEL_STATEMENT,
 };
 pub use render::{SCHEMA, SCHEMA_VERSION};

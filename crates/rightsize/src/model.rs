@@ -581,6 +581,12 @@ pub fn impossible_usage(series: &Series, current: &InstanceType) -> Option<Strin
         .iter()
         .map(|w| w.memory_max)
         .fold(0.0, f64::max);
+    impossible_peaks(cpu, memory, current)
+}
+
+/// [`impossible_usage`] from the peaks alone (highest CPU cores, highest memory bytes): what the
+/// pushdown path has, so both paths skip the same workloads with the same words.
+pub fn impossible_peaks(cpu: f64, memory: f64, current: &InstanceType) -> Option<String> {
     let vcpus = f64::from(current.vcpus);
     let mut why = Vec::new();
     if cpu > vcpus * (1.0 + IMPOSSIBLE_TOLERANCE) {

@@ -836,6 +836,15 @@ pub fn recommend(stats: &WorkloadStats, catalog: &Catalog, config: &Config) -> R
         rec.reason = Some(model::unknown_type(&stats.instance_type));
         return rec;
     };
+    // The pull path's check on the same peaks: the two paths skip the same workloads.
+    if let Some(why) = model::impossible_peaks(
+        stats.max_cpu_cores,
+        stats.peak_memory_bytes.unwrap_or(0.0),
+        current,
+    ) {
+        rec.reason = Some(why);
+        return rec;
+    }
     let service = (!stats.service_windows.is_empty())
         .then(|| {
             let series = Series {
@@ -923,6 +932,28 @@ mod tests {
             peak_memory_bytes: Some(3e9),
             ..WorkloadStats::default()
         }
+    }
+
+    /// A 2.27-core peak on a 2-vCPU type is skipped by pushdown as by pull (the 1,000-workload
+    /// benchmark's savings differed by exactly such workloads: pull skipped them, pushdown not).
+    #[test]
+    fn impossible_usage_is_skipped_as_on_the_pull_path() {
+        let catalog = Catalog::embedded();
+        let mut s = sound();
+        s.instance_type = "r7i.large".to_owned();
+        s.max_cpu_cores = 2.27;
+        s.percentile_cpu_cores = 2.1;
+        let rec = recommend(&s, &catalog, &Config::default());
+        assert_eq!(rec.finding, model::Finding::Skipped);
+        let reason = rec.reason.unwrap_or_default();
+        assert!(
+            reason.starts_with("impossible usage: cpu_cores reaches 2.27"),
+            "{reason}"
+        );
+        s.max_cpu_cores = 1.3;
+        s.percentile_cpu_cores = 1.1;
+        let rec = recommend(&s, &catalog, &Config::default());
+        assert_ne!(rec.finding, model::Finding::Skipped, "{:?}", rec.reason);
     }
 
     #[test]
