@@ -884,6 +884,18 @@ pub fn command_arg_ok(arg: &std::ffi::OsStr) -> bool {
 mod tests {
     use super::*;
 
+    /// Every count map the program prints is a probe hit, and the only hit map it does not
+    /// print is `call_ends` (counted for the tracing cost alone): the two lists cannot drift.
+    #[test]
+    fn hit_maps_are_the_printed_maps_and_call_ends() {
+        let mut printed: Vec<&str> = DEFER_MAPS.to_vec();
+        printed.push("call_ends");
+        printed.sort_unstable();
+        let mut hits = DEFER_HIT_MAPS.to_vec();
+        hits.sort_unstable();
+        assert_eq!(printed, hits);
+    }
+
     #[test]
     fn elf_parser_never_panics_on_garbage() {
         assert!(parse_elf_functions(b"").is_none());
