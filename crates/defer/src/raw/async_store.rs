@@ -60,9 +60,9 @@
 //!    if it is inline: it may be handed, in a block, to another task ([`Detached`]).
 
 use std::alloc::{alloc, dealloc, handle_alloc_error, Layout};
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, RefCell, UnsafeCell};
 use std::future::Future;
-use std::marker::PhantomData;
+use std::marker::{PhantomData, PhantomPinned};
 use std::mem::{self, align_of, size_of, ManuallyDrop, MaybeUninit};
 use std::pin::Pin;
 use std::ptr::{self, NonNull};
@@ -666,10 +666,10 @@ where
         let rec = at.cast::<Self>();
         let g = DropInPlace(Self::g(rec));
         // SAFETY: a fresh record (the vtable's contract): the closure is moved out once and
-        // its future written in its place, as in `run_in_place`.
+        // its future written in its place, as in `one_in_place`.
         let f = unsafe { ptr::read(Self::f(rec)) };
         let fut = f(o);
-        // SAFETY: see `run_in_place`.
+        // SAFETY: see `one_in_place`.
         unsafe { Self::fut(rec).write(fut) };
         mem::forget(g);
     }
@@ -860,9 +860,11 @@ fn next_id() -> u64 {
         .unwrap_or_else(|_| BLOCKS.fetch_add(1, Ordering::Relaxed) << 40)
 }
 
-/// The inline area.
+/// The inline area. In an `UnsafeCell`: records are written through pointers taken from
+/// `&Store` ([`Store::base`]), which is sound only for memory inside an `UnsafeCell` (a shared
+/// borrow of plain memory is read-only under Rust's aliasing rules).
 #[repr(C, align(16))]
-struct Inline<const N: usize>([MaybeUninit<u8>; N]);
+struct Inline<const N: usize>(UnsafeCell<[MaybeUninit<u8>; N]>);
 
 /// A record in a block of its own (overflow).
 struct Entry {
@@ -938,6 +940,10 @@ pub(crate) struct Store<'env, const N: usize> {
     /// Counted when stored.
     placed: Placed,
     env: PhantomData<&'env mut &'env ()>,
+    /// A started future may point into the store's own memory (the inline area): the store is
+    /// `!Unpin`, so that a `&mut Store` taken while such a future is pending asserts no
+    /// uniqueness over that memory (rustc then emits no `noalias` for it).
+    _pinned: PhantomPinned,
 }
 
 // SAFETY: every record is `Send` (the bounds of `SyncRec::new`/`AsyncRec::new`'s callers,
@@ -980,7 +986,7 @@ impl<'env, const N: usize> Store<'env, N> {
     pub(crate) const fn new() -> Self {
         let () = Self::FITS;
         Store {
-            inline: Inline([MaybeUninit::uninit(); N]),
+            inline: Inline(UnsafeCell::new([MaybeUninit::uninit(); N])),
             used: 0,
             limit: 0,
             id: 0,
@@ -996,6 +1002,7 @@ impl<'env, const N: usize> Store<'env, N> {
                 heap: 0,
             },
             env: PhantomData,
+            _pinned: PhantomPinned,
         }
     }
 
@@ -1026,7 +1033,8 @@ impl<'env, const N: usize> Store<'env, N> {
     /// The inline area's start.
     #[inline(always)]
     fn base(&self) -> *mut u8 {
-        self.inline.0.as_ptr().cast::<u8>().cast_mut()
+        // Through the `UnsafeCell`: writes through this pointer are allowed (see `Inline`).
+        self.inline.0.get().cast::<u8>()
     }
 
     /// The header of the inline record ending at `end`.
