@@ -133,6 +133,19 @@ impl Config {
         }
     }
 
+    /// The service's command, run natively (not under valgrind), for `strategy` with
+    /// `extra_defers`.
+    fn native_server(&self, strategy: Strategy, extra_defers: usize) -> Command {
+        let (exe, leading) = self
+            .server_argv
+            .split_first()
+            .expect("invariant: checked non-empty in Config::check");
+        let mut cmd = Command::new(exe);
+        cmd.args(leading)
+            .args(Config::server_args(strategy, extra_defers));
+        cmd
+    }
+
     /// The service's flags for one configuration (besides the program), the same natively and
     /// under valgrind. `--work-us 0`: the work section's CPU burn is timed by the thread's CPU
     /// clock, which runs ~50× slow under valgrind, so its instruction count would depend on
@@ -633,13 +646,7 @@ fn count_all(
 /// One configuration natively under the PMU: the counts of N requests after a warm-up.
 fn count_hardware(config: &Config, strategy: Strategy, defers: usize) -> Result<Run, Error> {
     let started = Instant::now();
-    let (exe, leading) = config
-        .server_argv
-        .split_first()
-        .expect("invariant: checked non-empty in Config::check");
-    let mut cmd = Command::new(exe);
-    cmd.args(leading)
-        .args(Config::server_args(strategy, defers));
+    let cmd = config.native_server(strategy, defers);
     let what = format!("{strategy} +{defers} defers, counted by the PMU");
     let fail = |message: String| Error::Child {
         command: format!("frugal serve ({what})"),
@@ -798,13 +805,7 @@ fn tail(s: &str, max: usize) -> &str {
 /// The service natively, closed-loop for [`Config::rate_duration`] from 16 connections: its
 /// throughput in requests per second.
 fn native_rate(config: &Config, strategy: Strategy, defers: usize) -> Result<f64, Error> {
-    let (exe, leading) = config
-        .server_argv
-        .split_first()
-        .expect("invariant: checked non-empty in Config::check");
-    let mut cmd = Command::new(exe);
-    cmd.args(leading)
-        .args(Config::server_args(strategy, defers));
+    let cmd = config.native_server(strategy, defers);
     let fail = |message: String| Error::Child {
         command: format!("frugal serve ({strategy} +{defers} defers, natively)"),
         message,
