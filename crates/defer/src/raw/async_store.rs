@@ -889,26 +889,45 @@ impl RunSlot {
 
 // ------------------------------------------------------------------ the store
 
+/// Scope ids are taken by each thread in blocks of `2^ID_BITS` from a global block counter:
+/// one atomic operation per `2^ID_BITS` scopes. Ids never repeat (a handle's scope check
+/// depends on it: another scope's handle with an equal id would index into a store it does
+/// not belong to): there are `2^(64 - ID_BITS)` blocks (17.6 × 10^12 — threads that each open
+/// a scope, or a million scopes per block), and the counter panics rather than wrap.
+const ID_BITS: u32 = 20;
+
 thread_local! {
-    /// Scope ids: a per-thread block of 2^40 ids, taken from a global counter once per thread.
+    /// The thread's next scope id (0: take a block first).
     static NEXT_ID: Cell<u64> = const { Cell::new(0) };
 }
 
-/// A new scope id (never 0).
-fn next_id() -> u64 {
+/// A new block's first id (its low `ID_BITS` bits 0).
+fn take_block() -> u64 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static BLOCKS: AtomicU64 = AtomicU64::new(1);
+    // Relaxed: only uniqueness matters.
+    let block = BLOCKS.fetch_add(1, Ordering::Relaxed);
+    // The last block is not used: its ids would run up to 2^64.
+    assert!(
+        block < (1 << (64 - ID_BITS)) - 1,
+        "frugal-defer: async scope ids are exhausted"
+    );
+    block << ID_BITS
+}
+
+/// A new scope id (never 0, never repeated).
+fn next_id() -> u64 {
     NEXT_ID
         .try_with(|n| {
             let mut id = n.get();
-            if id & ((1 << 40) - 1) == 0 {
-                // Relaxed: only uniqueness matters.
-                id = BLOCKS.fetch_add(1, Ordering::Relaxed) << 40;
+            if id & ((1 << ID_BITS) - 1) == 0 {
+                id = take_block();
             }
             n.set(id + 1);
             id + 1
         })
-        .unwrap_or_else(|_| BLOCKS.fetch_add(1, Ordering::Relaxed) << 40)
+        // Thread-local storage is being torn down: a block of its own.
+        .unwrap_or_else(|_| take_block() + 1)
 }
 
 /// The inline area. In an `UnsafeCell`: records are written through pointers taken from
@@ -1017,10 +1036,14 @@ impl Drop for Cursor<'_, '_, '_> {
         // (and count the record) when a record's run unwinds.
         // SAFETY: the loop's `RunArgs`, alive, its borrow by the run function over.
         let stop = unsafe { (*self.args).stop };
-        debug_assert!(
-            !stop.is_null(),
-            "an inline run function reports where it unwound"
-        );
+        if stop.is_null() {
+            // Every inline run function reports where it unwound (through `run_group`'s
+            // guard); were one not to, which records it consumed would be unknown: leak the
+            // rest of the area (never dropped, so never dropped twice) rather than guess.
+            debug_assert!(false, "an inline run function reports where it unwound");
+            *self.store_used = HDR;
+            return;
+        }
         let hdr = stop.wrapping_sub(HDR).cast::<Header>();
         // SAFETY: `stop` is the end of the record whose run unwound (invariant 1): its header
         // is intact (run functions touch only their records' contents).
@@ -1781,6 +1804,29 @@ impl std::fmt::Debug for Detached {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Scope ids are non-zero and never repeat, within a thread across its blocks and
+    /// between threads.
+    #[test]
+    fn scope_ids_never_repeat() {
+        let take = || {
+            (0..(1u64 << ID_BITS) + 5)
+                .map(|_| next_id())
+                .collect::<Vec<u64>>()
+        };
+        let mine = take();
+        let theirs = std::thread::spawn(take).join().unwrap();
+        assert!(
+            mine.windows(2).all(|w| w[0] < w[1]),
+            "increasing in a thread"
+        );
+        let mut all: Vec<u64> = mine.iter().chain(&theirs).copied().collect();
+        assert!(all.iter().all(|&id| id != 0));
+        all.sort_unstable();
+        let n = all.len();
+        all.dedup();
+        assert_eq!(all.len(), n, "no id twice");
+    }
 
     /// The run slot's two places never overlap, each has its record's room inside the block
     /// and the block's alignment; the largest class has one place; a started future is found
