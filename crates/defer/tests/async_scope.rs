@@ -689,6 +689,84 @@ fn a_leaked_finish_leaves_the_running_cleanup_to_the_scopes_drop() {
     free(memory);
 }
 
+/// Under `Spawn`, cleanups of one type start alternately in the two places of the scope's run
+/// slot (one place for the largest pool class). One left pending in either place and handed
+/// over on cancellation resumes there, its state intact, and is not started again; the
+/// unstarted one is moved out to a block of its own; every capture is dropped once.
+fn spawn_slot_hands_over_a_pending_cleanup_from_either_place<const PAD: usize>() {
+    struct D(Arc<AtomicUsize>);
+    impl Drop for D {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    // The first cleanup to run (3) starts in the first place, the second (2) in the second,
+    // the third (1) in the first again.
+    for pending in [2usize, 1] {
+        let log: Log = Arc::default();
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let before = async_stats();
+        let fut = async_scope!(CancelPolicy::Spawn(keep), 16384, |s| {
+            for i in 0..4usize {
+                let (l, d) = (Arc::clone(&log), D(Arc::clone(&dropped)));
+                let pad = [i as u8; PAD];
+                s.defer_async(move || async move {
+                    let _d = d;
+                    push(&l, format!("start {i}"));
+                    if i == pending {
+                        YieldN(3).await;
+                    }
+                    assert!(
+                        pad.iter().all(|&b| b == i as u8),
+                        "the future's state moved"
+                    );
+                    push(&l, format!("done {i}"));
+                });
+            }
+        });
+        assert!(!poll_k(fut, 2), "cancelled with cleanup {pending} pending");
+        let spawned = SPAWNED.with(|s| std::mem::take(&mut *s.borrow_mut()));
+        assert_eq!(
+            spawned.len(),
+            pending + 1,
+            "the pending one and the older ones"
+        );
+        for d in spawned {
+            block_on(d);
+        }
+        let mut want = Vec::new();
+        for i in (0..4).rev() {
+            want.push(format!("start {i}"));
+            want.push(format!("done {i}"));
+        }
+        assert_eq!(*log.lock().unwrap(), want, "PAD {PAD}, pending {pending}");
+        assert_eq!(
+            dropped.load(Ordering::SeqCst),
+            4,
+            "every capture dropped once"
+        );
+        let d = async_stats().since(&before);
+        assert_eq!((d.spawned, d.leaked), (pending as u64 + 1, 0), "{d:?}");
+    }
+}
+
+#[test]
+fn spawn_slot_handover_small_records() {
+    spawn_slot_hands_over_a_pending_cleanup_from_either_place::<8>();
+}
+
+#[test]
+fn spawn_slot_handover_records_of_the_second_largest_class() {
+    // About 1.5 KiB: pool class 2048, the slot's block 4096 with two places.
+    spawn_slot_hands_over_a_pending_cleanup_from_either_place::<1500>();
+}
+
+#[test]
+fn spawn_slot_handover_records_of_the_largest_class() {
+    // About 3 KiB: pool class 4096, one place.
+    spawn_slot_hands_over_a_pending_cleanup_from_either_place::<3000>();
+}
+
 // ------------------------------------------------------------------ property tests
 
 #[derive(Debug, Clone, Copy)]

@@ -857,7 +857,7 @@ impl RunSlot {
     /// A future is pending at `at`, one of the places.
     fn started_at(&mut self, at: *mut u8) {
         let b = self.block.expect("the places are in the block");
-        self.started = at as usize - b.as_ptr() as usize;
+        self.started = at.addr() - b.as_ptr().addr();
     }
 
     /// The started future (the store's `top` says `InSlot`).
