@@ -388,10 +388,11 @@ fn explain_bpftrace_error(message: &str, target: &Target) -> String {
 }
 
 /// The program to start, as a canonical path, or in one line why it is not one: not found
-/// (on `PATH`, for a bare name), a directory or another non-file, not executable.
+/// (on `PATH`, for a bare name), a directory or another non-file, not executable, neither an
+/// ELF binary nor a `#!` script.
 ///
 /// As a shell does: a name with a `/` is a path; a bare name is looked up in `PATH`, where
-/// directories and files without an execute bit are passed over.
+/// what is not a program ([`check_program`]) is passed over.
 fn resolve_program(program: &OsString) -> Result<PathBuf, String> {
     use std::os::unix::ffi::OsStrExt as _;
     let p = Path::new(program);
@@ -432,7 +433,8 @@ fn resolve_program(program: &OsString) -> Result<PathBuf, String> {
 }
 
 /// Whether `path` is a program this process could start: an existing regular file (after
-/// symlinks) with an execute bit; else why not, in a few words.
+/// symlinks) with an execute bit that is an ELF binary or a `#!` script; else why not, in a few
+/// words.
 fn check_program(path: &Path) -> Result<(), String> {
     use std::os::unix::fs::PermissionsExt as _;
     let shown = path.display();
