@@ -115,7 +115,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                 );
                 return Ok(ExitCode::from(2));
             }
-            let binary = resolve_program(program)?;
+            // Checked before bpftrace starts: bpftrace's own words for a directory or a file
+            // it cannot run name neither (nor does a probe listing of it).
+            let binary = resolve_program(program).map_err(crate::ranges::usage)?;
             let mut argv = args.command.clone();
             argv[0] = binary.clone().into_os_string();
             (binary, Target::Command(argv))
@@ -385,22 +387,90 @@ fn explain_bpftrace_error(message: &str, target: &Target) -> String {
     message.to_owned()
 }
 
-fn resolve_program(program: &OsString) -> anyhow::Result<PathBuf> {
+/// The program to start, as a canonical path, or in one line why it is not one: not found
+/// (on `PATH`, for a bare name), a directory or another non-file, not executable, neither an
+/// ELF binary nor a `#!` script.
+///
+/// As a shell does: a name with a `/` is a path; a bare name is looked up in `PATH`, where
+/// what is not a program ([`check_program`]) is passed over.
+fn resolve_program(program: &OsString) -> Result<PathBuf, String> {
+    use std::os::unix::ffi::OsStrExt as _;
     let p = Path::new(program);
-    let found = if p.components().count() > 1 {
+    if program.is_empty() {
+        return Err("the command after -- is an empty string: give the program to start".into());
+    }
+    let found = if program.as_bytes().contains(&b'/') {
+        check_program(p)?;
         p.to_path_buf()
     } else {
-        std::env::var_os("PATH")
-            .and_then(|path| {
-                std::env::split_paths(&path)
-                    .map(|d| d.join(p))
-                    .find(|c| c.is_file())
-            })
-            .with_context(|| format!("{}: command not found", p.display()))?
+        let candidates: Vec<PathBuf> = std::env::var_os("PATH")
+            .map(|path| std::env::split_paths(&path).map(|d| d.join(p)).collect())
+            .unwrap_or_default();
+        match candidates.iter().find(|c| check_program(c).is_ok()) {
+            Some(c) => c.clone(),
+            None => {
+                // Say what was found instead, when something was.
+                let mut why = format!("{}: not found on PATH", p.display());
+                if let Some(Err(e)) = candidates
+                    .iter()
+                    .find(|c| c.exists())
+                    .map(|c| check_program(c))
+                {
+                    why = format!("{why} as a program; {e}");
+                } else if p.exists() {
+                    why = format!(
+                        "{why}; ./{0} is in this directory: give its path (./{0})",
+                        p.display()
+                    );
+                }
+                return Err(why);
+            }
+        }
     };
     found
         .canonicalize()
-        .with_context(|| format!("{}: cannot open", found.display()))
+        .map_err(|e| format!("{}: cannot resolve its path: {e}", found.display()))
+}
+
+/// Whether `path` is a program this process could start: an existing regular file (after
+/// symlinks) with an execute bit that is an ELF binary or a `#!` script; else why not, in a few
+/// words.
+fn check_program(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let shown = path.display();
+    let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => format!("{shown}: no such file"),
+        _ => format!("{shown}: cannot be inspected: {e}"),
+    })?;
+    if meta.is_dir() {
+        return Err(format!(
+            "{shown} is a directory, not a program: give the program to start after --"
+        ));
+    }
+    if !meta.is_file() {
+        return Err(format!("{shown} is not a regular file, not a program"));
+    }
+    // No execute bit for anyone: nobody, root included, can start it.
+    if meta.permissions().mode() & 0o111 == 0 {
+        return Err(format!(
+            "{shown} is not executable (chmod +x {shown}, or start it through its interpreter)"
+        ));
+    }
+    // What execve would refuse (ENOEXEC): neither an ELF binary nor a `#!` script. A file this
+    // process cannot read is left to the kernel.
+    let mut head = [0u8; 4];
+    let read = std::fs::File::open(path).and_then(|mut f| {
+        use std::io::Read as _;
+        f.read(&mut head)
+    });
+    if let Ok(n) = read {
+        if !head[..n].starts_with(b"\x7fELF") && !head[..n].starts_with(b"#!") {
+            return Err(format!(
+                "{shown} is not a program: neither an ELF binary nor a #! script"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Gathers bpftrace's output into intervals and totals.

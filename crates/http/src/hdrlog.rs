@@ -661,9 +661,11 @@ pub struct MergedReport {
     pub requests_ok: u64,
     /// Failed requests, all generators.
     pub errors: u64,
-    /// Latency from the send, merged.
-    pub latency_ns: LatencySummary,
-    /// Latency from the intended send (constant-rate runs), merged.
+    /// Latency from the send, merged; `None` (`null`) when no request succeeded in the merged
+    /// window: nothing was measured, and zeros would read as a latency.
+    pub latency_ns: Option<LatencySummary>,
+    /// Latency from the intended send (constant-rate runs), merged; `None` for closed-loop
+    /// runs and when no request succeeded.
     pub latency_corrected_ns: Option<LatencySummary>,
     /// What was done to make the logs comparable (trimming to the common window).
     pub notes: Vec<String>,
@@ -678,10 +680,29 @@ impl Merged {
             achieved_rps: self.achieved_rps,
             requests_ok: self.uncorrected.len(),
             errors: self.errors,
-            latency_ns: LatencySummary::of(&self.uncorrected),
-            latency_corrected_ns: self.corrected.as_ref().map(LatencySummary::of),
+            latency_ns: LatencySummary::measured(&self.uncorrected),
+            latency_corrected_ns: self.corrected.as_ref().and_then(LatencySummary::measured),
             notes: self.notes.clone(),
         }
+    }
+}
+
+impl MergedReport {
+    /// Why the merge fails (`None`: it passes): no successful request in the merged window, so
+    /// nothing was measured (the generators' requests all failed, or none ended in the window
+    /// in which every generator was measuring).
+    pub fn failure(&self) -> Option<String> {
+        if self.requests_ok > 0 {
+            return None;
+        }
+        let seconds: f64 = self.logs.iter().map(|l| l.duration_s).sum();
+        Some(format!(
+            "no successful request in the merged window ({} errors in {seconds:.1} s of {} \
+             logs): no latency or throughput was measured; check that the generators reached the \
+             service (`frugal load URL` alone says why its requests fail)",
+            self.errors,
+            self.logs.len()
+        ))
     }
 }
 
@@ -692,11 +713,12 @@ fn ms(ns: u64) -> String {
 
 impl frugal_output::Render for MergedReport {
     const SCHEMA: &'static str = "frugal-load-merge";
-    /// 2: the logs' spans, the common window, what was trimmed, notes.
-    const VERSION: u32 = 2;
+    /// 2: the logs' spans, the common window, what was trimmed, notes. 3: `latency_ns` and
+    /// `latency_corrected_ns` are `null` when no request succeeded in the merged window.
+    const VERSION: u32 = 3;
 
     fn document(&self) -> frugal_output::Document {
-        use frugal_output::{Align, Document, Table};
+        use frugal_output::{Align, Document, Table, Tone};
         let r = self;
         let mut doc = Document::new(format!("{} generators merged", r.logs.len()));
         let mut logs = Table::new([
@@ -743,11 +765,25 @@ impl frugal_output::Render for MergedReport {
                 ms(p.max),
             ]
         };
-        latency.row(row("measured", &r.latency_ns));
-        if let Some(c) = &r.latency_corrected_ns {
-            latency.row(row("corrected", c));
+        // Only what was measured: no successful request, no latency (not a row of zeros).
+        if r.latency_ns.is_none() {
+            doc.toned(
+                "  latency      not measured: no successful request in the merged window",
+                Tone::Warn,
+            );
         }
-        doc.table(latency);
+        let rows = [
+            ("measured", &r.latency_ns),
+            ("corrected", &r.latency_corrected_ns),
+        ];
+        if rows.iter().any(|(_, s)| s.is_some()) {
+            for (label, summary) in rows {
+                if let Some(s) = summary {
+                    latency.row(row(label, s));
+                }
+            }
+            doc.table(latency);
+        }
         for note in &r.notes {
             doc.note(note.clone());
         }
@@ -801,7 +837,7 @@ impl frugal_output::Render for MergedReport {
             self.errors.to_string(),
             self.achieved_rps.to_string(),
         ];
-        row.extend(latency_csv_cells(Some(&self.latency_ns)));
+        row.extend(latency_csv_cells(self.latency_ns.as_ref()));
         row.extend(latency_csv_cells(self.latency_corrected_ns.as_ref()));
         row.extend([
             opt(self.window.map(|w| w.start_unix_s)),
@@ -864,10 +900,12 @@ mod tests {
             );
         }
         let report = merged.report();
-        assert_eq!(report.latency_ns.count, 10_000);
+        let latency = report.latency_ns.expect("responses were recorded");
+        assert_eq!(latency.count, 10_000);
+        assert_eq!(report.failure(), None);
         let text = frugal_output::Render::document(&report).to_text(&frugal_output::Style::plain());
         assert!(text.starts_with("2 generators merged\n"), "{text}");
-        assert!(text.contains(&ms(report.latency_ns.p99)), "{text}");
+        assert!(text.contains(&ms(latency.p99)), "{text}");
         let csv = frugal_output::Render::csv_table(&report)
             .expect("a table")
             .to_csv();
@@ -1005,6 +1043,88 @@ mod tests {
         let text = frugal_output::Render::document(&merged.report())
             .to_text(&frugal_output::Style::plain());
         assert!(text.contains("merged over the 4.0 s"), "{text}");
+    }
+
+    /// A log of `seconds` 1-second intervals starting at `start`: 100 responses per second in
+    /// the first `ok_seconds`, then `failed` failed requests per second.
+    fn log_failing_after(
+        path: &Path,
+        start: Instant,
+        (seconds, ok_seconds, failed): (u64, u64, u64),
+        paced: bool,
+    ) {
+        let log = IntervalLog::create(path, Duration::from_secs(1), paced).expect("created");
+        log.begin(start, Duration::from_secs(seconds));
+        for i in 0..ok_seconds * 100 {
+            let v = latency(i);
+            log.record(start + Duration::from_millis(i * 10), v, paced.then_some(v));
+        }
+        for s in ok_seconds..seconds {
+            log.record_errors(start + Duration::from_millis(s * 1_000 + 500), failed);
+        }
+        log.finish().expect("written");
+    }
+
+    /// What the merged report says when nothing succeeded: no latency (not zeros) in the JSON,
+    /// the text and the CSV, and a failure.
+    fn assert_nothing_measured(report: &MergedReport, errors: u64) {
+        assert_eq!(report.requests_ok, 0);
+        assert_eq!(report.errors, errors);
+        assert_eq!(report.latency_ns, None);
+        assert_eq!(report.latency_corrected_ns, None);
+        let json = serde_json::to_value(report).expect("serializable");
+        assert!(json["latency_ns"].is_null(), "{json}");
+        assert!(json["latency_corrected_ns"].is_null(), "{json}");
+        let text = frugal_output::Render::document(report).to_text(&frugal_output::Style::plain());
+        assert!(
+            text.contains("not measured: no successful request in the merged window"),
+            "{text}"
+        );
+        assert!(!text.contains(" ms"), "no latency printed: {text}");
+        let csv = frugal_output::Render::csv_table(report)
+            .expect("a table")
+            .to_csv();
+        let merged = csv.lines().last().expect("the merged row");
+        // log, duration, ok, errors, rps, then 14 latency cells: all empty.
+        let cells: Vec<&str> = merged.split(',').collect();
+        assert_eq!(&cells[..3], &["merged", "", "0"], "{csv}");
+        assert!(cells[5..19].iter().all(|c| c.is_empty()), "{csv}");
+        let why = report
+            .failure()
+            .expect("a merge that measured nothing fails");
+        assert!(
+            why.contains("no successful request") && why.contains(&format!("{errors} errors")),
+            "{why}"
+        );
+    }
+
+    #[test]
+    fn logs_without_a_successful_request_measure_no_latency() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let (a, b) = (dir.path().join("a.hlog"), dir.path().join("b.hlog"));
+        let now = Instant::now();
+        // Two constant-rate generators whose every request failed.
+        log_failing_after(&a, now, (3, 0, 50), true);
+        log_failing_after(&b, now, (3, 0, 40), true);
+        let merged = merge(&[a, b]).expect("the logs merge");
+        assert_nothing_measured(&merged.report(), 270);
+    }
+
+    #[test]
+    fn a_merged_window_without_a_successful_request_measures_no_latency() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let (a, b) = (dir.path().join("a.hlog"), dir.path().join("b.hlog"));
+        let now = Instant::now();
+        // a: 0..6 s, responses in its first 2 s only, then errors; b: 2..10 s, errors only.
+        // The common window (2..6 s) holds errors and no response.
+        log_failing_after(&a, now, (6, 2, 50), false);
+        log_failing_after(&b, now + Duration::from_secs(2), (8, 0, 50), false);
+        let merged = merge(&[a, b]).expect("they share 4 s of the shorter 6");
+        assert!(
+            merged.notes[0].contains("merged over the 4.0 s"),
+            "{merged:?}"
+        );
+        assert_nothing_measured(&merged.report(), 400);
     }
 
     #[test]

@@ -36,8 +36,8 @@
 //!
 //! | command | engine | report | schema |
 //! |---|---|---|---|
-//! | `frugal load URL` | [`load()`] | [`LoadReport`] | `frugal-load` 1 |
-//! | `frugal load merge FILE...` | [`hdrlog::merge`] | [`hdrlog::MergedReport`] | `frugal-load-merge` 1 |
+//! | `frugal load URL` | [`load()`] | [`LoadReport`] | `frugal-load` 2 |
+//! | `frugal load merge FILE...` | [`hdrlog::merge`] | [`hdrlog::MergedReport`] | `frugal-load-merge` 3 |
 //! | `frugal bench http` | [`bench()`] | [`BenchReport`] | `frugal-bench-http` 1 |
 //!
 //! Every latency distribution in them is one [`LatencySummary`] (nanoseconds: `count`, `p50`,

@@ -9,10 +9,19 @@
 //! types of this machine's architecture the cheapest fitting `k × T` wins (ties: fewer instances).
 //! One vCPU of the catalog counts as one CPU of this machine — the largest of the model's limits,
 //! listed in [`Bridge::limits`].
+//!
+//! At a modest rate every strategy fits the same smallest instance, and the headline difference
+//! is $0.00: true, and useless. [`Parting`] says where the strategy with the least CPU per
+//! request and the one with the most first get different configurations — the lowest request
+//! rate at which the choice of cleanup starts to cost instances.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 
 use serde::{Deserialize, Serialize};
 
-use frugal_rightsize::{Arch, Catalog, HOURS_PER_MONTH, HOURS_PER_YEAR};
+use frugal_output::units::{dollars, thousands_f};
+use frugal_rightsize::{Arch, Catalog, InstanceType, HOURS_PER_MONTH, HOURS_PER_YEAR};
 
 use crate::service::ServiceSummary;
 
@@ -44,6 +53,83 @@ pub struct Bridge {
     pub rows: Vec<BridgeRow>,
     /// What the choice of cleanup strategy is worth at this rate, in words.
     pub verdict: String,
+    /// The lowest rate at which the cheapest and the costliest strategy get different
+    /// configurations (absent from reports written before it existed, and with fewer than two
+    /// strategies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parting: Option<Parting>,
+}
+
+/// Where two strategies' cheapest configurations part: the lowest whole request rate at which
+/// the model buys the strategy with the most CPU per request a different instance count or type
+/// than the one with the least.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Parting {
+    /// The strategy with the least CPU per request.
+    pub cheap: String,
+    /// The strategy with the most CPU per request.
+    pub dear: String,
+    /// Every whole rate from 1 req/s up to this one was searched, req/s.
+    pub searched_to_rps: f64,
+    /// Where they part; `None`: they get the same configuration at every rate searched.
+    pub at: Option<PartingAt>,
+}
+
+/// The rate at which two strategies part, and what each buys there.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PartingAt {
+    /// Requests per second (whole): at one less, both get the same configuration.
+    pub rps: f64,
+    /// What the cheap strategy buys at that rate.
+    pub cheap: Configuration,
+    /// What the dear strategy buys at that rate.
+    pub dear: Configuration,
+}
+
+/// `instances × instance_type`, and its price.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Configuration {
+    /// The catalog type.
+    pub instance_type: String,
+    /// How many of it.
+    pub instances: u32,
+    /// Price, USD per month.
+    pub usd_per_month: f64,
+}
+
+impl std::fmt::Display for Configuration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} × {}", self.instances, self.instance_type)
+    }
+}
+
+/// The highest rate [`compute`] searches for a [`Parting`] (at least the rate sized for): the
+/// largest `frugal report --rps` accepts.
+pub const PARTING_SEARCH_MAX_RPS: f64 = 10_000_000.0;
+
+impl Parting {
+    /// The sentence the verdict carries.
+    pub fn sentence(&self) -> String {
+        match &self.at {
+            Some(at) => format!(
+                "{} and {} part at {} req/s: {} ({}/month) vs {} ({}/month)",
+                self.cheap,
+                self.dear,
+                thousands_f(at.rps),
+                at.cheap,
+                dollars(at.cheap.usd_per_month),
+                at.dear,
+                dollars(at.dear.usd_per_month),
+            ),
+            None => format!(
+                "{} and {} get the same configuration at every rate: they never part below {} \
+                 req/s",
+                self.cheap,
+                self.dear,
+                thousands_f(self.searched_to_rps)
+            ),
+        }
+    }
 }
 
 /// One strategy across the bridge.
@@ -125,11 +211,32 @@ pub fn compute(
     catalog: &Catalog,
     arch: Arch,
 ) -> Bridge {
-    let rows: Vec<BridgeRow> = demands
+    let priced: Vec<(&Demand, BridgeRow)> = demands
         .iter()
-        .filter_map(|d| row(d, rps, ceiling, catalog, arch))
+        .filter_map(|d| Some((d, row(d, rps, ceiling, catalog, arch)?)))
         .collect();
-    let verdict = verdict(&rows, rps);
+    // The strategies with the least and the most CPU per request (the first least, the last
+    // most), as the verdict compares them.
+    let cheap = priced
+        .iter()
+        .min_by(|a, b| a.1.cpu_us_per_request.total_cmp(&b.1.cpu_us_per_request));
+    let dear = priced
+        .iter()
+        .max_by(|a, b| a.1.cpu_us_per_request.total_cmp(&b.1.cpu_us_per_request));
+    let parting = match (cheap, dear) {
+        (Some(c), Some(d)) if c.1.strategy != d.1.strategy => {
+            let limit = PARTING_SEARCH_MAX_RPS.max(rps);
+            Some(parting(c.0, d.0, ceiling, catalog, arch, limit))
+        }
+        _ => None,
+    };
+    let verdict = verdict(
+        cheap.map(|c| &c.1),
+        dear.map(|d| &d.1),
+        rps,
+        parting.as_ref(),
+    );
+    let rows = priced.into_iter().map(|(_, r)| r).collect();
     Bridge {
         rps,
         ceiling,
@@ -156,18 +263,30 @@ pub fn compute(
         ],
         rows,
         verdict,
+        parting,
     }
 }
 
-fn row(d: &Demand, rps: f64, ceiling: f64, catalog: &Catalog, arch: Arch) -> Option<BridgeRow> {
-    let demand_cores = rps * d.cpu_us_per_request * 1e-6;
-    let vcpus_needed = demand_cores / ceiling;
-    let memory_needed = d.memory_bytes * 1.15;
-    // (total price per hour, instances, type) of each type's smallest fitting count.
-    let best = catalog
+/// The catalog's candidates: types of `arch` with vCPUs.
+fn candidates(catalog: &Catalog, arch: Arch) -> impl Iterator<Item = &InstanceType> {
+    catalog
         .instances
         .iter()
-        .filter(|t| catalog.family_of(t).arch == arch && t.vcpus > 0)
+        .filter(move |t| catalog.family_of(t).arch == arch && t.vcpus > 0)
+}
+
+/// The cheapest fitting configuration for `d` at `rps`: (total price per hour, instances,
+/// type), each type at its smallest fitting count; ties go to fewer instances, then the name.
+fn cheapest<'c>(
+    d: &Demand,
+    rps: f64,
+    ceiling: f64,
+    catalog: &'c Catalog,
+    arch: Arch,
+) -> Option<(f64, u32, &'c InstanceType)> {
+    let vcpus_needed = rps * d.cpu_us_per_request * 1e-6 / ceiling;
+    let memory_needed = d.memory_bytes * 1.15;
+    candidates(catalog, arch)
         .map(|t| {
             let by_cpu = (vcpus_needed / f64::from(t.vcpus)).ceil();
             let by_mem = (memory_needed / t.memory_bytes()).ceil();
@@ -178,8 +297,115 @@ fn row(d: &Demand, rps: f64, ceiling: f64, catalog: &Catalog, arch: Arch) -> Opt
             a.0.total_cmp(&b.0)
                 .then(a.1.cmp(&b.1))
                 .then(a.2.name.cmp(&b.2.name))
-        })?;
-    let (usd_per_hour, instances, t) = best;
+        })
+}
+
+/// The lowest whole rate, up to `limit_rps`, at which [`compute`] buys `dear` a different
+/// configuration than `cheap`.
+///
+/// "The configurations differ" is not monotone in the rate: `dear` crosses each step of the
+/// catalog (2 vCPUs, 4, ...) before `cheap` does, and `cheap` catches up at the same step a
+/// little later, so they part, meet again, and part at the next step. A search that doubles
+/// the rate and then bisects finds *a* rate where they differ, not always the lowest: it can
+/// jump over a narrow first window. Instead this walks the rates at which either configuration
+/// can change — for each strategy and type, `n × vCPUs × ceiling / CPU per request`, where the
+/// smallest fitting count of that type goes from `n` to `n + 1` — in increasing order (a heap
+/// over the strategy × type sequences), testing the first whole rate above each. Between two
+/// such rates nothing in the model changes, so the first whole rate found to differ is the
+/// lowest, and one less is the same. Bounded: it stops at `limit_rps`.
+fn parting(
+    cheap: &Demand,
+    dear: &Demand,
+    ceiling: f64,
+    catalog: &Catalog,
+    arch: Arch,
+    limit_rps: f64,
+) -> Parting {
+    let config = |d: &Demand, rps: f64| {
+        cheapest(d, rps, ceiling, catalog, arch).map(|(usd, k, t)| (usd, k, t.name.as_str()))
+    };
+    let differ = |rps: u64| {
+        let rps = rps as f64;
+        let (c, d) = (config(cheap, rps), config(dear, rps));
+        c.map(|c| (c.1, c.2)) != d.map(|d| (d.1, d.2))
+    };
+    let found = 'search: {
+        if cheap.cpu_us_per_request == dear.cpu_us_per_request
+            && cheap.memory_bytes == dear.memory_bytes
+        {
+            // The same demand at every rate: the same configuration at every rate.
+            break 'search None;
+        }
+        if differ(1) {
+            break 'search Some(1);
+        }
+        // The rate at which the smallest fitting count of `t` for `d` goes from `n` to `n + 1`
+        // is `n × step`; the first whole rate above it is tested.
+        let steps: Vec<f64> = [cheap, dear]
+            .iter()
+            .flat_map(|d| {
+                candidates(catalog, arch)
+                    .map(|t| f64::from(t.vcpus) * ceiling / (d.cpu_us_per_request * 1e-6))
+            })
+            .filter(|step| step.is_finite() && *step > 0.0)
+            .collect();
+        let above = |x: f64| x.floor() as u64 + 1;
+        let mut heap: BinaryHeap<Reverse<(u64, usize, u64)>> = steps
+            .iter()
+            .enumerate()
+            .map(|(i, step)| Reverse((above(*step), i, 1)))
+            .collect();
+        let mut tested = 1;
+        while let Some(Reverse((rps, i, n))) = heap.pop() {
+            if rps as f64 > limit_rps {
+                break;
+            }
+            heap.push(Reverse((above((n + 1) as f64 * steps[i]), i, n + 1)));
+            if rps <= tested {
+                continue;
+            }
+            tested = rps;
+            if differ(rps) {
+                break 'search Some(rps);
+            }
+        }
+        None
+    };
+    // Rounding can put a change a whole rate away from where the walk tested: step back while
+    // the rate below differs too (none in exact arithmetic).
+    let found = found.map(|mut rps| {
+        while rps > 1 && differ(rps - 1) {
+            rps -= 1;
+        }
+        rps
+    });
+    let at = found.and_then(|rps| {
+        let rate = rps as f64;
+        let describe = |d: &Demand| {
+            config(d, rate).map(|(usd, k, name)| Configuration {
+                instance_type: name.to_owned(),
+                instances: k,
+                usd_per_month: usd * HOURS_PER_MONTH,
+            })
+        };
+        Some(PartingAt {
+            rps: rate,
+            cheap: describe(cheap)?,
+            dear: describe(dear)?,
+        })
+    });
+    Parting {
+        cheap: cheap.strategy.clone(),
+        dear: dear.strategy.clone(),
+        searched_to_rps: limit_rps,
+        at,
+    }
+}
+
+fn row(d: &Demand, rps: f64, ceiling: f64, catalog: &Catalog, arch: Arch) -> Option<BridgeRow> {
+    let demand_cores = rps * d.cpu_us_per_request * 1e-6;
+    let vcpus_needed = demand_cores / ceiling;
+    let (usd_per_hour, instances, t) = cheapest(d, rps, ceiling, catalog, arch)?;
     let vcpus_bought = instances * t.vcpus;
     Some(BridgeRow {
         strategy: d.strategy.clone(),
@@ -199,33 +425,57 @@ fn row(d: &Demand, rps: f64, ceiling: f64, catalog: &Catalog, arch: Arch) -> Opt
     })
 }
 
-fn verdict(rows: &[BridgeRow], rps: f64) -> String {
-    let (Some(cheap), Some(dear)) = (
-        rows.iter()
-            .min_by(|a, b| a.cpu_us_per_request.total_cmp(&b.cpu_us_per_request)),
-        rows.iter()
-            .max_by(|a, b| a.cpu_us_per_request.total_cmp(&b.cpu_us_per_request)),
-    ) else {
+fn verdict(
+    cheap: Option<&BridgeRow>,
+    dear: Option<&BridgeRow>,
+    rps: f64,
+    parting: Option<&Parting>,
+) -> String {
+    let (Some(cheap), Some(dear)) = (cheap, dear) else {
         return "no strategy has a CPU-per-request figure: nothing to price".to_owned();
     };
     let discrete = dear.usd_per_month - cheap.usd_per_month;
     let marginal = dear.marginal_usd_per_month - cheap.marginal_usd_per_month;
-    let single = rows.iter().any(|r| r.cpu_us_range.0 == r.cpu_us_range.1);
+    let single = [cheap, dear]
+        .iter()
+        .any(|r| r.cpu_us_range.0 == r.cpu_us_range.1);
     let overlap = dear.cpu_us_range.0 <= cheap.cpu_us_range.1;
-    let mut text = format!(
-        "at {rps:.0} req/s, {} ({:.1} µs/request) and {} ({:.1} µs/request) buy {} × {} and {} × {}: \
-         a difference of ${discrete:.2}/month (${:.2}/year); the CPU itself differs by \
-         ${marginal:.2}/month",
-        cheap.strategy,
-        cheap.cpu_us_per_request,
-        dear.strategy,
-        dear.cpu_us_per_request,
-        cheap.instances,
-        cheap.instance_type,
-        dear.instances,
-        dear.instance_type,
-        discrete * 12.0,
-    );
+    let same = (cheap.instances, &cheap.instance_type) == (dear.instances, &dear.instance_type);
+    let mut text = if same && parting.is_some() {
+        // The same configuration: a difference of $0.00 says nothing; where they part does.
+        format!(
+            "at {} req/s, {} ({:.1} µs/request) and {} ({:.1} µs/request) both fit {} × {}: the \
+             choice of cleanup costs no instance at this rate (the CPU itself differs by \
+             ${marginal:.2}/month)",
+            thousands_f(rps),
+            cheap.strategy,
+            cheap.cpu_us_per_request,
+            dear.strategy,
+            dear.cpu_us_per_request,
+            cheap.instances,
+            cheap.instance_type,
+        )
+    } else {
+        format!(
+            "at {} req/s, {} ({:.1} µs/request) and {} ({:.1} µs/request) buy {} × {} and {} × {}: \
+             a difference of ${discrete:.2}/month (${:.2}/year); the CPU itself differs by \
+             ${marginal:.2}/month",
+            thousands_f(rps),
+            cheap.strategy,
+            cheap.cpu_us_per_request,
+            dear.strategy,
+            dear.cpu_us_per_request,
+            cheap.instances,
+            cheap.instance_type,
+            dear.instances,
+            dear.instance_type,
+            discrete * 12.0,
+        )
+    };
+    if let Some(p) = parting {
+        text.push_str("; ");
+        text.push_str(&p.sentence());
+    }
     if single {
         text.push_str(
             "; with one run per strategy that difference cannot be told from run-to-run noise",
@@ -309,6 +559,135 @@ mod tests {
             b.verdict
         );
         assert!(!b.verdict.contains("overlap"));
+    }
+
+    /// (instances, type) of each row of the bridge at `rps`.
+    fn configurations(demands: &[Demand], rps: f64, arch: Arch) -> Vec<(u32, String)> {
+        compute(demands, rps, 1.0 / 1.2, &Catalog::embedded(), arch)
+            .rows
+            .into_iter()
+            .map(|r| (r.instances, r.instance_type))
+            .collect()
+    }
+
+    #[test]
+    fn strategies_part_at_the_lowest_rate_their_configurations_differ() {
+        let catalog = Catalog::embedded();
+        for (arch, lean, heavy) in [
+            (Arch::X86_64, 30.0, 33.0),
+            (Arch::X86_64, 12.5, 40.0),
+            // A hair apart: they part in a window about 2 req/s wide above 55,555 req/s, then
+            // meet again; the first window, not a later one, is where they part.
+            (Arch::X86_64, 30.0, 30.001),
+            (Arch::Arm64, 30.0, 33.0),
+        ] {
+            let demands = [demand("lean", lean), demand("heavy", heavy)];
+            // At 1,000 req/s both fit the smallest instance: no dollar difference.
+            let b = compute(&demands, 1_000.0, 1.0 / 1.2, &catalog, arch);
+            let configs = configurations(&demands, 1_000.0, arch);
+            assert_eq!(configs[0], configs[1], "{arch:?} {lean} {heavy}");
+            let p = b.parting.as_ref().expect("two strategies");
+            assert_eq!((p.cheap.as_str(), p.dear.as_str()), ("lean", "heavy"));
+            let at = p.at.as_ref().expect("they part below 10,000,000 req/s");
+            let rps = at.rps;
+            assert_eq!(rps, rps.round(), "a whole rate");
+            // One below: the same configuration; at it: different, and those the rows show.
+            let below = configurations(&demands, rps - 1.0, arch);
+            assert_eq!(below[0], below[1], "{arch:?} {lean} {heavy}: at {rps} - 1");
+            let there = configurations(&demands, rps, arch);
+            assert_ne!(there[0], there[1], "{arch:?} {lean} {heavy}: at {rps}");
+            assert_eq!(
+                there[0],
+                (at.cheap.instances, at.cheap.instance_type.clone())
+            );
+            assert_eq!(there[1], (at.dear.instances, at.dear.instance_type.clone()));
+            assert!(at.dear.usd_per_month > at.cheap.usd_per_month);
+            // The lowest: no whole rate below differs (checked one by one).
+            let lowest = (1..rps as u64).find(|r| {
+                let pick = |d: &Demand| {
+                    cheapest(d, *r as f64, 1.0 / 1.2, &catalog, arch)
+                        .map(|c| (c.1, c.2.name.clone()))
+                };
+                pick(&demands[0]) != pick(&demands[1])
+            });
+            assert_eq!(lowest, None, "{arch:?} {lean} {heavy}: they part at {rps}");
+            // The headline says where, not "$0.00/month".
+            assert!(
+                b.verdict
+                    .contains(&format!("part at {} req/s", thousands_f(rps))),
+                "{}",
+                b.verdict
+            );
+            assert!(
+                !b.verdict.contains("a difference of $0.00/month"),
+                "{}",
+                b.verdict
+            );
+        }
+    }
+
+    #[test]
+    fn the_first_parting_of_the_hair_apart_pair_is_below_their_second() {
+        // 30.0 vs 30.001 µs: the heavy one needs more than 2 vCPUs (one c7i.large) above
+        // 2 × (1/1.2) / 30.001e-6 = 55,553.7 req/s, the lean one above 55,555.6: they part at
+        // 55,554 and meet again at 55,556, on one c7i.xlarge each.
+        let demands = [demand("lean", 30.0), demand("heavy", 30.001)];
+        let b = compute(
+            &demands,
+            1_000.0,
+            1.0 / 1.2,
+            &Catalog::embedded(),
+            Arch::X86_64,
+        );
+        let at = b.parting.and_then(|p| p.at).expect("they part");
+        assert_eq!(at.rps, 55_554.0);
+        let after = configurations(&demands, 55_556.0, Arch::X86_64);
+        assert_eq!(after[0], after[1], "they meet again above the window");
+    }
+
+    #[test]
+    fn identical_strategies_never_part_and_say_so() {
+        let b = compute(
+            &[demand("a", 30.0), demand("b", 30.0)],
+            1_000.0,
+            1.0 / 1.2,
+            &Catalog::embedded(),
+            Arch::X86_64,
+        );
+        let p = b.parting.expect("two strategies");
+        assert_eq!(p.at, None);
+        assert_eq!(p.searched_to_rps, PARTING_SEARCH_MAX_RPS);
+        assert!(
+            b.verdict.contains("never part below 10,000,000 req/s"),
+            "{}",
+            b.verdict
+        );
+        // One strategy: nothing to part from.
+        let one = compute(
+            &[demand("a", 30.0)],
+            1_000.0,
+            1.0 / 1.2,
+            &Catalog::embedded(),
+            Arch::X86_64,
+        );
+        assert_eq!(one.parting, None);
+    }
+
+    #[test]
+    fn reports_without_a_parting_still_load() {
+        let b = compute(
+            &[demand("lean", 30.0), demand("heavy", 60.0)],
+            1_000.0,
+            1.0 / 1.2,
+            &Catalog::embedded(),
+            Arch::X86_64,
+        );
+        let mut json = serde_json::to_value(&b).expect("serializable");
+        assert!(json["parting"]["at"]["rps"].is_number(), "{json}");
+        json.as_object_mut().expect("an object").remove("parting");
+        let old: Bridge = serde_json::from_value(json).expect("a bridge without parting loads");
+        assert_eq!(old.parting, None);
+        assert_eq!(old.rows, b.rows);
     }
 
     #[test]

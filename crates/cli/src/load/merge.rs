@@ -51,7 +51,10 @@ inside) and says what it left out, so a start skew of a few seconds costs a few 
 60 s run, not a wrong sum. The hosts' clocks must agree (NTP: milliseconds).
 
 Throughput is summed, percentiles come from the merged histograms (never averaged), errors are
-summed; corrected (constant-rate) and uncorrected latencies are merged separately.";
+summed; corrected (constant-rate) and uncorrected latencies are merged separately.
+
+Exit status: 1 when no request succeeded in the merged window (the report says the latency was
+not measured: null in JSON, empty in CSV), 2 for usage errors.";
 
 /// Arguments of `frugal load merge`.
 #[derive(Debug, clap::Args)]
@@ -72,6 +75,12 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         frugal_http::Error::HdrLogDuplicate { .. } => crate::ranges::usage(e.to_string()),
         e => e.into(),
     })?;
-    crate::output::emit(&args.output, &merged.report())?;
+    let report = merged.report();
+    crate::output::emit(&args.output, &report)?;
+    // A merge that measured nothing says so and fails, as `frugal load` does.
+    if let Some(why) = report.failure() {
+        eprintln!("frugal load merge: {why}");
+        return Ok(ExitCode::FAILURE);
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -471,7 +471,7 @@ fn a_thousand_holding_requests_do_not_wedge_the_server() {
 }
 
 /// What a [`FakeServer`] does with the `n`th request of its `c`th connection.
-enum Answer {
+pub(crate) enum Answer {
     /// This response, after this delay.
     After(Duration, &'static [u8]),
     /// Nothing, ever (the connection stays open).
@@ -479,14 +479,14 @@ enum Answer {
 }
 
 /// A hand-written HTTP/1.1 server on 127.0.0.1:0 misbehaving on purpose; its threads stop when
-/// it is dropped (or after the patience).
-struct FakeServer {
+/// it is dropped (or after the patience). `load_merge` uses it too.
+pub(crate) struct FakeServer {
     addr: SocketAddr,
     stop: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl FakeServer {
-    fn start(answer: fn(usize, usize) -> Answer) -> FakeServer {
+    pub(crate) fn start(answer: fn(usize, usize) -> Answer) -> FakeServer {
         use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("loopback binds");
         listener.set_nonblocking(true).expect("settable");
@@ -539,7 +539,7 @@ impl FakeServer {
         FakeServer { addr, stop }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}/", self.addr)
     }
 }

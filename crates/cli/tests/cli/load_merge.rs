@@ -9,6 +9,9 @@
 
 use std::process::{Command, Stdio};
 
+use std::time::Duration;
+
+use crate::http::{Answer, FakeServer};
 use crate::util::{output_within, Server, FRUGAL, HEAVY, PATIENCE};
 
 fn json(path: &std::path::Path) -> serde_json::Value {
@@ -159,4 +162,74 @@ fn logs_not_recorded_together_are_refused() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("are the same file"), "{err}");
     assert!(out.stdout.is_empty(), "nothing printed as if merged");
+}
+
+/// Two generators whose every request failed (the service answers 503): the merge has no
+/// latency to report. It prints none (null in JSON, empty in CSV, "not measured" in the table),
+/// says why, and exits 1, as `frugal load` itself does.
+#[test]
+fn a_merge_without_a_successful_request_measured_nothing_and_fails() {
+    let server = FakeServer::start(|_, _| {
+        Answer::After(
+            Duration::ZERO,
+            b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n",
+        )
+    });
+    let url = server.url();
+    let dir = tempfile::tempdir().unwrap();
+    let p = |name: &str| dir.path().join(name);
+    let load = |name: &str| {
+        Command::new(FRUGAL)
+            .args(["load", &url, "-c", "2", "-d", "1s", "--warmup", "0s"])
+            .args(["--rate", "50", "-q", "--hdr-log"])
+            .arg(p(name))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let (mut a, mut b) = (load("a.hlog"), load("b.hlog"));
+    // Each generator fails on its own: no successful response.
+    assert_eq!(a.wait().unwrap().code(), Some(1));
+    assert_eq!(b.wait().unwrap().code(), Some(1));
+
+    let mut cmd = Command::new(FRUGAL);
+    cmd.args(["load", "merge", "--json"])
+        .arg(p("merged.json"))
+        .arg("--csv")
+        .arg(p("merged.csv"))
+        .arg(p("a.hlog"))
+        .arg(p("b.hlog"));
+    let out = output_within(&mut cmd, PATIENCE).expect("merge ends");
+    let (text, err) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(1), "{text}{err}");
+    assert!(
+        err.contains("no successful request in the merged window"),
+        "{err}"
+    );
+    assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+    assert!(
+        text.contains("not measured: no successful request"),
+        "{text}"
+    );
+    assert!(!text.contains(" ms"), "no latency printed: {text}");
+
+    let merged = json(&p("merged.json"));
+    assert_eq!(merged["requests_ok"], 0, "{merged}");
+    assert!(merged["errors"].as_u64().unwrap() > 0, "{merged}");
+    assert!(merged["latency_ns"].is_null(), "{merged}");
+    assert!(merged["latency_corrected_ns"].is_null(), "{merged}");
+
+    let csv = std::fs::read_to_string(p("merged.csv")).unwrap();
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let row: Vec<&str> = csv.lines().last().unwrap().split(',').collect();
+    assert_eq!(row[0], "merged", "{csv}");
+    for (h, cell) in header.iter().zip(&row) {
+        if h.starts_with("latency_") || h.starts_with("corrected_") {
+            assert!(cell.is_empty(), "{h} = {cell:?}: {csv}");
+        }
+    }
 }

@@ -329,8 +329,9 @@ fn every_file_argument_refuses_bad_files_with_one_line() {
         let named: &[&str] = &[&p];
         inputs.push((strings(&[&["load", "merge"], &[&p]]), named));
         inputs.push((strings(&[&["report", "--from"], &[&p]]), named));
-        if what == "missing" {
-            inputs.push((strings(&[&["trace", "--"], &[&p]]), named));
+        // trace's command: none of these is a program, a usage error (exit 2) naming it.
+        if let Some(problem) = check(&strings(&[&["trace", "--"], &[&p]]), 2, named) {
+            failures.push(format!("{what}: {problem}"));
         }
         // bench io creates a missing file and reads any bytes: only the others are misuse.
         if matches!(what, "unreadable" | "a directory" | "empty") {

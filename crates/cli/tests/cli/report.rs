@@ -125,6 +125,28 @@ fn quick_report_renders_reloads_and_opens_in_a_browser() {
         assert!(f64::from(row.vcpus_bought) >= row.vcpus_needed);
         assert!(row.usd_per_month > 0.0);
     }
+    // Where the strategies part (or that they never do below the search's end): in the JSON,
+    // the headline of the terminal text, and (below) the page.
+    if bridge.rows.len() > 1 {
+        let parting = bridge.parting.as_ref().expect("two strategies or more");
+        let sentence = parting.sentence();
+        assert!(bridge.verdict.contains(&sentence), "{}", bridge.verdict);
+        assert!(
+            stdout.contains(&format!("{} and {}", parting.cheap, parting.dear)),
+            "{stdout}"
+        );
+        if let Some(at) = &parting.at {
+            assert!(
+                stdout.contains(&format!(
+                    "part at {} req/s",
+                    frugal_output::units::thousands_f(at.rps)
+                )),
+                "{stdout}"
+            );
+        } else {
+            assert!(stdout.contains("never part below"), "{stdout}");
+        }
+    }
     // Go rows are absent, and their claims say why rather than pretending.
     let defer = report.defer.as_ref().unwrap();
     assert!(defer.rows.iter().all(|r| r.lang != "go"));
@@ -186,6 +208,33 @@ fn quick_report_renders_reloads_and_opens_in_a_browser() {
         page == page_again,
         "the page from --from differs from the run's page"
     );
+    if let Some(parting) = bridge.parting.as_ref() {
+        let shown = frugal_report::esc(&parting.sentence());
+        assert!(
+            page.contains(&shown),
+            "the page says where the strategies part: {shown}"
+        );
+    }
+
+    // A report.json written before the bridge had a `parting` still re-renders.
+    let older = tmp.path().join("older");
+    std::fs::create_dir(&older).unwrap();
+    let mut value: serde_json::Value = serde_json::from_str(&text).unwrap();
+    if let Some(b) = value["bridge"].as_object_mut() {
+        b.remove("parting");
+    }
+    std::fs::write(older.join("report.json"), value.to_string()).unwrap();
+    let status = frugal()
+        .args(["report", "--from"])
+        .arg(&older)
+        .arg("-q")
+        .status()
+        .expect("frugal runs");
+    assert!(
+        status.success(),
+        "a report.json without bridge.parting loads"
+    );
+    assert!(older.join("report.html").exists());
 
     // The page in a real browser.
     let html = out_dir.join("report.html");

@@ -338,13 +338,79 @@ fn usage_errors_exit_2() {
     }
 }
 
+/// A command after `--` that is not a program (a directory, a file without an execute bit, a
+/// path or a name that does not exist) is a usage error, said in one line, before bpftrace is
+/// started: a stand-in bpftrace that leaves a mark when run proves it was not.
+#[test]
+fn commands_that_are_not_programs_exit_2_before_bpftrace() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().expect("a temporary directory can be created");
+    let mark = dir.path().join("bpftrace-ran");
+    let fake = dir.path().join("bpftrace");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\ntouch '{}'\necho 'bpftrace v0.20.0'\n",
+            mark.display()
+        ),
+    )
+    .expect("the script is written");
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755))
+        .expect("the script is made executable");
+    let plain = dir.path().join("notes.txt");
+    std::fs::write(&plain, "not a program\n").expect("the file is written");
+    let empty_path = tempfile::tempdir().expect("a temporary directory can be created");
+    let (d, f) = (
+        dir.path().display().to_string(),
+        plain.display().to_string(),
+    );
+    let text = dir.path().join("notes.sh");
+    std::fs::write(&text, "echo no #! line, not ELF\n").expect("the file is written");
+    std::fs::set_permissions(&text, std::fs::Permissions::from_mode(0o755))
+        .expect("the file is made executable");
+    let t = text.display().to_string();
+    let cases: [(&str, &str); 6] = [
+        (&d, "is a directory, not a program"),
+        (&f, "is not executable"),
+        (
+            &t,
+            "is not a program: neither an ELF binary nor a #! script",
+        ),
+        ("/nonexistent/program", "/nonexistent/program: no such file"),
+        (
+            "frugal-no-such-program",
+            "frugal-no-such-program: not found on PATH",
+        ),
+        // A name on PATH that is only a file without an execute bit.
+        ("notes.txt", "not found on PATH as a program; "),
+    ];
+    for (program, expected) in cases {
+        let path = if program == "notes.txt" {
+            dir.path()
+        } else {
+            empty_path.path()
+        };
+        let out = frugal()
+            .args(["trace", "--", program, "arg"])
+            .env("FRUGAL_BPFTRACE", &fake)
+            .env("PATH", path)
+            .output()
+            .expect("the frugal binary runs");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{program}: {err}");
+        assert!(err.contains(expected), "{program}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+        assert!(!mark.exists(), "{program}: bpftrace was started");
+    }
+}
+
 #[test]
 fn bad_targets_are_one_line_errors() {
     let _serial = serial();
     if !can_trace() {
         return not_root_error();
     }
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 3] = [
         // The largest PID there can be (a larger one is a usage error, exit 2).
         (&["--pid", "4194303"], "no process with PID"),
         (
@@ -352,7 +418,6 @@ fn bad_targets_are_one_line_errors() {
             "built without frugal-defer's `usdt` feature",
         ),
         (&["--go", "--", "/bin/true"], "not a Go binary"),
-        (&["--", "/nonexistent/program"], "cannot open"),
     ];
     for (args, expected) in cases {
         let out = frugal()
