@@ -791,6 +791,16 @@ impl Runner {
 
 #[cfg(test)]
 mod tests {
+
+    /// The bridge searches where strategies part up to the highest `--rps` accepted (a
+    /// larger `--rps` would search less than the rate asked for).
+    #[test]
+    fn the_parting_search_covers_every_accepted_rps() {
+        assert_eq!(
+            frugal_report::bridge::PARTING_SEARCH_MAX_RPS,
+            crate::ranges::MAX_RATE
+        );
+    }
     use super::*;
 
     #[test]
