@@ -493,6 +493,16 @@ fn verdict(
 mod tests {
     use super::*;
 
+    /// The bridge with the embedded catalog, 20% headroom.
+    fn bridge(demands: &[Demand], rps: f64, arch: Arch) -> Bridge {
+        compute(demands, rps, 1.0 / 1.2, &Catalog::embedded(), arch)
+    }
+
+    /// [`bridge`] on x86-64.
+    fn x86(demands: &[Demand], rps: f64) -> Bridge {
+        bridge(demands, rps, Arch::X86_64)
+    }
+
     fn demand(name: &str, us: f64) -> Demand {
         Demand {
             strategy: name.to_owned(),
@@ -563,7 +573,7 @@ mod tests {
 
     /// (instances, type) of each row of the bridge at `rps`.
     fn configurations(demands: &[Demand], rps: f64, arch: Arch) -> Vec<(u32, String)> {
-        compute(demands, rps, 1.0 / 1.2, &Catalog::embedded(), arch)
+        bridge(demands, rps, arch)
             .rows
             .into_iter()
             .map(|r| (r.instances, r.instance_type))
@@ -632,13 +642,7 @@ mod tests {
         // 2 × (1/1.2) / 30.001e-6 = 55,553.7 req/s, the lean one above 55,555.6: they part at
         // 55,554 and meet again at 55,556, on one c7i.xlarge each.
         let demands = [demand("lean", 30.0), demand("heavy", 30.001)];
-        let b = compute(
-            &demands,
-            1_000.0,
-            1.0 / 1.2,
-            &Catalog::embedded(),
-            Arch::X86_64,
-        );
+        let b = x86(&demands, 1_000.0);
         let at = b.parting.and_then(|p| p.at).expect("they part");
         assert_eq!(at.rps, 55_554.0);
         let after = configurations(&demands, 55_556.0, Arch::X86_64);
@@ -647,13 +651,7 @@ mod tests {
 
     #[test]
     fn identical_strategies_never_part_and_say_so() {
-        let b = compute(
-            &[demand("a", 30.0), demand("b", 30.0)],
-            1_000.0,
-            1.0 / 1.2,
-            &Catalog::embedded(),
-            Arch::X86_64,
-        );
+        let b = x86(&[demand("a", 30.0), demand("b", 30.0)], 1_000.0);
         let p = b.parting.expect("two strategies");
         assert_eq!(p.at, None);
         assert_eq!(p.searched_to_rps, PARTING_SEARCH_MAX_RPS);
@@ -663,25 +661,13 @@ mod tests {
             b.verdict
         );
         // One strategy: nothing to part from.
-        let one = compute(
-            &[demand("a", 30.0)],
-            1_000.0,
-            1.0 / 1.2,
-            &Catalog::embedded(),
-            Arch::X86_64,
-        );
+        let one = x86(&[demand("a", 30.0)], 1_000.0);
         assert_eq!(one.parting, None);
     }
 
     #[test]
     fn reports_without_a_parting_still_load() {
-        let b = compute(
-            &[demand("lean", 30.0), demand("heavy", 60.0)],
-            1_000.0,
-            1.0 / 1.2,
-            &Catalog::embedded(),
-            Arch::X86_64,
-        );
+        let b = x86(&[demand("lean", 30.0), demand("heavy", 60.0)], 1_000.0);
         let mut json = serde_json::to_value(&b).expect("serializable");
         assert!(json["parting"]["at"]["rps"].is_number(), "{json}");
         json.as_object_mut().expect("an object").remove("parting");
