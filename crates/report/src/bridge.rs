@@ -441,30 +441,25 @@ fn verdict(
         .any(|r| r.cpu_us_range.0 == r.cpu_us_range.1);
     let overlap = dear.cpu_us_range.0 <= cheap.cpu_us_range.1;
     let same = (cheap.instances, &cheap.instance_type) == (dear.instances, &dear.instance_type);
+    let who = format!(
+        "at {} req/s, {} ({:.1} µs/request) and {} ({:.1} µs/request)",
+        thousands_f(rps),
+        cheap.strategy,
+        cheap.cpu_us_per_request,
+        dear.strategy,
+        dear.cpu_us_per_request,
+    );
     let mut text = if same && parting.is_some() {
         // The same configuration: a difference of $0.00 says nothing; where they part does.
         format!(
-            "at {} req/s, {} ({:.1} µs/request) and {} ({:.1} µs/request) both fit {} × {}: the \
-             choice of cleanup costs no instance at this rate (the CPU itself differs by \
-             ${marginal:.2}/month)",
-            thousands_f(rps),
-            cheap.strategy,
-            cheap.cpu_us_per_request,
-            dear.strategy,
-            dear.cpu_us_per_request,
-            cheap.instances,
-            cheap.instance_type,
+            "{who} both fit {} × {}: the choice of cleanup costs no instance at this rate (the \
+             CPU itself differs by ${marginal:.2}/month)",
+            cheap.instances, cheap.instance_type,
         )
     } else {
         format!(
-            "at {} req/s, {} ({:.1} µs/request) and {} ({:.1} µs/request) buy {} × {} and {} × {}: \
-             a difference of ${discrete:.2}/month (${:.2}/year); the CPU itself differs by \
-             ${marginal:.2}/month",
-            thousands_f(rps),
-            cheap.strategy,
-            cheap.cpu_us_per_request,
-            dear.strategy,
-            dear.cpu_us_per_request,
+            "{who} buy {} × {} and {} × {}: a difference of ${discrete:.2}/month (${:.2}/year); \
+             the CPU itself differs by ${marginal:.2}/month",
             cheap.instances,
             cheap.instance_type,
             dear.instances,
