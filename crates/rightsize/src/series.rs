@@ -496,6 +496,28 @@ impl SeriesSet {
             .unwrap_or_default()
     }
 
+    /// Orders the series from index `first` on by workload name (the pull path adds workloads as
+    /// its chunks reveal them and lists them by name, as a whole-range read would).
+    pub(crate) fn sort_from(&mut self, first: usize) {
+        if first >= self.series.len() {
+            return;
+        }
+        let mut tail: Vec<(Series, String)> = self
+            .series
+            .split_off(first)
+            .into_iter()
+            .zip(self.first_location.split_off(first))
+            .collect();
+        tail.sort_by(|a, b| a.0.workload.cmp(&b.0.workload));
+        for (series, location) in tail {
+            self.index
+                .insert(series.workload.clone(), self.series.len());
+            self.series.push(series);
+            self.first_location.push(location);
+        }
+        self.last = 0;
+    }
+
     /// Replaces the series at `index` (same workload) with `series`.
     pub(crate) fn replace(&mut self, index: usize, series: Series) {
         self.series[index] = series;
