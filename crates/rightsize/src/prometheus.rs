@@ -1206,9 +1206,12 @@ mod tests {
         )
     }
 
+    /// Per workload, per query: the points of the range ([`point`]), or no series at all.
+    type Fleet = Vec<Vec<Option<Vec<(u8, f64, f64)>>>>;
+
     /// Up to five workloads, each with up to five queries of `n` points (some absent, some
     /// unusable), and where the range is cut into chunks.
-    fn fleet() -> impl Strategy<Value = (Vec<Vec<Option<Vec<(u8, f64, f64)>>>>, Vec<bool>)> {
+    fn fleet() -> impl Strategy<Value = (Fleet, Vec<bool>)> {
         (1usize..120).prop_flat_map(|n| {
             let slot = prop_oneof![
                 1 => Just(None),
@@ -1224,7 +1227,7 @@ mod tests {
     /// The answers of the generated fleet, cut into chunks after each `true` of `cuts`
     /// (every chunk when `cuts` is all false: the whole range at once). As an engine answers,
     /// a series without a point in a chunk is not in that chunk's answer.
-    fn answers(fleet: &[Vec<Option<Vec<(u8, f64, f64)>>>], cuts: &[bool]) -> Vec<Chunk> {
+    fn answers(fleet: &Fleet, cuts: &[bool]) -> Vec<Chunk> {
         let start = 1_700_000_007.0;
         let mut bounds = vec![0];
         bounds.extend(

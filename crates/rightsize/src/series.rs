@@ -570,3 +570,41 @@ impl SeriesSet {
         &self.series
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(workload: &str, unix_ms: i64) -> Sample<'_> {
+        Sample {
+            unix_ms,
+            workload,
+            instance_type: "m7i.large",
+            cpu_cores: 0.5,
+            memory_bytes: 1e9,
+            instances: None,
+            requests_per_second: None,
+            latency_p99_ms: None,
+        }
+    }
+
+    #[test]
+    fn sorting_a_tail_by_name_keeps_the_head_and_later_samples_find_their_series() {
+        let mut set = SeriesSet::new();
+        for (w, t) in [("z", 0), ("c", 0), ("a", 0), ("b", 0)] {
+            set.push("src", &sample(w, t), &|| format!("{w} at {t}"));
+        }
+        set.sort_from(1);
+        let names: Vec<&str> = set.series().iter().map(|s| s.workload.as_str()).collect();
+        assert_eq!(names, ["z", "a", "b", "c"]);
+        // The index follows the move: a later sample of `c` extends `c`, not a new series.
+        set.push("src", &sample("c", WINDOW_MS), &|| "c later".to_owned());
+        set.push_skipped("src", "b", "m7i.large", "broken".to_owned());
+        assert_eq!(set.len(), 4);
+        assert_eq!(set.series()[3].samples, 2);
+        assert_eq!(set.series()[3].windows.len(), 2);
+        assert_eq!(set.series()[2].skipped.as_deref(), Some("broken"));
+        set.sort_from(4); // nothing after the end: no change
+        assert_eq!(set.series()[0].workload, "z");
+    }
+}
