@@ -27,7 +27,11 @@
 //! per workload its windows (one per 5 minutes with data: 4,032 for 14 days, what the model
 //! needs for the percentile of the 5-minute maxima) and a few counts. The first chunk has 241
 //! points; each next one is sized so that the widest answer so far would have about a million
-//! points (1,000 workloads: 1,048 points per chunk), at most 10,001.
+//! points (1,000 workloads: 1,048 points per chunk), at most 10,001. Measured with `frugal bench
+//! fleet --days 14 --repeats 1` (15-second samples, VictoriaMetrics 1.79): 200 workloads peaked
+//! at 124 MiB (2,654 MiB when every point was kept until the end), 1,000 workloads at 360 MiB
+//! (13.2 GiB before); the bytes received are the same within 0.5% (more requests, each with the
+//! labels again).
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet};
