@@ -496,6 +496,28 @@ impl SeriesSet {
             .unwrap_or_default()
     }
 
+    /// Orders the series from index `first` on by workload name (the pull path adds workloads as
+    /// its chunks reveal them and lists them by name, as a whole-range read would).
+    pub(crate) fn sort_from(&mut self, first: usize) {
+        if first >= self.series.len() {
+            return;
+        }
+        let mut tail: Vec<(Series, String)> = self
+            .series
+            .split_off(first)
+            .into_iter()
+            .zip(self.first_location.split_off(first))
+            .collect();
+        tail.sort_by(|a, b| a.0.workload.cmp(&b.0.workload));
+        for (series, location) in tail {
+            self.index
+                .insert(series.workload.clone(), self.series.len());
+            self.series.push(series);
+            self.first_location.push(location);
+        }
+        self.last = 0;
+    }
+
     /// Replaces the series at `index` (same workload) with `series`.
     pub(crate) fn replace(&mut self, index: usize, series: Series) {
         self.series[index] = series;
@@ -546,5 +568,43 @@ impl SeriesSet {
     /// The series, in order of first appearance.
     pub fn series(&self) -> &[Series] {
         &self.series
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(workload: &str, unix_ms: i64) -> Sample<'_> {
+        Sample {
+            unix_ms,
+            workload,
+            instance_type: "m7i.large",
+            cpu_cores: 0.5,
+            memory_bytes: 1e9,
+            instances: None,
+            requests_per_second: None,
+            latency_p99_ms: None,
+        }
+    }
+
+    #[test]
+    fn sorting_a_tail_by_name_keeps_the_head_and_later_samples_find_their_series() {
+        let mut set = SeriesSet::new();
+        for (w, t) in [("z", 0), ("c", 0), ("a", 0), ("b", 0)] {
+            set.push("src", &sample(w, t), &|| format!("{w} at {t}"));
+        }
+        set.sort_from(1);
+        let names: Vec<&str> = set.series().iter().map(|s| s.workload.as_str()).collect();
+        assert_eq!(names, ["z", "a", "b", "c"]);
+        // The index follows the move: a later sample of `c` extends `c`, not a new series.
+        set.push("src", &sample("c", WINDOW_MS), &|| "c later".to_owned());
+        set.push_skipped("src", "b", "m7i.large", "broken".to_owned());
+        assert_eq!(set.len(), 4);
+        assert_eq!(set.series()[3].samples, 2);
+        assert_eq!(set.series()[3].windows.len(), 2);
+        assert_eq!(set.series()[2].skipped.as_deref(), Some("broken"));
+        set.sort_from(4); // nothing after the end: no change
+        assert_eq!(set.series()[0].workload, "z");
     }
 }

@@ -135,9 +135,10 @@ or two more when some values are unusable or instances are counted; then one ran
 query over every sample of its chunk: its work grows with workloads x samples x queries (three \
 evaluations of the range on VictoriaMetrics: CPU twice, memory once; eight on PromQL engines); the \
 bytes grow with workloads x (queries + 5-minute windows), not with the samples. pull: one range \
-query per statistic (CPU, memory, and instances, rate, latency when asked) per 10,000-step chunk, \
-each answering every sample of every workload: the engine evaluates each query once, the bytes \
-and the work here grow with workloads x samples.";
+query per statistic (CPU, memory, and instances, rate, latency when asked) per chunk of about a \
+million points (at most 10,000 steps), each answering every sample of every workload: the engine \
+evaluates each query once, the bytes and the work here grow with workloads x samples, the memory \
+here with workloads x 5-minute windows (each chunk is folded into them before the next).";
 
 /// Kills the engine when the benchmark ends, however it ends.
 struct KillOnDrop(Child, PathBuf);
