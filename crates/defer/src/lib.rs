@@ -391,19 +391,20 @@
 //! store-to-load chain from one registration to the next) and the record's header check.
 //! Per scope: 40–53 ns (`Leak`), 51–61 ns (`Spawn`), against 2–16 ns by hand.
 //!
-//! **The `Spawn` policy with an inlinable constructor is at the limit, and
-//! placement-dependent.** Under `Spawn`, futures start in the scope's run slot (a pool block
-//! that can be handed to the runtime on cancellation) instead of in place. Same
-//! instructions, but the wall clock varies from process to process, 7.2 to 9.7 ns per
-//! cleanup over 14 runs (median 7.9, 1.86×; three runs above 2×, one of them with address
-//! randomisation off), while `Leak` stays at 7.1–7.3. It depends on where the pool block
-//! lands relative to the memory the cleanups touch — false dependencies between the slot's
-//! stores and later loads at the same offset modulo 4 KiB are the likely mechanism; this VM
-//! has no PMU to count them. The slot alternates between two places in its block
-//! (`RunSlot` in the source), which in runs that showed the effect brought 8.3–8.5 ns down
-//! to 7.1–7.3 (placed alternately, at most one of the two collides), at one instruction per
-//! cleanup; it does not remove the effect in every placement. The hand-written task row
-//! with an outlined constructor is bimodal the same way (15.1 or 17.6 ns by run).
+//! **The `Spawn` policy with an inlinable constructor is at the limit, and its wall clock is
+//! not stable.** Under `Spawn`, futures start in the scope's run slot (a pool block that can
+//! be handed to the runtime on cancellation) instead of in place. Same instructions as
+//! `Leak`, but the wall clock varies from process to process and from build to build: 7.2 to
+//! 9.7 ns per cleanup over 14 runs (median 7.9, 1.86×; three runs above 2×, one of them with
+//! address randomisation off), while `Leak` stays at 7.1–7.3. The cause is not known: it is
+//! not where the records sit relative to the slot (12 processes of one build, with the
+//! records' offsets spread over the whole 4 KiB range, all measured 9.6 ns), and it changes
+//! with unrelated code (adding a debug counter moved a build from 7.2 to 9.6); code
+//! alignment or physical placement are candidates this VM, without a PMU, cannot tell apart.
+//! The slot alternates between two places in its block (`RunSlot` in the source): in the
+//! A/B runs that showed the effect it brought 8.3–8.5 ns down to 7.1–7.3, at one instruction
+//! per cleanup; it does not remove the effect in every build. The hand-written task row with
+//! an outlined constructor is bimodal the same way (15.1 or 17.6 ns by run).
 //!
 //! Where the 19 instructions beyond the hand-written await go, per cleanup:
 //! - **registration, 13** (of which the body's own loop takes 3): the bounds check and bump

@@ -816,15 +816,13 @@ unsafe fn release(block: NonNull<u8>, class: u8, vt: &VTable) {
 /// The scope's run slot: one pool block in which spawnable records' futures are started (one
 /// at a time), kept for the scope's life. The block has room for two futures, and
 /// consecutive records alternate between the two places. Measured on this project's AMD EPYC
-/// VM (`async-spawnable-loop-inl*` in the crate's bench): building every future at one
-/// fixed address cost, in some processes, 1.1–1.3 ns more per cleanup than building it in
+/// VM (`async-spawnable-loop-inl*` in the crate's bench), in A/B runs of one build: building
+/// every future at one fixed address cost 1.1–1.3 ns more per cleanup than building it in
 /// place in its record (8.3–8.5 against 7.1–7.3 ns, the same instructions), and alternating
-/// two places brought it back to 7.1–7.3 in those runs (a second block did too, but its pool
-/// round trip added ≈ 16 ns per scope). The effect depends on where the block lands (it
-/// varies by process, address randomisation or not): false dependencies between the slot's
-/// stores and loads at the same offset modulo 4 KiB are the likely cause, which alternation
-/// halves but does not remove in every placement; no PMU here to confirm it. Records of the
-/// largest pool class use one place.
+/// two places brought it back to 7.1–7.3 (a second block did too, but its pool round trip
+/// added ≈ 16 ns per scope). The effect is not stable across builds and processes (the
+/// crate docs, "Step 8"): its cause is not known without a PMU, and alternation does not
+/// remove it in every build. Records of the largest pool class use one place.
 struct RunSlot {
     block: Option<NonNull<u8>>,
     /// The block's class (meaningful with a block).
