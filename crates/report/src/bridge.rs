@@ -363,7 +363,8 @@ fn parting(
             })
             .filter(|step| step.is_finite() && *step > 0.0)
             .collect();
-        let above = |x: f64| x.floor() as u64 + 1;
+        // Saturating: a change point past u64 (a vanishing CPU per request) is past the limit.
+        let above = |x: f64| (x.floor() as u64).saturating_add(1);
         let mut heap: BinaryHeap<Reverse<(u64, usize, u64)>> = steps
             .iter()
             .enumerate()
@@ -702,6 +703,22 @@ mod tests {
         // At the last rate searched they still get the same configuration.
         let at_end = configurations(&demands, p.searched_to_rps, Arch::X86_64);
         assert_eq!(at_end[0], at_end[1]);
+    }
+
+    #[test]
+    fn a_vanishing_cpu_per_request_parts_or_not_without_overflow() {
+        // 1e-14 µs per request: a 2-vCPU type's first change point is at 1.7e20 req/s, past
+        // what a u64 holds (the walk's rates are whole u64s).
+        for tiny in [1e-14, 1e-300, f64::MIN_POSITIVE] {
+            let b = x86(&[demand("tiny", tiny), demand("heavy", 30.0)], 1_000.0);
+            let at = b.parting.and_then(|p| p.at).expect("they part");
+            assert_eq!(at.rps, 55_556.0, "{tiny}");
+            let b = x86(
+                &[demand("tiny", tiny), demand("tinier", tiny / 2.0)],
+                1_000.0,
+            );
+            assert_eq!(b.parting.and_then(|p| p.at), None, "{tiny}");
+        }
     }
 
     #[test]
