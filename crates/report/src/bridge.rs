@@ -69,7 +69,9 @@ pub struct Parting {
     pub cheap: String,
     /// The strategy with the most CPU per request.
     pub dear: String,
-    /// Every whole rate from 1 req/s up to this one was searched, req/s.
+    /// Every whole rate from 1 req/s up to this one was searched, req/s: the search's end
+    /// (10M req/s, or the rate sized for if higher), or less for a handler so slow that the
+    /// walk ran out of its budget of change points first.
     pub searched_to_rps: f64,
     /// Where they part; `None`: they get the same configuration at every rate searched.
     pub at: Option<PartingAt>,
@@ -106,6 +108,14 @@ impl std::fmt::Display for Configuration {
 /// The highest rate [`compute`] searches for a [`Parting`] (at least the rate sized for): the
 /// largest `frugal report --rps` accepts.
 pub const PARTING_SEARCH_MAX_RPS: f64 = 10_000_000.0;
+
+/// The most change points [`parting`] walks (heap entries taken). The walk visits every rate
+/// at which a configuration can change, about `70 ×` the CPU microseconds per request of the
+/// pair below 10M req/s with the embedded catalog: about 2,000 for a 30 µs handler, 70
+/// million for a 1-second one (22.7 s in a release build, measured here, when the two never
+/// part). Past this many the search stops, and [`Parting::searched_to_rps`] says how far it
+/// got (a handler up to ≈ 7 ms per request is searched to the end).
+const PARTING_MAX_CHANGE_POINTS: u32 = 1 << 19;
 
 impl Parting {
     /// The sentence the verdict carries.
@@ -312,7 +322,9 @@ fn cheapest<'c>(
 /// smallest fitting count of that type goes from `n` to `n + 1` — in increasing order (a heap
 /// over the strategy × type sequences), testing the first whole rate above each. Between two
 /// such rates nothing in the model changes, so the first whole rate found to differ is the
-/// lowest, and one less is the same. Bounded: it stops at `limit_rps`.
+/// lowest, and one less is the same. Bounded: it stops at `limit_rps`, or after
+/// [`PARTING_MAX_CHANGE_POINTS`] change points (a handler of seconds per request has tens of
+/// millions below 10M req/s), saying how far it searched.
 fn parting(
     cheap: &Demand,
     dear: &Demand,
@@ -329,6 +341,8 @@ fn parting(
         let (c, d) = (config(cheap, rps), config(dear, rps));
         c.map(|c| (c.1, c.2)) != d.map(|d| (d.1, d.2))
     };
+    // Lowered when the walk stops at its budget before `limit_rps`.
+    let mut searched_to = limit_rps;
     let found = 'search: {
         if cheap.cpu_us_per_request == dear.cpu_us_per_request
             && cheap.memory_bytes == dear.memory_bytes
@@ -349,15 +363,24 @@ fn parting(
             })
             .filter(|step| step.is_finite() && *step > 0.0)
             .collect();
-        let above = |x: f64| x.floor() as u64 + 1;
+        // Saturating: a change point past u64 (a vanishing CPU per request) is past the limit.
+        let above = |x: f64| (x.floor() as u64).saturating_add(1);
         let mut heap: BinaryHeap<Reverse<(u64, usize, u64)>> = steps
             .iter()
             .enumerate()
             .map(|(i, step)| Reverse((above(*step), i, 1)))
             .collect();
         let mut tested = 1;
+        let mut walked = 0u32;
         while let Some(Reverse((rps, i, n))) = heap.pop() {
             if rps as f64 > limit_rps {
+                break;
+            }
+            walked += 1;
+            if walked > PARTING_MAX_CHANGE_POINTS {
+                // Every whole rate below `rps`, the lowest change point not tested, is decided
+                // (and `tested`, tested, holds up to the next change point above it).
+                searched_to = (rps - 1).max(tested) as f64;
                 break;
             }
             heap.push(Reverse((above((n + 1) as f64 * steps[i]), i, n + 1)));
@@ -397,7 +420,7 @@ fn parting(
     Parting {
         cheap: cheap.strategy.clone(),
         dear: dear.strategy.clone(),
-        searched_to_rps: limit_rps,
+        searched_to_rps: searched_to,
         at,
     }
 }
@@ -658,6 +681,44 @@ mod tests {
         // One strategy: nothing to part from.
         let one = x86(&[demand("a", 30.0)], 1_000.0);
         assert_eq!(one.parting, None);
+    }
+
+    #[test]
+    fn a_walk_too_long_to_finish_stops_at_its_budget_and_says_how_far_it_got() {
+        // 1 s of CPU per request: a configuration can change every 1.7 req/s (2 vCPUs × 83%),
+        // 70 million change points below 10M req/s. The same CPU (the memory differs, so they
+        // are not the same demand) never parts; the walk stops, having searched far less.
+        let mut heavier = demand("b", 1e6);
+        heavier.memory_bytes *= 1.01;
+        let demands = [demand("a", 1e6), heavier];
+        let b = x86(&demands, 1_000.0);
+        let p = b.parting.expect("two strategies");
+        assert_eq!(p.at, None);
+        assert!(
+            p.searched_to_rps >= 10_000.0 && p.searched_to_rps < PARTING_SEARCH_MAX_RPS,
+            "{p:?}"
+        );
+        let shown = format!("never part below {}", thousands_f(p.searched_to_rps));
+        assert!(b.verdict.contains(&shown), "{}", b.verdict);
+        // At the last rate searched they still get the same configuration.
+        let at_end = configurations(&demands, p.searched_to_rps, Arch::X86_64);
+        assert_eq!(at_end[0], at_end[1]);
+    }
+
+    #[test]
+    fn a_vanishing_cpu_per_request_parts_or_not_without_overflow() {
+        // 1e-14 µs per request: a 2-vCPU type's first change point is at 1.7e20 req/s, past
+        // what a u64 holds (the walk's rates are whole u64s).
+        for tiny in [1e-14, 1e-300, f64::MIN_POSITIVE] {
+            let b = x86(&[demand("tiny", tiny), demand("heavy", 30.0)], 1_000.0);
+            let at = b.parting.and_then(|p| p.at).expect("they part");
+            assert_eq!(at.rps, 55_556.0, "{tiny}");
+            let b = x86(
+                &[demand("tiny", tiny), demand("tinier", tiny / 2.0)],
+                1_000.0,
+            );
+            assert_eq!(b.parting.and_then(|p| p.at), None, "{tiny}");
+        }
     }
 
     #[test]

@@ -1303,6 +1303,46 @@ mod tests {
         }
     }
 
+    /// An engine that aligns a range to its step (VictoriaMetrics rounds the start down and
+    /// the end up) answers each chunk's boundary point twice: once at the end of a chunk and
+    /// again at the start of the next. It is one sample, and the window that holds it has the
+    /// maxima of the unsplit range.
+    #[test]
+    fn a_boundary_point_answered_twice_is_one_sample() {
+        let t0 = 1_700_000_200.0; // 100 s into a 5-minute window (they start at multiples of 300 s)
+        let series = |range: std::ops::Range<usize>, base: f64| Answer {
+            name: "w".to_owned(),
+            instance_type: "m7i.large".to_owned(),
+            values: range
+                .map(|i| (t0 + 15.0 * i as f64, PromValue::Num(base + i as f64)))
+                .collect(),
+        };
+        let chunk = |range: std::ops::Range<usize>| -> Chunk {
+            [
+                vec![series(range.clone(), 0.0)],
+                vec![series(range, 1e9)],
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+            ]
+        };
+        // Points 0..40 (10 minutes, windows of 14, 20 and 6 points); the second chunk repeats
+        // point 19, inside the second window.
+        let mut whole = SeriesSet::new();
+        streamed(&[chunk(0..40)], &mut whole);
+        let mut split = SeriesSet::new();
+        let fetched = streamed(&[chunk(0..20), chunk(19..40)], &mut split);
+        assert_eq!(fetched.samples, 40);
+        assert_eq!(split.series(), whole.series());
+        let w = &split.series()[0];
+        assert_eq!(
+            w.skipped, None,
+            "a repeated time is not a duplicate timestamp"
+        );
+        assert_eq!(w.windows.len(), 3);
+        assert_eq!(w.windows.iter().map(|w| w.samples).sum::<u32>(), 40);
+    }
+
     #[test]
     fn https_needs_the_feature() {
         let opts = PromOptions {
