@@ -636,17 +636,22 @@ impl PullChunks {
 
     /// The next chunk, `None` after the range. `widest` is the most series one answer has had:
     /// the chunk has about [`PULL_POINTS_PER_ANSWER`] / `widest` points, at most 10,001
-    /// (Prometheus's limit is 11,000 per series); until some answer has a series, each chunk
-    /// doubles the previous one's steps (a range whose first hours are empty is not crawled
-    /// through at the first chunk's size).
+    /// (Prometheus's limit is 11,000 per series), and at most twice the previous chunk's steps:
+    /// a fleet that mostly appears after the first chunk (1 series, then 1,000) is met by a
+    /// chunk sized from a few series only once it has grown for several chunks, not at once
+    /// (the jump from 1 to 1,000 series at the second chunk costs 481 × 1,000 points, not
+    /// 10,001 × 1,000). Until some answer has a series, each chunk doubles the previous one's
+    /// steps (a range whose first hours are empty is not crawled through at the first chunk's
+    /// size).
     fn next(&mut self, widest: usize) -> Option<(i64, i64)> {
         if self.next_s > self.end_s {
             return None;
         }
+        let doubled = self.steps.saturating_mul(2);
         self.steps = if widest == 0 {
-            self.steps.saturating_mul(2)
+            doubled
         } else {
-            PULL_POINTS_PER_ANSWER / widest as i64 - 1
+            (PULL_POINTS_PER_ANSWER / widest as i64 - 1).min(doubled)
         }
         .clamp(1, CHUNK_STEPS);
         let start = self.next_s;
@@ -901,10 +906,11 @@ impl Pull {
 /// Every sample of every series crosses the network; [`crate::pushdown::fetch`] asks the engine
 /// for the statistics instead. The range is read chunk by chunk, every query per chunk, and each
 /// chunk's samples are folded into `set`'s 5-minute windows before the next is asked for: memory
-/// grows with workloads × windows plus one chunk (about a million points, see the module
-/// documentation), not with the samples. Each answer is checked as it arrives (workload
-/// labels, one series per workload), so a wrong query fails at the first chunk, not after the
-/// whole range.
+/// grows with workloads × windows plus one chunk (about a million points once the fleet's size
+/// is known from an answer; a fleet that appears later in the range can make one chunk up to
+/// twice the previous chunk's steps × its series), not with the samples. Each answer is
+/// checked as it arrives (workload labels, one series per workload), so a wrong query fails
+/// at the first chunk, not after the whole range.
 ///
 /// Workloads that cannot be analysed (no finite CPU value, no memory series, no workload label)
 /// are added to `set` as skipped, with the reason.
@@ -1009,19 +1015,40 @@ mod tests {
                 if i == 0 {
                     assert_eq!(points, PULL_FIRST_CHUNK_STEPS + 1, "{widest}");
                 } else if widest > 0 && i + 1 < c.len() {
-                    // About a million points per answer, never more (but one step at least).
+                    // About a million points per answer, never more (but one step at least),
+                    // reached by at most doubling the previous chunk.
                     let total = points * widest as i64;
+                    let before = (c[i - 1].1 - c[i - 1].0) / 15;
                     assert!(total <= PULL_POINTS_PER_ANSWER || points == 2, "{widest}");
                     assert!(
-                        total > PULL_POINTS_PER_ANSWER / 2 || points == CHUNK_STEPS + 1,
+                        points - 1 <= 2 * before,
+                        "{widest}: {points} after {before}"
+                    );
+                    assert!(
+                        total > PULL_POINTS_PER_ANSWER / 2
+                            || points == CHUNK_STEPS + 1
+                            || points - 1 == 2 * before,
                         "{widest}: {points}"
                     );
                 }
             }
         }
-        // 1,000 workloads over 14 days at 15 s: 241 points, then 77 chunks of at most 1,048
+        // 1,000 workloads over 14 days at 15 s: 241 points, 481, 961, then chunks of 1,048
         // (not 9 of 10,001).
-        assert_eq!(walk(0, 14 * 86_400, 15, 1_000).len(), 78);
+        let fleet = walk(0, 14 * 86_400, 15, 1_000);
+        assert_eq!(fleet[1].1 - fleet[1].0, 480 * 15);
+        assert_eq!(fleet[2].1 - fleet[2].0, 960 * 15);
+        assert_eq!(fleet[3].1 - fleet[3].0, 1_047 * 15);
+        assert_eq!(fleet.len(), 79);
+        // Most of the fleet appears after the first chunk (1 series, then 1,000): the second
+        // chunk is sized from one series but only doubles (481 points, not 10,001).
+        let mut c = PullChunks::new(0, 14 * 86_400, 15);
+        let first = c.next(0).unwrap();
+        let second = c.next(1).unwrap();
+        assert_eq!(first.1 - first.0, 240 * 15);
+        assert_eq!(second.1 - second.0, 480 * 15);
+        let third = c.next(1_000).unwrap();
+        assert!((third.1 - third.0) / 15 * 1_000 <= PULL_POINTS_PER_ANSWER);
         // Nothing found yet: the chunks double up to the limit.
         let empty = walk(0, 14 * 86_400, 15, 0);
         assert_eq!(empty[1].1 - empty[1].0, 480 * 15);
