@@ -586,6 +586,18 @@ impl Dropped {
         self.nan + self.inf + self.negative + self.unparsable
     }
 
+    /// Adds the workload's note for `what` values (CPU, memory, ...) if any was dropped.
+    fn note(&self, name: &str, what: &str, notes: &mut BTreeMap<String, Vec<String>>) {
+        if self.dropped() > 0 {
+            notes.entry(name.to_owned()).or_default().push(format!(
+                "dropped {} of {} {what} values from Prometheus ({})",
+                self.dropped(),
+                self.total,
+                self.describe()
+            ));
+        }
+    }
+
     fn describe(&self) -> String {
         let mut parts = Vec::new();
         for (n, what) in [
@@ -853,19 +865,7 @@ impl Pull {
             }
             fetched.samples += w.added;
             for (d, what) in dropped.iter().zip(SLOT_NAMES) {
-                if d.dropped() > 0 {
-                    fetched
-                        .workload_notes
-                        .entry(name.clone())
-                        .or_default()
-                        .push(format!(
-                            "dropped {} of {} {} values from Prometheus ({})",
-                            d.dropped(),
-                            d.total,
-                            what,
-                            d.describe()
-                        ));
-                }
+                d.note(name, what, &mut fetched.workload_notes);
             }
         }
         // Workloads enter the set as chunks reveal them; the report lists them by name.
@@ -1177,19 +1177,7 @@ mod tests {
                 let Some(d) = dropped.get(&(name.clone(), slot)) else {
                     continue;
                 };
-                if d.dropped() > 0 {
-                    fetched
-                        .workload_notes
-                        .entry(name.clone())
-                        .or_default()
-                        .push(format!(
-                            "dropped {} of {} {} values from Prometheus ({})",
-                            d.dropped(),
-                            d.total,
-                            what,
-                            d.describe()
-                        ));
-                }
+                d.note(name, what, &mut fetched.workload_notes);
             }
         }
         for (name, slot) in only_in {
