@@ -474,8 +474,8 @@ fn describe_span(path: &Path, span: (f64, f64)) -> String {
 /// Reads and adds the interval logs at `paths`, generators that ran at the same time against
 /// one service.
 ///
-/// Refuses the same file given twice (the same path, or identical contents:
-/// [`Error::HdrLogDuplicate`]) and logs that were not recorded together
+/// Refuses the same file given twice (the same path, or identical contents holding latency
+/// samples: [`Error::HdrLogDuplicate`]) and logs that were not recorded together
 /// ([`Error::HdrLogApart`]: they share less than [`MIN_SHARED_FRACTION`] of the shortest log's
 /// span, from their `StartTime`/`BaseTime` and interval timestamps). Logs that share only part
 /// of their spans are trimmed to the window in which every generator was measuring: an
@@ -489,12 +489,12 @@ pub fn merge(paths: &[PathBuf]) -> Result<Merged, Error> {
         let bytes =
             std::fs::read(path).map_err(|e| log_err(path, "cannot read the log", Some(e)))?;
         let key = std::fs::canonicalize(path).unwrap_or_else(|_| path.clone());
-        for (other, other_key, other_bytes) in &files {
-            if *other_key == key || *other_bytes == bytes {
+        for (other, other_key, _) in &files {
+            if *other_key == key {
                 return Err(Error::HdrLogDuplicate {
                     first: (*other).clone(),
                     second: path.clone(),
-                    same_file: *other_key == key,
+                    same_file: true,
                 });
             }
         }
@@ -629,6 +629,22 @@ pub fn merge(paths: &[PathBuf]) -> Result<Merged, Error> {
         merged.achieved_rps += summary.achieved_rps;
         merged.errors += summary.errors;
         merged.logs.push(summary);
+    }
+    // A copy of one generator's log: identical contents with latency samples in them (two
+    // generators never record the same latencies). Logs without a successful request can be
+    // identical for two generators that started in the same millisecond (their error
+    // histograms alike): those merge, and the merge says it measured no latency.
+    for (i, (path, _, bytes)) in files.iter().enumerate() {
+        if merged.logs[i].requests_ok == 0 {
+            continue;
+        }
+        if let Some((first, _, _)) = files[..i].iter().find(|(_, _, b)| b == bytes) {
+            return Err(Error::HdrLogDuplicate {
+                first: (*first).clone(),
+                second: (*path).clone(),
+                same_file: false,
+            });
+        }
     }
     if let (false, Some(w)) = (trimmed.is_empty(), window) {
         merged.notes.insert(
@@ -1108,6 +1124,20 @@ mod tests {
         log_failing_after(&b, now, (3, 0, 40), true);
         let merged = merge(&[a, b]).expect("the logs merge");
         assert_nothing_measured(&merged.report(), 270);
+    }
+
+    /// Two generators that started in the same millisecond and only failed can write
+    /// byte-identical logs (their error histograms alike): not a copy of one log. They merge,
+    /// and the merge measured nothing (a copy of a log with latencies is still refused:
+    /// `the_same_log_twice_is_refused`).
+    #[test]
+    fn identical_logs_without_a_successful_request_are_not_taken_for_a_copy() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let (a, b) = (dir.path().join("a.hlog"), dir.path().join("b.hlog"));
+        log_failing_after(&a, Instant::now(), (3, 0, 50), true);
+        std::fs::copy(&a, &b).expect("copied");
+        let merged = merge(&[a, b]).expect("the logs merge");
+        assert_nothing_measured(&merged.report(), 300);
     }
 
     #[test]
