@@ -566,6 +566,27 @@ where
     /// `rec` holds a fresh record of this type that never moves from now on (invariant 3).
     #[inline(always)]
     unsafe fn one_in_place(rec: *mut Self, a: &mut RunArgs<'_, '_>) -> usize {
+        // SAFETY: forwarded; the future is made where the closure was (the union).
+        unsafe { Self::one_into(rec, rec, a, PENDING_IN_PLACE) }
+    }
+
+    /// The fresh path of the record at `rec`, its future made at `at` (`rec` itself, or a
+    /// place of the run slot): runs it (or drops it, if its condition does not apply), 0 once
+    /// done (its contents dropped), or `pending` once its future is pending at `at` (the
+    /// closure consumed, the fallback left in `rec`).
+    ///
+    /// # Safety
+    /// `rec` holds a fresh record of this type; `at` is `rec`, which never moves from now on
+    /// (invariant 3), or one of the run slot's places (see [`RunSlot::places`]), free (no
+    /// future is started in the block), with room for this type (its class) and 16-aligned,
+    /// for a spawnable record (whose fallback is a no-op type, invariant 5).
+    #[inline(always)]
+    unsafe fn one_into(
+        rec: *mut Self,
+        at: *mut Self,
+        a: &mut RunArgs<'_, '_>,
+        pending: usize,
+    ) -> usize {
         if !a.applies(W) {
             // SAFETY: a fresh record (the caller's contract): closure and fallback dropped once.
             unsafe { Self::drop(rec.cast(), false) };
@@ -576,20 +597,21 @@ where
         // SAFETY: the closure is fresh; moved out once (consumed by the call, on unwinding too).
         let f = unsafe { ptr::read(Self::f(rec)) };
         let fut = f(a.outcome);
-        let p = Self::fut(rec);
-        // SAFETY: the closure's memory was vacated above and the record reserves room and
-        // alignment for `Fut` (the union).
+        let p = Self::fut(at);
+        // SAFETY: `at` is free (the closure's memory, vacated above, or a free place of the
+        // slot's block) with room and alignment for `Fut` (the union's, or the class's).
         unsafe { p.write(fut) };
         // Drops the future in place if its poll unwinds (before `g` drops the fallback).
         let fg = DropInPlace(p);
-        // SAFETY: the future stays in place until dropped in place (invariant 3).
+        // SAFETY: the future stays where it is until dropped in place, or handed over with
+        // the slot's block (invariant 3).
         let fut = unsafe { &mut *p };
         // SAFETY: see above: pinned where it is.
         let poll = unsafe { Pin::new_unchecked(fut) }.poll(a.cx);
         if poll.is_pending() {
             mem::forget(fg);
             mem::forget(g);
-            return PENDING_IN_PLACE;
+            return pending;
         }
         // Done: the future, then the unused fallback (still dropped if the first unwinds).
         drop(fg);
@@ -645,35 +667,11 @@ where
     /// 0 once done, or [`PENDING_IN_SLOT`] (the record itself consumed either way).
     ///
     /// # Safety
-    /// As [`one_in_place`](Self::one_in_place); `at` is one of the run slot's places (see
-    /// [`RunSlot::places`]), free (no future is started in the block), with room for this
-    /// type (its class) and 16-aligned.
+    /// As [`one_into`](Self::one_into) with a place of the run slot.
     #[inline(always)]
     unsafe fn one_in_slot(rec: *mut Self, at: *mut Self, a: &mut RunArgs<'_, '_>) -> usize {
-        if !a.applies(W) {
-            // SAFETY: as in `one_in_place`.
-            unsafe { Self::drop(rec.cast(), false) };
-            return 0;
-        }
-        // SAFETY: as in `one_in_place`; the fallback is a no-op type (invariant 5).
-        let f = unsafe { ptr::read(Self::f(rec)) };
-        let fut = f(a.outcome);
-        let p = Self::fut(at);
-        // SAFETY: the slot's block is free (no other future is started) and the place holds a
-        // record of this type (its class), whose body is at offset 0.
-        unsafe { p.write(fut) };
-        let fg = DropInPlace(p);
-        // SAFETY: the future stays in the slot's block until dropped in place, or the block
-        // is handed over with it (invariant 3).
-        let fut = unsafe { &mut *p };
-        // SAFETY: see above: pinned where it is.
-        let poll = unsafe { Pin::new_unchecked(fut) }.poll(a.cx);
-        if poll.is_pending() {
-            mem::forget(fg);
-            return PENDING_IN_SLOT;
-        }
-        drop(fg);
-        0
+        // SAFETY: forwarded.
+        unsafe { Self::one_into(rec, at, a, PENDING_IN_SLOT) }
     }
 
     unsafe fn start(at: *mut u8, o: Outcome) {
